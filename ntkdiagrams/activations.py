@@ -1,0 +1,174 @@
+"""Activation functions as sympy expressions in ``z``.
+
+An activation is given as text: a named shortcut (``tanh``, ``relu``, ``gelu``,
+``leaky_relu:0.1``, ...) or any expression in ``z`` built from the whitelisted functions
+below (``z*tanh(z)``, ``sin(z) + z/2``).  Text goes through the restricted parser of
+:mod:`ntkdiagrams.expr`; nothing is ``eval``-ed.
+
+Derivatives come from sympy.  Piecewise-linear activations are written with ``Max``/``Min``
+so that sympy differentiates them exactly: ``d/dz Max(0, z) = Heaviside(z)`` and
+``d²/dz² Max(0, z) = DiracDelta(z)``.  Numerical code must treat ``DiracDelta`` exactly
+(it is never smoothed): :meth:`Activation.has_delta` tells whether a derivative contains one.
+
+Scale-invariant activations, σ(z) = a₊ z for z > 0 and a₋ z for z < 0 (PDLT §5.2), are
+recognised and carry ``scale_invariant = (a₊, a₋)``.
+
+Examples
+--------
+>>> act = parse_activation("relu")
+>>> act.expr
+Max(0, z)
+>>> act.derivative(1)
+Heaviside(z)
+>>> parse_activation("leaky_relu:0.1").scale_invariant
+(1, 0.1)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+import sympy as sp
+
+from .errors import ActivationError, ExpressionError
+from .expr import parse_expression
+
+z = sp.Symbol("z", real=True)
+
+#: Functions allowed inside a user activation expression.
+ALLOWED_FUNCTIONS: dict[str, Callable] = {
+    "tanh": sp.tanh, "erf": sp.erf, "exp": sp.exp, "log": sp.log, "sin": sp.sin,
+    "cos": sp.cos, "sqrt": sp.sqrt, "Abs": sp.Abs, "abs": sp.Abs, "Max": sp.Max,
+    "Min": sp.Min, "max": sp.Max, "min": sp.Min, "atan": sp.atan, "sinh": sp.sinh,
+    "cosh": sp.cosh, "Heaviside": sp.Heaviside,
+    "sigmoid": lambda x: 1 / (1 + sp.exp(-x)),
+    "relu": lambda x: sp.Max(0, x),
+}
+
+#: Named shortcuts; values are expressions in ``z`` written with the whitelisted functions.
+SHORTCUTS: dict[str, str] = {
+    "linear": "z",
+    "identity": "z",
+    "tanh": "tanh(z)",
+    "erf": "erf(z)",
+    "relu": "Max(0, z)",
+    "gelu": "z/2*(1 + erf(z/sqrt(2)))",
+    "swish": "z/(1 + exp(-z))",
+    "silu": "z/(1 + exp(-z))",
+    "sigmoid": "1/(1 + exp(-z))",
+    "sin": "sin(z)",
+    "softplus": "log(1 + exp(z))",
+}
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation σ(z) with exact sympy derivatives and numpy evaluators.
+
+    Attributes
+    ----------
+    name: the text it was made from (shortcut or expression).
+    expr: σ as a sympy expression in :data:`z`.
+    scale_invariant: ``(a₊, a₋)`` when σ = a₊ max(z,0) + a₋ min(z,0), else ``None``.
+    """
+
+    name: str
+    expr: sp.Expr
+    scale_invariant: tuple | None = None
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def derivative(self, k: int) -> sp.Expr:
+        """The k-th derivative σ^{(k)}(z) as a sympy expression (k = 0 is σ itself)."""
+        if k < 0:
+            raise ValueError("derivative order must be >= 0")
+        key = ("d", k)
+        if key not in self._cache:
+            self._cache[key] = sp.simplify(sp.diff(self.expr, z, k)) if k else self.expr
+        return self._cache[key]
+
+    def has_delta(self, k: int) -> bool:
+        """True when σ^{(k)} contains a Dirac delta (piecewise activations, k ≥ 2)."""
+        return self.derivative(k).has(sp.DiracDelta)
+
+    def numpy(self, k: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+        """A vectorised numpy function for σ^{(k)}.
+
+        Raises :class:`ActivationError` if σ^{(k)} contains a Dirac delta, which has no
+        pointwise value (Gaussian expectations treat it analytically instead)."""
+        key = ("np", k)
+        if key not in self._cache:
+            d = self.derivative(k)
+            if d.has(sp.DiracDelta):
+                raise ActivationError(
+                    f"activation {self.name!r}: derivative {k} contains a Dirac delta "
+                    f"({d}); it has no pointwise numerical value")
+            self._cache[key] = lambdify_z(d)
+        return self._cache[key]
+
+
+def lambdify_z(expr: sp.Expr) -> Callable[[np.ndarray], np.ndarray]:
+    """Lambdify an expression in ``z`` to numpy, mapping erf and Heaviside explicitly."""
+    import scipy.special
+
+    fn = sp.lambdify(z, expr, modules=[{"erf": scipy.special.erf,
+                                         "Heaviside": lambda x, h0=0.5: np.heaviside(x, h0)},
+                                        "numpy"])
+    if not expr.free_symbols:
+        const = float(expr)
+        return lambda x: np.full(np.shape(x), const, dtype=float)
+    return fn
+
+
+def _scale_invariant_slopes(expr: sp.Expr):
+    """Return (a₊, a₋) if expr = a₊ z (z>0), a₋ z (z<0) exactly, else None."""
+    zp = sp.Symbol("zp", positive=True)
+    try:
+        plus = sp.simplify(expr.subs(z, zp) / zp)
+        minus = sp.simplify(expr.subs(z, -zp) / (-zp))
+    except Exception:  # pragma: no cover - sympy edge cases
+        return None
+    if plus.free_symbols or minus.free_symbols:
+        return None
+    if not (plus.is_number and minus.is_number):
+        return None
+    return (sp.nsimplify(plus), sp.nsimplify(minus)) if (plus.is_real and minus.is_real) else None
+
+
+@lru_cache(maxsize=128)
+def parse_activation(text: str) -> Activation:
+    """Parse an activation: a shortcut name, ``leaky_relu:a``, or an expression in ``z``."""
+    if not isinstance(text, str) or not text.strip():
+        raise ActivationError("activation must be a non-empty string such as 'tanh' or 'z*tanh(z)'")
+    t = text.strip()
+    if t.startswith("leaky_relu"):
+        _, _, slope = t.partition(":")
+        slope = slope.strip() or "0.01"
+        try:
+            a = parse_expression(slope, where=f"activation {t!r}: slope")
+        except ExpressionError as exc:
+            raise ActivationError(str(exc)) from None
+        if not a.is_number or not a.is_real:
+            raise ActivationError(f"activation {t!r}: slope must be a real number")
+        expr = sp.Max(0, z) + a * sp.Min(0, z)
+    else:
+        source = SHORTCUTS.get(t, t)
+        try:
+            expr = parse_expression(source, names={"z": z}, functions=ALLOWED_FUNCTIONS,
+                                    where=f"activation {t!r}")
+        except ExpressionError as exc:
+            known = ", ".join(sorted(SHORTCUTS)) + ", leaky_relu:a"
+            raise ActivationError(f"{exc}. Known shortcuts: {known}; or give an expression in z") from None
+        if not isinstance(expr, sp.Expr):
+            raise ActivationError(f"activation {t!r} is not an expression in z")
+        if expr.free_symbols - {z}:
+            raise ActivationError(f"activation {t!r}: only the variable z is allowed")
+    if not expr.free_symbols:
+        raise ActivationError(f"activation {t!r} does not depend on z")
+    return Activation(name=t, expr=expr, scale_invariant=_scale_invariant_slopes(expr))
+
+
+def available_activations() -> list[str]:
+    """Names of the built-in shortcuts."""
+    return sorted(SHORTCUTS) + ["leaky_relu:a"]

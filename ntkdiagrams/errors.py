@@ -1,0 +1,32 @@
+"""Error hierarchy of ntkdiagrams.
+
+Every error the package raises on purpose derives from :class:`NtkDiagramsError`, so a
+caller (and the command line) can tell bad input from a bug.  Messages say *what* is wrong
+and *where* (file, key, expression, argument).
+"""
+
+
+class NtkDiagramsError(Exception):
+    """Base class of all deliberate errors of ntkdiagrams."""
+
+
+class ExpressionError(NtkDiagramsError, ValueError):
+    """An expression (rule file, activation, request) is malformed or not allowed."""
+
+
+class RuleFileError(NtkDiagramsError, ValueError):
+    """A rule file is unreadable, malformed, or inconsistent.
+
+    The message names the file and the key."""
+
+
+class ActivationError(NtkDiagramsError, ValueError):
+    """An activation function is unknown or cannot be parsed."""
+
+
+class InputError(NtkDiagramsError, ValueError):
+    """Numerical input of the wrong shape, with NaN/inf, or out of range."""
+
+
+class UnsupportedError(NtkDiagramsError, NotImplementedError):
+    """A request the engine understands but cannot (yet) answer at the asked order."""
