@@ -1,0 +1,229 @@
+"""Symbolic objects of the recursions: activation derivatives, Gaussian expectations, tensors.
+
+All are sympy ``Function`` subclasses, so ``sympy.latex``, ``str`` and ``diff`` work on
+them with no string pasting:
+
+* :class:`ActivationDerivative` ``(k, x)``: σ^{(k)}(x).  ``diff`` raises k, so the Leibniz
+  rule of ∂/∂z_β acting on products of activations is sympy's own.
+* :class:`Z` ``(α)``: the layer-ℓ preactivation of one neuron on input α, the integration
+  variable of a Gaussian expectation.
+* :class:`GaussianExpectation` ``(f, ℓ)``: ⟨f⟩_{K^{(ℓ)}} = E[f(z)] for z ~ N(0, K^{(ℓ)}) over
+  the inputs that f touches (PDLT's ⟨·⟩_K).
+* layer tensors (K, G1, V, ...): made by :func:`tensor_class` with their index symmetries;
+  arguments are put in canonical order at construction, so like terms merge by themselves
+  (the ``AntiSymmetricTensor.__new__`` idea of sympy.physics.secondquant).
+* :class:`InputGram` ``(α1, α2)``: x_{α1}·x_{α2}/n_0, the data of the first layer.
+"""
+from __future__ import annotations
+
+import itertools
+from functools import lru_cache
+
+import sympy as sp
+from sympy.core.function import AppliedUndef
+
+ell = sp.Symbol("ell", integer=True, positive=True)
+
+
+class ActivationDerivative(sp.Function):
+    """σ^{(k)}(x): the k-th derivative of the activation evaluated at x."""
+
+    nargs = 2
+    is_real = True
+
+    def fdiff(self, argindex=2):
+        if argindex != 2:
+            raise sp.ArgumentIndexError(self, argindex)
+        k, x = self.args
+        return ActivationDerivative(k + 1, x)
+
+    @property
+    def order(self) -> int:
+        return int(self.args[0])
+
+    def _latex(self, printer):
+        k, x = self.args
+        k = int(k)
+        mark = {0: "", 1: "'", 2: "''", 3: "'''"}.get(k, f"^{{({k})}}")
+        arg = x.args[0] if isinstance(x, Z) else x
+        return r"\sigma%s_{%s}" % (mark, printer._print(arg))
+
+    def _sympystr(self, printer):
+        k, x = self.args
+        arg = x.args[0] if isinstance(x, Z) else x
+        return "sigma" + "'" * int(k) + f"[{printer._print(arg)}]" if int(k) < 4 else \
+            f"sigma^({int(k)})[{printer._print(arg)}]"
+
+
+class Z(sp.Function):
+    """The preactivation of one layer-ℓ neuron on input α: a Gaussian integration variable."""
+
+    nargs = 1
+    is_real = True
+    _diff_wrt = True  # ∂/∂z_α is taken with respect to these objects
+
+    def _latex(self, printer):
+        return r"z_{%s}" % printer._print(self.args[0])
+
+    def _sympystr(self, printer):
+        return f"z[{printer._print(self.args[0])}]"
+
+
+def sigma(x, k: int = 0):
+    """σ^{(k)}(x) as a sympy object."""
+    return ActivationDerivative(sp.Integer(k), x)
+
+
+def integrand_labels(expr: sp.Expr) -> list:
+    """The input labels α of the variables Z(α) an integrand depends on, in canonical order."""
+    return sorted({a.args[0] for a in expr.atoms(Z)}, key=sp.default_sort_key)
+
+
+class GaussianExpectation(sp.Function):
+    """⟨f⟩_{K^{(ℓ)}}: the expectation of f(z) for z ~ N(0, K^{(ℓ)}).
+
+    Arguments ``(f, ℓ)``; f is a monomial in activation derivatives σ^{(k)}(Z(α)).
+    Use :func:`gexp` to build it: it applies linearity and pulls constants out."""
+
+    nargs = 2
+    is_commutative = True
+    is_real = True
+
+    @property
+    def integrand(self) -> sp.Expr:
+        return self.args[0]
+
+    @property
+    def layer(self):
+        return self.args[1]
+
+    @property
+    def labels(self) -> list:
+        return integrand_labels(self.args[0])
+
+    def _latex(self, printer):
+        f, layer = self.args
+        return r"\left\langle %s \right\rangle_{K^{(%s)}}" % (printer._print(f), printer._print(layer))
+
+    def _sympystr(self, printer):
+        f, layer = self.args
+        return f"<{printer._print(f)}>_K({printer._print(layer)})"
+
+
+def gexp(expr: sp.Expr, layer) -> sp.Expr:
+    """⟨expr⟩ at ``layer``: linear in ``expr``, constants (numbers, tensors) pulled out."""
+    expr = sp.expand(expr)
+    out = sp.Integer(0)
+    for term in sp.Add.make_args(expr):
+        inside, outside = [], []
+        for f in sp.Mul.make_args(term):
+            (inside if f.has(Z) else outside).append(f)
+        if inside:
+            out += sp.Mul(*outside) * GaussianExpectation(sp.Mul(*inside), layer)
+        else:
+            out += term
+    return out
+
+
+class InputGram(sp.Function):
+    """x_{α1}·x_{α2}/n_0: the normalised inner product of two inputs (layer-1 data)."""
+
+    nargs = 2
+    is_real = True
+
+    @classmethod
+    def eval(cls, a, b):
+        if sp.default_sort_key(b) < sp.default_sort_key(a):
+            return cls(b, a)
+        return None
+
+    def _latex(self, printer):
+        a, b = (printer._print(x) for x in self.args)
+        return r"\frac{x_{%s}\cdot x_{%s}}{n_0}" % (a, b)
+
+    def _sympystr(self, printer):
+        a, b = (printer._print(x) for x in self.args)
+        return f"(x[{a}].x[{b}]/n0)"
+
+
+class LayerTensor(sp.Function):
+    """Base class of layer tensors T^{(ℓ)}_{α1...αk}: arguments ``(ℓ, α1, ..., αk)``.
+
+    Subclasses carry ``tensor_name``, ``latex_name`` and ``symmetries`` (a tuple of
+    permutations of the input slots under which the tensor is invariant)."""
+
+    tensor_name = "T"
+    latex_name = "T"
+    symmetries: tuple = ()
+    is_real = True
+
+    @classmethod
+    def eval(cls, layer, *labels):
+        canon = canonical_order(tuple(labels), cls.symmetries)
+        if canon != tuple(labels):
+            return cls(layer, *canon)
+        return None
+
+    @property
+    def layer(self):
+        return self.args[0]
+
+    @property
+    def labels(self) -> tuple:
+        return self.args[1:]
+
+    def _latex(self, printer):
+        layer, *labels = self.args
+        idx = " ".join(printer._print(a) for a in labels)
+        return r"%s^{(%s)}_{%s}" % (self.latex_name, printer._print(layer), idx)
+
+    def _sympystr(self, printer):
+        layer, *labels = self.args
+        return f"{self.tensor_name}^({printer._print(layer)})[{','.join(printer._print(a) for a in labels)}]"
+
+
+def canonical_order(labels: tuple, symmetries: tuple) -> tuple:
+    """The smallest (by sympy sort key) image of ``labels`` under the symmetry group."""
+    group = _closure(symmetries, len(labels))
+    return min((tuple(labels[p[i]] for i in range(len(labels))) for p in group),
+               key=lambda t: tuple(sp.default_sort_key(x) for x in t))
+
+
+@lru_cache(maxsize=None)
+def _closure(gens: tuple, k: int) -> tuple:
+    """All permutations generated by ``gens`` (a group acting on k slots)."""
+    ident = tuple(range(k))
+    group = {ident}
+    frontier = [ident]
+    while frontier:
+        new = []
+        for g in frontier:
+            for h in gens:
+                gh = tuple(g[h[i]] for i in range(k))
+                if gh not in group:
+                    group.add(gh)
+                    new.append(gh)
+        frontier = new
+    return tuple(sorted(group))
+
+
+_TENSOR_CLASSES: dict = {}
+
+
+def tensor_class(name: str, nlabels: int, symmetries=(), latex: str | None = None):
+    """Create (or fetch) the sympy class of a layer tensor with the given slot symmetries."""
+    key = (name, nlabels, tuple(map(tuple, symmetries)), latex)
+    if key not in _TENSOR_CLASSES:
+        cls = type(name, (LayerTensor,), {
+            "tensor_name": name, "latex_name": latex or name, "nargs": nlabels + 1,
+            "symmetries": tuple(tuple(p) for p in symmetries)})
+        _TENSOR_CLASSES[key] = cls
+    return _TENSOR_CLASSES[key]
+
+
+def is_field_application(expr, name: str) -> bool:
+    return isinstance(expr, AppliedUndef) and expr.func.__name__ == name
+
+
+def all_permutations(k: int):
+    return itertools.permutations(range(k))

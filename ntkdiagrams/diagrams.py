@@ -1,0 +1,128 @@
+"""Feynman diagrams as ``networkx.MultiGraph`` s, merged up to isomorphism.
+
+One diagram is one term of the expansion of a layer-(ℓ+1) cumulant: a Wick contraction of
+the layer's parameters (Stage A, :mod:`ntkdiagrams.wick`), a grouping of its neuron sums
+into layer-ℓ cumulants, and one cluster diagram per group (Stage B,
+:mod:`ntkdiagrams.cluster`).  As a graph:
+
+============  =====================================================================
+node kind     meaning
+============  =====================================================================
+``leg``       an external field of layer ℓ+1 (attribute ``label``: its input α)
+``insertion`` the layer-ℓ function a weight propagator feeds, e.g. σ_{α1}σ_{α2}
+``site``      one layer-ℓ neuron summed over (a loop: a factor n)
+``blob``      a layer-ℓ statistic (attribute ``tensor``: G1, V, …) acting on sites
+============  =====================================================================
+
+Edges: ``leg–leg`` for a bias propagator (kind ``b``), ``leg–insertion`` for a weight
+propagator (kind ``W``, one edge per end, each worth C_W/n for the pair), ``insertion–site``
+(kind ``at``), and one ``blob–site`` edge (kind ``d``) per derivative leg of the blob: a
+self-contained picture of PDLT's "⟨∂∂ σσ⟩ V ⟨∂∂ σσ⟩".
+
+:func:`merge_isomorphic` buckets diagrams by a cheap invariant and then runs VF2
+(``nx.is_isomorphic`` with categorical node and multi-edge matchers); merged diagrams add
+their values and multiplicities.  With ``labeled=True`` external legs keep their labels (the
+merge that preserves values); with ``labeled=False`` diagrams are grouped into topologies.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import networkx as nx
+import sympy as sp
+from networkx.algorithms.isomorphism import categorical_multiedge_match, categorical_node_match
+
+
+@dataclass
+class Diagram:
+    """A diagram with its multiplicity, power of n and value (a sympy expression)."""
+
+    graph: nx.MultiGraph
+    multiplicity: int
+    power: int
+    value: sp.Expr
+    members: list = field(default_factory=list, repr=False)
+
+    def describe(self) -> str:
+        """A one-line summary: which propagators, sites and blobs, and the power of n."""
+        g = self.graph
+        kinds = Counter(d["kind"] for _, d in g.nodes(data=True))
+        props = Counter(d["kind"] for *_e, d in g.edges(data=True) if d["kind"] in ("b", "W"))
+        nW = props["W"] // 2
+        blobs = sorted(d.get("tensor", "") for _, d in g.nodes(data=True) if d["kind"] == "blob")
+        parts = []
+        if props["b"]:
+            parts.append(f"{props['b']} bias propagator{'s' * (props['b'] > 1)}")
+        if nW:
+            parts.append(f"{nW} weight propagator{'s' * (nW > 1)}")
+        parts.append(f"{kinds['site']} neuron site{'s' * (kinds['site'] != 1)}")
+        if blobs:
+            parts.append("blob " + ", ".join(blobs))
+        else:
+            multi = [s for s, d in g.nodes(data=True) if d["kind"] == "site" and g.degree(s) > 1]
+            if multi:
+                parts.append("Gaussian connected site")
+        pw = "n^0" if self.power == 0 else f"n^{self.power}"
+        return f"x{self.multiplicity}  [{pw}]  " + "; ".join(parts)
+
+
+def build_graph(nlegs: int, labels, contraction, grouping, cluster_terms) -> nx.MultiGraph:
+    """The MultiGraph of one (contraction, grouping, cluster terms) configuration."""
+    g = nx.MultiGraph()
+    for k in range(nlegs):
+        g.add_node(("leg", k), kind="leg", label=str(labels[k]))
+    ins_of_sum = {}
+    for p, prop in enumerate(contraction.propagators):
+        a, b = prop.legs
+        if prop.sum_index is None:
+            g.add_edge(("leg", a), ("leg", b), kind=prop.parameter)
+        else:
+            node = ("ins", p)
+            g.add_node(node, kind="insertion")
+            g.add_edge(("leg", a), node, kind=prop.parameter)
+            g.add_edge(("leg", b), node, kind=prop.parameter)
+            ins_of_sum.setdefault(prop.sum_index, []).append(node)
+    for gi, (group, term) in enumerate(zip(grouping, cluster_terms)):
+        for si, site in enumerate(term.sites):
+            snode = ("site", gi, si)
+            g.add_node(snode, kind="site")
+            for pos in site:
+                for ins in ins_of_sum.get(group[pos].index, []):
+                    g.add_edge(ins, snode, kind="at")
+        if term.blob is not None:
+            bnode = ("blob", gi)
+            g.add_node(bnode, kind="blob", tensor=term.blob.tensor)
+            for cls, site in zip(term.blob.classes, term.blob_sites):
+                for _q in cls:
+                    g.add_edge(bnode, ("site", gi, site), kind="d")
+    return g
+
+
+def _invariant(g: nx.MultiGraph, labeled: bool):
+    nodes = sorted((d["kind"], d.get("tensor", ""), d.get("label", "") if labeled else "", g.degree(v))
+                   for v, d in g.nodes(data=True))
+    edges = sorted(d["kind"] for *_e, d in g.edges(data=True))
+    return (tuple(nodes), tuple(edges))
+
+
+def merge_isomorphic(diagrams: list[Diagram], labeled: bool = True) -> list[Diagram]:
+    """Merge isomorphic diagrams: values add, multiplicities add."""
+    attrs = ["kind", "tensor", "label"] if labeled else ["kind", "tensor"]
+    nm = categorical_node_match(attrs, [None] * len(attrs))
+    em = categorical_multiedge_match("kind", None)
+    buckets: dict = {}
+    out: list[Diagram] = []
+    for d in diagrams:
+        key = (_invariant(d.graph, labeled), d.power)
+        for rep in buckets.setdefault(key, []):
+            if nx.is_isomorphic(rep.graph, d.graph, node_match=nm, edge_match=em):
+                rep.multiplicity += d.multiplicity
+                rep.value = rep.value + d.value
+                rep.members.append(d)
+                break
+        else:
+            new = Diagram(d.graph, d.multiplicity, d.power, d.value, [d])
+            buckets[key].append(new)
+            out.append(new)
+    return out

@@ -1,0 +1,218 @@
+"""Recursions: the statistics of layer ℓ+1 as closed-form expressions in those of layer ℓ.
+
+:func:`derive` runs the whole pipeline for one tensor of the rule file (rules → Wick
+contractions → cluster diagrams → sum) and returns a :class:`Recursion`:
+
+* the target, e.g. ``V^{(ℓ+1)}_{α1α2α3α4}``, isolated from its statistic's Kronecker
+  decomposition by a choice of neuron indices (PHYSICS.md §3: (0,0,1,1) for V) and read off
+  at its order in 1/n;
+* the right-hand side, a sympy expression in Gaussian expectations ⟨…⟩_{K^{(ℓ)}} and the
+  layer-ℓ tensors, valid for arbitrary (also coinciding) inputs α;
+* the first-layer value, derived the same way from the rule file's ``first_layer`` map;
+* the diagrams that contribute, with multiplicities and powers of n.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import sympy as sp
+
+from .algebra import InputGram, ell
+from .cluster import ClusterTerm, group_cumulant, register_tensors, to_gaussian
+from .diagrams import Diagram, build_graph, merge_isomorphic
+from .errors import UnsupportedError
+from .rules import Leg, RuleSet, load_rules
+from .wick import connected_groupings, wick_contractions
+
+
+@dataclass
+class Recursion:
+    """T^{(ℓ+1)}(α…) = rhs(layer-ℓ statistics), with T^{(1)} = initial."""
+
+    tensor: str
+    statistic: str
+    order: int
+    labels: tuple
+    target: sp.Expr
+    rhs: sp.Expr
+    initial: sp.Expr
+    diagrams: list = field(default_factory=list, repr=False)
+    pattern: dict = field(default_factory=dict)
+    rules: RuleSet | None = field(default=None, repr=False)
+
+    def text(self) -> str:
+        """A readable text form: target = rhs, and the first-layer value."""
+        t1 = self.target.func(1, *self.labels)
+        return f"{self.target} = {self.rhs}\n{t1} = {self.initial}"
+
+    def latex(self, initial: bool = True) -> str:
+        """Publication-ready LaTeX (an ``align`` environment body)."""
+        lines = [sp.latex(self.target) + " &= " + _latex_sum(self.rhs)]
+        if initial:
+            lines.append(sp.latex(self.target.func(1, *self.labels)) + " &= " + sp.latex(self.initial))
+        return " \\\\\n".join(lines)
+
+    def diagram_table(self, labeled: bool = False) -> str:
+        """The contributing diagrams (grouped into topologies unless ``labeled``)."""
+        ds = merge_isomorphic([Diagram(d.graph, d.multiplicity, d.power, d.value) for d in self.diagrams],
+                              labeled=labeled)
+        return "\n".join(f"  D{k + 1}: {d.describe()}" for k, d in enumerate(ds))
+
+    @property
+    def layer_tensors(self) -> set:
+        """Names of the layer-ℓ tensors the right-hand side uses."""
+        from .algebra import LayerTensor
+        return {a.tensor_name for a in self.rhs.atoms(LayerTensor)}
+
+
+def _latex_sum(expr: sp.Expr, per_line: int = 3) -> str:
+    terms = sp.Add.make_args(expr)
+    if len(terms) <= per_line:
+        return sp.latex(expr)
+    chunks = []
+    for k in range(0, len(terms), per_line):
+        chunks.append(sp.latex(sp.Add(*terms[k:k + per_line], evaluate=False)))
+    out = chunks[0]
+    for c in chunks[1:]:
+        out += " \\nonumber\\\\\n &\\quad " + (c if c.startswith("-") else "+ " + c)
+    return out
+
+
+def input_labels(k: int) -> tuple:
+    return tuple(sp.Symbol(f"alpha_{q}") for q in range(1, k + 1))
+
+
+def isolating_pattern(statistic, term) -> dict:
+    """Neuron-index values that keep ``term``'s Kronecker structure and kill the others'."""
+    neurons = statistic.neuron_indices
+    parent = {i: i for i in neurons}
+
+    def find(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
+    for d in term.deltas:
+        a, b = tuple(d)
+        parent[find(b)] = find(a)
+    reps = sorted({find(i) for i in neurons}, key=lambda s: neurons.index(s))
+    pattern = {i: sp.Integer(reps.index(find(i))) for i in neurons}
+    for other in statistic.terms:
+        if other.deltas == term.deltas:
+            if other.order == term.order and other is not term:
+                raise UnsupportedError(f"statistic {statistic.name}: tensors {term.tensor} and {other.tensor} "
+                                       "share a Kronecker structure and an order; they cannot be separated")
+            continue
+        if all(pattern[a] == pattern[b] for a, b in map(tuple, other.deltas)):
+            raise UnsupportedError(f"statistic {statistic.name}: no choice of neuron indices isolates "
+                                   f"{term.tensor} from {other.tensor}")
+    return pattern
+
+
+def _n_power(expr: sp.Expr, n: sp.Symbol) -> int:
+    c, p = sp.expand(expr).as_coeff_exponent(n)
+    return int(p)
+
+
+def derive(tensor: str, rules: RuleSet | str | None = None) -> Recursion:
+    """Derive the layer-to-layer recursion of ``tensor`` (e.g. ``"V"``) from a rule file."""
+    rules = _rules(rules)
+    if tensor not in rules.tensors:
+        raise UnsupportedError(f"unknown statistic {tensor!r}; the rule file {rules.path} defines "
+                               f"{sorted(rules.tensors)}")
+    return _derive_cached(tensor, rules.path, rules.source)
+
+
+@lru_cache(maxsize=64)
+def _derive_cached(tensor: str, path: str, source: str) -> Recursion:
+    from .rules import parse_rules
+    rules = parse_rules(source, path)
+    register_tensors(rules)
+    st = rules.statistic_of(tensor)
+    term = next(t for t in st.terms if t.tensor == tensor)
+    pattern = isolating_pattern(st, term)
+    # name the cumulant's input labels after the tensor's slots: T(α1, α2, ...)
+    rename = {a: sp.Symbol(f"alpha_{q + 1}") for q, a in enumerate(term.args)}
+    legs = tuple(Leg(leg.field, tuple(pattern[i] for i in leg.neurons), tuple(rename[a] for a in leg.inputs))
+                 for leg in st.legs)
+    labels = tuple(rename[a] for a in term.args)
+    T = rules.tensors[tensor].cls
+    rhs, diagrams = _assemble(rules, legs, term, ell, rules.width, first_layer=False)
+    initial, _ = _assemble(rules, legs, term, sp.Integer(0), rules.input_width, first_layer=True)
+    return Recursion(tensor, st.name, term.order, labels, T(ell + 1, *labels), rhs, initial, diagrams,
+                     {str(k): int(v) for k, v in pattern.items()}, rules)
+
+
+def _assemble(rules, legs, term, layer, width, first_layer):
+    """Σ over diagrams of the cumulant of ``legs``, coefficient of width^{-order} / coefficient."""
+    nlegs = len(legs)
+    total = sp.Integer(0)
+    diagrams = []
+    target_power = -term.order
+    for c in wick_contractions(legs, rules, first_layer=first_layer):
+        pre = c.coefficient * c.deltas
+        if pre == 0:
+            continue
+        for grouping in connected_groupings(c, nlegs):
+            p_max = _n_power(c.coefficient, width) + len(grouping)
+            max_rel = p_max - target_power
+            if max_rel < 0:
+                continue
+            per_group = []
+            for group in grouping:
+                if first_layer:
+                    per_group.append(_deterministic_group(group, width))
+                else:
+                    ins = [to_gaussian(s.function, s.index) for s in group]
+                    per_group.append(group_cumulant(ins, rules, layer, width, max_rel))
+            for combo in itertools.product(*per_group):
+                value = sp.expand(pre * sp.Mul(*[t.value for t in combo]))
+                if value == 0:
+                    continue
+                power = _n_power(c.coefficient, width) + sum(t.power for t in combo)
+                graph = build_graph(nlegs, [leg.inputs[0] for leg in legs], c, grouping, combo)
+                diagrams.append(Diagram(graph, 1, power, value))
+                total += value
+    total = sp.expand(total)
+    eps = sp.Symbol("epsilon_n", positive=True)
+    series = sp.expand(total.xreplace({width: 1 / eps}))
+    poly = sp.Poly(series, eps) if series != 0 else None
+    if poly is not None:
+        for (k,), coef in poly.terms():
+            if k < term.order and _is_lower_order_bug(rules, term, k):
+                raise UnsupportedError(f"internal: unexpected order-{k} piece in {term.tensor}")
+    coefficient = series.coeff(eps, term.order) if series != 0 else sp.Integer(0)
+    kept = [d for d in merge_isomorphic(diagrams, labeled=True) if d.power == target_power]
+    return sp.expand(coefficient / term.coefficient), kept
+
+
+def _is_lower_order_bug(rules, term, k):
+    """A piece at a lower order than the target is legitimate only if another tensor of the
+    same statistic and Kronecker structure sits at that order (K below G1)."""
+    st = rules.statistic_of(term.tensor)
+    return not any(t.deltas == term.deltas and t.order == k for t in st.terms)
+
+
+def _deterministic_group(group, width):
+    """Layer-1 neuron sums are sums over the data: Σ_j x_{j;α} x_{j;β} = n0 · x_α·x_β/n0."""
+    if len(group) > 1:
+        return []  # cumulants of deterministic quantities vanish
+    s = group[0]
+    xs = [f for f in sp.Mul.make_args(s.function)]
+    if len(xs) != 2 or any(getattr(f.func, "__name__", "") != "x" for f in xs):
+        raise UnsupportedError(f"first-layer insertion {s.function} is not a product of two data factors")
+    return [ClusterTerm(((0,),), None, (), 1, width * InputGram(xs[0].args[1], xs[1].args[1]))]
+
+
+@lru_cache(maxsize=8)
+def _load(name_or_path: str) -> RuleSet:
+    return load_rules(name_or_path)
+
+
+def _rules(rules) -> RuleSet:
+    if rules is None:
+        return _load("mlp")
+    if isinstance(rules, str):
+        return _load(rules)
+    return rules
