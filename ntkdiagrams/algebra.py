@@ -175,7 +175,11 @@ class LayerTensor(sp.Function):
     def _latex(self, printer):
         layer, *labels = self.args
         idx = " ".join(printer._print(a) for a in labels)
-        return r"%s^{(%s)}_{%s}" % (self.latex_name, printer._print(layer), idx)
+        name, lay = self.latex_name, printer._print(layer)
+        if name.endswith("}") and "^{" in name:  # e.g. G^{\{1\}}: one superscript, not two
+            base, sup = name.split("^{", 1)
+            return r"%s^{%s(%s)}_{%s}" % (base, sup[:-1], lay, idx)
+        return r"%s^{(%s)}_{%s}" % (name, lay, idx)
 
     def _sympystr(self, printer):
         layer, *labels = self.args

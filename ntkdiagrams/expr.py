@@ -44,6 +44,10 @@ _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
 }
 
 
+class _Located(ExpressionError):
+    """An ExpressionError that already names where it happened."""
+
+
 def _fragment(text: str, node: ast.AST) -> str:
     seg = ast.get_source_segment(text, node)
     return seg if seg is not None else type(node).__name__
@@ -80,7 +84,7 @@ def parse_expression(
     src = text.strip()
 
     def bad(node: ast.AST, why: str) -> ExpressionError:
-        return ExpressionError(f"{where}: {why}: {_fragment(src, node)!r} in {src!r}")
+        return _Located(f"{where}: {why}: {_fragment(src, node)!r} in {src!r}")
 
     def walk(node: ast.AST, depth: int) -> Any:
         if depth > MAX_DEPTH:
@@ -123,8 +127,10 @@ def parse_expression(
                     raise bad(node, f"exponent larger than {MAX_EXPONENT}")
             try:
                 return op(left, right)
-            except ExpressionError:
+            except _Located:
                 raise
+            except ExpressionError as exc:
+                raise bad(node, str(exc)) from None
             except (TypeError, ValueError, ZeroDivisionError) as exc:
                 raise bad(node, f"invalid operation ({exc})") from None
         if isinstance(node, ast.Call):
@@ -141,8 +147,10 @@ def parse_expression(
             args = [walk(a, depth + 1) for a in node.args]
             try:
                 return functions[fname](*args)
-            except ExpressionError:
+            except _Located:
                 raise
+            except ExpressionError as exc:
+                raise bad(node, str(exc)) from None
             except (TypeError, ValueError) as exc:
                 raise bad(node, f"bad call of {fname} ({exc})") from None
         raise bad(node, f"{type(node).__name__} is not allowed")

@@ -43,9 +43,12 @@ class Recursion:
     rules: RuleSet | None = field(default=None, repr=False)
 
     def text(self) -> str:
-        """A readable text form: target = rhs, and the first-layer value."""
+        """A readable text form, one term per line: target = rhs, and the first-layer value."""
         t1 = self.target.func(1, *self.labels)
-        return f"{self.target} = {self.rhs}\n{t1} = {self.initial}"
+        terms = [str(t) for t in sp.Add.make_args(self.rhs)]
+        body = "\n".join("    " + t if k == 0 else "  - " + t[1:] if t.startswith("-") else "  + " + t
+                         for k, t in enumerate(terms))
+        return f"{self.target} =\n{body}\n{t1} = {self.initial}"
 
     def latex(self, initial: bool = True) -> str:
         """Publication-ready LaTeX (an ``align`` environment body)."""

@@ -1,0 +1,106 @@
+"""The ``ntkdiagrams`` command line.
+
+Subcommands::
+
+    ntkdiagrams derive K G1 V [--latex] [--diagrams] [--rules FILE]
+    ntkdiagrams evaluate --activation tanh --depth 5 --width 32 --random 4,3 --out pred.json
+    ntkdiagrams sample   --activation tanh --depth 3 --width 32 --samples 10000 --out mc.json
+    ntkdiagrams compare  pred.json mc.json
+
+Bad input is reported in one line on stderr with exit code 2; nothing is written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .errors import NtkDiagramsError
+
+LATEX_HEADER = r"""\documentclass{article}
+\usepackage{amsmath}
+\begin{document}
+"""
+
+
+def _derive(args) -> int:
+    from .recursion import derive
+    from .rules import load_rules
+
+    rules = load_rules(args.rules)
+    names = args.statistics or ["K", "G1", "V"]
+    recs = [derive(name, rules) for name in names]
+    out = []
+    if args.latex:
+        if args.standalone:
+            out.append(LATEX_HEADER)
+        out.append(f"% derived by ntkdiagrams {__version__} from {rules.path}")
+        out.append(r"\begin{align}")
+        out.append(" \\\\\n".join(r.latex() for r in recs))
+        out.append(r"\end{align}")
+    else:
+        for r in recs:
+            out.append(f"# {r.tensor}: order 1/n^{r.order} of statistic {r.statistic} "
+                       f"(neuron indices {r.pattern})")
+            out.append(r.text())
+            out.append("")
+    if args.diagrams:
+        mark = "% " if args.latex else ""
+        for r in recs:
+            out.append(f"{mark}diagrams of {r.tensor} (multiplicity, power of n):")
+            out.extend(mark + line for line in r.diagram_table().splitlines())
+    if args.latex and args.standalone:
+        out.append(r"\end{document}")
+    print("\n".join(out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ntkdiagrams",
+                                description="Feynman-diagram engine for finite-width network statistics")
+    p.add_argument("--version", action="version", version=f"ntkdiagrams {__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    d = sub.add_parser("derive", help="derive layer-to-layer recursions from a rule file")
+    d.add_argument("statistics", nargs="*", help="tensors to derive (default: K G1 V)")
+    d.add_argument("--rules", default="mlp", help="rule file (path, or built-in name; default mlp)")
+    d.add_argument("--latex", action="store_true", help="print LaTeX (an align environment)")
+    d.add_argument("--standalone", action="store_true", help="with --latex: a complete LaTeX document")
+    d.add_argument("--diagrams", action="store_true",
+                   help="list the contributing diagrams with multiplicities and powers of n")
+    d.set_defaults(func=_derive)
+
+    for hook in _optional_hooks():
+        hook(sub)
+    return p
+
+
+def _optional_hooks():
+    """Subcommands living in their own modules (evaluate, sample, compare)."""
+    hooks = []
+    for mod, fn in (("evaluate", "add_evaluate_parser"), ("montecarlo", "add_sample_parser"),
+                    ("compare", "add_compare_parser")):
+        try:
+            module = __import__(f"ntkdiagrams.{mod}", fromlist=[fn])
+        except ImportError:
+            continue
+        if hasattr(module, fn):
+            hooks.append(getattr(module, fn))
+    return hooks
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except NtkDiagramsError as exc:
+        print(f"ntkdiagrams {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
