@@ -1,0 +1,766 @@
+"""Gaussian expectations ⟨f₁ f₂ … f_k⟩_K of products of univariate functions.
+
+:func:`expectation_tensor` returns, for factors f₁ … f_k (sympy expressions in
+:data:`ntkdiagrams.activations.z`, 1 ≤ k ≤ 4) and an (N, N) kernel K, the whole tensor
+
+    T[a₁, …, a_k] = E[ f₁(z_{a₁}) f₂(z_{a₂}) … f_k(z_{a_k}) ],   z ~ N(0, K),
+
+for every index tuple, repeated indices included.  :func:`gaussian_expectation` does the
+same for one multivariate sympy expression in given symbols.
+
+Method
+------
+1. **Reduction.**  For an index tuple the k slots carry the k×k covariance
+   C_st = K[a_s, a_t].  Slots whose variables coincide up to a factor
+   (1 − |ρ_st| < 1e-14, e.g. a_s = a_t, or collinear inputs), are merged: z_t = (C_st/C_ss) z_s,
+   and the product of their factors becomes one function of z_s.  A variable of zero variance
+   is the constant 0.  What remains is m ≤ k distinct variables with a non-degenerate
+   covariance.  (If it is still singular without two proportional variables, e.g.
+   z₃ = z₁ + z₂, a jitter of 1e-12·max C_ss is added to its diagonal.)
+
+2. **Dirac deltas** are never smoothed.  A factor is split as f = g + c δ(z) with g free of
+   deltas and c = h(0) for the delta part δ(z)h(z) (so δ(z)·Max(0, z) = 0).  On a merged
+   variable, f(αz) contributes (c/|α|) δ(z).  For every set D of delta-carrying variables,
+
+       E[δ(z_D) Π_{b∉D} g_b(z_b)] = p_D(0) · E[Π_{b∉D} g_b(z_b) | z_D = 0],
+       p_D(0) = (2π)^{-|D|/2} det(C_DD)^{-1/2},
+
+   and the conditional law is N(0, C_RR − C_RD C_DD⁻¹ C_DR) (Schur complement), which is
+   reduced again as in 1.  Regular factors sharing a variable with a delta are taken at 0,
+   with the convention Heaviside(0) = 1/2 (sympy's).  Two deltas on the same variable
+   (e.g. ⟨σ''_α σ''_α⟩ for ReLU) diverge: such entries are NaN and a RuntimeWarning is issued.
+
+3. **Quadrature.**  With C = L Lᵀ (Cholesky) and z = L u, u ~ N(0, I_m), the space of u is cut
+   along the m hyperplanes z_j = 0 into the 2^m orthant cones; on each cone every factor is
+   one analytic *branch* (Max(0, z) → z or 0, Heaviside → 1 or 0, smooth functions unchanged),
+   so kinks at z = 0 (ReLU family) are integrated exactly, and saturating smooth functions
+   (tanh, erf with large variance, whose transition sits at z = 0) converge much faster
+   than with Gauss–Hermite across the transition.  In polar form u = r ω,
+
+       E = (2π)^{-m/2} Σ_cones ∫_{cone ∩ S^{m-1}} dω ∫_0^∞ r^{m-1} e^{-r²/2} Π_b g_b^{±}(r L_b·ω) dr.
+
+   * radial: the n-point Gauss rule of the weight r^{m-1} e^{-r²/2} on [0, ∞) (computed once
+     with mpmath from its moments).  When every branch is a polynomial of total degree P the
+     rule with ⌊P/2⌋ + 1 points is used and the radial integral is exact.
+   * m = 1: the two half-lines; nothing angular.
+   * m = 2: the circle is cut at the four kink rays; Gauss–Legendre in the angle on each arc.
+   * m = 3, 4: each orthant cone is a simplicial cone spanned by the columns of ±L⁻¹; its
+     spherical simplex is bisected along its longest edge until every edge is ≤ 80°, then
+     integrated with a collapsed (Duffy / Stroud conical) Gauss–Jacobi product rule through
+     the central projection ∫_cone h du = |det V| ∫_Δ |Vt|^{-m} ∫_0^∞ r^{m-1} h(r Vt/|Vt|) dr dt.
+   Symmetry: slots with identical factors are permutation-symmetric, so only sorted index
+   tuples within each such group are computed.  All work is vectorised over index tuples
+   (chunks of tuples bound the memory).
+
+Accuracy (relative error, measured by tests/test_gaussian.py and scripts/bench_gaussian.py;
+see the report lines at the end of this docstring, which that script reproduces)
+-------------------------------------------------------------------------------
+ACCURACY_PLACEHOLDER
+
+Timing (scripts/bench_gaussian.py, 2-core machine)
+-------------------------------------------------
+TIMING_PLACEHOLDER
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Sequence
+
+import numpy as np
+import sympy as sp
+
+from .activations import lambdify_z, z
+from .errors import InputError, UnsupportedError
+
+__all__ = ["expectation_tensor", "gaussian_expectation", "DEFAULT_DEGREE",
+           "DEFAULT_DEGREE_BY_DIM"]
+
+#: Default number of quadrature nodes per dimension for one- and two-variable integrals.
+DEFAULT_DEGREE = 40
+#: Default nodes per dimension by the number m of distinct variables (after merging).
+#: For m = 1, 2 this is the radial and angular degree; for m = 3, 4 the radial degree and
+#: the per-direction degree of the simplex rule.
+DEFAULT_DEGREE_BY_DIM = {1: 64, 2: DEFAULT_DEGREE, 3: 16, 4: 10}
+
+#: Two slot variables with 1 − |ρ| below this are treated as proportional (merged).
+MERGE_TOL = 1e-14
+#: Maximal edge angle of a spherical simplex before it is bisected (m = 3, 4).
+MAX_EDGE_ANGLE = math.radians(80.0)
+#: Number of (tuple × quadrature point) evaluations per vectorised chunk.
+CHUNK_POINTS = 1 << 21
+
+_KINK_FUNCS = (sp.Max, sp.Min, sp.Heaviside, sp.Abs, sp.sign, sp.Piecewise)
+
+
+# ----------------------------------------------------------------------------------------
+# factors
+# ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class _Factor:
+    """A univariate factor f(z) = g(z) + c δ(z) with analytic branches of g on z>0 / z<0."""
+
+    expr: sp.Expr
+    delta: float            # c
+    at0: float              # g(0), Heaviside(0) = 1/2
+    plus: Callable          # g on z > 0, continued analytically to all z
+    minus: Callable         # g on z < 0
+    smooth: bool            # plus and minus are the same expression
+    zero_plus: bool         # g ≡ 0 on z > 0
+    zero_minus: bool
+    degree: int | None      # polynomial degree of the branches, None if not polynomial
+
+
+def _canonical_z(expr) -> sp.Expr:
+    try:
+        e = sp.sympify(expr, strict=True) if not isinstance(expr, sp.Basic) else expr
+    except (sp.SympifyError, TypeError) as exc:
+        raise InputError(f"factor {expr!r} is not a sympy expression ({exc})") from None
+    if not isinstance(e, sp.Expr):
+        raise InputError(f"factor {expr!r} is not a sympy expression in z")
+    other = e.free_symbols - {z}
+    # a plain Symbol('z') without assumptions is accepted as the activation variable
+    ren = {s: z for s in other if getattr(s, "name", None) == "z"}
+    if ren:
+        e = e.xreplace(ren)
+        other = e.free_symbols - {z}
+    if other:
+        raise InputError(f"factor {e} contains symbols {sorted(map(str, other))} other than z; "
+                         "factors must be univariate expressions in ntkdiagrams.activations.z")
+    return e
+
+
+def _branch(g: sp.Expr, sign: int) -> sp.Expr:
+    zs = sp.Symbol("zbranch", positive=True)
+    b = g.xreplace({z: sign * zs}) if False else g.subs(z, sign * zs)
+    b = b.subs(zs, sign * z)
+    return b
+
+
+@lru_cache(maxsize=512)
+def _prepare_factor(e: sp.Expr) -> _Factor:
+    for d in e.atoms(sp.DiracDelta):
+        if len(d.args) != 1 or d.args[0] != z:
+            raise UnsupportedError(
+                f"factor {e}: only DiracDelta(z) itself is supported, not {d} "
+                "(derivatives of delta or deltas at other points)")
+    D = sp.Symbol("DELTA_MARKER")
+    e2 = e.subs(sp.DiracDelta(z), D) if e.has(sp.DiracDelta) else e
+    if e2.has(sp.DiracDelta):
+        raise UnsupportedError(f"factor {e}: nested Dirac delta")
+    regular = e2.subs(D, 0)
+    delta = 0.0
+    if e2.has(D):
+        h = sp.diff(e2, D)
+        if h.has(D):
+            raise UnsupportedError(f"factor {e}: a power or nested function of DiracDelta(z) "
+                                   "is not a distribution")
+        h0 = h.subs(z, 0)
+        try:
+            delta = float(h0)
+        except TypeError:
+            raise UnsupportedError(f"factor {e}: the coefficient of DiracDelta(z) has no value "
+                                   f"at z = 0 ({h0})") from None
+        if not math.isfinite(delta):
+            raise UnsupportedError(f"factor {e}: the coefficient of DiracDelta(z) is infinite at 0")
+    plus = _branch(regular, +1)
+    minus = _branch(regular, -1)
+    for b in (plus, minus):
+        if b.has(*_KINK_FUNCS):
+            raise UnsupportedError(
+                f"factor {e}: piecewise functions must have their kinks at z = 0 "
+                f"(branch {b} still contains a kink)")
+        if b.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+            raise UnsupportedError(f"factor {e}: branch {b} is not finite")
+    try:
+        at0 = float(regular.subs(z, 0))
+    except TypeError:
+        raise UnsupportedError(f"factor {e}: no finite value at z = 0") from None
+    degree = None
+    if plus.is_polynomial(z) and minus.is_polynomial(z):
+        degree = int(max(sp.degree(plus, z) if plus != 0 else 0,
+                         sp.degree(minus, z) if minus != 0 else 0))
+    smooth = sp.simplify(plus - minus) == 0
+    fp = lambdify_z(plus)
+    fm = fp if smooth else lambdify_z(minus)
+    return _Factor(expr=e, delta=delta, at0=at0, plus=fp, minus=fm, smooth=smooth,
+                   zero_plus=(plus == 0), zero_minus=(minus == 0), degree=degree)
+
+
+# ----------------------------------------------------------------------------------------
+# quadrature rules
+# ----------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=64)
+def _radial_rule(n: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """n-point Gauss rule for ∫_0^∞ h(r) r^p e^{-r²/2} dr (Golub–Welsch from mpmath moments)."""
+    import mpmath as mp
+
+    n, p = int(n), int(p)
+
+    with mp.workdps(40 + 3 * n):
+        mom = [mp.mpf(2) ** (mp.mpf(j + p + 1) / 2 - 1) * mp.gamma(mp.mpf(j + p + 1) / 2)
+               for j in range(2 * n + 1)]
+        H = mp.matrix(n + 1, n + 1)
+        for i in range(n + 1):
+            for j in range(n + 1):
+                H[i, j] = mom[i + j]
+        R = mp.cholesky(H).T
+        a = np.empty(n)
+        b = np.empty(max(n - 1, 0))
+        for k in range(n):
+            a[k] = float(R[k, k + 1] / R[k, k] - (R[k - 1, k] / R[k - 1, k - 1] if k else 0))
+            if k < n - 1:
+                b[k] = float(R[k + 1, k + 1] / R[k, k])
+        m0 = float(mom[0])
+    J = np.diag(a) + np.diag(b, 1) + np.diag(b, -1)
+    x, vec = np.linalg.eigh(J)
+    w = m0 * vec[0] ** 2
+    return x, w
+
+
+@lru_cache(maxsize=64)
+def _gauss_legendre(n: int):
+    return np.polynomial.legendre.leggauss(n)
+
+
+@lru_cache(maxsize=32)
+def _simplex_rule(dim: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Collapsed Gauss–Jacobi rule on the standard simplex {t ≥ 0, Σt = 1} of dimension dim.
+
+    Returns barycentric points (Q, dim+1) and weights (Q,) summing to 1/dim!."""
+    from scipy.special import roots_jacobi
+
+    rules = []
+    for i in range(dim):
+        alpha = dim - 1 - i
+        x, w = roots_jacobi(n, alpha, 0)
+        rules.append(((1 + x) / 2, w / 2 ** (alpha + 1)))
+    grids = np.meshgrid(*[r[0] for r in rules], indexing="ij")
+    wgrid = np.ones_like(grids[0])
+    for i, g in enumerate(np.meshgrid(*[r[1] for r in rules], indexing="ij")):
+        wgrid = wgrid * g
+    us = [g.ravel() for g in grids]
+    t = np.empty((us[0].size, dim + 1))
+    rest = np.ones_like(us[0])
+    for i in range(dim):
+        t[:, i] = rest * us[i]
+        rest = rest * (1 - us[i])
+    t[:, dim] = rest
+    return t, wgrid.ravel()
+
+
+# ----------------------------------------------------------------------------------------
+# blocks: a product of factors of one variable, f(α z) with per-tuple scales α
+# ----------------------------------------------------------------------------------------
+
+@dataclass
+class _Block:
+    members: list  # list of (_Factor, alpha ndarray (n_t,))
+
+    def take(self, sel) -> "_Block":
+        return _Block([(f, a[sel]) for f, a in self.members])
+
+    def is_zero(self, s: int) -> np.ndarray:
+        """Per tuple: the branch on sign(z) = s vanishes identically."""
+        out = np.zeros(self.members[0][1].shape, bool) if self.members else np.zeros(0, bool)
+        for f, a in self.members:
+            pos = (a * s) > 0
+            out |= np.where(pos, f.zero_plus, f.zero_minus)
+        return out
+
+    def evaluate(self, zz: np.ndarray, s) -> np.ndarray:
+        """Branch product at zz (n_t, ...); s: sign of the region (scalar or array
+        broadcastable to zz)."""
+        out = np.ones(zz.shape)
+        for f, a in self.members:
+            aa = a.reshape(a.shape + (1,) * (zz.ndim - 1))
+            arg = aa * zz
+            if f.smooth:
+                out *= f.plus(arg)
+                continue
+            pos = (aa * s) > 0
+            if np.all(pos):
+                out *= f.plus(arg)
+            elif not np.any(pos):
+                out *= f.minus(arg)
+            else:
+                out *= np.where(pos, f.plus(arg), f.minus(arg))
+        return out
+
+    def value_at0(self) -> np.ndarray:
+        n = self.members[0][1].shape[0]
+        v = np.ones(n)
+        for f, _ in self.members:
+            v = v * f.at0
+        return v
+
+    def poly_degree(self):
+        d = 0
+        for f, _ in self.members:
+            if f.degree is None:
+                return None
+            d += f.degree
+        return d
+
+
+def _batched_cholesky(C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower Cholesky factors of PSD matrices (n, m, m), clamping tiny pivots to 0.
+
+    Returns (L, ok) with ok False where a pivot was (numerically) zero."""
+    n, m, _ = C.shape
+    L = np.zeros_like(C)
+    ok = np.ones(n, bool)
+    for j in range(m):
+        d = C[:, j, j] - np.sum(L[:, j, :j] ** 2, axis=1)
+        tiny = d <= 1e-13 * np.maximum(C[:, j, j], 1e-300)
+        ok &= ~tiny
+        sd = np.sqrt(np.where(tiny, 1.0, d))
+        L[:, j, j] = np.where(tiny, 0.0, sd)
+        for i in range(j + 1, m):
+            v = (C[:, i, j] - np.sum(L[:, i, :j] * L[:, j, :j], axis=1)) / sd
+            L[:, i, j] = np.where(tiny, 0.0, v)
+    return L, ok
+
+
+# ----------------------------------------------------------------------------------------
+# reduction (merging proportional variables) and delta expansion
+# ----------------------------------------------------------------------------------------
+
+def _group_patterns(C: np.ndarray):
+    """Per tuple: zero-variance flags and proportional pairs; yield (sel, blocks, zeros)."""
+    n, m, _ = C.shape
+    d = np.einsum("nii->ni", C)
+    scale = np.max(d, axis=1, keepdims=True)
+    zero = d <= 1e-15 * np.maximum(scale, 1e-300)
+    pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
+    key = np.zeros(n, np.int64)
+    bit = 0
+    for i in range(m):
+        key |= zero[:, i].astype(np.int64) << bit
+        bit += 1
+    for i, j in pairs:
+        denom = np.sqrt(np.maximum(d[:, i] * d[:, j], 1e-300))
+        prop = (1 - np.abs(C[:, i, j]) / denom < MERGE_TOL) & ~zero[:, i] & ~zero[:, j]
+        key |= prop.astype(np.int64) << bit
+        bit += 1
+    for k in np.unique(key):
+        sel = np.nonzero(key == k)[0]
+        zeros = [i for i in range(m) if (k >> i) & 1]
+        parent = list(range(m))
+
+        def find(x):
+            while parent[x] != x:
+                x = parent[x]
+            return x
+        b = m
+        for i, j in pairs:
+            if (k >> b) & 1:
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
+            b += 1
+        groups: dict[int, list[int]] = {}
+        for i in range(m):
+            if i not in zeros:
+                groups.setdefault(find(i), []).append(i)
+        yield sel, sorted(groups.values()), zeros
+
+
+def _expect(blocks: list[_Block], C: np.ndarray, deltas: list[np.ndarray] | None,
+            degree) -> np.ndarray:
+    """E[Π_b (g_b(z_b) + w_b δ(z_b))] for z ~ N(0, C), C (n, m, m), vectorised over n.
+
+    ``deltas`` are the per-block delta weights w_b (None: no deltas)."""
+    n, m = C.shape[0], len(blocks)
+    if m == 0:
+        return np.ones(n)
+    out = np.empty(n)
+    for sel, groups, zeros in _group_patterns(C):
+        Cs = C[sel]
+        const = np.ones(sel.size)
+        divergent = np.zeros(sel.size, bool)
+        for i in zeros:  # deterministic z = 0
+            const *= blocks[i].take(sel).value_at0()
+            if deltas is not None:
+                divergent |= deltas[i][sel] != 0
+        new_blocks, new_w, reps = [], [], []
+        for g in groups:
+            rep = g[0]
+            members, w_single, w_double = [], np.zeros(sel.size), np.zeros(sel.size)
+            parts = []
+            for t in g:
+                beta = Cs[:, rep, t] / Cs[:, rep, rep]
+                bt = blocks[t].take(sel)
+                for f, a in bt.members:
+                    members.append((f, a * beta))
+                wt = deltas[t][sel] / np.abs(beta) if deltas is not None else np.zeros(sel.size)
+                parts.append((wt, bt.value_at0()))
+            # delta weight of the merged block: Σ_t w_t Π_{u≠t} g_u(0); δ² terms diverge
+            for ti, (wt, _) in enumerate(parts):
+                prod = wt.copy()
+                for ui, (_, g0) in enumerate(parts):
+                    if ui != ti:
+                        prod *= g0
+                w_single += prod
+                for ui in range(ti + 1, len(parts)):
+                    w_double += wt * parts[ui][0]
+            divergent |= w_double != 0
+            new_blocks.append(_Block(members))
+            new_w.append(w_single)
+            reps.append(rep)
+        Cr = Cs[:, reps][:, :, reps]
+        if deltas is None or not any(np.any(w != 0) for w in new_w):
+            val = _integrate(new_blocks, Cr, degree)
+        else:
+            val = _delta_expand(new_blocks, new_w, Cr, degree)
+        res = const * val
+        if np.any(divergent):
+            warnings.warn("Gaussian expectation with two Dirac deltas on the same variable "
+                          "diverges; those entries are NaN", RuntimeWarning, stacklevel=3)
+            res[divergent] = np.nan
+        out[sel] = res
+    return out
+
+
+def _delta_expand(blocks, weights, C, degree):
+    n, m = C.shape[0], len(blocks)
+    total = np.zeros(n)
+    candidates = [b for b in range(m) if np.any(weights[b] != 0)]
+    for r in range(len(candidates) + 1):
+        for D in itertools.combinations(candidates, r):
+            R = [b for b in range(m) if b not in D]
+            w = np.ones(n)
+            for b in D:
+                w = w * weights[b]
+            live = w != 0
+            if not np.any(live):
+                continue
+            idx = np.nonzero(live)[0]
+            Cl = C[idx]
+            if D:
+                Dl = list(D)
+                CDD = Cl[:, Dl][:, :, Dl]
+                det = np.linalg.det(CDD)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    dens = (2 * np.pi) ** (-len(D) / 2) / np.sqrt(det)
+                if R:
+                    CRD = Cl[:, R][:, :, Dl]
+                    CRR = Cl[:, R][:, :, R]
+                    good = det > 0
+                    Ccond = CRR.copy()
+                    if np.any(good):
+                        sol = np.linalg.solve(CDD[good], np.swapaxes(CRD[good], 1, 2))
+                        Ccond[good] = CRR[good] - CRD[good] @ sol
+                    Ccond = 0.5 * (Ccond + np.swapaxes(Ccond, 1, 2))
+                    # clip tiny negative diagonal from rounding
+                    di = np.einsum("nii->ni", Ccond)
+                    di[...] = np.maximum(di, 0.0)
+                    sub = [blocks[b].take(idx) for b in R]
+                    inner = _expect(sub, Ccond, None, degree)
+                else:
+                    inner = np.ones(idx.size)
+                val = dens * inner
+            else:
+                val = _integrate([blocks[b].take(idx) for b in range(m)], Cl, degree)
+            total[idx] += w[idx] * val
+    return total
+
+
+# ----------------------------------------------------------------------------------------
+# integration over orthant cones
+# ----------------------------------------------------------------------------------------
+
+def _degrees(blocks, m, degree):
+    base = DEFAULT_DEGREE_BY_DIM[m] if degree is None else int(degree)
+    P = 0
+    for b in blocks:
+        d = b.poly_degree()
+        if d is None:
+            P = None
+            break
+        P += d
+    n_r = base if P is None else min(base, P // 2 + 1)
+    return n_r, base, P
+
+
+def _integrate(blocks: list[_Block], C: np.ndarray, degree) -> np.ndarray:
+    m = len(blocks)
+    if m == 0:
+        return np.ones(C.shape[0])
+    L, ok = _batched_cholesky(C)
+    if not np.all(ok):
+        bad = ~ok
+        jit = 1e-12 * np.max(np.einsum("nii->ni", C[bad]), axis=1)
+        C = C.copy()
+        C[bad] += jit[:, None, None] * np.eye(m)
+        L2, _ = _batched_cholesky(C[bad])
+        L[bad] = L2
+    n_r, n_a, P = _degrees(blocks, m, degree)
+    if m == 1:
+        return _integrate_1d(blocks[0], L[:, 0, 0], n_r)
+    if m == 2:
+        if P is not None:
+            n_a = min(n_a, max(16, P + 8))
+        return _integrate_2d(blocks, L, n_r, n_a)
+    return _integrate_simplices(blocks, L, n_r, n_a)
+
+
+def _integrate_1d(block: _Block, s: np.ndarray, n_r: int) -> np.ndarray:
+    r, w = _radial_rule(n_r, 0)
+    zz = s[:, None] * r[None, :]
+    v = block.evaluate(zz, 1) @ w + block.evaluate(-zz, -1) @ w
+    return v / math.sqrt(2 * math.pi)
+
+
+def _chunks(n: int, per: int):
+    step = max(1, CHUNK_POINTS // max(per, 1))
+    for a in range(0, n, step):
+        yield slice(a, min(n, a + step))
+
+
+def _integrate_2d(blocks, L, n_r, n_a):
+    n = L.shape[0]
+    r, wr = _radial_rule(n_r, 1)
+    x, wx = _gauss_legendre(n_a)
+    out = np.empty(n)
+    for sl in _chunks(n, 4 * n_a * n_r):
+        Lc = L[sl]
+        nt = Lc.shape[0]
+        base = np.arctan2(Lc[:, :, 1], Lc[:, :, 0])  # (nt, 2) normal directions
+        rays = np.concatenate([base + np.pi / 2, base - np.pi / 2], axis=1) % (2 * np.pi)
+        rays.sort(axis=1)
+        ends = np.concatenate([rays[:, 1:], rays[:, :1] + 2 * np.pi], axis=1)  # (nt, 4)
+        half = (ends - rays) / 2
+        mid = (ends + rays) / 2
+        phi = mid[:, :, None] + half[:, :, None] * x[None, None, :]  # (nt, 4, n_a)
+        wphi = half[:, :, None] * wx[None, None, :]
+        om = np.stack([np.cos(phi), np.sin(phi)], axis=-1)  # (nt, 4, n_a, 2)
+        d = np.einsum("tjk,tsqk->tsqj", Lc, om)  # (nt, 4, n_a, 2): L_j·ω
+        om_mid = np.stack([np.cos(mid), np.sin(mid)], axis=-1)
+        sgn = np.sign(np.einsum("tjk,tsk->tsj", Lc, om_mid))  # (nt, 4, 2)
+        prod = np.ones((nt, 4, n_a, n_r))
+        for j, b in enumerate(blocks):
+            zz = d[:, :, :, j, None] * r[None, None, None, :]
+            s = sgn[:, :, j][:, :, None, None]
+            prod *= b.evaluate(zz, s)
+        out[sl] = np.einsum("tsqr,tsq,r->t", prod, wphi, wr) / (2 * np.pi)
+    return out
+
+
+def _integrate_simplices(blocks, L, n_r, n_s):
+    n, m = L.shape[0], L.shape[1]
+    Linv = np.linalg.inv(L)
+    r, wr = _radial_rule(n_r, m - 1)
+    t, wt = _simplex_rule(m - 1, n_s)
+    zero = {(j, s): blocks[j].is_zero(s) for j in range(m) for s in (1, -1)}
+    Vs, tids, eps_list = [], [], []
+    for eps in itertools.product((1, -1), repeat=m):
+        live = np.ones(n, bool)
+        for j, s in enumerate(eps):
+            live &= ~zero[(j, s)]
+        idx = np.nonzero(live)[0]
+        if idx.size == 0:
+            continue
+        G = Linv[idx] * np.array(eps, float)[None, None, :]
+        G = G / np.linalg.norm(G, axis=1, keepdims=True)
+        Vs.append(G)
+        tids.append(idx)
+        eps_list.append(np.broadcast_to(np.array(eps, float), (idx.size, m)))
+    if not Vs:
+        return np.zeros(n)
+    V = np.concatenate(Vs)
+    tid = np.concatenate(tids)
+    E = np.concatenate(eps_list)
+    cos_max = math.cos(MAX_EDGE_ANGLE)
+    iu = np.triu_indices(m, 1)
+    for _ in range(40):
+        G = np.einsum("nki,nkj->nij", V, V)[:, iu[0], iu[1]]  # (ns, npairs) cosines
+        worst = np.argmin(G, axis=1)
+        split = G[np.arange(G.shape[0]), worst] < cos_max
+        if not np.any(split):
+            break
+        si = np.nonzero(split)[0]
+        a, b = iu[0][worst[si]], iu[1][worst[si]]
+        va = V[si, :, a]
+        vb = V[si, :, b]
+        mid = va + vb
+        mid /= np.linalg.norm(mid, axis=1, keepdims=True)
+        A = V[si].copy()
+        B = V[si].copy()
+        A[np.arange(si.size), :, b] = mid
+        B[np.arange(si.size), :, a] = mid
+        keep = ~split
+        V = np.concatenate([V[keep], A, B])
+        tid = np.concatenate([tid[keep], tid[si], tid[si]])
+        E = np.concatenate([E[keep], E[si], E[si]])
+    detV = np.abs(np.linalg.det(V))
+    total = np.zeros(n)
+    Q = t.shape[0]
+    for sl in _chunks(V.shape[0], Q * n_r):
+        Vc = V[sl]
+        x = np.einsum("nij,qj->nqi", Vc, t)  # (ns, Q, m)
+        nx = np.linalg.norm(x, axis=2)
+        om = x / nx[:, :, None]
+        jac = detV[sl, None] / nx ** m * wt[None, :]
+        Lc = L[tid[sl]]
+        d = np.einsum("nij,nqj->nqi", Lc, om)  # z-directions
+        prod = np.ones((Vc.shape[0], Q, n_r))
+        for j, blk in enumerate(blocks):
+            bsub = blk.take(tid[sl])
+            zz = d[:, :, j, None] * r[None, None, :]
+            s = E[sl, j][:, None, None]
+            prod *= bsub.evaluate(zz, s)
+        val = np.einsum("nqr,nq,r->n", prod, jac, wr)
+        total += np.bincount(tid[sl], weights=val, minlength=n)
+    return total / (2 * np.pi) ** (m / 2)
+
+
+# ----------------------------------------------------------------------------------------
+# public API
+# ----------------------------------------------------------------------------------------
+
+def _check_kernel(K) -> np.ndarray:
+    try:
+        A = np.asarray(K, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"kernel K must be a real (N, N) array ({exc})") from None
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
+        raise InputError(f"kernel K must be a square (N, N) matrix with N >= 1, got shape {A.shape}")
+    if not np.all(np.isfinite(A)):
+        raise InputError("kernel K contains NaN or infinite entries")
+    scale = max(float(np.max(np.abs(A))), 1e-300)
+    if np.max(np.abs(A - A.T)) > 1e-10 * scale:
+        raise InputError("kernel K is not symmetric (max |K - K^T| = "
+                         f"{np.max(np.abs(A - A.T)):.3g})")
+    A = 0.5 * (A + A.T)
+    ev = np.linalg.eigvalsh(A)
+    if ev[0] < -1e-10 * max(ev[-1], 1e-300) or np.any(np.diag(A) < 0):
+        raise InputError(f"kernel K is not positive semi-definite (smallest eigenvalue {ev[0]:.3g})")
+    return A
+
+
+def _prepare_factors(factors) -> list[_Factor]:
+    if isinstance(factors, (sp.Basic, str)) or not isinstance(factors, Sequence):
+        raise InputError("factors must be a sequence (list/tuple) of sympy expressions in z")
+    k = len(factors)
+    if not 1 <= k <= 4:
+        raise InputError(f"expectation_tensor supports 1 to 4 factors, got {k}")
+    return [_prepare_factor(_canonical_z(f)) for f in factors]
+
+
+def _tensor_values(facs: list[_Factor], K: np.ndarray, tuples: np.ndarray, degree) -> np.ndarray:
+    C = K[tuples[:, :, None], tuples[:, None, :]]
+    blocks = [_Block([(f, np.ones(tuples.shape[0]))]) for f in facs]
+    deltas = [np.full(tuples.shape[0], f.delta) for f in facs]
+    if not any(f.delta for f in facs):
+        deltas = None
+    return _expect(blocks, C, deltas, degree)
+
+
+def expectation_tensor(factors, K, *, degree=None) -> np.ndarray:
+    """T[a₁…a_k] = E[f₁(z_{a₁}) … f_k(z_{a_k})] for z ~ N(0, K), all index tuples.
+
+    Parameters
+    ----------
+    factors: 1 to 4 sympy expressions in :data:`ntkdiagrams.activations.z`; they may contain
+        Max/Min/Abs/Heaviside with kinks at 0 and DiracDelta(z) (first order).
+    K: (N, N) symmetric positive semi-definite covariance.
+    degree: nodes per dimension of the quadrature (default :data:`DEFAULT_DEGREE_BY_DIM`).
+
+    Returns an array of shape (N,)*k.  Entries with two deltas on the same variable are NaN.
+
+    Examples
+    --------
+    >>> import numpy as np, sympy as sp
+    >>> from ntkdiagrams.activations import z
+    >>> T = expectation_tensor([sp.Max(0, z), sp.Max(0, z)], np.array([[1.0, 0.0], [0.0, 1.0]]))
+    >>> bool(abs(T[0, 0] - 0.5) < 1e-12 and abs(T[0, 1] - 1 / (2 * np.pi)) < 1e-12)
+    True
+    """
+    facs = _prepare_factors(factors)
+    A = _check_kernel(K)
+    if degree is not None and (int(degree) != degree or degree < 1):
+        raise InputError(f"degree must be a positive integer, got {degree!r}")
+    N, k = A.shape[0], len(facs)
+    tuples = np.indices((N,) * k).reshape(k, -1).T
+    # slots with identical factors are symmetric: compute sorted tuples only
+    canon = tuples.copy()
+    groups: dict = {}
+    for s, f in enumerate(facs):
+        groups.setdefault(f.expr, []).append(s)
+    for slots in groups.values():
+        if len(slots) > 1:
+            canon[:, slots] = np.sort(canon[:, slots], axis=1)
+    uniq, inv = np.unique(canon, axis=0, return_inverse=True)
+    vals = np.empty(uniq.shape[0])
+    per = 4096
+    for a in range(0, uniq.shape[0], per):
+        vals[a:a + per] = _tensor_values(facs, A, uniq[a:a + per], degree)
+    return vals[np.ravel(inv)].reshape((N,) * k)
+
+
+def _split_product(term: sp.Expr, variables) -> tuple[sp.Expr, dict] | None:
+    coeff = sp.Integer(1)
+    per: dict = {}
+    for a in sp.Mul.make_args(term):
+        fs = a.free_symbols & set(variables)
+        if not fs:
+            coeff *= a
+        elif len(fs) == 1:
+            v = fs.pop()
+            per[v] = per.get(v, sp.Integer(1)) * a
+        else:
+            return None
+    return coeff, per
+
+
+def gaussian_expectation(expr, variables, cov, *, degree=None) -> float:
+    """E[expr] for the jointly Gaussian ``variables`` with covariance ``cov``.
+
+    ``expr`` must be a sum of products of univariate functions of the variables (at most 4
+    variables), e.g. ``tanh(x)*tanh(y)``, ``Max(0,x)*DiracDelta(y) + x*y``.
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y")
+    >>> round(gaussian_expectation(x**2 * y**2, [x, y], [[1, 0.5], [0.5, 2]]), 12)
+    3.0
+    """
+    variables = list(variables)
+    if not 1 <= len(variables) <= 4 or len(set(variables)) != len(variables):
+        raise InputError("variables must be 1 to 4 distinct sympy symbols")
+    A = _check_kernel(cov)
+    if A.shape[0] != len(variables):
+        raise InputError(f"cov has shape {A.shape} but there are {len(variables)} variables")
+    e = sp.sympify(expr)
+    extra = e.free_symbols - set(variables)
+    if extra:
+        raise InputError(f"expression contains symbols {sorted(map(str, extra))} not among the variables")
+    terms = []
+    for t in sp.Add.make_args(e):
+        sp_ = _split_product(t, variables)
+        if sp_ is None:
+            for t2 in sp.Add.make_args(sp.expand(t)):
+                sp2 = _split_product(t2, variables)
+                if sp2 is None:
+                    raise UnsupportedError(f"term {t2} is not a product of univariate functions "
+                                           f"of {variables}")
+                terms.append(sp2)
+        else:
+            terms.append(sp_)
+    total = 0.0
+    for coeff, per in terms:
+        if not per:
+            total += float(coeff)
+            continue
+        vs = [v for v in variables if v in per]
+        facs = [_prepare_factor(_canonical_z(per[v].subs(v, z))) for v in vs]
+        ids = np.array([[variables.index(v) for v in vs]])
+        total += float(coeff) * float(_tensor_values(facs, A, ids, degree)[0])
+    return total
