@@ -1,0 +1,498 @@
+"""Monte Carlo estimates of every statistic of PHYSICS.md §3 from sampled networks.
+
+This is the ground truth against which the diagram engine is checked; it shares no code
+with the engine.  Per-network objects (z, NTK, dNTK, ddNTKs) come from
+:mod:`ntkdiagrams.montecarlo_networks`; this module turns them into estimators with honest
+(batch-means) standard errors, and provides the ``sample`` command.
+
+Estimators (layer ℓ, fan-in width n = n_0 for ℓ = 1, the hidden width for ℓ ≥ 2; the
+statistics use neurons 0 and 1 of layer ℓ and are averaged over the 0 ↔ 1 relabelling):
+
+====  ==========================================================================
+G     E[z_{i;α1} z_{i;α2}]                       (→ K + G1/n)
+NTK   E[H_{ii;α1α2}]                             (→ Θ + Θ1/n)
+V     n (E[z_{0α1} z_{0α2} z_{1α3} z_{1α4}] − E[z_0z_0] E[z_1z_1])   stored V[α1,α2,α3,α4]
+A     n Cov(H_{00;α1α2}, H_{11;α3α4})                                  A[α1,α2,α3,α4]
+B     n Cov(H_{01;α1α2}, H_{01;α3α4})                                  B[α1,α3,α2,α4]
+D     n Cov(H_{00;α1α2}, z_{1α3} z_{1α4})                             D[α1,α2,α3,α4]
+F     n Cov(H_{01;α1α2}, z_{0α3} z_{1α4})                             F[α1,α3,α2,α4]
+P     n E[dH_{011;α0α1α2} z_{0;α3}]                                   P[α0,α1,α2,α3]
+Q     n E[dH_{001;α0α1α2} z_{1;α3}]                                   Q[α0,α1,α2,α3]
+R     n E[ddIH_{0011;α0α1α2α3}]                                       R[α0,α1,α2,α3]
+S     n E[ddIIH_{0011;α1α2α3α4}]                                      S[α1,α2,α3,α4]
+T     n E[ddIIH_{0101;α1α2α3α4}]                                      T[α1,α3,α4,α2]
+U     n E[ddIIH_{0110;α1α2α3α4}]                                      U[α1,α4,α2,α3]
+====  ==========================================================================
+
+(the storage order is the subscript order of the PHYSICS.md §3 table).  Means inside the
+covariances are estimated from the same batch (an O(1/batch size) bias).  Standard errors
+come from batch means: the S networks are split into b consecutive batches, each statistic
+is estimated per batch, and the result is mean ± std(batch values, ddof=1)/√b.
+
+Reproducibility: networks are drawn from ``numpy.random.default_rng(SeedSequence([seed,
+0x4D43]))`` (a stream distinct from the one ``--random`` uses for inputs), all parameters of
+one network contiguously, so the networks do not depend on ``chunk``; results with different
+chunk sizes agree up to floating-point summation order.
+
+Examples
+--------
+>>> import numpy as np
+>>> from ntkdiagrams.cli_common import ModelSpec
+>>> from ntkdiagrams.activations import parse_activation
+>>> m = ModelSpec(parse_activation("linear"), depth=2, width=8, cb=0.0, cw=1.0, lb=1.0,
+...               lw=1.0, inputs=np.array([[1.0, 0.0]]))
+>>> r = sample(m, 600, stats=("G",), batches=30)
+>>> r["layers"][0]["G"]["mean"].shape
+(1, 1)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .cli_common import ModelSpec, add_model_arguments, check_inputs, model_from_args
+from .errors import InputError, NtkDiagramsError
+from .montecarlo_networks import (activation_derivatives, draw_ensemble, forward, layer_objects,
+                                  layer_widths, parameter_count)
+
+__all__ = ["ALL_STATS", "DEFAULT_STATS", "sample", "save_result", "load_result",
+           "add_sample_parser", "run_sample"]
+
+ALL_STATS = ("G", "NTK", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
+DEFAULT_STATS = ("G", "NTK", "V", "A", "B", "D", "F")
+_SEED_TAG = 0x4D43  # "MC": separates the network stream from the input stream of --random
+
+# Which per-network objects each statistic needs.
+_NEEDS = {"G": set(), "V": set(), "NTK": {"H"}, "A": {"H"}, "B": {"H"}, "D": {"H"},
+          "F": {"H"}, "P": {"dH"}, "Q": {"dH"}, "R": {"ddIH"}, "S": {"ddIIH"},
+          "T": {"ddIIH"}, "U": {"ddIIH"}}
+# Which raw moments each statistic needs.
+_MOMENTS = {"G": ["zz"], "V": ["zz", "zzzz"], "NTK": ["Hd"], "A": ["Hd", "HH_A"],
+            "B": ["H01", "HH_B"], "D": ["Hd", "zz", "HZ_D0", "HZ_D1"],
+            "F": ["H01", "z0z1", "HZ_F"], "P": ["P0", "P1"], "Q": ["Q0", "Q1"],
+            "R": ["R0", "R1"], "S": ["S0", "S1"], "T": ["T0", "T1"], "U": ["U0", "U1"]}
+
+
+def parse_stats(stats) -> tuple:
+    """Normalise a stats request: "all", "G,NTK,V" or an iterable of names."""
+    if isinstance(stats, str):
+        if stats.strip().lower() == "all":
+            return ALL_STATS
+        stats = [s for s in (t.strip() for t in stats.split(",")) if s]
+    try:
+        names = list(stats)
+    except TypeError:
+        raise InputError(f"stats must be 'all' or a list of names from {', '.join(ALL_STATS)}") from None
+    if not names:
+        raise InputError("no statistic requested")
+    if "all" in names:
+        return ALL_STATS
+    bad = [s for s in names if s not in ALL_STATS]
+    if bad:
+        raise InputError(f"unknown statistic(s) {', '.join(map(str, bad))}; "
+                         f"known: {', '.join(ALL_STATS)} or 'all'")
+    return tuple(s for s in ALL_STATS if s in names)  # canonical order, no duplicates
+
+
+def _outer_sum(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Σ_c X[c, ...] ⊗ Y[c, ...] by one matrix product."""
+    C = X.shape[0]
+    return (X.reshape(C, -1).T @ Y.reshape(C, -1)).reshape(X.shape[1:] + Y.shape[1:])
+
+
+def _moment_sums(obj: dict, names: Iterable[str]) -> dict:
+    """Sums over the networks of a chunk of the raw products named in ``names``."""
+    z = obj["z"]
+    z0, z1 = z[:, 0], z[:, 1]
+    out = {}
+    zz = None
+    for name in names:
+        if name in ("zz", "zzzz", "HZ_D0", "HZ_D1") and zz is None:
+            zz = z[:, :, :, None] * z[:, :, None, :]          # (C, 2, N, N)
+        if name == "zz":
+            out[name] = zz.sum(0)
+        elif name == "zzzz":
+            out[name] = _outer_sum(zz[:, 0], zz[:, 1])
+        elif name == "z0z1":
+            out[name] = np.einsum("ca,cb->ab", z0, z1)
+        elif name == "Hd":
+            H = obj["H"]
+            out[name] = np.stack([H[:, 0, 0].sum(0), H[:, 1, 1].sum(0)])
+        elif name == "H01":
+            out[name] = obj["H"][:, 0, 1].sum(0)
+        elif name == "HH_A":
+            out[name] = _outer_sum(obj["H"][:, 0, 0], obj["H"][:, 1, 1])
+        elif name == "HH_B":
+            out[name] = _outer_sum(obj["H"][:, 0, 1], obj["H"][:, 0, 1])
+        elif name == "HZ_D0":
+            out[name] = _outer_sum(obj["H"][:, 0, 0], zz[:, 1])
+        elif name == "HZ_D1":
+            out[name] = _outer_sum(obj["H"][:, 1, 1], zz[:, 0])
+        elif name == "HZ_F":
+            out[name] = _outer_sum(obj["H"][:, 0, 1], z0[:, :, None] * z1[:, None, :])
+        elif name == "P0":
+            out[name] = _outer_sum(obj["dH"][:, 0, 1, 1], z0)
+        elif name == "P1":
+            out[name] = _outer_sum(obj["dH"][:, 1, 0, 0], z1)
+        elif name == "Q0":
+            out[name] = _outer_sum(obj["dH"][:, 0, 0, 1], z1)
+        elif name == "Q1":
+            out[name] = _outer_sum(obj["dH"][:, 1, 1, 0], z0)
+        elif name in ("R0", "R1"):
+            i = 0 if name == "R0" else 1
+            out[name] = obj["ddIH"][:, i, i, 1 - i, 1 - i].sum(0)
+        elif name[0] in "STU":
+            i = 0 if name[1] == "0" else 1
+            j = 1 - i
+            idx = {"S": (i, i, j, j), "T": (i, j, i, j), "U": (i, j, j, i)}[name[0]]
+            out[name] = obj["ddIIH"][(slice(None),) + idx].sum(0)
+        else:  # pragma: no cover - internal consistency
+            raise KeyError(name)
+    return out
+
+
+def _estimate(stat: str, m: dict, n: int) -> np.ndarray:
+    """One statistic from the batch means ``m`` of the raw moments (fan-in width n)."""
+    sym = lambda T: 0.5 * (T + T.transpose(2, 3, 0, 1))  # noqa: E731
+    if stat == "G":
+        return 0.5 * (m["zz"][0] + m["zz"][1])
+    if stat == "NTK":
+        return 0.5 * (m["Hd"][0] + m["Hd"][1])
+    if stat == "V":
+        g0, g1 = m["zz"]
+        return n * (sym(m["zzzz"]) - sym(np.multiply.outer(g0, g1)))
+    if stat == "A":
+        h0, h1 = m["Hd"]
+        return n * (sym(m["HH_A"]) - sym(np.multiply.outer(h0, h1)))
+    if stat == "B":
+        M = m["HH_B"] - np.multiply.outer(m["H01"], m["H01"])    # [α1,α2,α3,α4]
+        M = 0.5 * (M + M.transpose(1, 0, 3, 2))                  # + pattern (1,0,1,0)
+        return n * M.transpose(0, 2, 1, 3)                        # B[α1,α3,α2,α4]
+    if stat == "D":
+        h0, h1 = m["Hd"]
+        g0, g1 = m["zz"]
+        return n * 0.5 * ((m["HZ_D0"] - np.multiply.outer(h0, g1))
+                          + (m["HZ_D1"] - np.multiply.outer(h1, g0)))
+    if stat == "F":
+        M = m["HZ_F"] - np.multiply.outer(m["H01"], m["z0z1"])  # Cov(H01_{α1α2}, z0_{α3} z1_{α4})
+        M = 0.5 * (M + M.transpose(1, 0, 3, 2))
+        return n * M.transpose(0, 2, 1, 3)                        # F[α1,α3,α2,α4]
+    if stat in ("P", "Q", "R", "S"):
+        return n * 0.5 * (m[stat + "0"] + m[stat + "1"])
+    if stat == "T":  # T[α1,α3,α4,α2] = n E[ddIIH_{0101;α1α2α3α4}]
+        return n * 0.5 * (m["T0"] + m["T1"]).transpose(0, 2, 3, 1)
+    if stat == "U":  # U[α1,α4,α2,α3] = n E[ddIIH_{0110;α1α2α3α4}]
+        return n * 0.5 * (m["U0"] + m["U1"]).transpose(0, 3, 1, 2)
+    raise KeyError(stat)  # pragma: no cover
+
+
+def _batch_sizes(samples: int, batches: int) -> list[int]:
+    q, r = divmod(samples, batches)
+    return [q + (1 if i < r else 0) for i in range(batches)]
+
+
+def _bytes_per_network(widths, N: int, needs: set) -> int:
+    """A rough upper bound of the working memory per network (for the default chunk)."""
+    n = max(widths[1:-1] or [2])
+    A = 2 * N
+    cols = 1 + A
+    if "dH" in needs or "ddIH" in needs:
+        cols += A * A
+    if "ddIH" in needs:
+        cols += 2 * A ** 3
+    if "ddIIH" in needs:
+        cols += A * A + 3 * A ** 3
+    per_layer = n * N * cols * 8
+    return 8 * parameter_count(widths) * 2 + 4 * per_layer * len(widths) + 8 * 4096
+
+
+def _check_model(model: ModelSpec) -> np.ndarray:
+    if not isinstance(model, ModelSpec):
+        raise InputError(f"model must be a ModelSpec; got {type(model).__name__}")
+    x = check_inputs(model.inputs)
+    if int(model.depth) != model.depth or model.depth < 1:
+        raise InputError(f"depth must be an integer >= 1; got {model.depth}")
+    if model.depth >= 2 and (int(model.width) != model.width or model.width < 2):
+        raise InputError(f"width must be an integer >= 2 for sampling (statistics use neurons "
+                         f"0 and 1 of each layer); got {model.width}")
+    for name in ("cb", "cw"):
+        v = getattr(model, name)
+        if not np.isfinite(v) or v < 0:
+            raise InputError(f"{name} is a variance and must be finite and >= 0; got {v}")
+    for name in ("lb", "lw"):
+        if not np.isfinite(getattr(model, name)):
+            raise InputError(f"{name} must be finite; got {getattr(model, name)}")
+    return x
+
+
+def _package_version() -> str:
+    try:
+        from . import __version__
+        return __version__
+    except ImportError:  # pragma: no cover
+        return "unknown"
+
+
+def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
+           stats=DEFAULT_STATS, chunk: int | None = None,
+           progress: bool | Callable[[int, int, float], None] = False,
+           allow_partial: bool = False) -> dict:
+    """Estimate the statistics of ``model`` from ``samples`` sampled networks.
+
+    Parameters
+    ----------
+    model: the network and data set (PHYSICS.md §1); hidden width ``model.width``, output
+        layer of width 2 (only neurons 0 and 1 of any layer are used).
+    samples: number of networks S (≥ batches).
+    seed: seed of the network stream (see module docstring).
+    batches: number b of batches for the batch-means standard errors (≥ 2; 30 by default).
+    stats: names from :data:`ALL_STATS`, a comma-separated string, or ``"all"``.
+    chunk: networks processed at once (default: sized for ≈ 256 MB of working memory).
+    progress: ``True`` for a progress line on stderr (runs longer than 2 s), or a callable
+        ``progress(done, total, elapsed_seconds)``.
+    allow_partial: on KeyboardInterrupt return the batches finished so far with
+        ``meta["complete"] = False`` instead of re-raising.
+
+    Returns
+    -------
+    ``{"meta": {...model.meta(), "samples", "seed", "batches", "complete", "stats",
+    "fan_in", "package_version"}, "layers": [{"layer": ℓ, stat: {"mean": ndarray,
+    "stderr": ndarray}, ...}, ...]}``; tensors are N×N or N×N×N×N in the storage order of
+    PHYSICS.md §3 (see the module docstring).
+    """
+    x = _check_model(model)
+    stats = parse_stats(stats)
+    for name, v in (("samples", samples), ("batches", batches)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise InputError(f"{name} must be an integer; got {v!r}")
+    if batches < 2:
+        raise InputError(f"batches must be >= 2 for a standard error; got {batches}")
+    if samples < batches:
+        raise InputError(f"samples ({samples}) must be >= batches ({batches})")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
+                              or chunk < 1):
+        raise InputError(f"chunk must be a positive integer; got {chunk!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer; got {seed!r}")
+
+    L = int(model.depth)
+    N = x.shape[0]
+    widths = layer_widths(x.shape[1], int(model.width), L)
+    fan_in = [widths[0]] + [widths[k] for k in range(1, L)]
+    needs = set().union(*(_NEEDS[s] for s in stats))
+    moments = sorted(set().union(*(_MOMENTS[s] for s in stats)))
+    order = 3 if "ddIH" in needs else 2 if needs & {"dH", "ddIIH"} else 1 if needs else 0
+    derivs = activation_derivatives(model.activation, order)
+    if chunk is None:
+        chunk = int(max(1, min(4096, 256 * 2 ** 20 // _bytes_per_network(widths, N, needs))))
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), _SEED_TAG]))
+
+    reporter = _make_reporter(progress)
+    t0 = time.perf_counter()
+    per_batch: list[list[dict]] = []  # per batch: per layer dict stat -> estimate
+    done = 0
+    complete = True
+    try:
+        for bsize in _batch_sizes(int(samples), int(batches)):
+            sums = [dict() for _ in range(L)]
+            left = bsize
+            while left > 0:
+                c = min(chunk, left)
+                ens = draw_ensemble(rng, c, widths, x, model.cb, model.cw, model.lb, model.lw)
+                fw = forward(ens, derivs)
+                for ell in range(1, L + 1):
+                    obj = layer_objects(ens, fw, ell, H=bool(needs), dH="dH" in needs,
+                                        ddIH="ddIH" in needs, ddIIH="ddIIH" in needs)
+                    for k, v in _moment_sums(obj, moments).items():
+                        sums[ell - 1][k] = sums[ell - 1].get(k, 0.0) + v
+                    del obj
+                del ens, fw
+                left -= c
+                done += c
+                if reporter:
+                    reporter(done, int(samples), time.perf_counter() - t0)
+            per_batch.append([{s: _estimate(s, {k: v / bsize for k, v in sums[ell].items()},
+                                            fan_in[ell]) for s in stats} for ell in range(L)])
+    except KeyboardInterrupt:
+        if not allow_partial:
+            raise
+        complete = False
+    finally:
+        if reporter:
+            reporter(None, int(samples), time.perf_counter() - t0)
+
+    nb = len(per_batch)
+    used = sum(_batch_sizes(int(samples), int(batches))[:nb])
+    layers = []
+    for ell in range(L):
+        entry: dict = {"layer": ell + 1}
+        for s in stats:
+            if nb:
+                vals = np.stack([per_batch[b][ell][s] for b in range(nb)])
+                mean = vals.mean(0)
+                err = vals.std(0, ddof=1) / np.sqrt(nb) if nb > 1 else np.full_like(mean, np.nan)
+            else:
+                shape = (N, N) if s in ("G", "NTK") else (N,) * 4
+                mean = np.full(shape, np.nan)
+                err = np.full(shape, np.nan)
+            entry[s] = {"mean": mean, "stderr": err}
+        layers.append(entry)
+    meta = dict(model.meta())
+    meta.update({"samples": int(used), "samples_requested": int(samples), "seed": int(seed),
+                 "batches": int(nb), "batches_requested": int(batches), "complete": complete,
+                 "stats": list(stats), "fan_in": fan_in, "output_width": 2,
+                 "elapsed_s": round(time.perf_counter() - t0, 3),
+                 "package_version": _package_version(), "method": "monte-carlo"})
+    return {"meta": meta, "layers": layers}
+
+
+def _make_reporter(progress):
+    if callable(progress):
+        def call(done, total, elapsed):
+            if done is not None:
+                progress(done, total, elapsed)
+        return call
+    if not progress:
+        return None
+    state = {"last": 0.0, "printed": False}
+
+    def report(done, total, elapsed):
+        if done is None:
+            if state["printed"]:
+                sys.stderr.write("\n")
+                sys.stderr.flush()
+            return
+        if elapsed < 2.0 or (elapsed - state["last"] < 1.0 and done < total):
+            return
+        state["last"] = elapsed
+        eta = elapsed * (total - done) / max(done, 1)
+        sys.stderr.write(f"\rsample: {done}/{total} networks, {elapsed:.1f} s, eta {eta:.0f} s  ")
+        sys.stderr.flush()
+        state["printed"] = True
+    return report
+
+
+# ----------------------------------------------------------------------------- files
+
+def _jsonable(a):
+    arr = np.asarray(a, dtype=float)
+    return np.where(np.isfinite(arr), arr, None).tolist() if not np.isfinite(arr).all() \
+        else arr.tolist()
+
+
+def save_result(result: dict, path: str) -> None:
+    """Write a result of :func:`sample` as JSON (nested lists, NaN → null) or npz
+    (keys ``layer{ℓ}/{stat}/mean`` and ``…/stderr`` plus ``meta``, a JSON string).
+    The file is written to a temporary name and renamed, so it is never half-written."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".json", ".npz"):
+        raise InputError(f"output file {path!r} must end in .json or .npz")
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=ext)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if ext == ".json":
+                doc = {"meta": result["meta"], "layers": [
+                    {k: ({"mean": _jsonable(v["mean"]), "stderr": _jsonable(v["stderr"])}
+                         if isinstance(v, dict) else v) for k, v in entry.items()}
+                    for entry in result["layers"]]}
+                fh.write(json.dumps(doc, indent=1).encode())
+            else:
+                arrays = {"meta": np.array(json.dumps(result["meta"]))}
+                for entry in result["layers"]:
+                    for k, v in entry.items():
+                        if isinstance(v, dict):
+                            arrays[f"layer{entry['layer']}/{k}/mean"] = np.asarray(v["mean"])
+                            arrays[f"layer{entry['layer']}/{k}/stderr"] = np.asarray(v["stderr"])
+                np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_result(path: str) -> dict:
+    """Read a file written by :func:`save_result` back into the structure of :func:`sample`."""
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                meta = json.loads(str(f["meta"]))
+                layers: dict = {}
+                for key in f.files:
+                    if key == "meta":
+                        continue
+                    lay, stat, kind = key.split("/")
+                    ell = int(lay[len("layer"):])
+                    layers.setdefault(ell, {"layer": ell}).setdefault(stat, {})[kind] = f[key]
+            return {"meta": meta, "layers": [layers[k] for k in sorted(layers)]}
+        with open(path, "r", encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{path}: cannot read a Monte Carlo result ({exc})") from None
+    if not isinstance(doc, dict) or "layers" not in doc:
+        raise InputError(f"{path}: not a result file (no 'layers' key)")
+    for entry in doc["layers"]:
+        for k, v in entry.items():
+            if isinstance(v, dict):
+                entry[k] = {kk: np.array(vv, dtype=float) for kk, vv in v.items()}
+    return doc
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def add_sample_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``sample`` subcommand (sets ``func=run_sample``)."""
+    p = subparsers.add_parser(
+        "sample", help="Monte Carlo estimates of the statistics from sampled networks",
+        description="Sample finite-width networks and estimate G, NTK, V, A, B, D, F, P, Q, R, "
+                    "S, T, U at every layer with batch-means standard errors "
+                    "(definitions: PHYSICS.md §3). Ctrl-C writes the finished batches.")
+    add_model_arguments(p)
+    p.add_argument("--samples", type=int, default=10000, help="number of networks (default 10000)")
+    p.add_argument("--batches", type=int, default=30,
+                   help="batches for the batch-means standard error (default 30)")
+    p.add_argument("--stats", default=",".join(DEFAULT_STATS),
+                   help="comma-separated statistics or 'all' (default G,NTK,V,A,B,D,F)")
+    p.add_argument("--chunk", type=int, default=None, help="networks per vectorised chunk")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    p.add_argument("--out", required=True, help="output FILE.json or FILE.npz")
+    p.set_defaults(func=run_sample)
+    return p
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    """Run ``sample``: 0 on success, 2 on bad input (nothing written), 130 if interrupted
+    (the finished batches are written with meta complete = false)."""
+    try:
+        out = args.out
+        if os.path.splitext(out)[1].lower() not in (".json", ".npz"):
+            raise InputError(f"--out {out!r} must end in .json or .npz")
+        if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+            raise InputError(f"--out {out!r}: directory does not exist")
+        model = model_from_args(args)
+        stats = parse_stats(args.stats)
+        result = sample(model, args.samples, seed=args.seed, batches=args.batches, stats=stats,
+                        chunk=getattr(args, "chunk", None),
+                        progress=not getattr(args, "quiet", False), allow_partial=True)
+        if result["meta"]["batches"] == 0:
+            print("sample: interrupted before the first batch finished; nothing written",
+                  file=sys.stderr)
+            return 130
+        save_result(result, out)
+    except NtkDiagramsError as exc:
+        print(f"ntkdiagrams sample: error: {exc}", file=sys.stderr)
+        return 2
+    if not result["meta"]["complete"]:
+        print(f"sample: interrupted; wrote {result['meta']['batches']} finished batches "
+              f"({result['meta']['samples']} networks) to {out}", file=sys.stderr)
+        return 130
+    return 0
