@@ -1,0 +1,250 @@
+"""Compare predictions (``evaluate``) with Monte Carlo estimates (``sample``), PHYSICS.md §6.
+
+The prediction file has the layout ``{"meta": {"width": n, ...}, "layers": [{"layer": ℓ,
+"K": N×N, "G1": N×N, "Theta": N×N, "Theta1": N×N, "V": N×N×N×N, "A": …, …}]}``; the Monte
+Carlo file is what :func:`ntkdiagrams.montecarlo.sample` writes (JSON or npz).  Pairs:
+
+* MC ``G``   ↔ K + G1/n   (layer 1: K; it is exact there),
+* MC ``NTK`` ↔ Θ + Θ1/n   (layer 1: Θ),
+* MC ``V, A, B, D, F, P, Q, R, S, T, U`` ↔ the prediction of the same name (both are the
+  coefficients of 1/n in the storage order of PHYSICS.md §3),
+
+where n is the fan-in width of the layer: the width in the prediction's meta for ℓ ≥ 2.
+If G1 (Θ1) is missing the leading-order K (Θ) is used and the row says so.
+
+Every component gives a row: layer, statistic, input indices, prediction, MC mean ± stderr
+and the difference in standard errors z = (MC − prediction)/σ with
+σ = √(stderr² + (1e-9·max(1, |prediction|))²): the small floor stands for floating-point
+rounding, so that components that do not fluctuate (layer-1 NTK, layer-1 covariances, which
+are exactly 0) are compared to 1e-9 instead of giving z = ±∞ from rounding noise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from itertools import product
+
+import numpy as np
+
+from .errors import InputError, NtkDiagramsError
+
+__all__ = ["compare", "summary", "format_table", "add_compare_parser", "run_compare"]
+
+ROUNDING_FLOOR = 1e-9
+CONNECTED = ("V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
+
+
+def _arr(v, where):
+    try:
+        a = np.asarray(v, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: not a numeric array ({exc})") from None
+    return a
+
+
+def _mc_stat(entry, stat, where):
+    v = entry.get(stat)
+    if not isinstance(v, dict) or "mean" not in v or "stderr" not in v:
+        raise InputError(f"{where}: statistic {stat!r} has no 'mean' and 'stderr'")
+    return _arr(v["mean"], f"{where} {stat} mean"), _arr(v["stderr"], f"{where} {stat} stderr")
+
+
+def _width(pred: dict, mc: dict) -> int | None:
+    for doc in (pred, mc):
+        w = (doc.get("meta") or {}).get("width")
+        if w is not None:
+            return int(w)
+    return None
+
+
+def compare(pred: dict, mc: dict, *, stats=None) -> list[dict]:
+    """Rows comparing a prediction with a Monte Carlo result (see the module docstring).
+
+    Each row is a dict with ``layer``, ``stat``, ``index`` (tuple of input indices),
+    ``prediction``, ``mc``, ``stderr``, ``z`` and ``note`` ("" or "leading order").
+    Only statistics present in both files are compared; ``stats`` restricts them further.
+    """
+    if not isinstance(pred, dict) or not isinstance(pred.get("layers"), list):
+        raise InputError("prediction: expected {'meta': ..., 'layers': [...]}")
+    if not isinstance(mc, dict) or not isinstance(mc.get("layers"), list):
+        raise InputError("Monte Carlo result: expected {'meta': ..., 'layers': [...]}")
+    n = _width(pred, mc)
+    n0 = (mc.get("meta") or {}).get("n0") or (pred.get("meta") or {}).get("n0")
+    mc_layers = {int(e["layer"]): e for e in mc["layers"]}
+    rows: list[dict] = []
+    for pe in pred["layers"]:
+        ell = int(pe["layer"])
+        me = mc_layers.get(ell)
+        if me is None:
+            continue
+        fan = (int(n0) if n0 else None) if ell == 1 else n
+        where = f"layer {ell}"
+        pairs = []
+        for mc_name, lead, corr in (("G", "K", "G1"), ("NTK", "Theta", "Theta1")):
+            if mc_name in me and lead in pe:
+                p = _arr(pe[lead], f"prediction {where} {lead}")
+                note = ""
+                if ell > 1:
+                    if corr in pe:
+                        if fan is None:
+                            raise InputError("prediction meta has no 'width' (needed for "
+                                             f"{lead} + {corr}/n)")
+                        p = p + _arr(pe[corr], f"prediction {where} {corr}") / fan
+                    else:
+                        note = "leading order"
+                pairs.append((mc_name, p, note))
+        for s in CONNECTED:
+            if s in me and s in pe:
+                pairs.append((s, _arr(pe[s], f"prediction {where} {s}"), ""))
+        for s, p, note in pairs:
+            if stats is not None and s not in stats:
+                continue
+            mean, err = _mc_stat(me, s, f"Monte Carlo {where}")
+            if p.shape != mean.shape:
+                raise InputError(f"{where} {s}: prediction has shape {p.shape}, Monte Carlo "
+                                 f"{mean.shape} (same data set?)")
+            for idx in product(*(range(k) for k in p.shape)):
+                pv, mv, ev = float(p[idx]), float(mean[idx]), float(err[idx])
+                zv = (mv - pv) / math.hypot(ev, ROUNDING_FLOOR * max(1.0, abs(pv)))
+                rows.append({"layer": ell, "stat": s, "index": tuple(int(i) for i in idx),
+                             "prediction": pv, "mc": mv, "stderr": ev, "z": zv, "note": note})
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    """max |z|, the fraction of components within 3σ, and counts."""
+    zs = np.array([r["z"] for r in rows], dtype=float)
+    finite = zs[~np.isnan(zs)]
+    if finite.size == 0:
+        return {"components": len(rows), "max_abs_z": float("nan"), "within_3sigma": float("nan")}
+    return {"components": len(rows), "compared": int(finite.size),
+            "max_abs_z": float(np.max(np.abs(finite))),
+            "within_3sigma": float(np.mean(np.abs(finite) <= 3.0))}
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text table, one block per (layer, statistic), and a summary line."""
+    lines = []
+    head = f"{'layer':>5} {'stat':>4} {'index':<12} {'prediction':>13} {'MC mean ± stderr':>27} {'z':>7}"
+    last = None
+    for r in rows:
+        key = (r["layer"], r["stat"])
+        if key != last:
+            lines.append("")
+            lines.append(head)
+            last = key
+        idx = "(" + ",".join(str(i + 1) for i in r["index"]) + ")"
+        z = r["z"]
+        zs = f"{z:7.2f}" if math.isfinite(z) else f"{z!s:>7}"
+        note = f"  [{r['note']}]" if r["note"] else ""
+        lines.append(f"{r['layer']:>5} {r['stat']:>4} {idx:<12} {r['prediction']:>13.6g} "
+                     f"{r['mc']:>13.6g} ± {r['stderr']:<11.3g} {zs}{note}")
+    s = summary(rows)
+    lines.append("")
+    lines.append(f"summary: {s['components']} components, max |z| = {s['max_abs_z']:.2f}, "
+                 f"{100 * s['within_3sigma']:.1f}% within 3σ" if s["components"] and
+                 not math.isnan(s["max_abs_z"]) else "summary: nothing to compare")
+    return "\n".join(lines).lstrip("\n")
+
+
+def _load_pred(path: str) -> dict:
+    if os.path.splitext(path)[1].lower() == ".npz":
+        from .montecarlo import load_result
+        return load_result(path)
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read a JSON prediction ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list):
+        raise InputError(f"{path}: not a prediction file (no 'layers' list)")
+    return doc
+
+
+def plot(rows: list[dict], path: str) -> None:
+    """Prediction vs Monte Carlo (with error bars) and the z-scores, one colour per statistic."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    stats = sorted({r["stat"] for r in rows}, key=lambda s: ("G", "NTK", *CONNECTED).index(s)
+                   if s in ("G", "NTK", *CONNECTED) else 99)
+    for k, s in enumerate(stats):
+        sel = [r for r in rows if r["stat"] == s]
+        p = np.array([r["prediction"] for r in sel])
+        m = np.array([r["mc"] for r in sel])
+        e = np.array([r["stderr"] for r in sel])
+        z = np.array([r["z"] for r in sel], dtype=float)
+        ax1.errorbar(p, m, yerr=e, fmt="o", ms=3, label=s, color=f"C{k % 10}")
+        ax2.plot(np.full(z.shape, k) + np.linspace(-0.3, 0.3, len(z)),
+                 np.clip(z, -10, 10), "o", ms=3, color=f"C{k % 10}")
+    allv = np.array([[r["prediction"], r["mc"]] for r in rows], dtype=float)
+    lo, hi = np.nanmin(allv), np.nanmax(allv)
+    ax1.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax1.set_xlabel("prediction")
+    ax1.set_ylabel("Monte Carlo")
+    ax1.legend(fontsize=7, ncol=2)
+    ax2.axhspan(-3, 3, color="0.9")
+    ax2.set_xticks(range(len(stats)), stats)
+    ax2.set_ylabel("(MC − prediction) / stderr  (clipped at ±10)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def add_compare_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``compare PRED.json MC.json [--plot FIG.png]`` (sets ``func=run_compare``)."""
+    p = subparsers.add_parser(
+        "compare", help="compare predictions with Monte Carlo estimates",
+        description="Compare PRED (written by 'evaluate') with MC (written by 'sample'): "
+                    "MC G vs K + G1/n, MC NTK vs Θ + Θ1/n, connected statistics directly; "
+                    "a table of z-scores and a summary line.")
+    p.add_argument("pred", help="prediction JSON")
+    p.add_argument("mc", help="Monte Carlo result (.json or .npz)")
+    p.add_argument("--stats", default=None, help="comma-separated statistics to compare")
+    p.add_argument("--plot", default=None, help="write a figure (needs matplotlib)")
+    p.add_argument("--max-z", type=float, default=None,
+                   help="exit with status 1 if some |z| exceeds this value")
+    p.set_defaults(func=run_compare)
+    return p
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """0: compared (1 if --max-z is exceeded); 2: bad input or matplotlib missing."""
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("ntkdiagrams compare: error: --plot needs matplotlib "
+                  "(pip install 'ntkdiagrams[plot]' or pip install matplotlib)", file=sys.stderr)
+            return 2
+    try:
+        from .montecarlo import load_result
+        pred = _load_pred(args.pred)
+        mc = load_result(args.mc)
+        stats = None
+        if args.stats:
+            stats = {s.strip() for s in args.stats.split(",") if s.strip()}
+        rows = compare(pred, mc, stats=stats)
+    except NtkDiagramsError as exc:
+        print(f"ntkdiagrams compare: error: {exc}", file=sys.stderr)
+        return 2
+    pw, mw = (pred.get("meta") or {}).get("width"), (mc.get("meta") or {}).get("width")
+    if pw is not None and mw is not None and int(pw) != int(mw):
+        print(f"warning: prediction width {pw} differs from the Monte Carlo width {mw}",
+              file=sys.stderr)
+    if not rows:
+        print("ntkdiagrams compare: error: no statistic in common between the two files",
+              file=sys.stderr)
+        return 2
+    print(format_table(rows))
+    if args.plot:
+        plot(rows, args.plot)
+    s = summary(rows)
+    if args.max_z is not None and not (s["max_abs_z"] <= args.max_z):
+        return 1
+    return 0

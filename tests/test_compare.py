@@ -1,0 +1,131 @@
+"""Tests of ntkdiagrams.compare: predictions vs Monte Carlo, with a prediction that is exact
+(two-layer linear network, see tests/test_montecarlo.py) and deliberately wrong ones."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ntkdiagrams.activations import parse_activation
+from ntkdiagrams.cli_common import ModelSpec
+from ntkdiagrams.compare import add_compare_parser, compare, format_table, run_compare, summary
+from ntkdiagrams.montecarlo import sample, save_result
+
+X = np.array([[1.0, 0.5, -0.3], [-0.2, 1.2, 0.7]])
+CB, CW, LB, LW, WIDTH = 0.3, 1.7, 0.8, 1.4, 6
+
+
+def _exact_prediction():
+    """Layer-1 and layer-2 kernels and 1/n coefficients of a linear network (exact)."""
+    n0 = X.shape[1]
+    K = CB + CW * X @ X.T / n0
+    Th = LB + LW * X @ X.T / n0
+    e = np.einsum
+    KK = e("ac,bd->abcd", K, K) + e("ad,bc->abcd", K, K)
+    z4 = np.zeros((2,) * 4)
+    lay1 = {"layer": 1, "K": K, "G1": 0 * K, "Theta": Th, "Theta1": 0 * K}
+    lay1.update({s: z4 for s in "VABDFPQRSTU"})
+    lay2 = {"layer": 2, "K": CB + CW * K, "G1": 0 * K, "Theta": LB + LW * K + CW * Th,
+            "Theta1": 0 * K, "V": CW ** 2 * KK, "A": LW ** 2 * KK,
+            "B": CW ** 2 * e("ac,bd->abcd", Th, Th), "D": LW * CW * KK,
+            "F": CW ** 2 * e("ac,bd->abcd", Th, K), "P": z4,
+            "Q": LW * CW * e("ac,bd->abcd", Th, K), "R": z4,
+            "S": LW * CW * e("ac,bd->abcd", Th, Th), "T": LW ** 2 * e("ad,bc->abcd", Th, K),
+            "U": z4}
+    tolist = lambda d: {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}  # noqa: E731
+    return {"meta": {"width": WIDTH, "activation": "linear"}, "layers": [tolist(lay1), tolist(lay2)]}
+
+
+@pytest.fixture(scope="module")
+def mc():
+    m = ModelSpec(activation=parse_activation("linear"), depth=2, width=WIDTH, cb=CB, cw=CW,
+                  lb=LB, lw=LW, inputs=X)
+    return sample(m, 6000, stats="all", seed=1)
+
+
+def test_exact_prediction_agrees(mc):
+    rows = compare(_exact_prediction(), mc)
+    assert len(rows) == 2 * (2 * 4 + 11 * 16)
+    s = summary(rows)
+    assert s["max_abs_z"] < 4.5, format_table([r for r in rows if abs(r["z"]) >= 4.5])
+    assert s["within_3sigma"] > 0.95
+    ntk1 = [r for r in rows if r["layer"] == 1 and r["stat"] == "NTK"]
+    assert all(r["stderr"] < 1e-12 and abs(r["z"]) < 1e-3 for r in ntk1)  # no fluctuation
+
+
+@pytest.mark.parametrize("stat,change", [
+    ("B", lambda a: a.transpose(0, 2, 1, 3)),   # wrong storage order
+    ("T", lambda a: a.transpose(0, 3, 1, 2)),
+    ("S", lambda a: 0.5 * a),                   # factor two
+    ("NTK", None),
+])
+def test_wrong_prediction_is_detected(mc, stat, change):
+    pred = _exact_prediction()
+    lay2 = pred["layers"][1]
+    if stat == "NTK":
+        lay2["Theta1"] = (np.full((2, 2), 3.0 * WIDTH)).tolist()  # shifts Θ + Θ1/n by 3
+    else:
+        lay2[stat] = change(np.array(lay2[stat])).tolist()
+    rows = [r for r in compare(pred, mc) if r["layer"] == 2 and r["stat"] == stat]
+    assert max(abs(r["z"]) for r in rows) > 8
+
+
+def test_g1_over_n_and_leading_order_note(mc):
+    pred = _exact_prediction()
+    del pred["layers"][1]["G1"]
+    rows = compare(pred, mc, stats={"G"})
+    assert {r["note"] for r in rows if r["layer"] == 2} == {"leading order"}
+    assert {r["stat"] for r in rows} == {"G"}
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="ntkdiagrams")
+    sub = parser.add_subparsers(dest="command")
+    add_compare_parser(sub)
+    return parser.parse_args(argv)
+
+
+def test_cli_table_and_exit_codes(tmp_path, mc, capsys):
+    pred_path, mc_path = tmp_path / "pred.json", tmp_path / "mc.npz"
+    pred_path.write_text(json.dumps(_exact_prediction()))
+    save_result(mc, str(mc_path))
+    args = _parse(["compare", str(pred_path), str(mc_path), "--max-z", "4.5"])
+    assert args.func is run_compare
+    assert run_compare(args) == 0
+    out = capsys.readouterr().out
+    assert "summary:" in out and "max |z|" in out and "within 3σ" in out
+    assert "    2    B (1,2,1,2)" in out
+    bad = _exact_prediction()
+    bad["layers"][1]["B"] = (2 * np.array(bad["layers"][1]["B"])).tolist()
+    pred_path.write_text(json.dumps(bad))
+    assert run_compare(_parse(["compare", str(pred_path), str(mc_path), "--max-z", "4.5"])) == 1
+
+
+def test_cli_bad_files(tmp_path, mc, capsys):
+    mc_path = tmp_path / "mc.json"
+    save_result(mc, str(mc_path))
+    assert run_compare(_parse(["compare", str(tmp_path / "missing.json"), str(mc_path)])) == 2
+    wrong = _exact_prediction()
+    wrong["layers"][1]["V"] = np.zeros((3, 3, 3, 3)).tolist()
+    p = tmp_path / "wrong.json"
+    p.write_text(json.dumps(wrong))
+    assert run_compare(_parse(["compare", str(p), str(mc_path)])) == 2
+    assert "shape" in capsys.readouterr().err
+
+
+def test_plot_or_clean_message(tmp_path, mc, capsys):
+    pred_path, mc_path = tmp_path / "pred.json", tmp_path / "mc.json"
+    pred_path.write_text(json.dumps(_exact_prediction()))
+    save_result(mc, str(mc_path))
+    fig = tmp_path / "fig.png"
+    code = run_compare(_parse(["compare", str(pred_path), str(mc_path), "--plot", str(fig)]))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert code == 2 and not fig.exists()
+        assert "matplotlib" in capsys.readouterr().err
+    else:
+        assert code == 0 and fig.exists()
