@@ -209,10 +209,15 @@ def test_relu_criticality_four_point_vertex():
     layer 3 up to O(1/n) = O(1/64))."""
     x = np.array([[1.0, -0.5, 2.0]])
     K = 2 * float((x @ x.T)[0, 0]) / 3
-    r = sample(_model("relu", 3, 64, x, 0.0, 2.0), 100_000, stats=("G", "V"), seed=11)
+    r = sample(_model("relu", 3, 64, x, 0.0, 2.0), 100_000, stats=("G", "NTK", "V"), seed=11)
+    # Scale invariance: Θ1_{αα} = 0 (PHYSICS.md §5), so E[H_αα] = Θ up to O(1/n²), with
+    # Θ^(ℓ+1) = λ_b + λ_W K/2 + Θ^(ℓ) at criticality (⟨σσ⟩ = K/2, C_W⟨σ'σ'⟩ = 1).
+    theta = 1.0 + float((x @ x.T)[0, 0]) / 3
     for ell in (1, 2, 3):
         lay = r["layers"][ell - 1]
         _assert_within(lay["G"], np.full((1, 1), K), k=4, name=f"G{ell}")
+        _assert_within(lay["NTK"], np.full((1, 1), theta), k=4, name=f"NTK{ell}")
+        theta = 1.0 + K / 2 + theta
         if ell > 1:
             _assert_within(lay["V"], np.full((1,) * 4, 5 * (ell - 1) * K * K), k=4, name=f"V{ell}")
             # error bar small enough that V = 2.5(ℓ−1)K² or 10(ℓ−1)K² would fail
@@ -353,3 +358,42 @@ def test_save_result_nan_as_null(tmp_path):
     assert doc["layers"][0]["G"]["stderr"][0][0] is None
     back = load_result(str(tmp_path / "a.json"))
     assert np.isnan(back["layers"][0]["G"]["stderr"][0, 0])
+
+
+def test_physics_forward_equations_hold():
+    """The NTK and dNTK forward equations written in PHYSICS.md §2 (full width, full neuron
+    indices) reproduce the objects computed here from the definitions."""
+    rng = np.random.default_rng(3)
+    n0, n, N, lb, lw = 3, 4, 2, 0.6, 1.3
+    act = parse_activation("tanh")
+    s0, s1, s2 = (act.numpy(k) for k in range(3))
+    x = rng.standard_normal((N, n0))
+    W1 = rng.standard_normal((n, n0)) / np.sqrt(n0)
+    W2 = rng.standard_normal((n, n)) * np.sqrt(1.5 / n)
+    W3 = rng.standard_normal((2, n)) * np.sqrt(1.5 / n)
+    b1, b2, b3 = (rng.standard_normal(k) * 0.3 for k in (n, n, 2))
+    z1 = W1 @ x.T + b1[:, None]
+    H1 = np.einsum("ij,ab->ijab", np.eye(n), lb + lw / n0 * x @ x.T)
+    dH1 = np.zeros((n,) * 3 + (N,) * 3)
+
+    def step(z, H, dH, W, eye):
+        sg, sp, spp = s0(z), s1(z), s2(z)
+        m = z.shape[0]
+        Hn = (np.einsum("ij,ab->ijab", eye, lb + lw / m * sg.T @ sg)
+              + np.einsum("ij,kl,ja,lb,jlab->ikab", W, W, sp, sp, H))
+        dHn = (lw / m * np.einsum("ik,ja,jb,lm,mc,jmac->iklabc", eye, sp, sg, W, sp, H)
+               + lw / m * np.einsum("il,ja,jc,km,mb,jmab->iklabc", eye, sp, sg, W, sp, H)
+               + np.einsum("ij,km,lp,mb,pc,ja,jmab,jpac->iklabc", W, W, W, sp, sp, spp, H, H)
+               + np.einsum("ij,km,lp,mb,pc,ja,jmpabc->iklabc", W, W, W, sp, sp, sp, dH))
+        return Hn, dHn
+
+    z2 = W2 @ s0(z1) + b2[:, None]
+    H2, dH2 = step(z1, H1, dH1, W2, np.eye(n))
+    H3, dH3 = step(z2, H2, dH2, W3, np.eye(2))
+    ens = Ensemble(W=[W1[None], W2[None], W3[None]], b=[b1[None], b2[None], b3[None]], x=x,
+                   lb=lb, lw=lw)
+    fw = forward(ens, activation_derivatives(act, 2))
+    for ell, (H, dH) in ((2, (H2, dH2)), (3, (H3, dH3))):
+        got = layer_objects(ens, fw, ell, H=True, dH=True)
+        np.testing.assert_allclose(got["H"][0], H[:2, :2], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(got["dH"][0], dH[:2, :2, :2], rtol=1e-10, atol=1e-12)
