@@ -309,7 +309,8 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
                 fw = forward(ens, derivs)
                 for ell in range(1, L + 1):
                     obj = layer_objects(ens, fw, ell, H=bool(needs), dH="dH" in needs,
-                                        ddIH="ddIH" in needs, ddIIH="ddIIH" in needs)
+                                        ddIH="ddIH" in needs, ddIIH="ddIIH" in needs,
+                                        ddIH_neurons=((0, 1, 1), (1, 0, 0)))
                     for k, v in _moment_sums(obj, moments).items():
                         sums[ell - 1][k] = sums[ell - 1].get(k, 0.0) + v
                     del obj

@@ -165,13 +165,15 @@ def _mmT(A: np.ndarray, T: np.ndarray) -> np.ndarray:
 
 
 def layer_objects(ens: Ensemble, fw: Forward, ell: int, *, H: bool = False, dH: bool = False,
-                  ddIH: bool = False, ddIIH: bool = False) -> dict:
+                  ddIH: bool = False, ddIIH: bool = False, ddIH_neurons=None) -> dict:
     """Objects of layer ``ell`` (1-based) for its neurons 0 and 1.
 
     Returns a dict with ``z`` (C, 2, N) and, as requested, ``H`` (C, 2, 2, N, N),
     ``dH`` (C, 2, 2, 2, N, N, N), ``ddIH`` (C, 2,2,2,2, N,N,N,N) and ``ddIIH`` (same shape),
     neuron indices first, then input indices, in the subscript order of PHYSICS.md §2.
     ``fw`` must carry σ derivatives up to order 1 (H), 2 (dH, ddIIH) or 3 (ddIH).
+    ``ddIH_neurons``: optional list of neuron triples (i1, i2, i3) for which ddIH is
+    computed (the cost of ddIH is proportional to their number); other entries are NaN.
     """
     if not 1 <= ell <= ens.depth:
         raise InputError(f"layer must be in 1..{ens.depth}; got {ell}")
@@ -244,32 +246,37 @@ def layer_objects(ens: Ensemble, fw: Forward, ell: int, *, H: bool = False, dH: 
         out["dH"] = _to_neuron_first(Z2[ell], N, 2)
 
     if ddIH:
+        # Triples (a1, a2, a3) of directions, restricted to the requested neuron patterns.
+        pats = [tuple(p) for p in (ddIH_neurons if ddIH_neurons is not None
+                                   else np.ndindex(2, 2, 2))]
+        trip = np.array([(n1 * N + a1, n2 * N + a2, n3 * N + a3) for (n1, n2, n3) in pats
+                         for a1 in range(N) for a2 in range(N) for a3 in range(N)])
+        ia, ib, ic = trip[:, 0], trip[:, 1], trip[:, 2]
         Z3 = None
         D3s = None
         for k in range(1, ell + 1):
             if k == 1:
-                Z3 = np.zeros((C, Ws[1].shape[1], N, A, A, A))
+                Z3 = np.zeros((C, Ws[1].shape[1], N, len(trip)))
             else:
                 X2 = np.swapaxes(_mmT(S[k - 1], D2s[k - 1]), 1, 2)  # (C, N, a, b, c)
                 lwk = lw / fan[k]
                 Jk = J[k]
                 t = _mm(Ws[k], D3s)
-                t = t + lwk * (Jk[:, :, None, :, None, None] * X2[:, None]
-                               + Jk[:, :, None, None, :, None] * np.transpose(X2, (0, 1, 3, 2, 4))[:, None]
-                               + Jk[:, :, None, None, None, :] * np.transpose(X2, (0, 1, 3, 4, 2))[:, None])
+                t = t + lwk * (Jk[:, :, None, ia] * X2[:, None, :, ia, ib, ic]
+                               + Jk[:, :, None, ib] * X2[:, None, :, ib, ia, ic]
+                               + Jk[:, :, None, ic] * X2[:, None, :, ic, ia, ib])
                 Z3 = t
             if k < ell:
                 z1 = Z1[k]
                 z2 = Z2[k]
-                a_ = z1[..., :, None, None]
-                b_ = z1[..., None, :, None]
-                c_ = z1[..., None, None, :]
-                D3s = (s[k][3][..., None, None, None] * a_ * b_ * c_
-                       + s[k][2][..., None, None, None] * (z2[..., :, :, None] * c_
-                                                           + z2[..., :, None, :] * b_
-                                                           + z2[..., None, :, :] * a_)
-                       + s[k][1][..., None, None, None] * Z3)
-        out["ddIH"] = _to_neuron_first(Z3, N, 3)
+                a_, b_, c_ = z1[..., ia], z1[..., ib], z1[..., ic]
+                D3s = (s[k][3][..., None] * a_ * b_ * c_
+                       + s[k][2][..., None] * (z2[..., ia, ib] * c_ + z2[..., ia, ic] * b_
+                                               + z2[..., ib, ic] * a_)
+                       + s[k][1][..., None] * Z3)
+        full = np.full((C, 2, N, A, A, A), np.nan)
+        full[:, :, :, ia, ib, ic] = Z3
+        out["ddIH"] = _to_neuron_first(full, N, 3)
 
     if ddIIH:
         # DJ[k][c, j, d, e] = D_{u_e} J^(k)_d ; DJ[ell] = 0.

@@ -397,3 +397,19 @@ def test_physics_forward_equations_hold():
         got = layer_objects(ens, fw, ell, H=True, dH=True)
         np.testing.assert_allclose(got["H"][0], H[:2, :2], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(got["dH"][0], dH[:2, :2, :2], rtol=1e-10, atol=1e-12)
+
+
+def test_restricted_ddIH_patterns_match_full():
+    rng = np.random.default_rng(2)
+    C, N, n = 3, 2, 5
+    W = [rng.standard_normal((C, n, 3)), rng.standard_normal((C, n, n)) / 2,
+         rng.standard_normal((C, 2, n)) / 2]
+    b = [rng.standard_normal((C, n)), rng.standard_normal((C, n)), rng.standard_normal((C, 2))]
+    ens = Ensemble(W=W, b=b, x=rng.standard_normal((N, 3)), lb=0.5, lw=1.5)
+    fw = forward(ens, activation_derivatives(parse_activation("gelu"), 3))
+    full = layer_objects(ens, fw, 3, ddIH=True)["ddIH"]
+    part = layer_objects(ens, fw, 3, ddIH=True, ddIH_neurons=[(0, 1, 1), (1, 0, 0)])["ddIH"]
+    for i in (0, 1):
+        np.testing.assert_allclose(part[:, :, i, 1 - i, 1 - i], full[:, :, i, 1 - i, 1 - i],
+                                   rtol=1e-12, atol=1e-12)
+    assert np.isnan(part[:, :, 0, 0, 0]).all() and np.isfinite(full).all()
