@@ -1,0 +1,324 @@
+"""Numerics: derived recursions compiled into vectorised numpy evaluators.
+
+A recursion's right-hand side is a sum of terms, each
+
+    coefficient(C_b, C_W, …) · Π T^{(ℓ)}_{β…} · Π ⟨Π_s f_s(z_{β_s})⟩_{K^{(ℓ)}} ,
+
+with every label β one of the target's inputs α_1…α_m (possibly repeated).  Compilation
+(:class:`CompiledRecursion`) turns each term into an ``einsum`` over arrays indexed by the
+inputs: repeated labels are diagonals (``'aab->ab'``), labels a factor does not touch are
+broadcast, so one call updates every input-index component of the layer at once.
+Coefficients are lambdified from sympy (``sympy.lambdify``, ``modules="numpy"``).
+
+Gaussian expectations are tensors E[a_1…a_k] = ⟨f_1(z_{a_1}) ⋯ f_k(z_{a_k})⟩_K over all input
+tuples (:func:`ntkdiagrams.gaussian.expectation_tensor`), computed once per layer and shared
+by every term and every statistic (:class:`GaussianCache`; a permuted integrand reuses the
+tensor by a transpose).
+
+:func:`evaluate` iterates from the first layer (the rule file's ``first_layer`` values, e.g.
+K^{(1)} = C_b + C_W x·x/n0) to layer L and returns per-layer arrays whose names and index
+order are those of PHYSICS.md §3.
+"""
+from __future__ import annotations
+
+import json
+import string
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import sympy as sp
+
+from . import __version__
+from .activations import Activation, parse_activation
+from .activations import z as zsym
+from .algebra import ActivationDerivative, GaussianExpectation, InputGram, LayerTensor, Z
+from .cli_common import check_inputs
+from .errors import InputError, UnsupportedError
+from .recursion import Recursion, derive
+from .rules import RuleSet
+
+#: command-line names of the hyper-parameters and their rule-file symbols
+HYPER = {"cb": "C_b", "cw": "C_W", "lb": "lambda_b", "lw": "lambda_W"}
+
+
+@dataclass(frozen=True)
+class _Factor:
+    kind: str           # "tensor", "gauss", "gram"
+    key: object         # tensor name / tuple of univariate functions
+    labels: tuple       # target-axis positions of the factor's axes
+
+
+class GaussianCache:
+    """Gaussian-expectation tensors of one layer, computed once and shared."""
+
+    def __init__(self, K: np.ndarray, degree: int | None = None):
+        self.K = K
+        self.degree = degree
+        self._store: dict = {}
+        self.computed = 0
+
+    def get(self, funcs: tuple) -> np.ndarray:
+        from .gaussian import expectation_tensor
+        order = sorted(range(len(funcs)), key=lambda s: sp.srepr(funcs[s]))
+        canon = tuple(funcs[s] for s in order)
+        if canon not in self._store:
+            self._store[canon] = expectation_tensor(list(canon), self.K, degree=self.degree)
+            self.computed += 1
+        arr = self._store[canon]
+        # arr axes follow ``canon``; put them back in the order of ``funcs``
+        inverse = np.argsort(order)
+        return np.transpose(arr, inverse) if len(funcs) > 1 else arr
+
+
+class CompiledRecursion:
+    """A :class:`Recursion` compiled for one activation into einsum plans."""
+
+    def __init__(self, rec: Recursion, activation: Activation, symbols: Sequence[sp.Symbol]):
+        self.rec = rec
+        self.labels = rec.labels
+        self.symbols = tuple(symbols)
+        self.terms = [self._compile_term(t, activation) for t in sp.Add.make_args(rec.rhs) if t != 0]
+        self.initial_terms = [self._compile_term(t, activation) for t in sp.Add.make_args(rec.initial) if t != 0]
+
+    def _axis(self, label) -> int:
+        try:
+            return self.labels.index(label)
+        except ValueError:
+            raise UnsupportedError(f"label {label} of {self.rec.tensor}'s recursion is not a target input") from None
+
+    def _compile_term(self, term: sp.Expr, act: Activation):
+        coeff, factors = sp.Integer(1), []
+        for f in sp.Mul.make_args(term):
+            base, exp = f.as_base_exp()
+            reps = int(exp) if (exp.is_Integer and exp > 0 and not base.is_number) else None
+            if reps is None:
+                base, reps = f, 1
+            if isinstance(base, LayerTensor):
+                factors += [_Factor("tensor", base.tensor_name, tuple(self._axis(a) for a in base.labels))] * reps
+            elif isinstance(base, GaussianExpectation):
+                factors += [self._gauss_factor(base, act)] * reps
+            elif isinstance(base, InputGram):
+                factors += [_Factor("gram", None, tuple(self._axis(a) for a in base.args))] * reps
+            else:
+                coeff *= f
+        extra = coeff.free_symbols - set(self.symbols)
+        if extra:
+            raise UnsupportedError(f"{self.rec.tensor}: coefficient {coeff} has symbols {extra} with no value")
+        fn = sp.lambdify(self.symbols, coeff, modules="numpy")
+        return fn, factors
+
+    @staticmethod
+    def _gauss_factor(ge: GaussianExpectation, act: Activation) -> _Factor:
+        per_label: dict = {}
+        for f in sp.Mul.make_args(ge.integrand):
+            base, exp = f.as_base_exp()
+            if not isinstance(base, ActivationDerivative) or not isinstance(base.args[1], Z):
+                raise UnsupportedError(f"cannot evaluate integrand factor {f}")
+            k, zarg = base.args
+            per_label.setdefault(zarg.args[0], []).append(act.derivative(int(k)) ** exp)
+        labels = sorted(per_label, key=str)
+        funcs = tuple(sp.Mul(*per_label[a]) for a in labels)
+        return _Factor("gauss", (funcs, tuple(labels)), tuple(labels))
+
+    def __call__(self, prev: dict, cache: GaussianCache | None, hyper: tuple, n_inputs: int,
+                 gram: np.ndarray | None = None, initial: bool = False) -> np.ndarray:
+        m = len(self.labels)
+        out = np.zeros((n_inputs,) * m)
+        letters = string.ascii_lowercase
+        target = letters[:m]
+        for fn, factors in (self.initial_terms if initial else self.terms):
+            c = float(fn(*hyper))
+            if c == 0:
+                continue
+            arrays, subs = [], []
+            for fac in factors:
+                if fac.kind == "tensor":
+                    arrays.append(prev[fac.key])
+                    axes = fac.labels
+                elif fac.kind == "gram":
+                    arrays.append(gram)
+                    axes = fac.labels
+                else:
+                    funcs, labels = fac.key
+                    arrays.append(cache.get(funcs))
+                    axes = tuple(self._axis(a) for a in labels)
+                subs.append("".join(letters[a] for a in axes))
+            missing = set(range(m)) - {a for s in subs for a in (letters.index(ch) for ch in s)}
+            for a in sorted(missing):
+                arrays.append(np.ones(n_inputs))
+                subs.append(letters[a])
+            if arrays:
+                out += c * np.einsum(",".join(subs) + "->" + target, *arrays, optimize=True)
+            else:
+                out += c
+        return out
+
+
+def required_tensors(names: Sequence[str], rules: RuleSet) -> list[str]:
+    """The tensors needed to iterate ``names``: their recursions' layer-ℓ inputs, closed."""
+    need, todo = [], list(names)
+    gauss = rules.gaussian_tensor()
+    if gauss not in todo:
+        todo.append(gauss)
+    while todo:
+        t = todo.pop()
+        if t in need:
+            continue
+        need.append(t)
+        todo.extend(derive(t, rules).layer_tensors - set(need))
+    order = [t for t in rules.tensors if t in need]
+    return order
+
+
+def max_derivative_order(expr: sp.Expr) -> int:
+    """The highest activation derivative σ^{(k)} inside an expression's expectations."""
+    return max((int(a.args[0]) for a in expr.atoms(ActivationDerivative)), default=0)
+
+
+def _check_supported(act: Activation, needed: Sequence[str], rules: RuleSet) -> None:
+    """Refuse what would be a wrong number for activations with kinks.
+
+    For ReLU-like σ, σ^{(2)} is a Dirac delta (fine alone) and σ^{(k)}, k ≥ 3, are derivatives
+    of deltas.  The explicit Leibniz pieces of ⟨∂⁴(σ_{α1} σ_{α2})⟩ then multiply deltas at the
+    same point when α1 and α2 coincide; their sum is finite but needs the Hermite
+    (integration-by-parts) form of the expectation, which is not implemented yet."""
+    if not act.has_delta(2):
+        return
+    for t in needed:
+        k = max_derivative_order(derive(t, rules).rhs)
+        if k >= 3:
+            raise UnsupportedError(
+                f"statistic {t} needs derivative {k} of activation {act.name!r}, a derivative of a "
+                "Dirac delta; activations with kinks are supported for statistics that need at most "
+                f"the second derivative (K, V) but not yet for {t} (it needs the Hermite form of "
+                "Gaussian expectations)")
+
+
+def _per_layer(value, depth: int, name: str) -> list:
+    arr = np.atleast_1d(np.asarray(value, dtype=float))
+    if arr.size == 1:
+        return [float(arr[0])] * depth
+    if arr.size != depth:
+        raise InputError(f"{name}: give one value or one per layer ({depth}); got {arr.size}")
+    return [float(v) for v in arr]
+
+
+def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0, lb=1.0, lw=1.0,
+             stats: Sequence[str] | str = ("K", "G1", "V"), rules: RuleSet | str | None = None,
+             degree: int | None = None, progress: bool | Callable = False) -> list[dict]:
+    """Iterate the derived recursions from layer 1 to ``depth`` for a data set.
+
+    Parameters
+    ----------
+    activation: a shortcut or an expression in z (see :mod:`ntkdiagrams.activations`).
+    depth: number of layers L ≥ 1.
+    inputs: (N, n0) array of inputs x_α.
+    cb, cw, lb, lw: C_b, C_W, λ_b, λ_W; a scalar, or one value per layer 1..L.
+    stats: tensor names (PHYSICS.md §3), or "all" for every tensor the rule file derives.
+
+    Returns a list with one dict per layer: ``{"layer": ℓ, "K": (N,N), "G1": (N,N), "V": (N,N,N,N), …}``.
+    """
+    from .recursion import _rules
+    rules = _rules(rules)
+    act = activation if isinstance(activation, Activation) else parse_activation(activation)
+    if not isinstance(depth, (int, np.integer)) or depth < 1:
+        raise InputError(f"depth must be an integer >= 1; got {depth!r}")
+    x = check_inputs(inputs)
+    names = list(rules.tensors) if stats == "all" else list(stats)
+    unknown = [s for s in names if s not in rules.tensors]
+    if unknown:
+        raise UnsupportedError(f"unknown or unsupported statistic(s) {unknown}; this rule file derives "
+                               f"{sorted(rules.tensors)}")
+    hyper_layers = {k: _per_layer(v, depth, k) for k, v in dict(cb=cb, cw=cw, lb=lb, lw=lw).items()}
+    for k in ("cb", "cw"):
+        if any(v < 0 or not np.isfinite(v) for v in hyper_layers[k]):
+            raise InputError(f"{k} is a variance: it must be finite and >= 0")
+    symbols = [rules.symbols[HYPER[k]] for k in HYPER if HYPER[k] in rules.symbols]
+    keys = [k for k in HYPER if HYPER[k] in rules.symbols]
+    needed = required_tensors(names, rules)
+    _check_supported(act, needed, rules)
+    compiled = {t: CompiledRecursion(derive(t, rules), act, symbols) for t in needed}
+    gauss = rules.gaussian_tensor()
+    N, n0 = x.shape
+    gram = x @ x.T / n0
+    report = _progress(progress)
+    t0 = time.perf_counter()
+
+    hyper = tuple(hyper_layers[k][0] for k in keys)
+    prev = {t: compiled[t]({}, None, hyper, N, gram=gram, initial=True) for t in needed}
+    layers = [{"layer": 1, **{t: prev[t] for t in names}}]
+    for ell in range(1, depth):
+        K = prev[gauss]
+        if not np.all(np.isfinite(K)):
+            raise InputError(f"the kernel diverged at layer {ell} (non-finite values); "
+                             "choose smaller C_W or fewer layers")
+        cache = GaussianCache(0.5 * (K + K.T), degree)
+        hyper = tuple(hyper_layers[k][ell] for k in keys)
+        prev = {t: compiled[t](prev, cache, hyper, N) for t in needed}
+        layers.append({"layer": ell + 1, **{t: prev[t] for t in names}})
+        report(ell + 1, depth, time.perf_counter() - t0)
+    return layers
+
+
+def _progress(progress):
+    if callable(progress):
+        return progress
+    if not progress:
+        return lambda *a: None
+
+    def show(layer, depth, elapsed):
+        if elapsed > 2.0 or layer == depth:
+            print(f"evaluate: layer {layer}/{depth}, {elapsed:.1f} s", file=sys.stderr, flush=True)
+    return show
+
+
+# ---- command line ----
+
+def add_evaluate_parser(sub) -> None:
+    from .cli_common import add_model_arguments
+    p = sub.add_parser("evaluate", help="evaluate derived recursions for a data set (numbers)")
+    add_model_arguments(p)
+    p.add_argument("--stats", default="K,G1,V", help="comma-separated tensors, or 'all' (default K,G1,V)")
+    p.add_argument("--degree", type=int, default=None, help="Gauss-Hermite degree (default: automatic)")
+    p.add_argument("--rules", default="mlp", help="rule file (default mlp)")
+    p.add_argument("--out", help="output file .json or .npz (default: print a summary)")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args) -> int:
+    from .cli_common import model_from_args
+    from .rules import load_rules
+    model = model_from_args(args)
+    if args.out and not (args.out.endswith(".json") or args.out.endswith(".npz")):
+        raise InputError(f"--out must end in .json or .npz; got {args.out!r}")
+    stats = "all" if args.stats == "all" else [s.strip() for s in args.stats.split(",") if s.strip()]
+    layers = evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,
+                      lw=model.lw, stats=stats, rules=load_rules(args.rules), degree=args.degree, progress=True)
+    meta = {**model.meta(), "stats": stats, "rules": args.rules, "degree": args.degree,
+            "package_version": __version__, "kind": "prediction"}
+    if args.out:
+        write_result(args.out, meta, layers)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        for layer in layers:
+            parts = [f"layer {layer['layer']}:"]
+            for name, arr in layer.items():
+                if name != "layer":
+                    parts.append(f"{name}[0..]={np.ravel(arr)[0]:.6g}")
+            print(" ".join(parts))
+    return 0
+
+
+def write_result(path: str, meta: dict, layers: list[dict]) -> None:
+    """Write the JSON layout {"meta": …, "layers": [{"layer": ℓ, "K": nested lists, …}]} or npz."""
+    if path.endswith(".json"):
+        doc = {"meta": meta, "layers": [{k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                                         for k, v in layer.items()} for layer in layers]}
+        with open(path, "w") as fh:
+            json.dump(doc, fh)
+    else:
+        flat = {f"layer{layer['layer']}/{k}": v for layer in layers for k, v in layer.items() if k != "layer"}
+        np.savez(path, meta=json.dumps(meta), **flat)
