@@ -1,0 +1,127 @@
+"""Numerics of the derived recursions against closed forms and textbook facts."""
+import json
+
+import numpy as np
+import pytest
+
+from ntkdiagrams.cli import main
+from ntkdiagrams.errors import ActivationError, InputError, UnsupportedError
+from ntkdiagrams.evaluate import evaluate
+
+RNG = np.random.default_rng(7)
+X3 = RNG.standard_normal((3, 4))
+
+
+def test_relu_criticality_v_grows_linearly():
+    """ReLU, C_b = 0, C_W = 2, one input: K constant and V^(l) = 5 (l-1) K² (PHYSICS.md §5)."""
+    x = np.array([[0.3, -1.2, 0.8]])
+    layers = evaluate("relu", 5, x, cb=0.0, cw=2.0, stats=["K", "V"])
+    k1 = 2.0 * float((x @ x.T)[0, 0]) / 3
+    for layer in layers:
+        ell = layer["layer"]
+        np.testing.assert_allclose(layer["K"][0, 0], k1, rtol=1e-10)
+        np.testing.assert_allclose(layer["V"][0, 0, 0, 0], 5 * (ell - 1) * k1 ** 2, rtol=1e-8)
+
+
+def test_deep_linear_closed_forms():
+    """σ = z: K^(l+1) = C_b + C_W K^(l), G1 = 0, V^(l+1) = C_W² (K13 K24 + K14 K23 + V^(l))."""
+    cb, cw = 0.3, 0.9
+    layers = evaluate("linear", 4, X3, cb=cb, cw=cw)
+    K = cb + cw * X3 @ X3.T / X3.shape[1]
+    V = np.zeros((3,) * 4)
+    for layer in layers:
+        np.testing.assert_allclose(layer["K"], K, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(layer["V"], V, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(layer["G1"], 0.0, atol=1e-12)
+        V = cw ** 2 * (np.einsum("ac,bd->abcd", K, K) + np.einsum("ad,bc->abcd", K, K) + V)
+        K = cb + cw * K
+
+
+def _arccos_relu(K):
+    d = np.sqrt(np.diag(K))
+    rho = np.clip(K / np.outer(d, d), -1, 1)
+    th = np.arccos(rho)
+    return np.outer(d, d) / (2 * np.pi) * (np.sin(th) + (np.pi - th) * np.cos(th))
+
+
+def test_relu_kernel_is_the_arccosine_kernel():
+    cb, cw = 0.1, 1.7
+    layers = evaluate("relu", 3, X3, cb=cb, cw=cw, stats=["K"])
+    for prev, nxt in zip(layers, layers[1:]):
+        np.testing.assert_allclose(nxt["K"], cb + cw * _arccos_relu(prev["K"]), rtol=1e-9)
+
+
+def test_erf_kernel_is_the_arcsine_kernel():
+    cb, cw = 0.2, 1.3
+    layers = evaluate("erf", 3, X3, cb=cb, cw=cw, stats=["K"])
+    for prev, nxt in zip(layers, layers[1:]):
+        K = prev["K"]
+        d = 1 + 2 * np.diag(K)
+        expected = cb + cw * (2 / np.pi) * np.arcsin(2 * K / np.sqrt(np.outer(d, d)))
+        np.testing.assert_allclose(nxt["K"], expected, rtol=1e-8)
+
+
+def test_v_has_the_symmetries_of_its_definition():
+    V = evaluate("tanh", 3, X3[:2], cb=0.1, cw=1.2)[-1]["V"]
+    np.testing.assert_allclose(V, V.transpose(1, 0, 2, 3), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(V, V.transpose(0, 1, 3, 2), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(V, V.transpose(2, 3, 0, 1), rtol=1e-10, atol=1e-14)
+    assert abs(V[0, 1, 0, 1] - V[0, 0, 1, 1]) > 1e-3  # the three pairings really differ
+
+
+def test_per_layer_hyperparameters():
+    a = evaluate("tanh", 3, X3[:1], cb=[0.1, 0.1, 0.1], cw=[1.0, 2.0, 2.0], stats=["K"])
+    b = evaluate("tanh", 3, X3[:1], cb=0.1, cw=2.0, stats=["K"])
+    assert not np.allclose(a[0]["K"], b[0]["K"])  # layer 1 used C_W = 1
+    with pytest.raises(InputError, match="one per layer"):
+        evaluate("tanh", 3, X3, cw=[1.0, 2.0])
+
+
+@pytest.mark.parametrize("kwargs, err, msg", [
+    (dict(activation="nope"), ActivationError, "unknown name"),
+    (dict(depth=0), InputError, "depth"),
+    (dict(inputs=np.ones(3)), InputError, "2-D"),
+    (dict(inputs=np.array([[1.0, np.nan]])), InputError, "NaN"),
+    (dict(cw=-1.0), InputError, "variance"),
+    (dict(stats=["Q9"]), UnsupportedError, "unknown or unsupported"),
+])
+def test_bad_input(kwargs, err, msg):
+    args = dict(activation="tanh", depth=2, inputs=X3)
+    args.update(kwargs)
+    with pytest.raises(err, match=msg):
+        evaluate(args.pop("activation"), args.pop("depth"), args.pop("inputs"), **args)
+
+
+def test_relu_g1_is_refused_not_wrong():
+    with pytest.raises(UnsupportedError, match="Hermite"):
+        evaluate("relu", 2, X3, stats=["G1"])
+
+
+def test_cli_evaluate_json(tmp_path):
+    out = tmp_path / "pred.json"
+    assert main(["evaluate", "--activation", "tanh", "--depth", "2", "--width", "16", "--random", "2,3",
+                 "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["width"] == 16 and doc["meta"]["activation"] == "tanh"
+    assert [layer["layer"] for layer in doc["layers"]] == [1, 2]
+    assert np.array(doc["layers"][1]["V"]).shape == (2, 2, 2, 2)
+    assert np.array(doc["layers"][1]["K"]).shape == (2, 2)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--activation", "bogus"], ["--width", "0"], ["--depth", "0"], ["--random", "2"], ["--cb", "-1"],
+    ["--stats", "K,XX"], ["--out", "pred.txt"],
+])
+def test_cli_evaluate_bad_input(tmp_path, capsys, argv):
+    out = tmp_path / "pred.json"
+    full = ["evaluate", "--depth", "2", "--random", "2,3", "--out", str(out)] + argv
+    assert main(full) == 2
+    assert "error" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_evaluate_nan_inputs(tmp_path, capsys):
+    f = tmp_path / "x.npy"
+    np.save(f, np.array([[1.0, np.inf], [0.0, 1.0]]))
+    assert main(["evaluate", "--inputs", str(f), "--out", str(tmp_path / "p.json")]) == 2
+    assert "NaN or inf" in capsys.readouterr().err
