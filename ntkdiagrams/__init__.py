@@ -1,5 +1,40 @@
 """ntkdiagrams: Feynman diagrams for the finite-width statistics of deep networks.
 
-(Public API is assembled here; see the README.)
+Public API
+----------
+``load_rules(name_or_path="mlp")``
+    Load and validate a rule file (TOML; parsed, never executed).
+``derive(tensor, rules=None) -> Recursion``
+    Derive the layer-to-layer recursion of a tensor (``"K"``, ``"G1"``, ``"V"``) from the
+    rule file: Wick contractions of layer-(ℓ+1) parameters, cluster diagrams of layer ℓ,
+    sum.  ``Recursion.text()``, ``.latex()``, ``.diagram_table()``, ``.initial``.
+``evaluate(activation, depth, inputs, *, cb, cw, lb, lw, stats) -> list[dict]``
+    Numbers: the recursions iterated from layer 1 for a data set of N inputs.
+``sample(model, samples, *, seed, batches, stats) -> dict``
+    Monte Carlo estimates from sampled finite-width networks (independent of the engine).
+``parse_activation(text) -> Activation``
+    An activation as a sympy expression in z with exact derivatives.
+
+Errors derive from :class:`ntkdiagrams.errors.NtkDiagramsError`.
 """
 __version__ = "0.1.0"
+
+from .activations import parse_activation  # noqa: E402
+from .errors import NtkDiagramsError  # noqa: E402
+from .recursion import Recursion, derive  # noqa: E402
+from .rules import load_rules  # noqa: E402
+
+
+def evaluate(*args, **kwargs):
+    """See :func:`ntkdiagrams.evaluate.evaluate`."""
+    from .evaluate import evaluate as _evaluate
+    return _evaluate(*args, **kwargs)
+
+
+def sample(*args, **kwargs):
+    """See :func:`ntkdiagrams.montecarlo.sample`."""
+    from .montecarlo import sample as _sample
+    return _sample(*args, **kwargs)
+
+
+__all__ = ["load_rules", "derive", "Recursion", "evaluate", "sample", "parse_activation", "NtkDiagramsError"]
