@@ -231,3 +231,104 @@ def is_field_application(expr, name: str) -> bool:
 
 def all_permutations(k: int):
     return itertools.permutations(range(k))
+
+
+class PartialExpectation(sp.Function):
+    """⟨∂_{β1}⋯∂_{βk} F⟩_{K^{(ℓ)}} with dummy labels β: arguments ``(F, ℓ, β1, …, βk)``.
+
+    Kept unevaluated inside a :class:`BlobSum`; ``doit`` on the sum resolves the β's."""
+
+    is_commutative = True
+    is_real = True
+
+    def _latex(self, printer):
+        f, layer, *betas = self.args
+        ders = "".join(r"\partial_{%s}" % printer._print(b) for b in betas)
+        return r"\left\langle %s\left(%s\right) \right\rangle_{K^{(%s)}}" % (ders, printer._print(f), printer._print(layer))
+
+    def _sympystr(self, printer):
+        f, layer, *betas = self.args
+        ders = "".join(f"d[{printer._print(b)}]" for b in betas)
+        return f"<{ders}({printer._print(f)})>_K({printer._print(layer)})"
+
+
+class BlobSum(sp.Function):
+    """Σ_{β1…βk} T^{(ℓ)}_{…β…} Π_sites ⟨∂_{β∈site} F_site⟩_K: one blob contracted with its sites.
+
+    Arguments ``(T(ℓ, β…), PartialExpectation(F_1, ℓ, β…), …)`` with dummy β's.  The dummies are
+    relabelled to a canonical form at construction, so the blob terms that differ only by the
+    naming of summed labels (e.g. the three pairings of V) merge by themselves.  ``doit``
+    gives the explicit form Σ_{β ∈ inputs of F} … with ∂/∂z_β applied by sympy."""
+
+    is_commutative = True
+    is_real = True
+
+    @classmethod
+    def eval(cls, tensor, *sites):
+        betas = list(tensor.args[1:])
+        best, best_key = None, None
+        for perm in itertools.permutations(betas):
+            rep = dict(zip(betas, perm))
+            args = (tensor.xreplace(rep),) + tuple(_canonical_pe(s.xreplace(rep)) for s in sites)
+            args = (args[0],) + tuple(sorted(args[1:], key=sp.default_sort_key))
+            key = tuple(sp.default_sort_key(a) for a in args)
+            if best_key is None or key < best_key:
+                best, best_key = args, key
+        if best != (tensor,) + tuple(sites):
+            return cls(*best)
+        return None
+
+    @property
+    def tensor(self):
+        return self.args[0]
+
+    @property
+    def sites(self):
+        return self.args[1:]
+
+    def doit(self, **hints):
+        tensor, *sites = self.args
+        choices, order = [], []
+        for s in sites:
+            f, _layer, *betas = s.args
+            labels = integrand_labels(f)
+            for b in betas:
+                order.append(b)
+                choices.append(labels)
+        total = sp.Integer(0)
+        for values in itertools.product(*choices):
+            rep = dict(zip(order, values))
+            term = tensor.xreplace(rep)
+            for s in sites:
+                f, layer, *betas = s.args
+                for b in betas:
+                    f = sp.diff(f, Z(rep[b]))
+                term *= gexp(f, layer)
+            total += term
+        return sp.expand(total)
+
+    def _latex(self, printer):
+        tensor, *sites = self.args
+        betas = " ".join(printer._print(b) for b in tensor.args[1:])
+        body = " ".join(printer._print(a) for a in (tensor, *sites))
+        return r"\sum_{%s} %s" % (betas, body)
+
+    def _sympystr(self, printer):
+        tensor, *sites = self.args
+        betas = ",".join(printer._print(b) for b in tensor.args[1:])
+        return f"Sum[{betas}]({'*'.join(printer._print(a) for a in (tensor, *sites))})"
+
+
+def _canonical_pe(pe):
+    f, layer, *betas = pe.args
+    return PartialExpectation(f, layer, *sorted(betas, key=sp.default_sort_key))
+
+
+def dummy_labels(k: int) -> tuple:
+    """β_1 … β_k: the summed labels of blob legs."""
+    return tuple(sp.Symbol(f"beta_{q}") for q in range(1, k + 1))
+
+
+def expand_blobs(expr: sp.Expr) -> sp.Expr:
+    """The explicit form: every :class:`BlobSum` resolved into labelled terms."""
+    return sp.expand(expr.replace(lambda e: isinstance(e, BlobSum), lambda e: e.doit()))

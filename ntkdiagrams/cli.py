@@ -36,13 +36,13 @@ def _derive(args) -> int:
             out.append(LATEX_HEADER)
         out.append(f"% derived by ntkdiagrams {__version__} from {rules.path}")
         out.append(r"\begin{align}")
-        out.append(" \\\\\n".join(r.latex() for r in recs))
+        out.append(" \\\\\n".join(r.latex(compact=not args.explicit) for r in recs))
         out.append(r"\end{align}")
     else:
         for r in recs:
             out.append(f"# {r.tensor}: order 1/n^{r.order} of statistic {r.statistic} "
                        f"(neuron indices {r.pattern})")
-            out.append(r.text())
+            out.append(r.text(compact=not args.explicit))
             out.append("")
     if args.diagrams:
         mark = "% " if args.latex else ""
@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rules", default="mlp", help="rule file (path, or built-in name; default mlp)")
     d.add_argument("--latex", action="store_true", help="print LaTeX (an align environment)")
     d.add_argument("--standalone", action="store_true", help="with --latex: a complete LaTeX document")
+    d.add_argument("--explicit", action="store_true",
+                   help="resolve every derivative on the input labels instead of printing sums over beta")
     d.add_argument("--diagrams", action="store_true",
                    help="list the contributing diagrams with multiplicities and powers of n")
     d.set_defaults(func=_derive)

@@ -61,7 +61,8 @@ class ClusterTerm:
     blob: Blob | None
     blob_sites: tuple       # for each δ-class of the blob, the site it lands on
     power: int              # power of n of the value
-    value: sp.Expr
+    value: sp.Expr          # explicit form (derivatives resolved on input labels)
+    compact: sp.Expr = None  # the same with blob contractions kept as BlobSum objects
 
 
 def blobs(rules: RuleSet) -> list[Blob]:
@@ -147,8 +148,8 @@ def group_cumulant(insertions: list, rules: RuleSet, layer, width, max_relative:
         s = len(sites)
         # no blob: connected only when everything sits on one neuron
         if s == 1:
-            terms.append(ClusterTerm(tuple(map(tuple, sites)), None, (), 1,
-                                     width * gaussian_cumulant(insertions, layer)))
+            value = width * gaussian_cumulant(insertions, layer)
+            terms.append(ClusterTerm(tuple(map(tuple, sites)), None, (), 1, value, value))
         for blob in all_blobs:
             power = s - blob.order
             if 1 - power > max_relative:
@@ -159,8 +160,9 @@ def group_cumulant(insertions: list, rules: RuleSet, layer, width, max_relative:
                 value = _blob_value(blob, placement, sites, insertions, layer)
                 if value == 0:
                     continue
+                compact = _blob_compact(blob, placement, sites, insertions, layer)
                 terms.append(ClusterTerm(tuple(map(tuple, sites)), blob, tuple(placement), power,
-                                         width ** power * value))
+                                         width ** power * value, width ** power * compact))
     return terms
 
 
@@ -190,6 +192,20 @@ def _blob_value(blob: Blob, placement, sites, insertions, layer):
             continue
         total += T(layer, *[betas[q] for q in blob.slot_legs]) * sp.Mul(*[gexp(d, layer) for d in derivs])
     return sp.expand(blob.coefficient * total / math.factorial(blob.nlegs))
+
+
+def _blob_compact(blob: Blob, placement, sites, insertions, layer):
+    """(c/k!) Σ_β T(β) Π_sites ⟨∂_{β on site} F_site⟩ as one :class:`BlobSum` (dummy β's)."""
+    from .algebra import BlobSum, PartialExpectation, dummy_labels
+    betas = dummy_labels(blob.nlegs)
+    site_of_leg = {q: site for cls, site in zip(blob.classes, placement) for q in cls}
+    parts = []
+    for k, block in enumerate(sites):
+        legs = [betas[q] for q in range(blob.nlegs) if site_of_leg[q] == k]
+        parts.append(PartialExpectation(insertions[block[0]], layer, *legs))
+    T = _TENSORS[blob.tensor]
+    body = BlobSum(T(layer, *[betas[q] for q in blob.slot_legs]), *parts)
+    return blob.coefficient * body / math.factorial(blob.nlegs)
 
 
 _TENSORS: dict = {}

@@ -34,7 +34,7 @@ import sympy as sp
 from . import __version__
 from .activations import Activation, parse_activation
 from .activations import z as zsym
-from .algebra import ActivationDerivative, GaussianExpectation, InputGram, LayerTensor, Z
+from .algebra import ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor, Z
 from .cli_common import check_inputs
 from .errors import InputError, UnsupportedError
 from .recursion import Recursion, derive
@@ -72,16 +72,33 @@ class GaussianCache:
         inverse = np.argsort(order)
         return np.transpose(arr, inverse) if len(funcs) > 1 else arr
 
+    def hermite(self, key, prev: dict) -> np.ndarray:
+        """Σ_β T_β ⟨∂_β F⟩ by integration by parts (see :mod:`ntkdiagrams.hermite`), cached."""
+        from .hermite import contract
+        if ("hermite", key) not in self._store:
+            tensor, slot_legs, funcs, k = key
+            self._store[("hermite", key)] = contract(funcs, slot_legs, k, prev[tensor], self.K,
+                                                     lambda fs, K: self.get(tuple(fs)))
+        return self._store[("hermite", key)]
+
 
 class CompiledRecursion:
     """A :class:`Recursion` compiled for one activation into einsum plans."""
 
-    def __init__(self, rec: Recursion, activation: Activation, symbols: Sequence[sp.Symbol]):
+    def __init__(self, rec: Recursion, activation: Activation, symbols: Sequence[sp.Symbol],
+                 blob_method: str = "auto"):
         self.rec = rec
         self.labels = rec.labels
         self.symbols = tuple(symbols)
-        self.terms = [self._compile_term(t, activation) for t in sp.Add.make_args(rec.rhs) if t != 0]
-        self.initial_terms = [self._compile_term(t, activation) for t in sp.Add.make_args(rec.initial) if t != 0]
+        # activations with kinks: keep blob contractions whole (integration by parts);
+        # blob_method "hermite"/"explicit" forces one way (tests compare the two)
+        if blob_method not in ("auto", "hermite", "explicit"):
+            raise InputError(f"blob_method must be auto, hermite or explicit; got {blob_method!r}")
+        self.kinked = activation.has_delta(2) if blob_method == "auto" else blob_method == "hermite"
+        rhs = rec.compact if (self.kinked and rec.compact is not None) else rec.rhs
+        self.terms = [c for t in sp.Add.make_args(rhs) if t != 0 for c in self._compile_term(t, activation)]
+        self.initial_terms = [c for t in sp.Add.make_args(rec.initial) if t != 0
+                              for c in self._compile_term(t, activation)]
 
     def _axis(self, label) -> int:
         try:
@@ -89,7 +106,17 @@ class CompiledRecursion:
         except ValueError:
             raise UnsupportedError(f"label {label} of {self.rec.tensor}'s recursion is not a target input") from None
 
-    def _compile_term(self, term: sp.Expr, act: Activation):
+    def _compile_term(self, term: sp.Expr, act: Activation) -> list:
+        """One term → [(coefficient function, factors)] (a blob sum may expand into several)."""
+        blobs = [f for f in sp.Mul.make_args(term) if isinstance(f, BlobSum)]
+        if blobs:
+            b = blobs[0]
+            if self.kinked and len(b.sites) == 1 and len(b.sites[0].args) - 2 >= 3:
+                rest = sp.Mul(*[f for f in sp.Mul.make_args(term) if f is not b])
+                out = self._compile_term(rest, act)
+                return [(fn, facs + [self._hermite_factor(b, act)]) for fn, facs in out]
+            return [c for t in sp.Add.make_args(sp.expand(term.xreplace({b: b.doit()})))
+                    for c in self._compile_term(t, act)]
         coeff, factors = sp.Integer(1), []
         for f in sp.Mul.make_args(term):
             base, exp = f.as_base_exp()
@@ -99,7 +126,12 @@ class CompiledRecursion:
             if isinstance(base, LayerTensor):
                 factors += [_Factor("tensor", base.tensor_name, tuple(self._axis(a) for a in base.labels))] * reps
             elif isinstance(base, GaussianExpectation):
-                factors += [self._gauss_factor(base, act)] * reps
+                fac = self._gauss_factor(base, act)
+                if self.kinked and any(fn.has(sp.DiracDelta) and max_derivative_order(base) >= 3
+                                       for fn in fac.key[0]):
+                    raise UnsupportedError(f"{self.rec.tensor}: expectation {base} needs a derivative of a "
+                                           f"Dirac delta of {act.name!r}")
+                factors += [fac] * reps
             elif isinstance(base, InputGram):
                 factors += [_Factor("gram", None, tuple(self._axis(a) for a in base.args))] * reps
             else:
@@ -108,7 +140,15 @@ class CompiledRecursion:
         if extra:
             raise UnsupportedError(f"{self.rec.tensor}: coefficient {coeff} has symbols {extra} with no value")
         fn = sp.lambdify(self.symbols, coeff, modules="numpy")
-        return fn, factors
+        return [(fn, factors)]
+
+    def _hermite_factor(self, b: BlobSum, act: Activation) -> _Factor:
+        pe = b.sites[0]
+        f, _layer, *betas = pe.args
+        slot_legs = tuple(betas.index(x) for x in b.tensor.args[1:])
+        grouped = self._gauss_factor(GaussianExpectation(f, _layer), act)
+        funcs, labels = grouped.key
+        return _Factor("hermite", (b.tensor.tensor_name, slot_legs, funcs, len(betas)), labels)
 
     @staticmethod
     def _gauss_factor(ge: GaussianExpectation, act: Activation) -> _Factor:
@@ -138,6 +178,9 @@ class CompiledRecursion:
                 if fac.kind == "tensor":
                     arrays.append(prev[fac.key])
                     axes = fac.labels
+                elif fac.kind == "hermite":
+                    arrays.append(cache.hermite(fac.key, prev))
+                    axes = tuple(self._axis(a) for a in fac.labels)
                 elif fac.kind == "gram":
                     arrays.append(gram)
                     axes = fac.labels
@@ -178,25 +221,6 @@ def max_derivative_order(expr: sp.Expr) -> int:
     return max((int(a.args[0]) for a in expr.atoms(ActivationDerivative)), default=0)
 
 
-def _check_supported(act: Activation, needed: Sequence[str], rules: RuleSet) -> None:
-    """Refuse what would be a wrong number for activations with kinks.
-
-    For ReLU-like σ, σ^{(2)} is a Dirac delta (fine alone) and σ^{(k)}, k ≥ 3, are derivatives
-    of deltas.  The explicit Leibniz pieces of ⟨∂⁴(σ_{α1} σ_{α2})⟩ then multiply deltas at the
-    same point when α1 and α2 coincide; their sum is finite but needs the Hermite
-    (integration-by-parts) form of the expectation, which is not implemented yet."""
-    if not act.has_delta(2):
-        return
-    for t in needed:
-        k = max_derivative_order(derive(t, rules).rhs)
-        if k >= 3:
-            raise UnsupportedError(
-                f"statistic {t} needs derivative {k} of activation {act.name!r}, a derivative of a "
-                "Dirac delta; activations with kinks are supported for statistics that need at most "
-                f"the second derivative (K, V) but not yet for {t} (it needs the Hermite form of "
-                "Gaussian expectations)")
-
-
 def _per_layer(value, depth: int, name: str) -> list:
     arr = np.atleast_1d(np.asarray(value, dtype=float))
     if arr.size == 1:
@@ -208,7 +232,8 @@ def _per_layer(value, depth: int, name: str) -> list:
 
 def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0, lb=1.0, lw=1.0,
              stats: Sequence[str] | str = ("K", "G1", "V"), rules: RuleSet | str | None = None,
-             degree: int | None = None, progress: bool | Callable = False) -> list[dict]:
+             degree: int | None = None, progress: bool | Callable = False,
+             blob_method: str = "auto") -> list[dict]:
     """Iterate the derived recursions from layer 1 to ``depth`` for a data set.
 
     Parameters
@@ -239,8 +264,7 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
     symbols = [rules.symbols[HYPER[k]] for k in HYPER if HYPER[k] in rules.symbols]
     keys = [k for k in HYPER if HYPER[k] in rules.symbols]
     needed = required_tensors(names, rules)
-    _check_supported(act, needed, rules)
-    compiled = {t: CompiledRecursion(derive(t, rules), act, symbols) for t in needed}
+    compiled = {t: CompiledRecursion(derive(t, rules), act, symbols, blob_method) for t in needed}
     gauss = rules.gaussian_tensor()
     N, n0 = x.shape
     gram = x @ x.T / n0
@@ -253,8 +277,8 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
     for ell in range(1, depth):
         K = prev[gauss]
         if not np.all(np.isfinite(K)):
-            raise InputError(f"the kernel diverged at layer {ell} (non-finite values); "
-                             "choose smaller C_W or fewer layers")
+            raise InputError(f"non-finite kernel at layer {ell}: the kernel diverged (choose a smaller C_W "
+                             "or fewer layers) or the activation overflowed in floating point")
         cache = GaussianCache(0.5 * (K + K.T), degree)
         hyper = tuple(hyper_layers[k][ell] for k in keys)
         prev = {t: compiled[t](prev, cache, hyper, N) for t in needed}

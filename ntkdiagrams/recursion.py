@@ -38,21 +38,27 @@ class Recursion:
     target: sp.Expr
     rhs: sp.Expr
     initial: sp.Expr
+    compact: sp.Expr = None     # rhs with blob contractions kept as Σ_β sums (BlobSum)
     diagrams: list = field(default_factory=list, repr=False)
     pattern: dict = field(default_factory=dict)
     rules: RuleSet | None = field(default=None, repr=False)
 
-    def text(self) -> str:
+    def text(self, compact: bool = True) -> str:
         """A readable text form, one term per line: target = rhs, and the first-layer value."""
         t1 = self.target.func(1, *self.labels)
-        terms = [str(t) for t in sp.Add.make_args(self.rhs)]
+        rhs = self.compact if (compact and self.compact is not None) else self.rhs
+        terms = [str(t) for t in sp.Add.make_args(rhs)]
         body = "\n".join("    " + t if k == 0 else "  - " + t[1:] if t.startswith("-") else "  + " + t
                          for k, t in enumerate(terms))
         return f"{self.target} =\n{body}\n{t1} = {self.initial}"
 
-    def latex(self, initial: bool = True) -> str:
-        """Publication-ready LaTeX (an ``align`` environment body)."""
-        lines = [sp.latex(self.target) + " &= " + _latex_sum(self.rhs)]
+    def latex(self, initial: bool = True, compact: bool = True) -> str:
+        """Publication-ready LaTeX (an ``align`` environment body).
+
+        ``compact`` keeps blob contractions as Σ_β sums (PDLT's form); otherwise every
+        derivative is resolved on the input labels."""
+        rhs = self.compact if (compact and self.compact is not None) else self.rhs
+        lines = [sp.latex(self.target) + " &= " + _latex_sum(rhs)]
         if initial:
             lines.append(sp.latex(self.target.func(1, *self.labels)) + " &= " + sp.latex(self.initial))
         return " \\\\\n".join(lines)
@@ -70,16 +76,29 @@ class Recursion:
         return {a.tensor_name for a in self.rhs.atoms(LayerTensor)}
 
 
+def _latex_term(term: sp.Expr) -> str:
+    """A term as 'coefficient · rest', so rational prefactors stay in front (\\frac{C_W}{4} Σ …)."""
+    c, rest = term.as_independent(*[a for a in term.atoms(sp.Function)], as_Add=False)
+    if rest == 1:
+        return sp.latex(term)
+    if c == 1:
+        return sp.latex(rest)
+    if c == -1:
+        return "- " + sp.latex(rest)
+    return sp.latex(c) + " " + sp.latex(rest)
+
+
 def _latex_sum(expr: sp.Expr, per_line: int = 3) -> str:
     terms = sp.Add.make_args(expr)
-    if len(terms) <= per_line:
-        return sp.latex(expr)
-    chunks = []
-    for k in range(0, len(terms), per_line):
-        chunks.append(sp.latex(sp.Add(*terms[k:k + per_line], evaluate=False)))
-    out = chunks[0]
-    for c in chunks[1:]:
-        out += " \\nonumber\\\\\n &\\quad " + (c if c.startswith("-") else "+ " + c)
+    parts = [_latex_term(t) for t in terms]
+    out = ""
+    for k, p in enumerate(parts):
+        if k and k % per_line == 0:
+            out += " \\nonumber\\\\\n &\\quad "
+        if k == 0:
+            out += p
+        else:
+            out += (" " + p) if p.startswith("-") else (" + " + p)
     return out
 
 
@@ -141,16 +160,17 @@ def _derive_cached(tensor: str, path: str, source: str) -> Recursion:
                  for leg in st.legs)
     labels = tuple(rename[a] for a in term.args)
     T = rules.tensors[tensor].cls
-    rhs, diagrams = _assemble(rules, legs, term, ell, rules.width, first_layer=False)
-    initial, _ = _assemble(rules, legs, term, sp.Integer(0), rules.input_width, first_layer=True)
-    return Recursion(tensor, st.name, term.order, labels, T(ell + 1, *labels), rhs, initial, diagrams,
-                     {str(k): int(v) for k, v in pattern.items()}, rules)
+    (rhs, compact), diagrams = _assemble(rules, legs, term, ell, rules.width, first_layer=False)
+    (initial, _), _ = _assemble(rules, legs, term, sp.Integer(0), rules.input_width, first_layer=True)
+    return Recursion(tensor, st.name, term.order, labels, T(ell + 1, *labels), rhs, initial, compact,
+                     diagrams, {str(k): int(v) for k, v in pattern.items()}, rules)
 
 
 def _assemble(rules, legs, term, layer, width, first_layer):
     """Σ over diagrams of the cumulant of ``legs``, coefficient of width^{-order} / coefficient."""
     nlegs = len(legs)
     total = sp.Integer(0)
+    total_compact = sp.Integer(0)
     diagrams = []
     target_power = -term.order
     for c in wick_contractions(legs, rules, first_layer=first_layer):
@@ -177,6 +197,7 @@ def _assemble(rules, legs, term, layer, width, first_layer):
                 graph = build_graph(nlegs, [leg.inputs[0] for leg in legs], c, grouping, combo)
                 diagrams.append(Diagram(graph, 1, power, value))
                 total += value
+                total_compact += pre * sp.Mul(*[t.compact if t.compact is not None else t.value for t in combo])
     total = sp.expand(total)
     eps = sp.Symbol("epsilon_n", positive=True)
     series = sp.expand(total.xreplace({width: 1 / eps}))
@@ -186,8 +207,9 @@ def _assemble(rules, legs, term, layer, width, first_layer):
             if k < term.order and _is_lower_order_bug(rules, term, k):
                 raise UnsupportedError(f"internal: unexpected order-{k} piece in {term.tensor}")
     coefficient = series.coeff(eps, term.order) if series != 0 else sp.Integer(0)
+    compact = sp.expand(sp.expand(total_compact).xreplace({width: 1 / eps})).coeff(eps, term.order)
     kept = [d for d in merge_isomorphic(diagrams, labeled=True) if d.power == target_power]
-    return sp.expand(coefficient / term.coefficient), kept
+    return (sp.expand(coefficient / term.coefficient), sp.expand(compact / term.coefficient)), kept
 
 
 def _is_lower_order_bug(rules, term, k):

@@ -92,11 +92,6 @@ def test_bad_input(kwargs, err, msg):
         evaluate(args.pop("activation"), args.pop("depth"), args.pop("inputs"), **args)
 
 
-def test_relu_g1_is_refused_not_wrong():
-    with pytest.raises(UnsupportedError, match="Hermite"):
-        evaluate("relu", 2, X3, stats=["G1"])
-
-
 def test_cli_evaluate_json(tmp_path):
     out = tmp_path / "pred.json"
     assert main(["evaluate", "--activation", "tanh", "--depth", "2", "--width", "16", "--random", "2,3",
@@ -125,3 +120,31 @@ def test_cli_evaluate_nan_inputs(tmp_path, capsys):
     np.save(f, np.array([[1.0, np.inf], [0.0, 1.0]]))
     assert main(["evaluate", "--inputs", str(f), "--out", str(tmp_path / "p.json")]) == 2
     assert "NaN or inf" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("act", ["tanh", "gelu", "sin"])
+def test_integration_by_parts_equals_explicit_derivatives(act):
+    """The Hermite path (used for kinks) and the explicit Leibniz path agree for smooth σ,
+    also with a duplicated input (the collapse of coinciding inputs)."""
+    x = X3.copy()
+    x[2] = x[0]
+    a = evaluate(act, 4, x, cb=0.1, cw=1.5)
+    b = evaluate(act, 4, x, cb=0.1, cw=1.5, blob_method="hermite")
+    for la, lb in zip(a, b):
+        np.testing.assert_allclose(la["G1"], lb["G1"], rtol=1e-10, atol=1e-12)
+    assert np.abs(a[-1]["G1"]).max() > 1e-2
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # exp(40 z) overflows harmlessly far in the tails
+def test_relu_g1_diagonal_vanishes_and_matches_sharp_softplus():
+    """ReLU: G1 vanishes on the diagonal at every layer (the fourth derivative of relu² is 2δ',
+    whose Gaussian mean is 0); off the diagonal it is the β→∞ limit of softplus_β =
+    log(1+e^{βz})/β, which goes through the smooth (explicit-derivative) path."""
+    x = np.random.default_rng(1).standard_normal((2, 3))
+    relu = evaluate("relu", 3, x, cb=0.1, cw=1.8)
+    soft = evaluate("log(1+exp(10*z))/10", 3, x, cb=0.1, cw=1.8)
+    for layer in relu:
+        np.testing.assert_allclose(np.diag(layer["G1"]), 0.0, atol=1e-12)
+    g_relu, g_soft = relu[-1]["G1"][0, 1], soft[-1]["G1"][0, 1]
+    assert abs(g_relu) > 0.05
+    assert abs(g_soft - g_relu) < 0.02 * abs(g_relu)
