@@ -47,7 +47,7 @@ class Recursion:
         """A readable text form, one term per line: target = rhs, and the first-layer value."""
         t1 = self.target.func(1, *self.labels)
         rhs = self.compact if (compact and self.compact is not None) else self.rhs
-        terms = [str(t) for t in sp.Add.make_args(rhs)]
+        terms = [_str_term(t) for t in sp.Add.make_args(rhs)]
         body = "\n".join("    " + t if k == 0 else "  - " + t[1:] if t.startswith("-") else "  + " + t
                          for k, t in enumerate(terms))
         return f"{self.target} =\n{body}\n{t1} = {self.initial}"
@@ -86,6 +86,15 @@ def _latex_term(term: sp.Expr) -> str:
     if c == -1:
         return "- " + sp.latex(rest)
     return sp.latex(c) + " " + sp.latex(rest)
+
+
+def _str_term(term: sp.Expr) -> str:
+    c, rest = term.as_independent(*[a for a in term.atoms(sp.Function)], as_Add=False)
+    if rest == 1 or c == 1:
+        return str(term)
+    if c == -1:
+        return "-" + str(rest)
+    return f"{c} * {rest}" if not str(c).startswith("-") else f"-{-c} * {rest}"
 
 
 def _latex_sum(expr: sp.Expr, per_line: int = 3) -> str:
