@@ -119,6 +119,38 @@ def to_gaussian(function: sp.Expr, index: sp.Symbol) -> sp.Expr:
     return out
 
 
+def field_means(function: sp.Expr, index: sp.Symbol, rules: RuleSet, layer, max_relative: int) -> sp.Expr:
+    """Replace layer-ℓ fields other than z (the NTK H_{jj}) by their order-0 mean tensor.
+
+    E[H_{jj;a b} f(z_j)] = Θ_{ab} ⟨f⟩_K + O(1/n): enough for the leading order of a mean.  The
+    1/n corrections need the H–z cumulants (Θ1, D, F) as blobs, which this truncation does not
+    carry yet, so a request beyond leading order raises UnsupportedError."""
+    reps = {}
+    for atom in function.atoms(sp.Function):
+        name = getattr(atom.func, "__name__", "")
+        if name == "z" or name not in rules.fields:
+            continue
+        spec = rules.fields[name]
+        neurons, inputs = atom.args[:spec.neurons], atom.args[spec.neurons:]
+        if any(j != index for j in neurons):
+            raise UnsupportedError(f"field {atom} at several neurons inside one neuron sum")
+        if max_relative > 0:
+            raise UnsupportedError(
+                f"the 1/n correction of a statistic with the layer-ℓ field {name} needs its cumulants with z "
+                "(Θ1, D, F) as blobs, which are not implemented yet (leading order only)")
+        mean = None
+        for st in rules.statistics.values():
+            if len(st.legs) == 1 and st.legs[0].field == name:
+                for t in st.terms:
+                    if t.order == 0:
+                        mapping = dict(zip(st.legs[0].inputs, inputs))
+                        mean = t.coefficient * _TENSORS[t.tensor](layer, *[mapping[a] for a in t.args])
+        if mean is None:
+            raise UnsupportedError(f"no statistic of the rule file gives the mean of field {name}")
+        reps[atom] = mean
+    return function.xreplace(reps)
+
+
 def gaussian_cumulant(insertions: list, layer) -> sp.Expr:
     """κ_K(F_1, …, F_m): the joint cumulant of functions of ONE neuron under ⟨·⟩_K."""
     total = sp.Integer(0)

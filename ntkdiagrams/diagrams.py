@@ -50,12 +50,17 @@ class Diagram:
         kinds = Counter(d["kind"] for _, d in g.nodes(data=True))
         props = Counter(d["kind"] for *_e, d in g.edges(data=True) if d["kind"] in ("b", "W"))
         nW = props["W"] // 2
+        lam_edges = [(u, v) for u, v, d in g.edges(data=True) if d["kind"].startswith("lambda_")]
+        lam = sum(1 for u, v in lam_edges if u[0] == v[0] == "leg") + \
+            sum(1 for u, v in lam_edges if "ins" in (u[0], v[0])) // 2
         blobs = sorted(d.get("tensor", "") for _, d in g.nodes(data=True) if d["kind"] == "blob")
         parts = []
         if props["b"]:
             parts.append(f"{props['b']} bias propagator{'s' * (props['b'] > 1)}")
         if nW:
             parts.append(f"{nW} weight propagator{'s' * (nW > 1)}")
+        if lam:
+            parts.append(f"{lam} learning-rate contraction{'s' * (lam > 1)}")
         parts.append(f"{kinds['site']} neuron site{'s' * (kinds['site'] != 1)}")
         if blobs:
             parts.append("blob " + ", ".join(blobs))

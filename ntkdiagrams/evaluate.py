@@ -200,6 +200,18 @@ class CompiledRecursion:
         return out
 
 
+def derivable(rules: RuleSet) -> list[str]:
+    """The tensors of the rule file that the engine derives at the current truncation."""
+    out = []
+    for t in rules.tensors:
+        try:
+            derive(t, rules)
+        except UnsupportedError:
+            continue
+        out.append(t)
+    return out
+
+
 def required_tensors(names: Sequence[str], rules: RuleSet) -> list[str]:
     """The tensors needed to iterate ``names``: their recursions' layer-ℓ inputs, closed."""
     need, todo = [], list(names)
@@ -252,7 +264,7 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
     if not isinstance(depth, (int, np.integer)) or depth < 1:
         raise InputError(f"depth must be an integer >= 1; got {depth!r}")
     x = check_inputs(inputs)
-    names = list(rules.tensors) if stats == "all" else list(stats)
+    names = derivable(rules) if stats == "all" else list(stats)
     unknown = [s for s in names if s not in rules.tensors]
     if unknown:
         raise UnsupportedError(f"unknown or unsupported statistic(s) {unknown}; this rule file derives "

@@ -20,7 +20,7 @@ from functools import lru_cache
 import sympy as sp
 
 from .algebra import InputGram, ell
-from .cluster import ClusterTerm, group_cumulant, register_tensors, to_gaussian
+from .cluster import ClusterTerm, field_means, group_cumulant, register_tensors, to_gaussian
 from .diagrams import Diagram, build_graph, merge_isomorphic
 from .errors import UnsupportedError
 from .rules import Leg, RuleSet, load_rules
@@ -196,7 +196,8 @@ def _assemble(rules, legs, term, layer, width, first_layer):
                 if first_layer:
                     per_group.append(_deterministic_group(group, width))
                 else:
-                    ins = [to_gaussian(s.function, s.index) for s in group]
+                    ins = [to_gaussian(field_means(s.function, s.index, rules, layer, max_rel), s.index)
+                           for s in group]
                     per_group.append(group_cumulant(ins, rules, layer, width, max_rel))
             for combo in itertools.product(*per_group):
                 value = sp.expand(pre * sp.Mul(*[t.value for t in combo]))

@@ -283,7 +283,7 @@ def parse_rules(source: str, path: str = "<string>") -> RuleSet:
     for tname, nlabels in tensor_args.items():
         meta = tensor_meta.get(tname, {})
         _check_keys(path, f"tensors.{tname}", meta, {"latex", "description"})
-        syms = _derive_symmetries(statistics, tname)
+        syms = _derive_symmetries(statistics, tname, fields)
         tensors[tname] = TensorSpec(tname, nlabels, meta.get("latex", tname), meta.get("description", ""), syms)
     extra = set(tensor_meta) - set(tensors)
     if extra:
@@ -456,7 +456,29 @@ def _parse_statistic(path, key, stname, spec, fields, width, tensor_args, taken)
     return StatisticSpec(stname, spec.get("description", ""), tuple(legs), tuple(terms))
 
 
-def _derive_symmetries(statistics, tname) -> tuple:
+def _single_leg_symmetries(st, tname, fields) -> set:
+    """A tangent field with identical tangent entries (the NTK: tangent = [z, z]) is symmetric
+    under permuting its (neuron, input) slot pairs together: H_{i1 i2; a1 a2} = H_{i2 i1; a2 a1}."""
+    leg = st.legs[0]
+    tangent = fields[leg.field].tangent
+    out = set()
+    mine = [t for t in st.terms if t.tensor == tname]
+    if not mine or len(set(tangent)) != 1:
+        return out
+    t0 = mine[0]
+    k = len(leg.neurons)
+    for perm in itertools.permutations(range(k)):
+        nmap = {leg.neurons[q]: leg.neurons[perm[q]] for q in range(k)}
+        amap = {leg.inputs[q]: leg.inputs[perm[q]] for q in range(k)}
+        if frozenset(frozenset(nmap[i] for i in d) for d in t0.deltas) != t0.deltas:
+            continue
+        new_args = tuple(amap[a] for a in t0.args)
+        pos = {a: q for q, a in enumerate(t0.args)}
+        out.add(tuple(pos[a] for a in new_args))
+    return out
+
+
+def _derive_symmetries(statistics, tname, fields=None) -> tuple:
     """Slot permutations under which a tensor is invariant, from the symmetry of its cumulant.
 
     A cumulant is symmetric under permutations of its legs (for single-neuron, single-input
@@ -464,6 +486,9 @@ def _derive_symmetries(statistics, tname) -> tuple:
     permutation maps the term of ``tname`` to itself, it fixes a permutation of its slots."""
     syms = set()
     for st in statistics.values():
+        if len(st.legs) == 1 and len(st.legs[0].neurons) == len(st.legs[0].inputs) > 1:
+            syms |= _single_leg_symmetries(st, tname, fields)
+            continue
         if not all(len(l.neurons) == 1 and len(l.inputs) == 1 for l in st.legs):
             continue
         mine = [t for t in st.terms if t.tensor == tname]

@@ -35,6 +35,7 @@ class Monomial:
     parameters: tuple   # tuple of (name, index tuple)
     sums: tuple         # summed neuron-index symbols
     factors: tuple      # layer-ℓ factors (functions of fields at summed neurons)
+    tangents: tuple = ()  # learning-rate contractions (parameter, summed index or None) made inside a leg
 
 
 @dataclass(frozen=True)
@@ -123,11 +124,84 @@ def leg_monomials(leg: Leg, k: int, rules: RuleSet, layer_map) -> list[Monomial]
     return monomials(rhs, rules)
 
 
+def tangent_monomials(leg: Leg, k: int, rules: RuleSet, layer_map, first_layer: bool) -> list[Monomial]:
+    """A tangent field (the NTK, ``tangent = ["z", "z"]``) of layer ℓ+1 by the chain rule.
+
+        H^{(ℓ+1)}_{i1 i2; a1 a2} = Σ_P λ_P ∂_P z_{i1;a1} ∂_P z_{i2;a2}
+                                   + Σ_{j1 j2} ∂z_{i1;a1}/∂z^{(ℓ)}_{j1;a1} ∂z_{i2;a2}/∂z^{(ℓ)}_{j2;a2} H^{(ℓ)}_{j1 j2; a1 a2}
+
+    The first sum runs over the parameters of layer ℓ+1 with their learning rates (a
+    derivative ∂/∂P[idx'] of a monomial removes one occurrence P[idx] and leaves
+    Π_slots δ(idx_s, idx'_s); summing over idx' identifies the two occurrences' indices); the
+    second differentiates the layer map with respect to the layer-ℓ fields.  Nothing about
+    the NTK is typed in: both terms come from the rule file's layer map and learning rates."""
+    spec = rules.fields[leg.field]
+    if tuple(spec.tangent) != ("z", "z"):
+        raise UnsupportedError(f"field {leg.field!r}: only the NTK-type tangent field (tangent = [\"z\", \"z\"]) "
+                               "is supported so far; dNTK and ddNTK statistics come next")
+    fan_in = rules.input_width if first_layer else rules.width
+    subs_legs = []
+    for s_idx in range(2):
+        sub = Leg("z", (leg.neurons[s_idx],), (leg.inputs[s_idx],))
+        subs = {layer_map.neuron: sub.neurons[0], layer_map.input: sub.inputs[0]}
+        for j in layer_map.sum_indices:
+            subs[j] = sp.Symbol(f"{j.name}_{k}{'ab'[s_idx]}", integer=True)
+        subs_legs.append(monomials(layer_map.rhs.xreplace(subs), rules))
+    out = []
+    # learning-rate (tangent) contractions of the parameters of layer ℓ+1
+    for m1 in subs_legs[0]:
+        for m2 in subs_legs[1]:
+            for o1, (p1, idx1) in enumerate(m1.parameters):
+                for o2, (p2, idx2) in enumerate(m2.parameters):
+                    if p1 != p2:
+                        continue
+                    pspec = rules.parameters[p1]
+                    if pspec.learning_rate is None:
+                        continue
+                    coeff = m1.coefficient * m2.coefficient * pspec.learning_rate.xreplace({rules.width: fan_in})
+                    rename, summed = {}, None
+                    for kind, x, y in zip(pspec.indices, idx1, idx2):
+                        if kind == "out":
+                            coeff *= sp.KroneckerDelta(x, y)
+                        else:
+                            rename[y] = x
+                            summed = x
+                    rest2 = [(q, tuple(rename.get(t, t) for t in ix)) for n_, (q, ix) in enumerate(m2.parameters) if n_ != o2]
+                    rest1 = [pr for n_, pr in enumerate(m1.parameters) if n_ != o1]
+                    sums = tuple(m1.sums) + tuple(j for j in m2.sums if j not in rename)
+                    factors = tuple(m1.factors) + tuple(f.xreplace(rename) for f in m2.factors)
+                    out.append(Monomial(coeff, tuple(rest1 + rest2), sums, factors, ((p1, summed),)))
+    # chain rule through the layer-ℓ fields
+    if not first_layer:
+        zf = sp.Function("z")
+        derivs = []
+        for s_idx, monos in enumerate(subs_legs):
+            d = []
+            for m in monos:
+                F = sp.Mul(*m.factors)
+                for atom in sorted(F.atoms(sp.Function), key=sp.default_sort_key):
+                    if getattr(atom.func, "__name__", "") == "z" and atom.args[0] in m.sums:
+                        d.append((m, atom.args[0], sp.diff(F, atom)))
+            derivs.append(d)
+        H = sp.Function(leg.field)
+        for (m1, j1, f1) in derivs[0]:
+            for (m2, j2, f2) in derivs[1]:
+                if f1 == 0 or f2 == 0:
+                    continue
+                out.append(Monomial(m1.coefficient * m2.coefficient, tuple(m1.parameters) + tuple(m2.parameters),
+                                    tuple(m1.sums) + tuple(m2.sums),
+                                    (f1, f2, H(j1, j2, leg.inputs[0], leg.inputs[1]))))
+    return out
+
+
 def wick_contractions(legs: tuple, rules: RuleSet, first_layer: bool = False) -> list[Contraction]:
     """All Wick contractions of layer-(ℓ+1) parameters in the product of ``legs``."""
     maps = rules.first_layer if first_layer else rules.layer_maps
     per_leg = []
     for k, leg in enumerate(legs):
+        if rules.fields[leg.field].tangent and "z" in maps:
+            per_leg.append(tangent_monomials(leg, k, rules, maps["z"], first_layer))
+            continue
         if leg.field not in maps:
             where = "first_layer" if first_layer else "layer_map"
             raise UnsupportedError(f"rule file {rules.path}: no [{where}.{leg.field}] for field {leg.field!r}; "
@@ -144,14 +218,15 @@ def wick_contractions(legs: tuple, rules: RuleSet, first_layer: bool = False) ->
         coeff = sp.Mul(*[m.coefficient for m in choice])
         sums = [j for m in choice for j in m.sums]
         factors = [f for m in choice for f in m.factors]
+        tangents = [(k, p, j) for k, m in enumerate(choice) for p, j in m.tangents]
         names = sorted(occurrences)
         for matchings in itertools.product(*[list(_perfect_matchings(occurrences[nm])) for nm in names]):
             out.append(_contract(rules, names, matchings, coeff, sums, factors,
-                                 rules.input_width if first_layer else rules.width))
+                                 rules.input_width if first_layer else rules.width, tangents))
     return out
 
 
-def _contract(rules, names, matchings, coeff, sums, factors, fan_in):
+def _contract(rules, names, matchings, coeff, sums, factors, fan_in, tangents=()):
     parent = {j: j for j in sums}
 
     def find(j):
@@ -178,10 +253,17 @@ def _contract(rules, names, matchings, coeff, sums, factors, fan_in):
                         parent[ry] = rx
                     sum_index = x
             props.append((name, (ka, kb), sum_index))
+    for k, pname, j in tangents:  # learning-rate contractions inside one (tangent) leg
+        props.append(("lambda_" + pname, (k, k), j))
     classes = {}
     for j in sums:
         classes.setdefault(find(j), []).append(j)
     neuron_sums = []
+    for f in factors:
+        touched = {find(j) for j in sums if f.has(j)}
+        if len(touched) > 1:
+            raise UnsupportedError(f"layer-ℓ factor {f} links two neuron sums (an off-diagonal NTK "
+                                   "H_{jk}, j ≠ k); such neuron-pair fields are not supported yet")
     for rep, members in sorted(classes.items(), key=lambda kv: kv[0].name):
         mine = [f.xreplace({m: rep for m in members}) for f in factors if f.has(*members)]
         attached = tuple(sorted({k for (_n, ks, s) in props if s is not None and find(s) == rep for k in ks}))

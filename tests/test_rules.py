@@ -12,7 +12,8 @@ MLP = (RULES_DIR / "mlp.toml").read_text()
 
 def test_builtin_rules_load():
     r = load_rules("mlp")
-    assert set(r.tensors) == {"K", "G1", "V"}
+    assert set(r.tensors) == {"K", "G1", "V", "Theta", "Theta1"}
+    assert r.tensors["Theta"].symmetries == ((0, 1), (1, 0))
     assert r.gaussian_tensor() == "K"
     assert set(r.parameters) == {"b", "W"}
     assert {"z", "H", "dH", "ddIH", "ddIIH"} <= set(r.fields)
