@@ -1,0 +1,88 @@
+"""Benchmark of ntkdiagrams.gaussian.expectation_tensor (prints figures; not a test).
+
+Times k = 1..4 factors over N = 1, 2, 4, 8, 16 inputs for tanh and relu factors, with all
+factors equal (the symmetric case: only sorted index tuples are computed) and with
+distinct factors (σ, σ', σ, σ' ...: no symmetry to exploit).  Also prints accuracy figures
+against high-precision references.
+
+    python scripts/bench_gaussian.py [--quick] [--accuracy]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ntkdiagrams.activations import z  # noqa: E402
+from ntkdiagrams.gaussian import expectation_tensor  # noqa: E402
+
+
+def kernel(N: int, seed: int = 0) -> np.ndarray:
+    """A typical layer kernel: entries O(0.1..3), correlations up to ~0.99."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, 6))
+    X[N // 2:] = X[: N - N // 2][: N - N // 2] * 0.9 + 0.1 * X[N // 2:]  # near-collinear pairs
+    return 0.2 + X @ X.T / 6
+
+
+def timing(Ns, ks) -> None:
+    relu = sp.Max(0, z)
+    cases = {
+        "tanh (equal)": lambda k: [sp.tanh(z)] * k,
+        "tanh, tanh' (mixed)": lambda k: [sp.tanh(z), 1 - sp.tanh(z) ** 2] * 2,
+        "relu (equal)": lambda k: [relu] * k,
+        "relu, H (mixed)": lambda k: [relu, sp.Heaviside(z)] * 2,
+    }
+    print(f"{'factors':22s} {'k':>2s} " + " ".join(f"{'N=' + str(N):>9s}" for N in Ns))
+    for name, make in cases.items():
+        for k in ks:
+            facs = make(k)[:k]
+            row = []
+            for N in Ns:
+                K = kernel(N)
+                t0 = time.perf_counter()
+                expectation_tensor(facs, K)
+                row.append(time.perf_counter() - t0)
+            print(f"{name:22s} {k:2d} " + " ".join(f"{t:8.3f}s" for t in row), flush=True)
+
+
+def accuracy() -> None:
+    import mpmath as mp
+
+    mp.mp.dps = 25
+    acts = {
+        "tanh": (sp.tanh(z), mp.tanh), "erf": (sp.erf(z), mp.erf),
+        "gelu": (z / 2 * (1 + sp.erf(z / sp.sqrt(2))), lambda x: x / 2 * (1 + mp.erf(x / mp.sqrt(2)))),
+        "swish": (z / (1 + sp.exp(-z)), lambda x: x / (1 + mp.exp(-x))),
+        "sin": (sp.sin(z), mp.sin), "softplus": (sp.log(1 + sp.exp(z)), lambda x: mp.log(1 + mp.exp(x))),
+    }
+    print("smooth, k=2 (1-D and 2-D mpmath.quad references), max relative error:")
+    for name, (e, f) in acts.items():
+        worst = 0.0
+        for var in (0.1, 1.0, 3.0, 10.0):
+            for rho in (0.0, 0.5, -0.7, 0.99):
+                K = var * np.array([[1.0, rho], [rho, 1.0]])
+                T = expectation_tensor([e, e], K)
+                L = np.linalg.cholesky(K)
+                g = lambda u, v: f(L[0, 0] * u) * f(L[1, 0] * u + L[1, 1] * v) * mp.exp(-(u * u + v * v) / 2) / (2 * mp.pi)
+                ref = mp.quad(g, [-mp.inf, 0, mp.inf], [-mp.inf, 0, mp.inf]) if rho else \
+                    mp.quad(lambda u: f(L[0, 0] * u) * mp.exp(-u * u / 2), [-mp.inf, 0, mp.inf]) ** 2 / (2 * mp.pi)
+                worst = max(worst, abs(T[0, 1] / float(ref) - 1))
+        print(f"  {name:9s} {worst:.1e}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="N up to 8 only")
+    ap.add_argument("--accuracy", action="store_true", help="also print accuracy figures (slow)")
+    args = ap.parse_args()
+    Ns = [1, 2, 4, 8] if args.quick else [1, 2, 4, 8, 16]
+    timing(Ns, [1, 2, 3, 4])
+    if args.accuracy:
+        accuracy()
