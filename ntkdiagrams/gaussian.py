@@ -55,11 +55,36 @@ Method
 Accuracy (relative error, measured by tests/test_gaussian.py and scripts/bench_gaussian.py;
 see the report lines at the end of this docstring, which that script reproduces)
 -------------------------------------------------------------------------------
-ACCURACY_PLACEHOLDER
+* smooth, k = 1: E[tanh²] for K = 0.1 … 10: ≤ 1e-9.
+* smooth, k = 2 (tanh, erf, gelu, swish, sin, softplus; f·f' and f·f; ρ = 0.5, 0.99, −0.33,
+  identical inputs, K = 10 with ρ = 0.5) vs mpmath/adaptive references: ≤ 1e-8 (tested).
+  erf arcsine kernel: ≤ 1e-9.
+* smooth, k = 3 (default radial 16 × simplex 12): ~1e-10 at unit variance, ~5e-8 at
+  variance 3 (vs the same rule at much higher degree and brute-force Gauss–Hermite).
+* smooth, k = 4 (default radial 12 × simplex 8): ~5e-8 at unit variance, ~2e-6 at
+  variance 3, 2e-7 relative on a strongly cancelling entry (1.6e-11 absolute);
+  degree=16 gives ≲1e-8.  The default for k = 4 is a speed/accuracy compromise.
+* ReLU family (products of relu, Heaviside, δ, polynomials, leaky relu), k = 1, 2: exact up
+  to rounding (≤ 1e-14 against the arc-cosine kernels, E[HH] = (π−θ)/2π, E[δ relu],
+  E[δδ], also at ρ = 1 − 1e-10 and for collinear inputs).  k = 3, 4: radial part exact,
+  angular part ≤ 1e-10 (Sheppard's 3-orthant formula: ≤ 1e-13; 4-orthant probability
+  1/5 at ρ = 1/2: 3e-12; exchangeable relu/H products vs 1-D mpmath: ≤ 1e-8 tested;
+  Wick's theorem for z·z·z·z: 7e-15).
 
 Timing (scripts/bench_gaussian.py, 2-core machine)
 -------------------------------------------------
-TIMING_PLACEHOLDER
+k = 4 dominates (only sorted tuples are computed when all four factors are equal):
+
+    factors        k   N=4     N=8     N=16
+    tanh (equal)   2   0.001s  0.006s  0.014s
+    tanh (equal)   3   0.04s   0.17s   0.76s
+    tanh (equal)   4   0.08s   3.0s    57s
+    tanh, tanh'    3   0.03s   0.25s   2.1s
+    relu (equal)   4   0.02s   0.7s    (see script)
+
+The k = 4, N = 16 smooth case is well above the "few seconds" target: each 4-variable
+tuple costs ~100 subdivided spherical simplices × 512 × 12 points.  Pass degree=6 for a
+~4x faster, ~1e-5 accurate result.
 """
 from __future__ import annotations
 
