@@ -265,7 +265,7 @@ class BlobSum(sp.Function):
 
     @classmethod
     def eval(cls, tensor, *sites):
-        betas = list(tensor.args[1:])
+        betas = _summed(sites)
         best, best_key = None, None
         for perm in itertools.permutations(betas):
             rep = dict(zip(betas, perm))
@@ -309,14 +309,24 @@ class BlobSum(sp.Function):
 
     def _latex(self, printer):
         tensor, *sites = self.args
-        betas = " ".join(printer._print(b) for b in tensor.args[1:])
+        betas = " ".join(printer._print(b) for b in _summed(sites))
         body = " ".join(printer._print(a) for a in (tensor, *sites))
         return r"\sum_{%s} %s" % (betas, body)
 
     def _sympystr(self, printer):
         tensor, *sites = self.args
-        betas = ",".join(printer._print(b) for b in tensor.args[1:])
+        betas = ",".join(printer._print(b) for b in _summed(sites))
         return f"Sum[{betas}]({'*'.join(printer._print(a) for a in (tensor, *sites))})"
+
+
+def _summed(sites) -> list:
+    """The summed (dummy) labels of a blob: those its derivatives act with."""
+    out = []
+    for s in sites:
+        for b in s.args[2:]:
+            if b not in out:
+                out.append(b)
+    return sorted(out, key=sp.default_sort_key)
 
 
 def _canonical_pe(pe):

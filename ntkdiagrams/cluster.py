@@ -1,32 +1,34 @@
 """Stage B: cumulants of neuron sums of layer ℓ, expanded in 1/n (the layer-ℓ diagrams).
 
-A neuron sum is ``S = Σ_j F(z_j)`` with F a function of one neuron's preactivations on
-several inputs.  The layer-ℓ preactivations are nearly Gaussian: with the statistics that
-the rule file declares, their cumulants are ``κ₂ = δ (K + G1/n)`` and
-``κ₄ = (1/n) Σ_{3 pairings} δδ V``, and expectations follow from the Edgeworth operator
+After the Wick step every layer-(ℓ+1) cumulant is a combination of cumulants of *neuron
+sums* of layer ℓ, ``Y = Σ_{j1…jr} F(z_{j1}, …, H_{j1 j2}, …)``.  Their expectations follow from
+the statistics the rule file declares for layer ℓ:
 
-    E[Φ(z)] = ⟨ (1 + Σ_blobs (c/k!) Σ κ_blob ∂^k + …) Φ ⟩_K ,
+* the leading measure: z Gaussian with covariance δ_{jk} K (the order-0 two-point tensor), and
+  every other field (the NTK H) frozen at its order-0 mean, δ_{jk} Θ;
+* *blobs*: every other term of every declared expansion (G1, V, Θ1, A, B, D, F, …), each a
+  vertex of order n^{-k} whose legs act on the neuron sites as its Kronecker deltas dictate.
+  A z-leg is a derivative ∂/∂z_{j;β} on the site's function; an H-leg removes one H factor
+  (∂/∂H); the weight of a blob is its coefficient over Π_fields (number of legs of that field)!,
+  the combinatorics of the Edgeworth expansion E[Φ] = exp(Σ κ ∂^k/k!) Φ.
 
-where the Gaussian part ⟨·⟩_K is the order-0 two-point tensor and every other term of a
-declared expansion is a *blob*: a vertex whose k derivative legs land on neuron sites as the
-Kronecker deltas of its structure dictate.  The joint cumulant of m neuron sums is then a
-sum over *cluster diagrams*: the insertions F_p are placed on distinct neuron sites (a
-set partition; each site is a free neuron sum worth n), blobs link sites, and the diagram
-must be connected.  A site reached by no blob carries the Gaussian joint cumulant of its
-insertions; a site reached by blob legs carries ⟨∂_{β…} F⟩_K.  At first order in the blobs:
+A moment E[Y_1 ⋯ Y_m] is the sum over *sites* — set partitions of all neuron indices into
+distinct neurons, each weighted by the exact falling factorial n(n−1)⋯(n−s+1) — of the leading
+value plus every single-blob correction (:func:`moment_terms`).  Cumulants follow by Möbius
+inversion over set partitions (:func:`group_cumulant`), and the disconnected pieces cancel
+symbolically.  For S = Σ_j F(z_j) this reproduces PHYSICS.md §4:
 
-* m = 1:  E[S] = n ⟨F⟩_K + ½ Σ G1_{β1β2} ⟨∂_{β1}∂_{β2}F⟩_K + ⅛ Σ V_{(β1β2)(β3β4)} ⟨∂⁴F⟩_K + O(1/n)
-* m = 2:  κ(S1, S2) = n [⟨F1F2⟩_K − ⟨F1⟩_K⟨F2⟩_K + ¼ Σ V_{(β1β2)(β3β4)} ⟨∂∂F1⟩_K ⟨∂∂F2⟩_K] + O(1)
+* E[S] = n ⟨F⟩_K + ½ Σ G1_{β1β2} ⟨∂_{β1}∂_{β2}F⟩_K + ⅛ Σ V_{(β1β2)(β3β4)} ⟨∂⁴F⟩_K + O(1/n)
+* κ(S1, S2) = n [⟨F1F2⟩_K − ⟨F1⟩_K⟨F2⟩_K + ¼ Σ V ⟨∂∂F1⟩_K ⟨∂∂F2⟩_K] + O(1)
 
-(these are PHYSICS.md §4's one- and two-neuron facts; here they are *generated* from the
-declared expansions, the weights ½, ⅛, ¼ come out of the enumeration).  The derivatives are
-resolved explicitly: Σ_β T_{…β…} ∂/∂z_β F = Σ_{α ∈ inputs of F} T_{…α…} ∂F/∂z_α, so the
-result holds for any inputs, coinciding ones included.
+with the weights ½, ⅛, ¼ generated, not typed.  Derivatives are kept two ways: resolved on the
+input labels (Σ_β T_{…β…} ∂/∂z_β F = Σ_{α ∈ inputs of F} T_{…α…} ∂F/∂z_α, valid for coinciding
+inputs too), and whole, as :class:`~ntkdiagrams.algebra.BlobSum` (the compact Σ_β form).
 
-Truncation: blobs of higher order (the six-point vertex, products of two blobs) and the
-neuron-exclusion corrections of falling factorials are not generated; they enter
-κ(S_1..S_m) at relative order n^{-(2-m)}... the engine knows the first ``reliable_order(m)``
-orders and raises :class:`~ntkdiagrams.errors.UnsupportedError` beyond.
+Truncation: second-order blobs and undeclared cumulants (the six-point vertex, κ(H,H,z,z), …)
+are O(1/n²) by the power counting of PHYSICS.md §4, so a moment or cumulant of sums with R
+neuron indices in all is exact up to O(n^{R−2}) (:func:`truncation_power`); the recursion
+stage refuses any request whose order that remainder could reach.
 """
 from __future__ import annotations
 
@@ -36,208 +38,34 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .algebra import Z, gexp, integrand_labels
+from .algebra import BlobSum, PartialExpectation, Z, dummy_labels, gexp, integrand_labels
 from .errors import UnsupportedError
 from .rules import RuleSet
 
 
 @dataclass(frozen=True)
 class Blob:
-    """One non-Gaussian term of a declared cumulant expansion, as a perturbation vertex."""
+    """One perturbation vertex: a non-leading term of a declared cumulant expansion."""
 
     tensor: str
-    coefficient: sp.Expr    # number
-    order: int              # power of 1/n
-    nlegs: int
-    classes: tuple          # δ-linked leg classes: tuple of tuples of leg positions
-    slot_legs: tuple        # for each tensor slot, the leg whose derivative label fills it
+    coefficient: sp.Expr            # number, already divided by Π_fields (legs of the field)!
+    order: int                      # power of 1/n
+    legs: tuple                     # field name of each leg
+    deltas: tuple                   # pairs ((leg, neuron slot), (leg, neuron slot))
+    args: tuple                     # (leg, input slot) of each tensor slot
 
 
 @dataclass(frozen=True)
-class ClusterTerm:
-    """One cluster diagram of a group of insertions: sites, optional blob, value."""
+class MomentTerm:
+    """One term of a moment: a site partition, at most one blob placement, its value."""
 
-    sites: tuple            # tuple of tuples of insertion positions
+    sites: tuple                    # tuple of tuples of neuron indices (one tuple per site)
     blob: Blob | None
-    blob_sites: tuple       # for each δ-class of the blob, the site it lands on
-    power: int              # power of n of the value
-    value: sp.Expr          # explicit form (derivatives resolved on input labels)
-    compact: sp.Expr = None  # the same with blob contractions kept as BlobSum objects
-
-
-def blobs(rules: RuleSet) -> list[Blob]:
-    """All perturbation vertices of layer ℓ: every declared z-cumulant term but ⟨·⟩_K's."""
-    gauss = rules.gaussian_tensor()
-    out = []
-    for st in rules.statistics.values():
-        if not all(leg.field == "z" for leg in st.legs):
-            continue
-        neurons = [leg.neurons[0] for leg in st.legs]
-        inputs = [leg.inputs[0] for leg in st.legs]
-        for t in st.terms:
-            if t.tensor == gauss:
-                continue
-            parent = list(range(len(neurons)))
-            for d in t.deltas:
-                a, b = (neurons.index(x) for x in d)
-                ra, rb = _root(parent, a), _root(parent, b)
-                parent[rb] = ra
-            classes = {}
-            for q in range(len(neurons)):
-                classes.setdefault(_root(parent, q), []).append(q)
-            slot_legs = tuple(inputs.index(a) for a in t.args)
-            out.append(Blob(t.tensor, t.coefficient, t.order, len(neurons),
-                            tuple(tuple(c) for c in classes.values()), slot_legs))
-    return out
-
-
-def _root(parent, x):
-    while parent[x] != x:
-        x = parent[x]
-    return x
-
-
-def reliable_order(m: int) -> int:
-    """Relative orders in 1/n of κ(S_1..S_m) that first-order blobs determine exactly."""
-    if m == 1:
-        return 1
-    if m == 2:
-        return 0
-    return -1
-
-
-def to_gaussian(function: sp.Expr, index: sp.Symbol) -> sp.Expr:
-    """Replace the fields z(j, α) of neuron ``index`` by integration variables Z(α)."""
-    reps = {}
-    for f in function.atoms(sp.Function):
-        if getattr(f.func, "__name__", "") == "z" and len(f.args) == 2 and f.args[0] == index:
-            reps[f] = Z(f.args[1])
-    out = function.xreplace(reps)
-    if out.has(index):
-        raise UnsupportedError(f"neuron-sum insertion {function} has fields other than z at neuron {index}; "
-                               "not supported yet")
-    return out
-
-
-def field_means(function: sp.Expr, index: sp.Symbol, rules: RuleSet, layer, max_relative: int) -> sp.Expr:
-    """Replace layer-ℓ fields other than z (the NTK H_{jj}) by their order-0 mean tensor.
-
-    E[H_{jj;a b} f(z_j)] = Θ_{ab} ⟨f⟩_K + O(1/n): enough for the leading order of a mean.  The
-    1/n corrections need the H–z cumulants (Θ1, D, F) as blobs, which this truncation does not
-    carry yet, so a request beyond leading order raises UnsupportedError."""
-    reps = {}
-    for atom in function.atoms(sp.Function):
-        name = getattr(atom.func, "__name__", "")
-        if name == "z" or name not in rules.fields:
-            continue
-        spec = rules.fields[name]
-        neurons, inputs = atom.args[:spec.neurons], atom.args[spec.neurons:]
-        if any(j != index for j in neurons):
-            raise UnsupportedError(f"field {atom} at several neurons inside one neuron sum")
-        if max_relative > 0:
-            raise UnsupportedError(
-                f"the 1/n correction of a statistic with the layer-ℓ field {name} needs its cumulants with z "
-                "(Θ1, D, F) as blobs, which are not implemented yet (leading order only)")
-        mean = None
-        for st in rules.statistics.values():
-            if len(st.legs) == 1 and st.legs[0].field == name:
-                for t in st.terms:
-                    if t.order == 0:
-                        mapping = dict(zip(st.legs[0].inputs, inputs))
-                        mean = t.coefficient * _TENSORS[t.tensor](layer, *[mapping[a] for a in t.args])
-        if mean is None:
-            raise UnsupportedError(f"no statistic of the rule file gives the mean of field {name}")
-        reps[atom] = mean
-    return function.xreplace(reps)
-
-
-def gaussian_cumulant(insertions: list, layer) -> sp.Expr:
-    """κ_K(F_1, …, F_m): the joint cumulant of functions of ONE neuron under ⟨·⟩_K."""
-    total = sp.Integer(0)
-    for part in _partitions(list(range(len(insertions)))):
-        k = len(part)
-        total += (-1) ** (k - 1) * math.factorial(k - 1) * sp.Mul(
-            *[gexp(sp.Mul(*[insertions[p] for p in block]), layer) for block in part])
-    return sp.expand(total)
-
-
-def group_cumulant(insertions: list, rules: RuleSet, layer, width, max_relative: int) -> list[ClusterTerm]:
-    """Cluster diagrams of κ(S_1, …, S_m), S_p = Σ_j F_p(z_j), through relative order ``max_relative``.
-
-    ``insertions`` are the F_p in Gaussian variables Z(α).  The value of each term includes
-    its power of n (leading power 1)."""
-    m = len(insertions)
-    if max_relative < 0:
-        return []
-    if max_relative > reliable_order(m):
-        need = "the six-point vertex and second-order blobs" if m >= 2 else "second-order blobs"
-        raise UnsupportedError(
-            f"the joint cumulant of {m} neuron sums at relative order 1/n^{max_relative} needs {need} "
-            "of layer ℓ, which this truncation does not carry")
-    terms = []
-    all_blobs = blobs(rules)
-    for sites in _partitions(list(range(m))):
-        s = len(sites)
-        # no blob: connected only when everything sits on one neuron
-        if s == 1:
-            value = width * gaussian_cumulant(insertions, layer)
-            terms.append(ClusterTerm(tuple(map(tuple, sites)), None, (), 1, value, value))
-        for blob in all_blobs:
-            power = s - blob.order
-            if 1 - power > max_relative:
-                continue
-            for placement in itertools.product(range(s), repeat=len(blob.classes)):
-                if set(placement) != set(range(s)):
-                    continue  # the blob must reach every site for a connected diagram
-                value = _blob_value(blob, placement, sites, insertions, layer)
-                if value == 0:
-                    continue
-                compact = _blob_compact(blob, placement, sites, insertions, layer)
-                terms.append(ClusterTerm(tuple(map(tuple, sites)), blob, tuple(placement), power,
-                                         width ** power * value, width ** power * compact))
-    return terms
-
-
-def _blob_value(blob: Blob, placement, sites, insertions, layer):
-    """(c/k!) Σ_β T(β) Π_sites ⟨∂_{β on site} F_site⟩ for one placement of the blob's classes."""
-    from .algebra import tensor_class  # local import keeps module import order simple
-    site_of_leg = {}
-    for cls, site in zip(blob.classes, placement):
-        for q in cls:
-            site_of_leg[q] = site
-    site_funcs = []
-    for block in sites:
-        if len(block) > 1:
-            raise UnsupportedError("a blob on a site with several insertions (composite operators) is "
-                                   "beyond the supported order")
-        site_funcs.append(insertions[block[0]])
-    legs = list(range(blob.nlegs))
-    choices = [integrand_labels(site_funcs[site_of_leg[q]]) for q in legs]
-    T = _TENSORS[blob.tensor]
-    total = sp.Integer(0)
-    for betas in itertools.product(*choices):
-        derivs = [site_funcs[k] for k in range(len(site_funcs))]
-        for q, b in zip(legs, betas):
-            k = site_of_leg[q]
-            derivs[k] = sp.diff(derivs[k], Z(b))
-        if any(d == 0 for d in derivs):
-            continue
-        total += T(layer, *[betas[q] for q in blob.slot_legs]) * sp.Mul(*[gexp(d, layer) for d in derivs])
-    return sp.expand(blob.coefficient * total / math.factorial(blob.nlegs))
-
-
-def _blob_compact(blob: Blob, placement, sites, insertions, layer):
-    """(c/k!) Σ_β T(β) Π_sites ⟨∂_{β on site} F_site⟩ as one :class:`BlobSum` (dummy β's)."""
-    from .algebra import BlobSum, PartialExpectation, dummy_labels
-    betas = dummy_labels(blob.nlegs)
-    site_of_leg = {q: site for cls, site in zip(blob.classes, placement) for q in cls}
-    parts = []
-    for k, block in enumerate(sites):
-        legs = [betas[q] for q in range(blob.nlegs) if site_of_leg[q] == k]
-        parts.append(PartialExpectation(insertions[block[0]], layer, *legs))
-    T = _TENSORS[blob.tensor]
-    body = BlobSum(T(layer, *[betas[q] for q in blob.slot_legs]), *parts)
-    return blob.coefficient * body / math.factorial(blob.nlegs)
+    placement: tuple                # for each blob leg: site (z-leg) or H occurrence (other legs)
+    power: int                      # leading power of n of the value
+    value: sp.Expr                  # explicit form
+    compact: sp.Expr                # with the blob contraction kept as a BlobSum
+    occurrences: tuple = ()         # the non-z field factors: (name, site_a, site_b, inputs)
 
 
 _TENSORS: dict = {}
@@ -247,6 +75,257 @@ def register_tensors(rules: RuleSet) -> None:
     """Make the sympy classes of the rule file's tensors available to the blob values."""
     for name, spec in rules.tensors.items():
         _TENSORS[name] = spec.cls
+
+
+def leading_terms(rules: RuleSet) -> set:
+    """(statistic, tensor) pairs that define the leading measure: K and the field means."""
+    lead = {("", rules.gaussian_tensor())}
+    for st in rules.statistics.values():
+        if len(st.legs) == 1 and st.legs[0].field != "z":
+            lead |= {("", t.tensor) for t in st.terms if t.order == 0}
+    return {t for _s, t in lead}
+
+
+def blobs(rules: RuleSet) -> list[Blob]:
+    """Every non-leading term of every declared expansion, as a perturbation vertex."""
+    lead = leading_terms(rules)
+    out = []
+    for st in rules.statistics.values():
+        nslot = {}
+        islot = {}
+        for q, leg in enumerate(st.legs):
+            for t, i in enumerate(leg.neurons):
+                nslot[i] = (q, t)
+            for t, a in enumerate(leg.inputs):
+                islot[a] = (q, t)
+        fields = [leg.field for leg in st.legs]
+        weight = sp.Integer(1)
+        for f in set(fields):
+            weight *= math.factorial(fields.count(f))
+        for term in st.terms:
+            if term.tensor in lead and term.order == 0:
+                continue
+            deltas = tuple(tuple(nslot[i] for i in sorted(d, key=str)) for d in term.deltas)
+            out.append(Blob(term.tensor, term.coefficient / weight, term.order, tuple(fields), deltas,
+                            tuple(islot[a] for a in term.args)))
+    return out
+
+
+def _means(rules: RuleSet):
+    """name -> function(layer, site_a, site_b, inputs) giving the order-0 mean of a field."""
+    out = {}
+    for st in rules.statistics.values():
+        if len(st.legs) == 1 and st.legs[0].field != "z":
+            leg = st.legs[0]
+            for t in st.terms:
+                if t.order == 0:
+                    out[leg.field] = (leg, t)
+    return out
+
+
+def truncation_power(R: int) -> int:
+    """A moment or cumulant of neuron sums with R indices is known up to O(n^(R-2))."""
+    return R - 2
+
+
+def _split(function: sp.Expr, site_of: dict, s: int, rules: RuleSet):
+    """Per-site z-functions (in Z(α)) and the occurrences of other fields."""
+    zf = [sp.Integer(1)] * s
+    occ = []
+    const = sp.Integer(1)
+    for f in sp.Mul.make_args(sp.expand(function)):
+        base, exp = f.as_base_exp()
+        reps = int(exp) if (exp.is_Integer and exp > 0) else 1
+        if reps == 1:
+            base = f
+        name = getattr(base.func, "__name__", "")
+        if name in rules.fields and name != "z":
+            spec = rules.fields[name]
+            nr = base.args[:spec.neurons]
+            ins = base.args[spec.neurons:]
+            for _ in range(reps):
+                occ.append((name, tuple(site_of[j] for j in nr), tuple(ins)))
+            continue
+        zs = [a for a in base.atoms(sp.Function) if getattr(a.func, "__name__", "") == "z"]
+        if not zs:
+            if base.free_symbols & set(site_of):
+                raise UnsupportedError(f"factor {f} of a neuron sum is not a function of z or a declared field")
+            const *= f
+            continue
+        sites = {site_of[a.args[0]] for a in zs}
+        if len(sites) != 1:
+            raise UnsupportedError(f"factor {f} mixes the preactivations of several neurons")
+        k = sites.pop()
+        zf[k] = zf[k] * f.xreplace({a: Z(a.args[1]) for a in zs})
+    return const, zf, occ
+
+
+def _falling(width, s: int):
+    return sp.Mul(*[width - t for t in range(s)])
+
+
+def moment_terms(functions: list, index_lists: list, rules: RuleSet, layer, width) -> list[MomentTerm]:
+    """All terms of E[Π_p Σ_{indices_p} F_p] at first order in the blobs."""
+    indices = [j for idx in index_lists for j in idx]
+    F = sp.Mul(*functions)
+    means = _means(rules)
+    all_blobs = blobs(rules)
+    out = []
+    for partition in _partitions(indices):
+        s = len(partition)
+        site_of = {j: k for k, block in enumerate(partition) for j in block}
+        const, zf, occ = _split(F, site_of, s, rules)
+        ff = _falling(width, s)
+        lead = const * sp.Mul(*[gexp(f, layer) for f in zf]) * sp.Mul(*[_mean(o, means, layer) for o in occ])
+        lead = sp.expand(lead)
+        sites = tuple(tuple(b) for b in partition)
+        if lead != 0:
+            out.append(MomentTerm(sites, None, (), s, ff * lead, ff * lead, tuple(occ)))
+        for blob in all_blobs:
+            for placement, value, compact in _blob_placements(blob, zf, occ, means, layer):
+                v = sp.expand(const * value)
+                if v == 0:
+                    continue
+                scale = ff * width ** (-blob.order)
+                out.append(MomentTerm(sites, blob, placement, s - blob.order, scale * v,
+                                      scale * const * compact, tuple(occ)))
+    return out
+
+
+def _mean(o, means, layer):
+    name, sites, ins = o
+    if name not in means:
+        raise UnsupportedError(f"no statistic of the rule file gives the mean of field {name}")
+    leg, term = means[name]
+    nmap = dict(zip(leg.neurons, sites))
+    for d in term.deltas:
+        a, b = tuple(d)
+        if nmap[a] != nmap[b]:
+            return sp.Integer(0)
+    amap = dict(zip(leg.inputs, ins))
+    return term.coefficient * _TENSORS[term.tensor](layer, *[amap[a] for a in term.args])
+
+
+def _blob_placements(blob: Blob, zf, occ, means, layer):
+    """Yield (placement, explicit value, compact value) of one blob on the sites."""
+    s = len(zf)
+    zlegs = [q for q, f in enumerate(blob.legs) if f == "z"]
+    olegs = [q for q, f in enumerate(blob.legs) if f != "z"]
+    betas = dummy_labels(len(blob.legs))
+    T = _TENSORS[blob.tensor]
+    for chosen in itertools.permutations(range(len(occ)), len(olegs)):
+        if any(occ[c][0] != blob.legs[q] for q, c in zip(olegs, chosen)):
+            continue
+        for zsites in itertools.product(range(s), repeat=len(zlegs)):
+            site_of_slot = {}
+            for q, k in zip(zlegs, zsites):
+                site_of_slot[(q, 0)] = k
+            for q, c in zip(olegs, chosen):
+                for t, k in enumerate(occ[c][1]):
+                    site_of_slot[(q, t)] = k
+            if any(site_of_slot[a] != site_of_slot[b] for a, b in blob.deltas):
+                continue
+            if any(zf[k] == 1 for k in zsites):
+                continue
+            rest = sp.Mul(*[_mean(o, means, layer) for c, o in enumerate(occ) if c not in chosen])
+            if rest == 0:
+                continue
+            # tensor arguments: dummies for z-legs, the occurrence's labels for field legs
+            occ_of_leg = dict(zip(olegs, chosen))
+
+            def arg(slot, zlabel):
+                q, t = slot
+                return zlabel[q] if blob.legs[q] == "z" else occ[occ_of_leg[q]][2][t]
+            # explicit: Σ over labels of each z-leg's site function
+            choices = [integrand_labels(zf[k]) for k in zsites]
+            value = sp.Integer(0)
+            for labels in itertools.product(*choices):
+                zlabel = dict(zip(zlegs, labels))
+                derivs = list(zf)
+                for q, k in zip(zlegs, zsites):
+                    derivs[k] = sp.diff(derivs[k], Z(zlabel[q]))
+                if any(d == 0 for d in derivs):
+                    continue
+                value += T(layer, *[arg(a, zlabel) for a in blob.args]) * sp.Mul(*[gexp(d, layer) for d in derivs])
+            value = sp.expand(blob.coefficient * rest * value)
+            if value == 0:
+                continue
+            # compact: one BlobSum over the dummy labels of the z-legs
+            dlabel = {q: betas[q] for q in zlegs}
+            tens = T(layer, *[arg(a, dlabel) for a in blob.args])
+            if zlegs:
+                parts, plain = [], []
+                for k in range(s):
+                    legs_here = [betas[q] for q, kk in zip(zlegs, zsites) if kk == k]
+                    if legs_here:
+                        parts.append(PartialExpectation(zf[k], layer, *legs_here))
+                    else:
+                        plain.append(gexp(zf[k], layer))
+                compact = blob.coefficient * rest * BlobSum(tens, *parts) * sp.Mul(*plain)
+            else:
+                compact = blob.coefficient * rest * tens * sp.Mul(*[gexp(f, layer) for f in zf])
+            yield (tuple(zsites) + tuple(chosen)), value, compact
+
+
+def field_weight(rules: RuleSet, name: str) -> int:
+    """Power-counting weight: z counts 1, a tangent field as many as its tangent entries (H: 2)."""
+    spec = rules.fields[name]
+    return len(spec.tangent) if spec.tangent else 1
+
+
+def check_coverage(rules: RuleSet, present: set) -> None:
+    """Every cumulant of the present fields that power counting puts at O(1/n) must be declared.
+
+    A connected correlator of fields of total weight w is O(n^{1-w/2}) (PHYSICS.md §4), odd
+    weights vanish by z → -z; so the first-order truncation needs every cumulant of weight 2
+    and 4.  A missing one would silently drop a 1/n term: refuse instead."""
+    declared = {tuple(sorted(leg.field for leg in st.legs)) for st in rules.statistics.values()}
+    names = sorted(present)
+    for size in range(1, 5):
+        for combo in itertools.combinations_with_replacement(names, size):
+            w = sum(field_weight(rules, f) for f in combo)
+            if w in (2, 4) and tuple(sorted(combo)) not in declared:
+                pretty = ", ".join(combo)
+                raise UnsupportedError(
+                    f"rule file {rules.path} declares no statistic for the cumulant κ({pretty}), which is "
+                    f"O(1/n^{w // 2 - 1}) by power counting and enters this recursion; declare it in "
+                    "[statistics] (see PHYSICS.md §3)")
+
+
+def _fields_in(functions, rules: RuleSet) -> set:
+    out = set()
+    for f in functions:
+        for a in f.atoms(sp.Function):
+            name = getattr(a.func, "__name__", "")
+            if name in rules.fields:
+                out.add(name)
+    return out
+
+
+def group_cumulant(sums: list, rules: RuleSet, layer, width):
+    """κ(Y_1, …, Y_m) by Möbius inversion of moments; returns (explicit, compact, full-moment terms)."""
+    functions = [s.function for s in sums]
+    check_coverage(rules, _fields_in(functions, rules))
+    index_lists = [s.indices for s in sums]
+    cache = {}
+
+    def moment(block):
+        key = tuple(block)
+        if key not in cache:
+            terms = moment_terms([functions[p] for p in block], [index_lists[p] for p in block],
+                                 rules, layer, width)
+            cache[key] = (sp.expand(sum((t.value for t in terms), sp.Integer(0))),
+                          sp.expand(sum((t.compact for t in terms), sp.Integer(0))), terms)
+        return cache[key]
+
+    m = len(sums)
+    explicit, compact = sp.Integer(0), sp.Integer(0)
+    for part in _partitions(list(range(m))):
+        k = len(part)
+        mu = (-1) ** (k - 1) * math.factorial(k - 1)
+        explicit += mu * sp.Mul(*[moment(b)[0] for b in part])
+        compact += mu * sp.Mul(*[moment(b)[1] for b in part])
+    return sp.expand(explicit), sp.expand(compact), moment(list(range(m)))[2]
 
 
 def _partitions(items):

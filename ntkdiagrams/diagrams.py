@@ -72,35 +72,43 @@ class Diagram:
         return f"x{self.multiplicity}  [{pw}]  " + "; ".join(parts)
 
 
-def build_graph(nlegs: int, labels, contraction, grouping, cluster_terms) -> nx.MultiGraph:
-    """The MultiGraph of one (contraction, grouping, cluster terms) configuration."""
+def build_graph(nlegs: int, labels, contraction, grouping, terms) -> nx.MultiGraph:
+    """The MultiGraph of one (contraction, grouping, moment term per group) configuration."""
     g = nx.MultiGraph()
     for k in range(nlegs):
         g.add_node(("leg", k), kind="leg", label=str(labels[k]))
-    ins_of_sum = {}
+    site_of_index = {}
+    for gi, term in enumerate(terms):
+        for si, block in enumerate(term.sites):
+            g.add_node(("site", gi, si), kind="site")
+            for j in block:
+                site_of_index[j] = ("site", gi, si)
     for p, prop in enumerate(contraction.propagators):
         a, b = prop.legs
         if prop.sum_index is None:
             g.add_edge(("leg", a), ("leg", b), kind=prop.parameter)
-        else:
-            node = ("ins", p)
-            g.add_node(node, kind="insertion")
-            g.add_edge(("leg", a), node, kind=prop.parameter)
-            g.add_edge(("leg", b), node, kind=prop.parameter)
-            ins_of_sum.setdefault(prop.sum_index, []).append(node)
-    for gi, (group, term) in enumerate(zip(grouping, cluster_terms)):
-        for si, site in enumerate(term.sites):
-            snode = ("site", gi, si)
-            g.add_node(snode, kind="site")
-            for pos in site:
-                for ins in ins_of_sum.get(group[pos].index, []):
-                    g.add_edge(ins, snode, kind="at")
+            continue
+        node = ("ins", p)
+        g.add_node(node, kind="insertion")
+        g.add_edge(("leg", a), node, kind=prop.parameter)
+        g.add_edge(("leg", b), node, kind=prop.parameter)
+        if prop.sum_index in site_of_index:
+            g.add_edge(node, site_of_index[prop.sum_index], kind="at")
+    for gi, term in enumerate(terms):
+        for name, sites, _ins in term.occurrences:
+            ends = [("site", gi, k) for k in sites]
+            g.add_edge(ends[0], ends[-1], kind=name)
         if term.blob is not None:
             bnode = ("blob", gi)
             g.add_node(bnode, kind="blob", tensor=term.blob.tensor)
-            for cls, site in zip(term.blob.classes, term.blob_sites):
-                for _q in cls:
-                    g.add_edge(bnode, ("site", gi, site), kind="d")
+            zlegs = [q for q, f in enumerate(term.blob.legs) if f == "z"]
+            olegs = [q for q, f in enumerate(term.blob.legs) if f != "z"]
+            for q, k in zip(zlegs, term.placement[:len(zlegs)]):
+                g.add_edge(bnode, ("site", gi, k), kind="d")
+            for q, c in zip(olegs, term.placement[len(zlegs):]):
+                name, sites, _ins = term.occurrences[c]
+                for k in sites:
+                    g.add_edge(bnode, ("site", gi, k), kind="d" + name)
     return g
 
 

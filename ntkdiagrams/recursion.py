@@ -20,7 +20,7 @@ from functools import lru_cache
 import sympy as sp
 
 from .algebra import InputGram, ell
-from .cluster import ClusterTerm, field_means, group_cumulant, register_tensors, to_gaussian
+from .cluster import group_cumulant, register_tensors, truncation_power
 from .diagrams import Diagram, build_graph, merge_isomorphic
 from .errors import UnsupportedError
 from .rules import Leg, RuleSet, load_rules
@@ -176,49 +176,50 @@ def _derive_cached(tensor: str, path: str, source: str) -> Recursion:
 
 
 def _assemble(rules, legs, term, layer, width, first_layer):
-    """Σ over diagrams of the cumulant of ``legs``, coefficient of width^{-order} / coefficient."""
+    """Σ over Wick contractions and connected groupings of Π_groups κ(neuron sums), read off at
+    width^{-order}; returns ((explicit, compact) / coefficient, contributing diagrams)."""
+    import networkx as nx
+
     nlegs = len(legs)
-    total = sp.Integer(0)
-    total_compact = sp.Integer(0)
+    total, total_compact = sp.Integer(0), sp.Integer(0)
     diagrams = []
     target_power = -term.order
     for c in wick_contractions(legs, rules, first_layer=first_layer):
         pre = c.coefficient * c.deltas
         if pre == 0:
             continue
+        p_coef = _n_power(c.coefficient, width)
         for grouping in connected_groupings(c, nlegs):
-            p_max = _n_power(c.coefficient, width) + len(grouping)
-            max_rel = p_max - target_power
-            if max_rel < 0:
-                continue
-            per_group = []
-            for group in grouping:
-                if first_layer:
-                    per_group.append(_deterministic_group(group, width))
-                else:
-                    ins = [to_gaussian(field_means(s.function, s.index, rules, layer, max_rel), s.index)
-                           for s in group]
-                    per_group.append(group_cumulant(ins, rules, layer, width, max_rel))
-            for combo in itertools.product(*per_group):
-                value = sp.expand(pre * sp.Mul(*[t.value for t in combo]))
-                if value == 0:
+            R = sum(len(s.indices) for g in grouping for s in g)
+            if p_coef + R < target_power:
+                continue  # even the leading power of these diagrams is below the target order
+            if first_layer:
+                per_group = [_deterministic_group(g, width) for g in grouping]
+            else:
+                if p_coef + truncation_power(R) >= target_power:
+                    raise UnsupportedError(
+                        f"{term.tensor}: a contribution with {R} neuron sums is only known up to "
+                        f"O(n^{p_coef + truncation_power(R)}), which reaches the requested order "
+                        "(it needs second-order blobs or the six-point vertex of layer ℓ)")
+                per_group = [group_cumulant(list(g), rules, layer, width) for g in grouping]
+            total += pre * sp.Mul(*[v[0] for v in per_group])
+            total_compact += pre * sp.Mul(*[v[1] for v in per_group])
+            for combo in itertools.product(*[v[2] for v in per_group]):
+                power = p_coef + sum(t.power for t in combo)
+                if power != target_power:
                     continue
-                power = _n_power(c.coefficient, width) + sum(t.power for t in combo)
                 graph = build_graph(nlegs, [leg.inputs[0] for leg in legs], c, grouping, combo)
-                diagrams.append(Diagram(graph, 1, power, value))
-                total += value
-                total_compact += pre * sp.Mul(*[t.compact if t.compact is not None else t.value for t in combo])
-    total = sp.expand(total)
+                if nx.is_connected(graph):
+                    diagrams.append(Diagram(graph, 1, power, sp.Integer(0)))
     eps = sp.Symbol("epsilon_n", positive=True)
-    series = sp.expand(total.xreplace({width: 1 / eps}))
-    poly = sp.Poly(series, eps) if series != 0 else None
-    if poly is not None:
-        for (k,), coef in poly.terms():
+    series = sp.expand(sp.expand(total).xreplace({width: 1 / eps}))
+    if series != 0:
+        for (k,), _coef in sp.Poly(series, eps).terms():
             if k < term.order and _is_lower_order_bug(rules, term, k):
                 raise UnsupportedError(f"internal: unexpected order-{k} piece in {term.tensor}")
     coefficient = series.coeff(eps, term.order) if series != 0 else sp.Integer(0)
     compact = sp.expand(sp.expand(total_compact).xreplace({width: 1 / eps})).coeff(eps, term.order)
-    kept = [d for d in merge_isomorphic(diagrams, labeled=True) if d.power == target_power]
+    kept = merge_isomorphic(diagrams, labeled=True)
     return (sp.expand(coefficient / term.coefficient), sp.expand(compact / term.coefficient)), kept
 
 
@@ -230,14 +231,16 @@ def _is_lower_order_bug(rules, term, k):
 
 
 def _deterministic_group(group, width):
-    """Layer-1 neuron sums are sums over the data: Σ_j x_{j;α} x_{j;β} = n0 · x_α·x_β/n0."""
+    """Layer-1 neuron sums are sums over the data: Σ_j x_{j;α} x_{j;β} = n0 · x_α·x_β/n0;
+    cumulants of two or more deterministic quantities vanish."""
     if len(group) > 1:
-        return []  # cumulants of deterministic quantities vanish
+        return (sp.Integer(0), sp.Integer(0), [])
     s = group[0]
     xs = [f for f in sp.Mul.make_args(s.function)]
-    if len(xs) != 2 or any(getattr(f.func, "__name__", "") != "x" for f in xs):
+    if len(s.indices) != 1 or len(xs) != 2 or any(getattr(f.func, "__name__", "") != "x" for f in xs):
         raise UnsupportedError(f"first-layer insertion {s.function} is not a product of two data factors")
-    return [ClusterTerm(((0,),), None, (), 1, width * InputGram(xs[0].args[1], xs[1].args[1]))]
+    v = width * InputGram(xs[0].args[1], xs[1].args[1])
+    return (v, v, [])
 
 
 @lru_cache(maxsize=8)

@@ -456,56 +456,43 @@ def _parse_statistic(path, key, stname, spec, fields, width, tensor_args, taken)
     return StatisticSpec(stname, spec.get("description", ""), tuple(legs), tuple(terms))
 
 
-def _single_leg_symmetries(st, tname, fields) -> set:
-    """A tangent field with identical tangent entries (the NTK: tangent = [z, z]) is symmetric
-    under permuting its (neuron, input) slot pairs together: H_{i1 i2; a1 a2} = H_{i2 i1; a2 a1}."""
-    leg = st.legs[0]
-    tangent = fields[leg.field].tangent
-    out = set()
-    mine = [t for t in st.terms if t.tensor == tname]
-    if not mine or len(set(tangent)) != 1:
-        return out
-    t0 = mine[0]
-    k = len(leg.neurons)
-    for perm in itertools.permutations(range(k)):
-        nmap = {leg.neurons[q]: leg.neurons[perm[q]] for q in range(k)}
-        amap = {leg.inputs[q]: leg.inputs[perm[q]] for q in range(k)}
-        if frozenset(frozenset(nmap[i] for i in d) for d in t0.deltas) != t0.deltas:
-            continue
-        new_args = tuple(amap[a] for a in t0.args)
-        pos = {a: q for q, a in enumerate(t0.args)}
-        out.add(tuple(pos[a] for a in new_args))
-    return out
-
-
 def _derive_symmetries(statistics, tname, fields=None) -> tuple:
     """Slot permutations under which a tensor is invariant, from the symmetry of its cumulant.
 
-    A cumulant is symmetric under permutations of its legs (for single-neuron, single-input
-    legs); permuting legs maps each Kronecker structure to one of the expansion; where a
-    permutation maps the term of ``tname`` to itself, it fixes a permutation of its slots."""
+    A cumulant is symmetric under permuting legs of the same field, and a tangent field with
+    identical entries (the NTK, tangent = [z, z]) under permuting its (neuron, input) slot
+    pairs together (H_{i1 i2; a1 a2} = H_{i2 i1; a2 a1}).  Where such a permutation maps the
+    Kronecker structure of ``tname``'s term to itself, it fixes a permutation of its slots."""
     syms = set()
     for st in statistics.values():
-        if len(st.legs) == 1 and len(st.legs[0].neurons) == len(st.legs[0].inputs) > 1:
-            syms |= _single_leg_symmetries(st, tname, fields)
-            continue
-        if not all(len(l.neurons) == 1 and len(l.inputs) == 1 for l in st.legs):
-            continue
         mine = [t for t in st.terms if t.tensor == tname]
         if not mine:
             continue
         t0 = mine[0]
-        k = len(st.legs)
-        for perm in itertools.permutations(range(k)):
-            nmap = {st.legs[q].neurons[0]: st.legs[perm[q]].neurons[0] for q in range(k)}
-            amap = {st.legs[q].inputs[0]: st.legs[perm[q]].inputs[0] for q in range(k)}
-            new_deltas = frozenset(frozenset(nmap[i] for i in d) for d in t0.deltas)
-            if new_deltas != t0.deltas:
-                continue
-            new_args = tuple(amap[a] for a in t0.args)
-            # T(args) = T(new_args): slot s of the original carries new_args[s]
-            if sorted(new_args, key=str) != sorted(t0.args, key=str):
-                continue
-            pos = {a: s for s, a in enumerate(t0.args)}
-            syms.add(tuple(pos[a] for a in new_args))
+        legs = st.legs
+        k = len(legs)
+        leg_perms = [p for p in itertools.permutations(range(k))
+                     if all(legs[q].field == legs[p[q]].field for q in range(k))]
+        slot_choices = []
+        for leg in legs:
+            spec = fields.get(leg.field) if fields else None
+            sym = spec is not None and len(spec.tangent) > 1 and len(set(spec.tangent)) == 1
+            n = len(leg.neurons)
+            slot_choices.append(list(itertools.permutations(range(n))) if sym else [tuple(range(n))])
+        for lp in leg_perms:
+            for sp_ in itertools.product(*slot_choices):
+                nmap, amap = {}, {}
+                for q in range(k):
+                    src, dst = legs[q], legs[lp[q]]
+                    perm = sp_[q]
+                    for t in range(len(src.neurons)):
+                        nmap[src.neurons[t]] = dst.neurons[perm[t]]
+                        amap[src.inputs[t]] = dst.inputs[perm[t]]
+                if frozenset(frozenset(nmap[i] for i in d) for d in t0.deltas) != t0.deltas:
+                    continue
+                new_args = tuple(amap[a] for a in t0.args)
+                if sorted(map(str, new_args)) != sorted(map(str, t0.args)):
+                    continue
+                pos = {a: q for q, a in enumerate(t0.args)}
+                syms.add(tuple(pos[a] for a in new_args))
     return tuple(sorted(syms))

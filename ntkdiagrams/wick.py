@@ -49,9 +49,12 @@ class Propagator:
 
 @dataclass(frozen=True)
 class NeuronSum:
-    """S = Σ_j F(z_j): ``function`` of the fields at neuron ``index`` of layer ℓ."""
+    """Y = Σ_{j1…jr} F(fields at j1…jr): one random variable of layer ℓ.
 
-    index: sp.Symbol
+    Usually r = 1 (S = Σ_j σ_{j;α1} σ_{j;α2}); a factor that links two neuron indices (an
+    off-diagonal NTK H_{jk}) makes them one compound sum Σ_{j,k}."""
+
+    indices: tuple
     function: sp.Expr
     legs: tuple         # external legs attached to this sum through propagators
 
@@ -258,19 +261,31 @@ def _contract(rules, names, matchings, coeff, sums, factors, fan_in, tangents=()
     classes = {}
     for j in sums:
         classes.setdefault(find(j), []).append(j)
-    neuron_sums = []
+    # index classes linked by a common factor (an off-diagonal H_{jk}) form one compound sum
+    reps = sorted(classes, key=lambda r: r.name)
+    link = {r: r for r in reps}
+
+    def lfind(r):
+        while link[r] != r:
+            r = link[r]
+        return r
     for f in factors:
-        touched = {find(j) for j in sums if f.has(j)}
-        if len(touched) > 1:
-            raise UnsupportedError(f"layer-ℓ factor {f} links two neuron sums (an off-diagonal NTK "
-                                   "H_{jk}, j ≠ k); such neuron-pair fields are not supported yet")
-    for rep, members in sorted(classes.items(), key=lambda kv: kv[0].name):
-        mine = [f.xreplace({m: rep for m in members}) for f in factors if f.has(*members)]
-        attached = tuple(sorted({k for (_n, ks, s) in props if s is not None and find(s) == rep for k in ks}))
+        touched = sorted({find(j) for j in sums if f.has(j)}, key=lambda r: r.name)
+        for a, b in zip(touched, touched[1:]):
+            link[lfind(b)] = lfind(a)
+    components = {}
+    for r in reps:
+        components.setdefault(lfind(r), []).append(r)
+    neuron_sums = []
+    for comp in components.values():
+        members = [j for r in comp for j in classes[r]]
+        rename = {j: find(j) for j in members}
+        mine = [f.xreplace(rename) for f in factors if f.has(*members)]
+        attached = tuple(sorted({k for (_n, ks, s_) in props if s_ is not None and find(s_) in comp for k in ks}))
         if not mine:
-            coeff *= fan_in  # an empty neuron sum counts the neurons
+            coeff *= fan_in ** len(comp)  # empty neuron sums count the neurons
             continue
-        neuron_sums.append(NeuronSum(rep, sp.Mul(*mine), attached))
+        neuron_sums.append(NeuronSum(tuple(comp), sp.Mul(*mine), attached))
     loose = [f for f in factors if not f.has(*sums)]
     if loose:
         raise UnsupportedError(f"layer-ℓ factor(s) {loose} outside every neuron sum (e.g. residual "

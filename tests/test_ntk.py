@@ -33,9 +33,20 @@ def test_theta_diagrams():
     assert len(table.splitlines()) == 3
 
 
-def test_theta1_is_refused_clearly():
-    with pytest.raises(UnsupportedError, match="Θ1, D, F"):
-        derive("Theta1")
+def test_a_missing_order_one_cumulant_is_refused(tmp_path):
+    """Without κ(H, z, z) declared, Θ1 would silently lose its D and F terms: refuse instead."""
+    text = (RULES.path and open(RULES.path).read())
+    start = text.index("[statistics.NTKpreactivation]")
+    end = text.index("[tensors.A]")
+    cut = text[:start] + text[end:]
+    for name in ("D", "F"):
+        i = cut.index(f"[tensors.{name}]")
+        j = cut.index("\n[", i + 1) if "\n[" in cut[i + 1:] else len(cut)
+        cut = cut[:i] + cut[j + 1:]
+    p = tmp_path / "no_df.toml"
+    p.write_text(cut)
+    with pytest.raises(UnsupportedError, match="κ\\(H, z, z\\)"):
+        derive("Theta1", load_rules(p))
 
 
 def _mc_ntk(act, x, depth, width, samples, **hyper):
