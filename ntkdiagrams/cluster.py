@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .algebra import BlobSum, PartialExpectation, Z, dummy_labels, gexp, integrand_labels
+from .algebra import BlobSum, PartialExpectation, Z, dummy_labels, gexp, integrand_labels, z_derivative
 from .errors import UnsupportedError
 from .rules import RuleSet
 
@@ -238,16 +238,16 @@ def _blob_placements(blob: Blob, zf, occ, means, layer):
                 return zlabel[q] if blob.legs[q] == "z" else occ[occ_of_leg[q]][2][t]
             # explicit: Σ over labels of each z-leg's site function
             choices = [integrand_labels(zf[k]) for k in zsites]
-            value = sp.Integer(0)
+            pieces = []
             for labels in itertools.product(*choices):
                 zlabel = dict(zip(zlegs, labels))
                 derivs = list(zf)
                 for q, k in zip(zlegs, zsites):
-                    derivs[k] = sp.diff(derivs[k], Z(zlabel[q]))
+                    derivs[k] = z_derivative(derivs[k], zlabel[q])
                 if any(d == 0 for d in derivs):
                     continue
-                value += T(layer, *[arg(a, zlabel) for a in blob.args]) * sp.Mul(*[gexp(d, layer) for d in derivs])
-            value = sp.expand(blob.coefficient * rest * value)
+                pieces.append(T(layer, *[arg(a, zlabel) for a in blob.args]) * sp.Mul(*[gexp(d, layer) for d in derivs]))
+            value = sp.expand(blob.coefficient * rest * sp.Add(*pieces))
             if value == 0:
                 continue
             # compact: one BlobSum over the dummy labels of the z-legs
@@ -314,18 +314,18 @@ def group_cumulant(sums: list, rules: RuleSet, layer, width):
         if key not in cache:
             terms = moment_terms([functions[p] for p in block], [index_lists[p] for p in block],
                                  rules, layer, width)
-            cache[key] = (sp.expand(sum((t.value for t in terms), sp.Integer(0))),
-                          sp.expand(sum((t.compact for t in terms), sp.Integer(0))), terms)
+            cache[key] = (sp.expand(sp.Add(*[t.value for t in terms])),
+                          sp.expand(sp.Add(*[t.compact for t in terms])), terms)
         return cache[key]
 
     m = len(sums)
-    explicit, compact = sp.Integer(0), sp.Integer(0)
+    explicit, compact = [], []
     for part in _partitions(list(range(m))):
         k = len(part)
         mu = (-1) ** (k - 1) * math.factorial(k - 1)
-        explicit += mu * sp.Mul(*[moment(b)[0] for b in part])
-        compact += mu * sp.Mul(*[moment(b)[1] for b in part])
-    return sp.expand(explicit), sp.expand(compact), moment(list(range(m)))[2]
+        explicit.append(sp.expand(mu * sp.Mul(*[moment(b)[0] for b in part])))
+        compact.append(sp.expand(mu * sp.Mul(*[moment(b)[1] for b in part])))
+    return sp.Add(*explicit), sp.Add(*compact), moment(list(range(m)))[2]
 
 
 def _partitions(items):

@@ -181,7 +181,7 @@ def _assemble(rules, legs, term, layer, width, first_layer):
     import networkx as nx
 
     nlegs = len(legs)
-    total, total_compact = sp.Integer(0), sp.Integer(0)
+    total, total_compact = [], []
     diagrams = []
     target_power = -term.order
     for c in wick_contractions(legs, rules, first_layer=first_layer):
@@ -202,8 +202,8 @@ def _assemble(rules, legs, term, layer, width, first_layer):
                         f"O(n^{p_coef + truncation_power(R)}), which reaches the requested order "
                         "(it needs second-order blobs or the six-point vertex of layer ℓ)")
                 per_group = [group_cumulant(list(g), rules, layer, width) for g in grouping]
-            total += pre * sp.Mul(*[v[0] for v in per_group])
-            total_compact += pre * sp.Mul(*[v[1] for v in per_group])
+            total.append(sp.expand(pre * sp.Mul(*[v[0] for v in per_group])))
+            total_compact.append(sp.expand(pre * sp.Mul(*[v[1] for v in per_group])))
             for combo in itertools.product(*[v[2] for v in per_group]):
                 power = p_coef + sum(t.power for t in combo)
                 if power != target_power:
@@ -212,13 +212,14 @@ def _assemble(rules, legs, term, layer, width, first_layer):
                 if nx.is_connected(graph):
                     diagrams.append(Diagram(graph, 1, power, sp.Integer(0)))
     eps = sp.Symbol("epsilon_n", positive=True)
-    series = sp.expand(sp.expand(total).xreplace({width: 1 / eps}))
+    total, total_compact = sp.Add(*total), sp.Add(*total_compact)
+    series = sp.expand(total.xreplace({width: 1 / eps}))
     if series != 0:
         for (k,), _coef in sp.Poly(series, eps).terms():
             if k < term.order and _is_lower_order_bug(rules, term, k):
                 raise UnsupportedError(f"internal: unexpected order-{k} piece in {term.tensor}")
     coefficient = series.coeff(eps, term.order) if series != 0 else sp.Integer(0)
-    compact = sp.expand(sp.expand(total_compact).xreplace({width: 1 / eps})).coeff(eps, term.order)
+    compact = sp.expand(total_compact.xreplace({width: 1 / eps})).coeff(eps, term.order)
     kept = merge_isomorphic(diagrams, labeled=True)
     return (sp.expand(coefficient / term.coefficient), sp.expand(compact / term.coefficient)), kept
 
