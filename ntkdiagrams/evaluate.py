@@ -73,12 +73,12 @@ class GaussianCache:
         return np.transpose(arr, inverse) if len(funcs) > 1 else arr
 
     def hermite(self, key, prev: dict) -> np.ndarray:
-        """Σ_β T_β ⟨∂_β F⟩ by integration by parts (see :mod:`ntkdiagrams.hermite`), cached."""
-        from .hermite import contract
+        """Σ_β T_β Π ⟨∂_β F⟩ by integration by parts (see :mod:`ntkdiagrams.hermite`), cached."""
+        from .hermite import contract_blob
         if ("hermite", key) not in self._store:
-            tensor, slot_legs, funcs, k = key
-            self._store[("hermite", key)] = contract(funcs, slot_legs, k, prev[tensor], self.K,
-                                                     lambda fs, K: self.get(tuple(fs)))
+            tensor, args, sites, axes = key
+            self._store[("hermite", key)] = contract_blob(prev[tensor], args, list(sites), self.K,
+                                                          lambda fs, K: self.get(tuple(fs)), axes)
         return self._store[("hermite", key)]
 
 
@@ -111,7 +111,7 @@ class CompiledRecursion:
         blobs = [f for f in sp.Mul.make_args(term) if isinstance(f, BlobSum)]
         if blobs:
             b = blobs[0]
-            if self.kinked and len(b.sites) == 1 and len(b.sites[0].args) - 2 >= 3:
+            if self.kinked:
                 rest = sp.Mul(*[f for f in sp.Mul.make_args(term) if f is not b])
                 out = self._compile_term(rest, act)
                 return [(fn, facs + [self._hermite_factor(b, act)]) for fn, facs in out]
@@ -143,12 +143,23 @@ class CompiledRecursion:
         return [(fn, factors)]
 
     def _hermite_factor(self, b: BlobSum, act: Activation) -> _Factor:
-        pe = b.sites[0]
-        f, _layer, *betas = pe.args
-        slot_legs = tuple(betas.index(x) for x in b.tensor.args[1:])
-        grouped = self._gauss_factor(GaussianExpectation(f, _layer), act)
-        funcs, labels = grouped.key
-        return _Factor("hermite", (b.tensor.tensor_name, slot_legs, funcs, len(betas)), labels)
+        """A whole blob sum, to be integrated by parts (see :mod:`ntkdiagrams.hermite`)."""
+        summed = []
+        sites = []
+        for pe in b.sites:
+            f, layer, *betas = pe.args
+            grouped = self._gauss_factor(GaussianExpectation(f, layer), act)
+            funcs, labels = grouped.key
+            if len(labels) > 2:
+                raise UnsupportedError(f"{self.rec.tensor}: blob site {f} on more than two inputs")
+            for x in betas:
+                if x not in summed:
+                    summed.append(x)
+            sites.append((tuple(labels), tuple(funcs), tuple(summed.index(x) for x in betas)))
+        args = tuple(("leg", summed.index(a)) if a in summed else ("label", a) for a in b.tensor.args[1:])
+        axes = tuple(sorted({lab for labels, _f, _l in sites for lab in labels} |
+                            {x for kind, x in args if kind == "label"}, key=str))
+        return _Factor("hermite", (b.tensor.tensor_name, args, tuple(sites), axes), axes)
 
     @staticmethod
     def _gauss_factor(ge: GaussianExpectation, act: Activation) -> _Factor:

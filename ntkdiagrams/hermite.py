@@ -16,8 +16,9 @@ exactly.  Coinciding inputs are collapsed first: when α1 and α2 are the same i
 
 The polynomial Q(y) = Σ_γ T_γ h_γ(y) is built once with sympy for each (k, number of distinct
 inputs) and lambdified; the expectations ⟨F̃ yᵖ⟩ come from :mod:`ntkdiagrams.gaussian`.
-Supported: insertions on at most two input labels (all of K, G1, V); two distinct inputs that
-are exactly parallel (identical) are collapsed, other singular pairs raise InputError.
+:func:`contract_blob` does this for any blob sum: several sites (each on one or two input
+labels), tensors with fixed labels (the H leg of D and F).  Two distinct inputs that are
+identical are collapsed; other singular (anti-parallel) pairs raise InputError.
 """
 from __future__ import annotations
 
@@ -55,67 +56,95 @@ def _q_polynomial(k: int, r: int):
     return monos, coeffs, gammas
 
 
-def contract(funcs: tuple, slot_legs: tuple, k: int, T: np.ndarray, K: np.ndarray, expect) -> np.ndarray:
-    """R[a1(, a2)] = Σ_β T[β in slot order] ⟨∂_β Π_j f_j(z_{a_j})⟩ for all input tuples.
+# ---- general blob sums: several sites, tensors with concrete labels ----
 
-    funcs: univariate sympy functions of ``activations.z``, one per label of F (1 or 2).
-    slot_legs: for each slot of T, the blob leg (0..k-1) whose label fills it.
-    expect(factors, K) -> tensor of ⟨Π f(z)⟩ over input tuples (gaussian.expectation_tensor).
+def _site_moments(funcs, k, K, expect):
+    """Derivative moments of one site F = f_1(z_{l1}) [f_2(z_{l2})] with k blob legs on it.
+
+    Returns (distinct, equal):
+    distinct[γ] (N, N): ⟨∂_{γ_1}…∂_{γ_k} F̃⟩ for two distinct inputs (γ_q ∈ {0, 1} picks the
+        variable), by ⟨F̃ h_γ(y; K̃)⟩;  None for a one-label site;
+    equal (N,): ⟨d^k F̃/dy^k⟩ with F̃(y) = Π f(y), for coinciding inputs (or a one-label site).
     """
-    m = len(funcs)
     N = K.shape[0]
-    if m == 1:
-        return _one_input(funcs[0], slot_legs, k, T, K, expect, np.arange(N))
-    if m != 2:
-        raise UnsupportedError("blob contractions on insertions with more than two inputs are not supported")
-    out = np.zeros((N, N))
+    kd = np.diag(K)
+    prod = sp.expand(sp.Mul(*funcs))
+    monos1, coeffs1, _ = _q_polynomial(k, 1)
+    equal = np.zeros(N)
+    for (p,), cf in zip(monos1, coeffs1):
+        equal = equal + cf(1.0 / kd, np.ones(N)) * expect([sp.expand(prod * zsym ** p)], K)
+    if len(funcs) == 1:
+        return None, equal
+    monos, coeffs, gammas = _q_polynomial(k, 2)
+    U = np.indices((N, N))
+    det = K[U[0], U[0]] * K[U[1], U[1]] - K[U[0], U[1]] ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        P00, P01, P11 = K[U[1], U[1]] / det, -K[U[0], U[1]] / det, K[U[0], U[0]] / det
+    E = {}
+    for (p, q) in monos:
+        E[(p, q)] = expect([sp.expand(funcs[0] * zsym ** p), sp.expand(funcs[1] * zsym ** q)], K)
+    distinct = {}
+    for gi, g in enumerate(gammas):
+        unit = [0.0] * len(gammas)
+        unit[gi] = 1.0
+        total = np.zeros((N, N))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for (p, q), cf in zip(monos, coeffs):
+                total = total + cf(P00, P01, P11, *unit) * E[(p, q)]
+        distinct[g] = total
+    return distinct, equal
+
+
+def contract_blob(tensor_arr: np.ndarray, args: tuple, sites: list, K: np.ndarray, expect,
+                  axes_labels: tuple) -> np.ndarray:
+    """Σ_β T[args] Π_sites ⟨∂_{β∈site} F_site⟩ for every tuple of the target inputs.
+
+    args: per tensor slot ("leg", q) for a summed blob leg or ("label", α) for a fixed label.
+    sites: per site (labels, funcs, legs): the site's input labels (1 or 2), its univariate
+        factors, the blob legs acting on it.
+    axes_labels: the labels of the returned array's axes.
+    Coinciding inputs inside a site are collapsed before integrating by parts (see module
+    docstring), so activations with kinks need no derivative of σ at all."""
+    N = K.shape[0]
+    naxes = len(axes_labels)
+    grid = np.indices((N,) * naxes).reshape(naxes, -1)
+    val = {lab: grid[i] for i, lab in enumerate(axes_labels)}
     d = np.sqrt(np.diag(K))
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = K / np.outer(d, d)
-    same = np.isclose(rho, 1.0, rtol=0, atol=1e-12) & np.isclose(d[:, None], d[None, :], rtol=1e-12)
-    singular = (np.abs(rho) > 1 - 1e-10) & ~same
-    if singular.any():
-        a, b = map(int, np.argwhere(singular)[0])
-        raise InputError(f"inputs {a} and {b} are (anti-)parallel: their 2x2 kernel is singular; the "
-                         "integration-by-parts form for activations with kinks needs distinct directions")
-    # coinciding inputs: F̃(y) = f1(y) f2(y)
-    prod = sp.expand(funcs[0] * funcs[1])
-    idx = np.argwhere(same)
-    diag_vals = _one_input(prod, slot_legs, k, T, K, expect, np.arange(N), pairs=idx)
-    out[same] = diag_vals
-    # distinct inputs: two variables
-    monos, coeffs, gammas = _q_polynomial(k, 2)
-    U = np.indices((N, N))
-    P_det = K[U[0], U[0]] * K[U[1], U[1]] - K[U[0], U[1]] ** 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        P00 = K[U[1], U[1]] / P_det
-        P01 = -K[U[0], U[1]] / P_det
-        P11 = K[U[0], U[0]] / P_det
-        tvals = []
-        for g in gammas:
-            tvals.append(T[tuple(U[g[leg]] for leg in slot_legs)])
-        total = np.zeros((N, N))
-        for (p, q), cf in zip(monos, coeffs):
-            c = cf(P00, P01, P11, *tvals)
-            e = expect([sp.expand(funcs[0] * zsym ** p), sp.expand(funcs[1] * zsym ** q)], K)
-            total = total + c * e
-    out[~same] = total[~same]
-    return out
-
-
-def _one_input(f, slot_legs, k, T, K, expect, us, pairs=None):
-    """One distinct input u: T[u…u] ⟨f^{(k)}⟩ = T[u…u] ⟨f(y) h_k(y)⟩ with h_k the Hermite poly of K_uu."""
-    monos, coeffs, _ = _q_polynomial(k, 1)
-    kd = np.diag(K)
-    if pairs is None:
-        u = us
-    else:
-        u = pairs[:, 0]
-    P00 = 1.0 / kd[u]
-    t = T[tuple([u] * T.ndim)]
-    total = np.zeros(len(u))
-    for (p,), cf in zip(monos, coeffs):
-        c = cf(P00, t)
-        e = expect([sp.expand(f * zsym ** p)], K)  # shape (N,)
-        total = total + c * e[u]
-    return total
+    same_input = np.isclose(rho, 1.0, rtol=0, atol=1e-12) & np.isclose(d[:, None], d[None, :], rtol=1e-12)
+    moments = []
+    for labels, funcs, legs in sites:
+        dist, eq = _site_moments(tuple(funcs), len(legs), K, expect)
+        if len(labels) == 2:
+            a, b = val[labels[0]], val[labels[1]]
+            coinc = same_input[a, b]
+            if (np.abs(rho[a, b]) > 1 - 1e-10)[~coinc].any():
+                raise InputError("two inputs are (anti-)parallel: their 2x2 kernel is singular; the "
+                                 "integration-by-parts form for activations with kinks needs distinct directions")
+        else:
+            a, b, coinc = val[labels[0]], None, np.ones(grid.shape[1], dtype=bool)
+        moments.append((labels, legs, dist, eq, a, b, coinc))
+    out = np.zeros(grid.shape[1])
+    nlegs = sum(len(m[1]) for m in moments)
+    # γ: for each leg, which variable (0/1) of its site it differentiates
+    for gam in itertools.product((0, 1), repeat=nlegs):
+        pos = 0
+        leg_choice = {}
+        ok_all = np.ones(grid.shape[1], dtype=bool)
+        factor = np.ones(grid.shape[1])
+        for labels, legs, dist, eq, a, b, coinc in moments:
+            g = tuple(gam[pos:pos + len(legs)])
+            pos += len(legs)
+            # coinciding (or one-label) sites: one collapsed variable, only the all-zero γ counts
+            site_val = np.where(coinc, 0.0 if any(g) else eq[a], 0.0)
+            if dist is not None:
+                site_val = site_val + np.where(coinc, 0.0, dist[g][a, b if b is not None else a])
+            factor = factor * site_val
+            for q, gq in zip(legs, g):
+                leg_choice[q] = np.where(coinc, a, b if (gq and b is not None) else a)
+        idx = []
+        for kind, x in args:
+            idx.append(leg_choice[x] if kind == "leg" else val[x])
+        out += factor * tensor_arr[tuple(idx)]
+    return out.reshape((N,) * naxes)

@@ -148,3 +148,35 @@ def test_relu_g1_diagonal_vanishes_and_matches_sharp_softplus():
     g_relu, g_soft = relu[-1]["G1"][0, 1], soft[-1]["G1"][0, 1]
     assert abs(g_relu) > 0.05
     assert abs(g_soft - g_relu) < 0.02 * abs(g_relu)
+
+
+ALL_FIRST_ORDER = ["K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F"]
+
+
+def test_integration_by_parts_for_every_statistic():
+    """Every blob sum integrated by parts equals the explicit derivatives (smooth σ, a duplicated input)."""
+    x = np.array([[1.0, 0.2, -0.4], [0.3, -0.9, 0.5], [1.0, 0.2, -0.4]])
+    hyper = dict(cb=0.1, cw=1.5, lb=0.7, lw=1.9)
+    a = evaluate("tanh", 3, x, stats=ALL_FIRST_ORDER, **hyper)[-1]
+    b = evaluate("tanh", 3, x, stats=ALL_FIRST_ORDER, blob_method="hermite", **hyper)[-1]
+    for s in ALL_FIRST_ORDER:
+        np.testing.assert_allclose(a[s], b[s], rtol=1e-9, atol=1e-12, err_msg=s)
+        assert np.abs(a[s]).max() > 1e-3 or s == "G1"
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu:0.2", "linear"])
+def test_scale_invariant_theta1_vanishes_on_the_diagonal(act):
+    """Θ1_αα = 0 at every layer for scale-invariant σ (arXiv 2508.11522), while the off-diagonal
+    correction is not zero (except for linear networks, where Θ1 vanishes identically)."""
+    x = np.array([[1.0, 0.2, -0.4], [0.3, -0.9, 0.5]])
+    layers = evaluate(act, 4, x, cb=0.0, cw=2.0 if act != "linear" else 1.0, lb=0.7, lw=1.9,
+                      stats=["Theta1"])
+    for layer in layers:
+        np.testing.assert_allclose(np.diag(layer["Theta1"]), 0.0, atol=1e-10)
+    off = abs(layers[-1]["Theta1"][0, 1])
+    assert off > 1e-2 if act != "linear" else off < 1e-10
+
+
+def test_tanh_theta1_diagonal_does_not_vanish():
+    x = np.array([[1.0, 0.2, -0.4]])
+    assert abs(evaluate("tanh", 3, x, cb=0.1, cw=1.5, stats=["Theta1"])[-1]["Theta1"][0, 0]) > 1e-3
