@@ -29,6 +29,8 @@ def _derive(args) -> int:
 
     rules = load_rules(args.rules)
     names = args.statistics or ["K", "G1", "V"]
+    if args.diagonal:
+        return _derive_diagonal(names, rules, args)
     recs = [derive(name, rules) for name in names]
     out = []
     if args.latex:
@@ -55,6 +57,24 @@ def _derive(args) -> int:
     return 0
 
 
+def _derive_diagonal(names, rules, args) -> int:
+    """Single-input recursions in closed form for a scale-invariant activation, and the proof
+    (by induction over layers) that a tensor vanishes on the diagonal where it does."""
+    from .activations import parse_activation
+    from .diagonal import vanishes_on_diagonal
+
+    if not args.activation:
+        from .errors import InputError
+        raise InputError("--diagonal needs --activation (a scale-invariant one: relu, leaky_relu:a, linear)")
+    act = parse_activation(args.activation)
+    for name in names:
+        proof = vanishes_on_diagonal(name, act, rules)
+        if proof.vanishes:
+            print(f"{name}_aa = 0")
+        print("# " + proof.text().replace("\n", "\n# "))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ntkdiagrams",
                                 description="Feynman-diagram engine for finite-width network statistics")
@@ -68,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--standalone", action="store_true", help="with --latex: a complete LaTeX document")
     d.add_argument("--explicit", action="store_true",
                    help="resolve every derivative on the input labels instead of printing sums over beta")
+    d.add_argument("--diagonal", action="store_true",
+                   help="with --activation: single-input recursions in closed form; prints 0 where the "
+                        "engine proves the tensor vanishes on the diagonal at every layer")
+    d.add_argument("--activation", help="activation for --diagonal (scale-invariant: relu, leaky_relu:a, linear)")
     d.add_argument("--diagrams", action="store_true",
                    help="list the contributing diagrams with multiplicities and powers of n")
     d.set_defaults(func=_derive)
