@@ -50,9 +50,10 @@ class Diagram:
         kinds = Counter(d["kind"] for _, d in g.nodes(data=True))
         props = Counter(d["kind"] for *_e, d in g.edges(data=True) if d["kind"] in ("b", "W"))
         nW = props["W"] // 2
-        lam_edges = [(u, v) for u, v, d in g.edges(data=True) if d["kind"].startswith("lambda_")]
-        lam = sum(1 for u, v in lam_edges if u[0] == v[0] == "leg") + \
-            sum(1 for u, v in lam_edges if "ins" in (u[0], v[0])) // 2
+        kind = dict(g.nodes(data="kind"))
+        lam_edges = [(kind[u], kind[v]) for u, v, d in g.edges(data=True) if d["kind"].startswith("lambda_")]
+        lam = sum(1 for a, b in lam_edges if a == b == "leg") + \
+            sum(1 for a, b in lam_edges if "insertion" in (a, b)) // 2
         blobs = sorted(d.get("tensor", "") for _, d in g.nodes(data=True) if d["kind"] == "blob")
         parts = []
         if props["b"]:

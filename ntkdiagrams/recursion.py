@@ -157,9 +157,19 @@ def derive(tensor: str, rules: RuleSet | str | None = None) -> Recursion:
 
 @lru_cache(maxsize=64)
 def _derive_cached(tensor: str, path: str, source: str) -> Recursion:
+    from . import cache
     from .rules import parse_rules
     rules = parse_rules(source, path)
     register_tensors(rules)
+    hit = cache.load(source, tensor, rules)
+    if hit is not None:
+        return hit
+    rec = _derive_uncached(tensor, rules)
+    cache.store(source, rec)
+    return rec
+
+
+def _derive_uncached(tensor: str, rules: RuleSet) -> Recursion:
     st = rules.statistic_of(tensor)
     term = next(t for t in st.terms if t.tensor == tensor)
     pattern = isolating_pattern(st, term)

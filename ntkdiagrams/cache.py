@@ -1,0 +1,180 @@
+"""On-disk cache of derived recursions.
+
+Deriving the NTK statistics takes seconds to tens of seconds; a second ``derive`` of the same
+tensor from the same rule file with the same engine should return at once.  Entries are keyed by
+
+    sha256(rule-file text) · package version · sha256(source of the engine modules) · tensor,
+
+so editing the rule file or the engine invalidates them.  Each entry is a JSON document written
+atomically (temporary file + ``os.replace``) and carries a checksum of its payload; an entry that
+fails to parse, has the wrong checksum or key, or does not rebuild is deleted and derived again,
+never trusted.  Expressions are serialised by a whitelisting encoder (numbers, symbols with their
+assumptions, Add/Mul/Pow, and the package's own classes): no pickle, no ``eval``.
+
+The cache lives in ``$NTKDIAGRAMS_CACHE`` (default ``~/.cache/ntkdiagrams``); set
+``NTKDIAGRAMS_CACHE=off`` to disable it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import networkx as nx
+import sympy as sp
+
+from . import __version__
+from .algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor,
+                      PartialExpectation, Z)
+
+_ENGINE_MODULES = ("algebra.py", "rules.py", "wick.py", "cluster.py", "recursion.py", "diagrams.py",
+                   "expr.py", "cache.py")
+_CLASSES = {c.__name__: c for c in (ActivationDerivative, BlobSum, GaussianExpectation, InputGram,
+                                     PartialExpectation, Z)}
+_OPS = {"Add": sp.Add, "Mul": sp.Mul, "Pow": sp.Pow, "KroneckerDelta": sp.KroneckerDelta}
+
+
+class CacheError(Exception):
+    """A cache entry that cannot be trusted."""
+
+
+def cache_dir() -> Path | None:
+    where = os.environ.get("NTKDIAGRAMS_CACHE", "")
+    if where.lower() in ("off", "0", "no", "false"):
+        return None
+    return Path(where) if where else Path.home() / ".cache" / "ntkdiagrams"
+
+
+@lru_cache(maxsize=1)
+def engine_hash() -> str:
+    h = hashlib.sha256(__version__.encode())
+    here = Path(__file__).resolve().parent
+    for name in _ENGINE_MODULES:
+        h.update((here / name).read_bytes())
+    return h.hexdigest()
+
+
+def entry_key(source: str, tensor: str) -> str:
+    h = hashlib.sha256()
+    for part in (source, __version__, engine_hash(), tensor):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+# ---- expressions <-> JSON ----
+
+def encode(e) -> object:
+    if isinstance(e, sp.Integer):
+        return {"I": str(int(e))}
+    if isinstance(e, sp.Rational):
+        return {"Q": [str(e.p), str(e.q)]}
+    if isinstance(e, sp.Float):
+        return {"F": repr(float(e))}
+    if isinstance(e, sp.Symbol):
+        return {"S": e.name, "a": {k: v for k, v in sorted(e.assumptions0.items()) if v is not None}}
+    if isinstance(e, LayerTensor):
+        return {"T": e.tensor_name, "args": [encode(a) for a in e.args]}
+    name = type(e).__name__
+    if name in _CLASSES or name in _OPS:
+        return {"f": name, "args": [encode(a) for a in e.args]}
+    raise CacheError(f"cannot serialise {type(e).__name__}: {e}")
+
+
+def decode(d, tensors: dict):
+    if not isinstance(d, dict):
+        raise CacheError("malformed expression")
+    if "I" in d:
+        return sp.Integer(int(d["I"]))
+    if "Q" in d:
+        return sp.Rational(int(d["Q"][0]), int(d["Q"][1]))
+    if "F" in d:
+        return sp.Float(float(d["F"]))
+    if "S" in d:
+        assumptions = d.get("a", {})
+        if not isinstance(assumptions, dict) or not all(isinstance(v, bool) for v in assumptions.values()):
+            raise CacheError("malformed assumptions")
+        return sp.Symbol(str(d["S"]), **assumptions)
+    if "T" in d:
+        if d["T"] not in tensors:
+            raise CacheError(f"unknown tensor {d['T']}")
+        return tensors[d["T"]](*[decode(a, tensors) for a in d["args"]])
+    f = d.get("f")
+    if f in _CLASSES:
+        return _CLASSES[f](*[decode(a, tensors) for a in d["args"]])
+    if f in _OPS:
+        return _OPS[f](*[decode(a, tensors) for a in d["args"]])
+    raise CacheError(f"unknown node {f!r}")
+
+
+# ---- recursions ----
+
+def _payload(rec) -> dict:
+    return {
+        "tensor": rec.tensor, "statistic": rec.statistic, "order": rec.order,
+        "labels": [encode(a) for a in rec.labels], "target": encode(rec.target), "rhs": encode(rec.rhs),
+        "initial": encode(rec.initial), "compact": encode(rec.compact), "pattern": rec.pattern,
+        "diagrams": [{"graph": nx.node_link_data(_plain(d.graph), edges="edges"), "multiplicity": d.multiplicity,
+                      "power": d.power} for d in rec.diagrams],
+    }
+
+
+def _plain(g):
+    """node ids as strings (JSON), attributes kept."""
+    return nx.relabel_nodes(g, {v: repr(v) for v in g.nodes})
+
+
+def load(source: str, tensor: str, rules):
+    """The cached recursion, or None (missing, disabled, or untrustworthy: then deleted)."""
+    from .diagrams import Diagram
+    from .recursion import Recursion
+
+    base = cache_dir()
+    if base is None:
+        return None
+    key = entry_key(source, tensor)
+    path = base / f"{key}.json"
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+        payload = doc["payload"]
+        if doc.get("key") != key or doc.get("checksum") != _checksum(payload):
+            raise CacheError("key or checksum mismatch")
+        tensors = {name: spec.cls for name, spec in rules.tensors.items()}
+        diagrams = [Diagram(nx.node_link_graph(d["graph"], edges="edges", multigraph=True), int(d["multiplicity"]),
+                            int(d["power"]), sp.Integer(0)) for d in payload["diagrams"]]
+        return Recursion(payload["tensor"], payload["statistic"], int(payload["order"]),
+                         tuple(decode(a, tensors) for a in payload["labels"]), decode(payload["target"], tensors),
+                         decode(payload["rhs"], tensors), decode(payload["initial"], tensors),
+                         decode(payload["compact"], tensors), diagrams, dict(payload["pattern"]), rules)
+    except (OSError, ValueError, KeyError, TypeError, CacheError, sp.SympifyError):
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return None
+
+
+def store(source: str, rec) -> None:
+    base = cache_dir()
+    if base is None:
+        return
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        payload = _payload(rec)
+        key = entry_key(source, rec.tensor)
+        doc = {"key": key, "checksum": _checksum(payload), "payload": payload}
+        fd, tmp = tempfile.mkstemp(dir=base, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(doc, fh)
+        os.replace(tmp, base / f"{key}.json")
+    except (OSError, CacheError, TypeError, ValueError):
+        pass  # a cache that cannot be written is only slower
+
+
+def _checksum(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
