@@ -41,6 +41,7 @@ import sympy as sp
 from .algebra import BlobSum, PartialExpectation, Z, dummy_labels, gexp, integrand_labels, z_derivative
 from .errors import UnsupportedError
 from .rules import RuleSet
+from .wick import set_partitions
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def moment_terms(functions: list, index_lists: list, rules: RuleSet, layer, widt
     means = _means(rules)
     all_blobs = blobs(rules)
     out = []
-    for partition in _partitions(indices):
+    for partition in set_partitions(indices):
         s = len(partition)
         site_of = {j: k for k, block in enumerate(partition) for j in block}
         const, zf, occ = _split(F, site_of, s, rules)
@@ -320,20 +321,9 @@ def group_cumulant(sums: list, rules: RuleSet, layer, width):
 
     m = len(sums)
     explicit, compact = [], []
-    for part in _partitions(list(range(m))):
+    for part in set_partitions(list(range(m))):
         k = len(part)
         mu = (-1) ** (k - 1) * math.factorial(k - 1)
         explicit.append(sp.expand(mu * sp.Mul(*[moment(b)[0] for b in part])))
         compact.append(sp.expand(mu * sp.Mul(*[moment(b)[1] for b in part])))
     return sp.Add(*explicit), sp.Add(*compact), moment(list(range(m)))[2]
-
-
-def _partitions(items):
-    if not items:
-        yield []
-        return
-    first, rest = items[0], items[1:]
-    for part in _partitions(rest):
-        yield [[first]] + part
-        for k in range(len(part)):
-            yield part[:k] + [[first] + part[k]] + part[k + 1:]

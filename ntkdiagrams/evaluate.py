@@ -26,6 +26,7 @@ import string
 import sys
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
@@ -51,6 +52,13 @@ class _Factor:
     labels: tuple       # target-axis positions of the factor's axes
 
 
+@lru_cache(maxsize=4096)
+def _canonical_slots(funcs: tuple):
+    """A canonical order of the factors of an expectation (shared tensors up to transposition)."""
+    order = sorted(range(len(funcs)), key=lambda s: sp.srepr(funcs[s]))
+    return order, tuple(funcs[s] for s in order)
+
+
 class GaussianCache:
     """Gaussian-expectation tensors of one layer, computed once and shared."""
 
@@ -62,8 +70,7 @@ class GaussianCache:
 
     def get(self, funcs: tuple) -> np.ndarray:
         from .gaussian import expectation_tensor
-        order = sorted(range(len(funcs)), key=lambda s: sp.srepr(funcs[s]))
-        canon = tuple(funcs[s] for s in order)
+        order, canon = _canonical_slots(funcs)
         if canon not in self._store:
             self._store[canon] = expectation_tensor(list(canon), self.K, degree=self.degree)
             self.computed += 1

@@ -372,9 +372,6 @@ def _parse_statistic(path, key, stname, spec, fields, width, tensor_args, taken)
             return sp.Integer(1)
         return build
 
-    class _Names(dict):
-        """Index names of a cumulant are free: any identifier becomes an index symbol."""
-
     # indices: every identifier not a field; collect by a first pass over the text
     import ast as _ast
     try:

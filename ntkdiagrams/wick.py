@@ -299,7 +299,7 @@ def connected_groupings(contraction: Contraction, nlegs: int):
 
     Yields tuples of groups (each a tuple of :class:`NeuronSum`)."""
     sums = list(contraction.sums)
-    for partition in _set_partitions(sums):
+    for partition in set_partitions(sums):
         parent = list(range(nlegs))
 
         def find(x):
@@ -322,12 +322,13 @@ def connected_groupings(contraction: Contraction, nlegs: int):
             yield tuple(tuple(g) for g in partition)
 
 
-def _set_partitions(items):
+def set_partitions(items):
+    """All set partitions of a list (lists of blocks), generated recursively."""
     if not items:
         yield []
         return
     first, rest = items[0], items[1:]
-    for part in _set_partitions(rest):
+    for part in set_partitions(rest):
         yield [[first]] + part
         for k in range(len(part)):
             yield part[:k] + [[first] + part[k]] + part[k + 1:]

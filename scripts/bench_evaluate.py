@@ -1,0 +1,47 @@
+"""Benchmark: time to evaluate derived recursions versus the number of inputs N and depth L.
+
+Prints one line per (activation, statistics, L, N): wall time, the time spent deriving (once per
+process, then cached on disk), and the peak Python memory (tracemalloc) relative to the size of
+the output tensors.  Run:  python3 scripts/bench_evaluate.py [--quick]
+"""
+import argparse
+import time
+import tracemalloc
+
+import numpy as np
+
+from ntkdiagrams.evaluate import evaluate
+from ntkdiagrams.recursion import derive
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true", help="N up to 4 only")
+    p.add_argument("--max-n", type=int, default=16)
+    args = p.parse_args()
+    t0 = time.perf_counter()
+    for t in ("K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F"):
+        derive(t)
+    print(f"derive (all nine tensors, this process): {time.perf_counter() - t0:.1f} s")
+    ns = [n for n in (1, 2, 4, 8, 16, 32) if n <= (4 if args.quick else args.max_n)]
+    cases = [("tanh", ["K", "G1", "V"]), ("relu", ["K", "G1", "V"]),
+             ("tanh", ["K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F"])]
+    print(f"{'activation':10s} {'stats':26s} {'L':>3s} {'N':>3s} {'time':>9s} {'peak MB':>8s} {'out MB':>7s}")
+    for act, stats in cases:
+        for L in (5, 20):
+            for N in ns:
+                x = np.random.default_rng(0).standard_normal((N, 3)) / np.sqrt(3)
+                tracemalloc.start()
+                t = time.perf_counter()
+                layers = evaluate(act, L, x, cb=0.1, cw=1.5 if act == "tanh" else 2.0, stats=stats)
+                dt = time.perf_counter() - t
+                peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
+                tracemalloc.stop()
+                out = sum(a.nbytes for layer in layers for k, a in layer.items() if k != "layer") / 2 ** 20
+                print(f"{act:10s} {','.join(stats):26s} {L:3d} {N:3d} {dt:8.2f}s {peak:8.1f} {out:7.2f}", flush=True)
+                if dt > 120:
+                    break
+
+
+if __name__ == "__main__":
+    main()
