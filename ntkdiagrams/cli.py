@@ -53,11 +53,33 @@ def _derive(args) -> int:
             out.extend(mark + line for line in r.diagram_table().splitlines())
     if args.latex and args.standalone:
         out.append(r"\end{document}")
+    if args.draw:
+        out.append(_draw(recs, args.draw))
     print("\n".join(out))
     return 0
 
 
-def _derive_diagonal(names, rules, args) -> int:
+def _draw(recs, folder: str) -> str:
+    """Write each contributing diagram as TikZ (and PNG with the plot extra) into ``folder``."""
+    from pathlib import Path
+
+    from .diagrams import Diagram, draw_png, merge_isomorphic, tikz_document, to_tikz
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    written, pngs = [], 0
+    for r in recs:
+        topo = merge_isomorphic([Diagram(d.graph, d.multiplicity, d.power, d.value) for d in r.diagrams],
+                                labeled=False)
+        pics = []
+        for k, d in enumerate(topo, 1):
+            cap = f"{r.tensor}: D{k}"
+            pics.append(to_tikz(d, cap))
+            pngs += draw_png(d, str(out / f"{r.tensor}_D{k}.png"), cap)
+        path = out / f"{r.tensor}_diagrams.tex"
+        path.write_text(tikz_document(pics))
+        written.append(str(path))
+    note = f"; {pngs} PNG files" if pngs else " (install the plot extra for PNG files)"
+    return "% wrote " + ", ".join(written) + note
     """Single-input recursions in closed form for a scale-invariant activation, and the proof
     (by induction over layers) that a tensor vanishes on the diagonal where it does."""
     from .activations import parse_activation
@@ -88,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--standalone", action="store_true", help="with --latex: a complete LaTeX document")
     d.add_argument("--explicit", action="store_true",
                    help="resolve every derivative on the input labels instead of printing sums over beta")
+    d.add_argument("--draw", metavar="FOLDER",
+                   help="write the contributing diagrams as TikZ (FOLDER/T_diagrams.tex) and, with matplotlib, PNG")
     d.add_argument("--diagonal", action="store_true",
                    help="with --activation: single-input recursions in closed form; prints 0 where the "
                         "engine proves the tensor vanishes on the diagonal at every layer")

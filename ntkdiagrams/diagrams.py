@@ -140,3 +140,99 @@ def merge_isomorphic(diagrams: list[Diagram], labeled: bool = True) -> list[Diag
             buckets[key].append(new)
             out.append(new)
     return out
+
+
+# ---- drawing ----
+
+_TIKZ_STYLE = {
+    "b": "dashed", "W": "thick", "at": "", "d": "decorate, decoration={snake, amplitude=0.6mm}",
+}
+_ROW = {"leg": 3.0, "insertion": 2.0, "site": 1.0, "blob": 0.0}
+
+
+def layout(g: nx.MultiGraph) -> dict:
+    """Explicit coordinates: legs on top (layer ℓ+1), insertions, neuron sites (layer ℓ), blobs."""
+    pos = {}
+    for kind, yrow in _ROW.items():
+        nodes = sorted((v for v, d in g.nodes(data=True) if d["kind"] == kind), key=repr)
+        for i, v in enumerate(nodes):
+            pos[v] = (1.6 * (i - (len(nodes) - 1) / 2), yrow)
+    return pos
+
+
+def to_tikz(d: Diagram, caption: str = "") -> str:
+    """A ``tikzpicture`` of a diagram (plain TikZ; needs the decorations.pathmorphing library)."""
+    g = d.graph
+    pos = layout(g)
+    names = {v: f"v{i}" for i, v in enumerate(sorted(g.nodes, key=repr))}
+    lines = [r"\begin{tikzpicture}[baseline=(current bounding box.center)]"]
+    for v, data in g.nodes(data=True):
+        x, yv = pos[v]
+        kind = data["kind"]
+        if kind == "leg":
+            label = data.get("label", "").replace("alpha_", r"\alpha_")
+            lines.append(rf"  \node[circle, draw, inner sep=1.5pt, label=above:{{${label}$}}] ({names[v]}) at ({x:.2f},{yv:.2f}) {{}};")
+        elif kind == "site":
+            lines.append(rf"  \node[circle, fill, inner sep=2pt] ({names[v]}) at ({x:.2f},{yv:.2f}) {{}};")
+        elif kind == "insertion":
+            lines.append(rf"  \node[rectangle, draw, inner sep=1.5pt] ({names[v]}) at ({x:.2f},{yv:.2f}) {{}};")
+        else:
+            t = data.get("tensor", "")
+            lines.append(rf"  \node[ellipse, draw, fill=gray!20] ({names[v]}) at ({x:.2f},{yv:.2f}) {{${t}$}};")
+    seen: dict = {}
+    for u, v, data in g.edges(data=True):
+        kind = data["kind"]
+        style = _TIKZ_STYLE.get(kind, "densely dotted" if kind.startswith("lambda_") else "double")
+        key = tuple(sorted((names[u], names[v])))
+        k = seen.get(key, 0)
+        seen[key] = k + 1
+        bend = "" if k == 0 else f", bend left={15 * ((k + 1) // 2) * (1 if k % 2 else -1)}"
+        if u == v:
+            lines.append(rf"  \draw[{style}] ({names[u]}) to[out=60, in=120, loop, min distance=6mm] ({names[u]});")
+        else:
+            lines.append(rf"  \draw[{style}{bend}] ({names[u]}) to ({names[v]});")
+    power = "n^{0}" if d.power == 0 else f"n^{{{d.power}}}"
+    cap = caption or ""
+    lines.append(rf"  \node[below] at (current bounding box.south) {{{cap} $\times {d.multiplicity}$, ${power}$}};")
+    lines.append(r"\end{tikzpicture}")
+    return "\n".join(lines)
+
+
+def tikz_document(pictures: list[str]) -> str:
+    """A LaTeX document holding the pictures (plain article + TikZ: compiles with pdflatex)."""
+    body = "\n\\quad\n".join(pictures)
+    return ("\\documentclass{article}\n\\usepackage{tikz}\n"
+            "\\usetikzlibrary{decorations.pathmorphing, shapes.geometric}\n"
+            "\\pagestyle{empty}\n\\begin{document}\n\\noindent\n" + body + "\n\\end{document}\n")
+
+
+def draw_png(d: Diagram, path: str, caption: str = "") -> bool:
+    """A PNG/SVG of a diagram with matplotlib (optional extra); False if matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    g = d.graph
+    pos = layout(g)
+    fig, ax = plt.subplots(figsize=(3.2, 3.0))
+    for u, v, data in g.edges(data=True):
+        kind = data["kind"]
+        ls = {"b": "--", "d": ":"}.get(kind, "-.") if kind not in ("W", "at") else "-"
+        (x0, y0), (x1, y1) = pos[u], pos[v]
+        ax.plot([x0, x1], [y0, y1], ls, color="k", lw=1.2)
+    colors = {"leg": "white", "insertion": "lightgray", "site": "black", "blob": "lightsteelblue"}
+    for v, data in g.nodes(data=True):
+        x, yv = pos[v]
+        ax.scatter([x], [yv], s=160 if data["kind"] == "blob" else 60, c=colors[data["kind"]],
+                   edgecolors="k", zorder=3)
+        if data["kind"] == "blob":
+            ax.text(x, yv - 0.35, data.get("tensor", ""), ha="center", va="top")
+        if data["kind"] == "leg":
+            ax.text(x, yv + 0.25, data.get("label", "").replace("alpha_", "α"), ha="center")
+    ax.set_title(f"{caption} ×{d.multiplicity}, n^{d.power}", fontsize=9)
+    ax.axis("off")
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return True

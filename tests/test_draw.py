@@ -1,0 +1,51 @@
+"""Diagram drawing: TikZ export (compiled with pdflatex where available) and the CLI."""
+import shutil
+import subprocess
+
+import pytest
+
+from ntkdiagrams.cli import main
+from ntkdiagrams.diagrams import Diagram, layout, merge_isomorphic, tikz_document, to_tikz
+from ntkdiagrams.recursion import derive
+
+
+def _topologies(name):
+    rec = derive(name)
+    return merge_isomorphic([Diagram(d.graph, d.multiplicity, d.power, d.value) for d in rec.diagrams],
+                            labeled=False)
+
+
+def test_tikz_of_v_diagrams():
+    topo = _topologies("V")
+    assert sorted(d.multiplicity for d in topo) == [1, 6]
+    for d in topo:
+        tex = to_tikz(d, "V")
+        assert tex.count("{") == tex.count("}")
+        assert tex.count(r"\node") == d.graph.number_of_nodes() + 1  # + the caption
+        assert tex.count(r"\draw") == d.graph.number_of_edges()
+        assert "n^{-1}" in tex
+    blob = [d for d in topo if any(a.get("kind") == "blob" for _, a in d.graph.nodes(data=True))][0]
+    assert "{$V$}" in to_tikz(blob)
+
+
+def test_layout_puts_layers_in_rows():
+    for d in _topologies("Theta1"):
+        pos = layout(d.graph)
+        for v, data in d.graph.nodes(data=True):
+            assert pos[v][1] == {"leg": 3.0, "insertion": 2.0, "site": 1.0, "blob": 0.0}[data["kind"]]
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_tikz_compiles(tmp_path):
+    doc = tikz_document([to_tikz(d, "V") for d in _topologies("V")])
+    (tmp_path / "v.tex").write_text(doc)
+    r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "v.tex"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert (tmp_path / "v.pdf").exists()
+
+
+def test_cli_draw(tmp_path, capsys):
+    assert main(["derive", "V", "--draw", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "V_diagrams.tex").exists()
+    assert "wrote" in capsys.readouterr().out
