@@ -80,6 +80,9 @@ def _draw(recs, folder: str) -> str:
         written.append(str(path))
     note = f"; {pngs} PNG files" if pngs else " (install the plot extra for PNG files)"
     return "% wrote " + ", ".join(written) + note
+
+
+def _derive_diagonal(names, rules, args) -> int:
     """Single-input recursions in closed form for a scale-invariant activation, and the proof
     (by induction over layers) that a tensor vanishes on the diagonal where it does."""
     from .activations import parse_activation
