@@ -194,7 +194,7 @@ def _canonical_z(expr) -> sp.Expr:
 
 def _branch(g: sp.Expr, sign: int) -> sp.Expr:
     zs = sp.Symbol("zbranch", positive=True)
-    b = g.xreplace({z: sign * zs}) if False else g.subs(z, sign * zs)
+    b = g.subs(z, sign * zs)
     b = b.subs(zs, sign * z)
     return b
 

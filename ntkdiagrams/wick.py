@@ -117,9 +117,8 @@ def _perfect_matchings(items):
 
 def leg_monomials(leg: Leg, k: int, rules: RuleSet, layer_map) -> list[Monomial]:
     """The layer map of one external leg with its own neuron/input index and fresh sums."""
-    if leg.field not in (layer_map and {layer_map.field} or set()):
-        raise UnsupportedError(f"no layer map for field {leg.field!r} (derived fields such as the NTK "
-                               "are not supported by this engine yet)")
+    if layer_map is None or leg.field != layer_map.field:
+        raise UnsupportedError(f"no layer map for field {leg.field!r}")
     subs = {layer_map.neuron: leg.neurons[0], layer_map.input: leg.inputs[0]}
     for j in layer_map.sum_indices:
         subs[j] = sp.Symbol(f"{j.name}_{k}", integer=True)
