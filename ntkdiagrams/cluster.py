@@ -177,13 +177,13 @@ def moment_terms(functions: list, index_lists: list, rules: RuleSet, layer, widt
         site_of = {j: k for k, block in enumerate(partition) for j in block}
         const, zf, occ = _split(F, site_of, s, rules)
         ff = _falling(width, s)
-        lead = const * sp.Mul(*[gexp(f, layer) for f in zf]) * sp.Mul(*[_mean(o, means, layer) for o in occ])
+        lead = const * sp.Mul(*[gexp(f, layer) for f in zf]) * sp.Mul(*[_mean(o, means, layer, rules) for o in occ])
         lead = sp.expand(lead)
         sites = tuple(tuple(b) for b in partition)
         if lead != 0:
             out.append(MomentTerm(sites, None, (), s, ff * lead, ff * lead, tuple(occ)))
         for blob in all_blobs:
-            for placement, value, compact in _blob_placements(blob, zf, occ, means, layer):
+            for placement, value, compact in _blob_placements(blob, zf, occ, means, layer, rules):
                 v = sp.expand(const * value)
                 if v == 0:
                     continue
@@ -193,8 +193,10 @@ def moment_terms(functions: list, index_lists: list, rules: RuleSet, layer, widt
     return out
 
 
-def _mean(o, means, layer):
+def _mean(o, means, layer, rules=None):
     name, sites, ins = o
+    if name not in means and rules is not None and field_weight(rules, name) % 2:
+        return sp.Integer(0)  # odd weight (the dNTK): the mean vanishes by z -> -z symmetry
     if name not in means:
         raise UnsupportedError(f"no statistic of the rule file gives the mean of field {name}")
     leg, term = means[name]
@@ -207,7 +209,7 @@ def _mean(o, means, layer):
     return term.coefficient * _TENSORS[term.tensor](layer, *[amap[a] for a in term.args])
 
 
-def _blob_placements(blob: Blob, zf, occ, means, layer):
+def _blob_placements(blob: Blob, zf, occ, means, layer, rules=None):
     """Yield (placement, explicit value, compact value) of one blob on the sites."""
     s = len(zf)
     zlegs = [q for q, f in enumerate(blob.legs) if f == "z"]
@@ -228,7 +230,7 @@ def _blob_placements(blob: Blob, zf, occ, means, layer):
                 continue
             if any(zf[k] == 1 for k in zsites):
                 continue
-            rest = sp.Mul(*[_mean(o, means, layer) for c, o in enumerate(occ) if c not in chosen])
+            rest = sp.Mul(*[_mean(o, means, layer, rules) for c, o in enumerate(occ) if c not in chosen])
             if rest == 0:
                 continue
             # tensor arguments: dummies for z-legs, the occurrence's labels for field legs

@@ -20,7 +20,7 @@ from pathlib import Path
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from .algebra import InputGram, sigma, tensor_class
+from .algebra import InputGram, _closure, sigma, tensor_class
 from .errors import ExpressionError, RuleFileError
 from .expr import parse_expression
 
@@ -44,6 +44,7 @@ class FieldSpec:
     latex: str
     description: str = ""
     tangent: tuple = ()
+    slot_symmetries: tuple = ()   # permutations of (neuron, input) slot pairs that leave the field invariant
 
 
 @dataclass(frozen=True)
@@ -234,13 +235,16 @@ def parse_rules(source: str, path: str = "<string>") -> RuleSet:
     fields = {}
     for fname, spec in data["fields"].items():
         _ident(path, f"fields.{fname}", fname)
-        _check_keys(path, f"fields.{fname}", spec, {"description", "neurons", "inputs", "latex", "tangent"},
+        _check_keys(path, f"fields.{fname}", spec, {"description", "neurons", "inputs", "latex", "tangent",
+                                                    "slot_symmetries"},
                     {"neurons", "inputs"})
         for k in ("neurons", "inputs"):
             if not isinstance(spec[k], int) or isinstance(spec[k], bool) or not 1 <= spec[k] <= 8:
                 raise _err(path, f"fields.{fname}.{k}", f"must be an integer in 1..8, got {spec[k]!r}")
         fields[fname] = FieldSpec(fname, spec["neurons"], spec["inputs"], spec.get("latex", fname),
-                                  spec.get("description", ""), tuple(spec.get("tangent", ())))
+                                  spec.get("description", ""), tuple(spec.get("tangent", ())),
+                                  _slot_symmetries(path, f"fields.{fname}.slot_symmetries",
+                                                   spec.get("slot_symmetries", []), spec["neurons"]))
     if "z" not in fields or fields["z"].neurons != 1 or fields["z"].inputs != 1:
         raise _err(path, "fields", "a field 'z' with neurons = 1 and inputs = 1 (the preactivation) is required")
 
@@ -292,6 +296,18 @@ def parse_rules(source: str, path: str = "<string>") -> RuleSet:
                  fields, parameters, layer_maps, first_layer, statistics, tensors, source)
     rs.gaussian_tensor()
     return rs
+
+
+def _slot_symmetries(path, key, value, k) -> tuple:
+    """Generators of the slot permutations a field is invariant under, e.g. [[1, 0]] for the NTK."""
+    if not isinstance(value, list):
+        raise _err(path, key, "must be a list of permutations such as [[1, 0]]")
+    out = []
+    for perm in value:
+        if not isinstance(perm, list) or sorted(perm) != list(range(k)):
+            raise _err(path, key, f"{perm!r} is not a permutation of 0..{k - 1}")
+        out.append(tuple(perm))
+    return tuple(out)
 
 
 def _parse(path, key, text, names, functions=None):
@@ -456,9 +472,10 @@ def _parse_statistic(path, key, stname, spec, fields, width, tensor_args, taken)
 def _derive_symmetries(statistics, tname, fields=None) -> tuple:
     """Slot permutations under which a tensor is invariant, from the symmetry of its cumulant.
 
-    A cumulant is symmetric under permuting legs of the same field, and a tangent field with
-    identical entries (the NTK, tangent = [z, z]) under permuting its (neuron, input) slot
-    pairs together (H_{i1 i2; a1 a2} = H_{i2 i1; a2 a1}).  Where such a permutation maps the
+    A cumulant is symmetric under permuting legs of the same field, and a field under the
+    permutations of its (neuron, input) slot pairs that the rule file declares in
+    ``slot_symmetries`` (the NTK: [[1, 0]], H_{i1 i2; a1 a2} = H_{i2 i1; a2 a1}; the dNTK:
+    [[0, 2, 1]], symmetric in its last two slots only).  Where such a permutation maps the
     Kronecker structure of ``tname``'s term to itself, it fixes a permutation of its slots."""
     syms = set()
     for st in statistics.values():
@@ -473,9 +490,9 @@ def _derive_symmetries(statistics, tname, fields=None) -> tuple:
         slot_choices = []
         for leg in legs:
             spec = fields.get(leg.field) if fields else None
-            sym = spec is not None and len(spec.tangent) > 1 and len(set(spec.tangent)) == 1
             n = len(leg.neurons)
-            slot_choices.append(list(itertools.permutations(range(n))) if sym else [tuple(range(n))])
+            gens = spec.slot_symmetries if spec is not None else ()
+            slot_choices.append(list(_closure(gens, n)) if gens else [tuple(range(n))])
         for lp in leg_perms:
             for sp_ in itertools.product(*slot_choices):
                 nmap, amap = {}, {}

@@ -126,74 +126,119 @@ def leg_monomials(leg: Leg, k: int, rules: RuleSet, layer_map) -> list[Monomial]
     return monomials(rhs, rules)
 
 
+def _combine(*monos, extra=()) -> Monomial:
+    """The product of monomials (and extra layer-ℓ factors)."""
+    return Monomial(sp.Mul(*[m.coefficient for m in monos]), tuple(p for m in monos for p in m.parameters),
+                    tuple(j for m in monos for j in m.sums), tuple(f for m in monos for f in m.factors) + tuple(extra),
+                    tuple(t for m in monos for t in m.tangents))
+
+
+def _z_derivatives(m: Monomial, order: int = 1):
+    """∂/∂z^{(ℓ)}_{j;α} of a monomial, for every layer-ℓ preactivation it contains (ordered
+    pairs of them for ``order = 2``): yields (derivative monomial, neuron indices differentiated)."""
+    F = sp.Mul(*m.factors)
+    atoms = sorted((a for a in F.atoms(sp.Function)
+                    if getattr(a.func, "__name__", "") == "z" and a.args[0] in m.sums), key=sp.default_sort_key)
+    for combo in itertools.product(atoms, repeat=order):
+        d = F
+        for a in combo:
+            d = sp.diff(d, a)
+        if d != 0:
+            yield Monomial(m.coefficient, m.parameters, m.sums, (d,), m.tangents), tuple(a.args[0] for a in combo)
+
+
+def _learning_rate_contractions(m1: Monomial, m2: Monomial, rules: RuleSet, fan_in):
+    """Σ_P λ_P ∂_P m1 ∂_P m2 over the parameters of layer ℓ+1: a derivative removes one occurrence
+    P[idx] and leaves Π_slots δ(idx_s, idx'_s); the sum over idx' identifies the two occurrences'
+    indices ('out' slots give a Kronecker delta of external neurons, 'in' slots merge sums)."""
+    for o1, (p1, idx1) in enumerate(m1.parameters):
+        for o2, (p2, idx2) in enumerate(m2.parameters):
+            if p1 != p2 or rules.parameters[p1].learning_rate is None:
+                continue
+            pspec = rules.parameters[p1]
+            coeff = m1.coefficient * m2.coefficient * pspec.learning_rate.xreplace({rules.width: fan_in})
+            rename, summed = {}, None
+            for kind, x, y in zip(pspec.indices, idx1, idx2):
+                if kind == "out":
+                    coeff *= sp.KroneckerDelta(x, y)
+                else:
+                    rename[y] = x
+                    summed = x
+            rest1 = [pr for n_, pr in enumerate(m1.parameters) if n_ != o1]
+            rest2 = [(q, tuple(rename.get(t, t) for t in ix)) for n_, (q, ix) in enumerate(m2.parameters) if n_ != o2]
+            sums = tuple(m1.sums) + tuple(j for j in m2.sums if j not in rename)
+            factors = tuple(m1.factors) + tuple(f.xreplace(rename) for f in m2.factors)
+            yield Monomial(coeff, tuple(rest1 + rest2), sums, factors,
+                           tuple(m1.tangents) + tuple(m2.tangents) + ((p1, summed),))
+
+
 def tangent_monomials(leg: Leg, k: int, rules: RuleSet, layer_map, first_layer: bool) -> list[Monomial]:
-    """A tangent field (the NTK, ``tangent = ["z", "z"]``) of layer ℓ+1 by the chain rule.
+    """A tangent field of layer ℓ+1 from the layer map, by the chain rule.
 
-        H^{(ℓ+1)}_{i1 i2; a1 a2} = Σ_P λ_P ∂_P z_{i1;a1} ∂_P z_{i2;a2}
-                                   + Σ_{j1 j2} ∂z_{i1;a1}/∂z^{(ℓ)}_{j1;a1} ∂z_{i2;a2}/∂z^{(ℓ)}_{j2;a2} H^{(ℓ)}_{j1 j2; a1 a2}
+    The NTK (``tangent = ["z", "z"]``), with θ the parameters of layer ℓ+1 and φ the lower ones:
 
-    The first sum runs over the parameters of layer ℓ+1 with their learning rates (a
-    derivative ∂/∂P[idx'] of a monomial removes one occurrence P[idx] and leaves
-    Π_slots δ(idx_s, idx'_s); summing over idx' identifies the two occurrences' indices); the
-    second differentiates the layer map with respect to the layer-ℓ fields.  Nothing about
-    the NTK is typed in: both terms come from the rule file's layer map and learning rates."""
+        H_{i1 i2; a1 a2} = Σ_θ λ_θ ∂_θ z_{i1} ∂_θ z_{i2} + Σ_{j1 j2} ∂z_{i1}/∂z_{j1} ∂z_{i2}/∂z_{j2} H^{(ℓ)}_{j1 j2}
+
+    The dNTK (``tangent = ["z", "z", "z"]``), dH = Σ_{μν} λ_μ λ_ν ∂_μ∂_ν z_{i0} ∂_μ z_{i1} ∂_ν z_{i2}:
+    (θ, φ) and (φ, θ) give λ_θ ∂_θ∂_{z_j} z_{i0} ∂_θ z_{i1} ∂z_{i2}/∂z_k H^{(ℓ)}_{jk} (and i1 ↔ i2);
+    (φ, φ) gives ∂²z_{i0}/∂z_j∂z_k ∂z_{i1}/∂z_m ∂z_{i2}/∂z_p H_{jm} H_{kp} + ∂z_{i0}/∂z_j ∂z_{i1}/∂z_m
+    ∂z_{i2}/∂z_p dH^{(ℓ)}_{jmp}; (θ, θ) needs a map nonlinear in θ and is refused.  The first
+    layer has no lower parameters.  Nothing about the NTK is typed in: every term comes from the
+    rule file's layer map and learning rates."""
     spec = rules.fields[leg.field]
-    if tuple(spec.tangent) != ("z", "z"):
-        raise UnsupportedError(f"field {leg.field!r}: only the NTK-type tangent field (tangent = [\"z\", \"z\"]) "
-                               "is supported so far; dNTK and ddNTK statistics come next")
+    tangent = tuple(spec.tangent)
     fan_in = rules.input_width if first_layer else rules.width
     subs_legs = []
-    for s_idx in range(2):
-        sub = Leg("z", (leg.neurons[s_idx],), (leg.inputs[s_idx],))
-        subs = {layer_map.neuron: sub.neurons[0], layer_map.input: sub.inputs[0]}
+    for s_idx in range(len(tangent)):
+        subs = {layer_map.neuron: leg.neurons[s_idx], layer_map.input: leg.inputs[s_idx]}
         for j in layer_map.sum_indices:
-            subs[j] = sp.Symbol(f"{j.name}_{k}{'ab'[s_idx]}", integer=True)
+            subs[j] = sp.Symbol(f"{j.name}_{k}{'abc'[s_idx]}", integer=True)
         subs_legs.append(monomials(layer_map.rhs.xreplace(subs), rules))
-    out = []
-    # learning-rate (tangent) contractions of the parameters of layer ℓ+1
-    for m1 in subs_legs[0]:
-        for m2 in subs_legs[1]:
-            for o1, (p1, idx1) in enumerate(m1.parameters):
-                for o2, (p2, idx2) in enumerate(m2.parameters):
-                    if p1 != p2:
-                        continue
-                    pspec = rules.parameters[p1]
-                    if pspec.learning_rate is None:
-                        continue
-                    coeff = m1.coefficient * m2.coefficient * pspec.learning_rate.xreplace({rules.width: fan_in})
-                    rename, summed = {}, None
-                    for kind, x, y in zip(pspec.indices, idx1, idx2):
-                        if kind == "out":
-                            coeff *= sp.KroneckerDelta(x, y)
-                        else:
-                            rename[y] = x
-                            summed = x
-                    rest2 = [(q, tuple(rename.get(t, t) for t in ix)) for n_, (q, ix) in enumerate(m2.parameters) if n_ != o2]
-                    rest1 = [pr for n_, pr in enumerate(m1.parameters) if n_ != o1]
-                    sums = tuple(m1.sums) + tuple(j for j in m2.sums if j not in rename)
-                    factors = tuple(m1.factors) + tuple(f.xreplace(rename) for f in m2.factors)
-                    out.append(Monomial(coeff, tuple(rest1 + rest2), sums, factors, ((p1, summed),)))
-    # chain rule through the layer-ℓ fields
-    if not first_layer:
-        zf = sp.Function("z")
-        derivs = []
-        for s_idx, monos in enumerate(subs_legs):
-            d = []
-            for m in monos:
-                F = sp.Mul(*m.factors)
-                for atom in sorted(F.atoms(sp.Function), key=sp.default_sort_key):
-                    if getattr(atom.func, "__name__", "") == "z" and atom.args[0] in m.sums:
-                        d.append((m, atom.args[0], sp.diff(F, atom)))
-            derivs.append(d)
-        H = sp.Function(leg.field)
-        for (m1, j1, f1) in derivs[0]:
-            for (m2, j2, f2) in derivs[1]:
-                if f1 == 0 or f2 == 0:
-                    continue
-                out.append(Monomial(m1.coefficient * m2.coefficient, tuple(m1.parameters) + tuple(m2.parameters),
-                                    tuple(m1.sums) + tuple(m2.sums),
-                                    (f1, f2, H(j1, j2, leg.inputs[0], leg.inputs[1]))))
-    return out
+    ntk = next((f for f, fs in rules.fields.items() if tuple(fs.tangent) == ("z", "z")), None)
+    H = sp.Function(ntk) if ntk else None
+    out: list[Monomial] = []
+    if tangent == ("z", "z"):
+        M1, M2 = subs_legs
+        a1, a2 = leg.inputs
+        for m1 in M1:
+            for m2 in M2:
+                out.extend(_learning_rate_contractions(m1, m2, rules, fan_in))
+        if not first_layer:
+            for d1, (j1,) in (x for m in M1 for x in _z_derivatives(m)):
+                for d2, (j2,) in (x for m in M2 for x in _z_derivatives(m)):
+                    out.append(_combine(d1, d2, extra=(H(j1, j2, a1, a2),)))
+        return out
+    if tangent == ("z", "z", "z"):
+        M0, M1, M2 = subs_legs
+        a0, a1, a2 = leg.inputs
+        if any(len(m.parameters) > 1 for m in M0):
+            raise UnsupportedError("dNTK of a layer map nonlinear in its parameters (∂_θ∂_θ z ≠ 0) is not supported")
+        if first_layer:
+            return out  # dH^(1) = 0: the first layer is linear in its parameters
+        dH = sp.Function(leg.field)
+        d0s = [x for m in M0 for x in _z_derivatives(m)]
+        d1s = [x for m in M1 for x in _z_derivatives(m)]
+        d2s = [x for m in M2 for x in _z_derivatives(m)]
+        for d0, (j,) in d0s:
+            for m1 in M1:                                     # (θ, φ)
+                for lam in _learning_rate_contractions(d0, m1, rules, fan_in):
+                    for d2, (kk,) in d2s:
+                        out.append(_combine(lam, d2, extra=(H(j, kk, a0, a2),)))
+            for m2 in M2:                                     # (φ, θ)
+                for lam in _learning_rate_contractions(d0, m2, rules, fan_in):
+                    for d1, (kk,) in d1s:
+                        out.append(_combine(lam, d1, extra=(H(j, kk, a0, a1),)))
+            for d1, (mm,) in d1s:                             # (φ, φ), through dH
+                for d2, (pp,) in d2s:
+                    out.append(_combine(d0, d1, d2, extra=(dH(j, mm, pp, a0, a1, a2),)))
+        for m0 in M0:                                         # (φ, φ), through ∂²z/∂z∂z
+            for dd0, (j, kk) in _z_derivatives(m0, order=2):
+                for d1, (mm,) in d1s:
+                    for d2, (pp,) in d2s:
+                        out.append(_combine(dd0, d1, d2, extra=(H(j, mm, a0, a1), H(kk, pp, a0, a2))))
+        return out
+    raise UnsupportedError(f"field {leg.field!r}: tangent {list(tangent)} is not supported yet "
+                           "(the NTK and the dNTK are; the ddNTKs come next)")
 
 
 def wick_contractions(legs: tuple, rules: RuleSet, first_layer: bool = False) -> list[Contraction]:

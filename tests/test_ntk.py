@@ -115,3 +115,34 @@ def test_ntk_fluctuations_against_sampled_networks():
     th = pred["Theta"] + pred["Theta1"] / n
     z = (mc["NTK"]["mean"] - th) / mc["NTK"]["stderr"]
     assert np.all(np.abs(z) < 4.5), z
+
+
+# ---- dNTK: the forward equation by the chain rule, P and Q ----
+
+def test_dntk_forward_equation_is_derived():
+    """The four terms of PHYSICS.md §2's dH forward equation come out of the layer map."""
+    from ntkdiagrams.rules import Leg
+    from ntkdiagrams.wick import tangent_monomials
+    leg = Leg("dH", sp.symbols("i0:3"), sp.symbols("a0:3"))
+    monos = tangent_monomials(leg, 0, RULES, RULES.layer_maps["z"], False)
+    kinds = sorted(tuple(sorted(getattr(f.func, "__name__", "") for f in sp.Mul(*m.factors).atoms(sp.Function)
+                                if getattr(f.func, "__name__", "") in ("H", "dH"))) for m in monos)
+    assert kinds == [("H",), ("H",), ("H", "H"), ("dH",)]
+    lam = [m for m in monos if m.coefficient.has(lw)]
+    assert len(lam) == 2 and all(len(m.parameters) == 1 for m in lam)
+    assert tangent_monomials(leg, 0, RULES, RULES.first_layer["z"], True) == []  # dH^(1) = 0
+
+
+def test_p_q_against_sampled_networks():
+    """tanh, n = 32: P and Q exact at layer 2 (no 1/n remainder there), within error bars at layer 3;
+    error bars tight enough that a factor of two cannot pass."""
+    x = np.array([[1.0, 0.2, -0.4], [0.3, -0.9, 0.5]])
+    hyper = dict(cb=0.1, cw=1.5, lb=0.7, lw=1.9)
+    pred = evaluate("tanh", 3, x, stats=["P", "Q"], **hyper)
+    model = ModelSpec(parse_activation("tanh"), 3, 32, hyper["cb"], hyper["cw"], hyper["lb"], hyper["lw"], x)
+    mc = sample(model, 20000, seed=9, stats=("P", "Q"))["layers"]
+    for layer in (1, 2):
+        for s, idx in (("P", (0, 0, 0, 0)), ("P", (1, 0, 0, 1)), ("Q", (0, 1, 0, 1)), ("Q", (1, 0, 0, 1))):
+            p, m, e = pred[layer][s][idx], mc[layer][s]["mean"][idx], mc[layer][s]["stderr"][idx]
+            assert abs(m - p) < 4.5 * e, (layer + 1, s, idx, p, m, e)
+            assert e < 0.2 * abs(p), (layer + 1, s, idx, e, p)
