@@ -294,6 +294,16 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
     symbols = [rules.symbols[HYPER[k]] for k in HYPER if HYPER[k] in rules.symbols]
     keys = [k for k in HYPER if HYPER[k] in rules.symbols]
     needed = required_tensors(names, rules)
+    if act.has_delta(2):
+        from .cluster import field_weight
+        for t in names:
+            st = rules.statistic_of(t)
+            if any(field_weight(rules, leg.field) >= 3 for leg in st.legs):
+                raise UnsupportedError(
+                    f"statistic {t} of {act.name!r}: for activations with kinks the dNTK statistics are "
+                    "ambiguous. Per network ∂²z/∂θ∂θ has no δ(z) term (what the Monte Carlo sampler "
+                    "measures), while the expected change of the NTK keeps it (what the Gaussian "
+                    "expectations here compute); PHYSICS.md §2 does not yet say which one is meant")
     compiled = {t: CompiledRecursion(derive(t, rules), act, symbols, blob_method) for t in needed}
     gauss = rules.gaussian_tensor()
     N, n0 = x.shape

@@ -146,3 +146,10 @@ def test_p_q_against_sampled_networks():
             p, m, e = pred[layer][s][idx], mc[layer][s]["mean"][idx], mc[layer][s]["stderr"][idx]
             assert abs(m - p) < 4.5 * e, (layer + 1, s, idx, p, m, e)
             assert e < 0.2 * abs(p), (layer + 1, s, idx, e, p)
+
+
+def test_dntk_statistics_refused_for_kinks():
+    """Per-network (sampler) and distributional (engine) dNTK differ for ReLU: refuse, say why."""
+    x = np.array([[1.0, 0.2, -0.4], [0.3, -0.9, 0.5]])
+    with pytest.raises(UnsupportedError, match="ambiguous"):
+        evaluate("relu", 3, x, stats=["P"])
