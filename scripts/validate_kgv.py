@@ -38,28 +38,18 @@ an existing output file is kept when the file is rewritten.
 from __future__ import annotations
 
 import os
+import sys
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import validation_common as vc  # noqa: E402  (one BLAS thread; the repository on sys.path)
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import shlex  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from ntkdiagrams.activations import parse_activation  # noqa: E402
-from ntkdiagrams.cli_common import ModelSpec  # noqa: E402
 from ntkdiagrams.evaluate import evaluate  # noqa: E402
-from ntkdiagrams.montecarlo import sample  # noqa: E402
+from validation_common import NORMS, fmt, pairs, zsummary, zval  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -86,23 +76,11 @@ SAMPLES = {16: 1_000_000, 32: 400_000, 64: 120_000, 128: 40_000}
 QUICK = dict(cases=("tanh", "relu-crit"), ns=(2,), widths=(16, 32),
              samples={16: 100_000, 32: 30_000})
 LB, LW = 1.0, 1.0  # irrelevant for K, G1, V
-N0 = {2: 3, 3: 4}
-NORMS = (1.0, 0.7, 1.3)  # |x_α|²/n0, so K^(1)_αα = C_b + C_W · NORMS[α]
-
-
-def make_inputs(N: int, seed: int) -> np.ndarray:
-    """N fixed random inputs of dimension n0 = N0[N] with |x_α|²/n0 = NORMS[α]."""
-    rng = np.random.default_rng([seed, 7, N])
-    x = rng.standard_normal((N, N0[N]))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x * np.sqrt(N0[N] * np.asarray(NORMS[:N]))[:, None]
-
-
-def pairs(N):
-    return [(a, b) for a in range(N) for b in range(a, N)]
+# inputs: vc.make_inputs, |x_α|²/n0 = NORMS[α], so K^(1)_αα = C_b + C_W · NORMS[α]
 
 
 def v_components(N):
+    """The distinct V components (up to α1↔α2, α3↔α4 and pair exchange)."""
     P = pairs(N)
     return [P[i] + P[j] for i in range(len(P)) for j in range(i, len(P))]
 
@@ -118,34 +96,8 @@ def key_v_components(N):
 # ---------------------------------------------------------------- Monte Carlo (workers)
 
 def run_mc(task: dict) -> dict:
-    case = task["case"]
-    model = ModelSpec(activation=parse_activation(case.activation), depth=DEPTH,
-                      width=task["width"], cb=case.cb, cw=case.cw, lb=LB, lw=LW,
-                      inputs=task["inputs"])
-    t0 = time.perf_counter()
-    r = sample(model, task["samples"], seed=task["seed"], batches=30, stats=("G", "V"))
-    out = dict(key=task["key"], samples=task["samples"], seed=task["seed"],
-               seconds=time.perf_counter() - t0, layers={})
-    for L in r["layers"]:
-        out["layers"][L["layer"]] = {s: (np.asarray(L[s]["mean"]), np.asarray(L[s]["stderr"]))
-                                     for s in ("G", "V")}
-    return out
-
-
-# ---------------------------------------------------------------- fits
-
-def wls(X: np.ndarray, y: np.ndarray, s: np.ndarray):
-    """Weighted least squares y ≈ X β with errors s: (β, stderr(β), χ², dof)."""
-    w = 1.0 / s ** 2
-    A = X.T @ (w[:, None] * X)
-    cov = np.linalg.inv(A)
-    beta = cov @ (X.T @ (w * y))
-    chi2 = float(np.sum(w * (y - X @ beta) ** 2))
-    return beta, np.sqrt(np.diag(cov)), chi2, len(y) - X.shape[1]
-
-
-def zval(d, s):
-    return d / s if s > 0 else (0.0 if d == 0 else np.inf)
+    """Sample the networks of one task: G and V per layer."""
+    return vc.sample_task(task, DEPTH, ("G", "V"), LB, LW)
 
 
 # ---------------------------------------------------------------- analysis
@@ -167,18 +119,7 @@ def analyse(case: Case, N: int, pred: list, mc: dict, widths) -> dict:
                        nGK=ns * (Gm - k), nGK_err=ns * Gs, G=Gm, G_err=Gs)
             if g1 is not None:
                 row["zG"] = [(Gm[i] - k - g1 / n) / Gs[i] for i, n in enumerate(ns)]
-            # fits of G against 1/n
-            X1 = (1 / ns)[:, None]
-            be, se, chi2, dof = wls(X1, Gm - k, Gs)
-            row["fit_fixed"] = (be[0], se[0], chi2, dof)
-            if len(ns) >= 3:
-                X2 = np.stack([1 / ns, 1 / ns ** 2], 1)
-                be, se, chi2, dof = wls(X2, Gm - k, Gs)
-                row["fit_fixed2"] = (be[0], se[0], be[1], se[1], chi2, dof)
-            X3 = np.stack([np.ones_like(ns), 1 / ns], 1)
-            if len(ns) >= 2:
-                be, se, chi2, dof = wls(X3, Gm, Gs)
-                row["fit_free"] = (be[0], se[0], be[1], se[1], chi2, dof)
+            row.update(vc.mean_fits(ns, Gm, Gs, k))  # fits of G against 1/n
             grows.append(row)
         V = P["V"]
         for c in v_components(N):
@@ -188,25 +129,13 @@ def analyse(case: Case, N: int, pred: list, mc: dict, widths) -> dict:
             row = dict(case=case.name, N=N, layer=ell, comp=c, V=v, d=Vm - v, d_err=Vs,
                        z=(Vm - v) / Vs, key=c in key_v_components(N))
             if len(ns) >= 2:
-                be, se, chi2, dof = wls(np.stack([np.ones_like(ns), 1 / ns], 1), Vm, Vs)
-                row["fit"] = (be[0], se[0], be[1], se[1], chi2, dof)
+                row["fit"] = vc.fit_inverse_n(ns, Vm, Vs)
             vrows.append(row)
     return dict(G=grows, V=vrows)
 
 
-def fmt(v, e=None, digits=None):
-    if v is None:
-        return "—"
-    if e is None:
-        return f"{v:.4g}"
-    if not np.isfinite(e) or e <= 0:
-        return f"{v:.4g}"
-    d = max(0, 1 - int(np.floor(np.log10(e))))  # two significant digits of the error
-    d = min(d, 7)
-    return f"{v:.{d}f}±{e:.{d}f}"
-
-
 def comp_str(c):
+    """"αβ" for a pair, "(α1α2)(α3α4)" for a V component."""
     if len(c) == 2:
         return f"{c[0]}{c[1]}"
     return f"({c[0]}{c[1]})({c[2]}{c[3]})"
@@ -249,14 +178,6 @@ def tables(results: list, widths) -> tuple[str, str]:
     return "\n".join(gl), "\n".join(vl)
 
 
-def zsummary(z) -> str:
-    z = np.abs(np.asarray(z, float))
-    if z.size == 0:
-        return "none"
-    return (f"{z.size} values, max |z| = {z.max():.2f}, within 2σ {np.mean(z < 2):.1%}, "
-            f"within 3σ {np.mean(z < 3):.1%}, rms z = {np.sqrt(np.mean(z ** 2)):.2f}")
-
-
 def trend_table(results: list, widths) -> str:
     """Per case and layer: Σ|MC − pred|/Σ|V| and Σ stderr/Σ|V| over all V components, per width.
 
@@ -280,6 +201,7 @@ def trend_table(results: list, widths) -> str:
 
 
 def summaries(results: list, widths) -> list[str]:
+    """The summary lines: z statistics of V, G and the fits, and the precision of G1."""
     out = []
     V = [r for res in results for r in res["V"]]
     G = [r for res in results for r in res["G"]]
@@ -326,167 +248,58 @@ def summaries(results: list, widths) -> list[str]:
 
 # ---------------------------------------------------------------- main
 
+def predictions(cases, ns_inputs, inputs) -> dict:
+    """K, G1 (not at a kink) and V of every case and data set, depth DEPTH."""
+    preds = {}
+    for case in cases:
+        for N in ns_inputs:
+            preds[(case.name, N)] = evaluate(
+                case.activation, DEPTH, inputs[N], cb=case.cb, cw=case.cw, lb=LB, lw=LW,
+                stats=("K", "G1", "V") if case.g1 else ("K", "V"))
+    return preds
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny version: 2 cases, N=2, n=16,32")
-    ap.add_argument("--jobs", type=int, default=1, help="worker processes for the Monte Carlo")
-    ap.add_argument("--scale", type=float, default=1.0, help="multiply every sample size")
-    ap.add_argument("--seed", type=int, default=1, help="base seed (inputs and networks)")
-    ap.add_argument("--cases", help="comma-separated case names (default: all)")
-    ap.add_argument("--out", help="write the markdown report here")
-    ap.add_argument("--json", help="write every row (all components) as JSON here")
+    """Sample, predict, compare; print the tables and write the requested files."""
+    ap = vc.make_parser(__doc__)
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
 
-    cases = CASES
-    ns_inputs, widths, samples = (2, 3), WIDTHS, dict(SAMPLES)
-    if args.quick:
-        cases = [c for c in CASES if c.name in QUICK["cases"]]
-        ns_inputs, widths, samples = QUICK["ns"], QUICK["widths"], dict(QUICK["samples"])
-    if args.cases:
-        want = args.cases.split(",")
-        cases = [c for c in CASES if c.name in want]
-        if not cases:
-            ap.error(f"no case among {want}; known: {[c.name for c in CASES]}")
-    samples = {n: max(300, int(round(s * args.scale))) for n, s in samples.items()}
-    inputs = {N: make_inputs(N, args.seed) for N in ns_inputs}
-
-    tasks = []
-    for ci, case in enumerate(CASES):
-        if case not in cases:
-            continue
-        for N in ns_inputs:
-            for wi, n in enumerate(widths):
-                tasks.append(dict(key=(case.name, N, n), case=case, width=n, inputs=inputs[N],
-                                  samples=samples[n],
-                                  seed=args.seed * 100_000 + ci * 1000 + N * 100 + wi))
-    tasks.sort(key=lambda t: -t["samples"] * t["width"] ** 2)  # longest first
-    mc: dict = {}
-    mc_seconds = 0.0
-    print(f"{len(tasks)} Monte Carlo runs, {args.jobs} job(s); samples per width {samples}",
-          file=sys.stderr, flush=True)
-
-    def record(r):
-        nonlocal mc_seconds
-        mc[r["key"]] = r
-        mc_seconds += r["seconds"]
-        print(f"  done {r['key']}: {r['samples']} networks in {r['seconds']:.1f} s "
-              f"[{len(mc)}/{len(tasks)}, {time.perf_counter() - t_start:.0f} s]",
-              file=sys.stderr, flush=True)
-
-    preds = {}
-    t_pred = 0.0
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as ex:
-            futs = [ex.submit(run_mc, t) for t in tasks]
-            t0 = time.perf_counter()
-            for case in cases:  # predictions in the main process meanwhile
-                for N in ns_inputs:
-                    preds[(case.name, N)] = evaluate(
-                        case.activation, DEPTH, inputs[N], cb=case.cb, cw=case.cw, lb=LB, lw=LW,
-                        stats=("K", "G1", "V") if case.g1 else ("K", "V"))
-            t_pred = time.perf_counter() - t0
-            for f in as_completed(futs):
-                record(f.result())
-    else:
-        t0 = time.perf_counter()
-        for case in cases:
-            for N in ns_inputs:
-                preds[(case.name, N)] = evaluate(
-                    case.activation, DEPTH, inputs[N], cb=case.cb, cw=case.cw, lb=LB, lw=LW,
-                    stats=("K", "G1", "V") if case.g1 else ("K", "V"))
-        t_pred = time.perf_counter() - t0
-        for t in tasks:
-            record(run_mc(t))
-
-    results = []
-    for case in cases:
-        for N in ns_inputs:
-            m = {n: mc[(case.name, N, n)]["layers"] for n in widths}
-            results.append(analyse(case, N, preds[(case.name, N)], m, widths))
+    st = vc.run_study(ap, args, t_start, CASES, WIDTHS, SAMPLES, QUICK, run_mc=run_mc,
+                      predict=predictions, analyse=analyse, cases_from_all=True)
+    results, widths = st.results, st.widths
     gtab, vtab = tables(results, widths)
     summ = summaries(results, widths)
     ttab = trend_table(results, widths)
     wall = time.perf_counter() - t_start
 
-    print("\n== G and G1 (n(G−K) per width, fits over widths) ==")
-    print(gtab)
-    print("\n== V (MC − pred per width with z; fit V_∞ + b/n) ==")
-    print(vtab)
-    print("\n== V: relative deviation per width (1/n trend) ==")
-    print(ttab)
-    print("\n== summary ==")
-    for s in summ:
-        print("  " + s.replace("**", ""))
-    print(f"\nwall time {wall:.0f} s (Monte Carlo {mc_seconds:.0f} s summed over runs, "
-          f"predictions {t_pred:.0f} s)")
-
+    vc.print_report([("G and G1 (n(G−K) per width, fits over widths)", gtab),
+                     ("V (MC − pred per width with z; fit V_∞ + b/n)", vtab),
+                     ("V: relative deviation per width (1/n trend)", ttab)],
+                    summ, wall, st.mc_seconds, st.t_pred)
     if args.json:
-        def enc(o):
-            if isinstance(o, np.ndarray):
-                return o.tolist()
-            if isinstance(o, (np.floating, np.integer)):
-                return o.item()
-            return str(o)
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, default=enc, indent=1)
+        vc.write_json(args.json, results)
     if args.out:
-        write_markdown(args, cases, ns_inputs, widths, samples, inputs, gtab, vtab, ttab, summ,
-                       wall, mc_seconds, t_pred)
+        write_markdown(st, gtab, vtab, ttab, summ, wall)
     return 0
 
 
-def source_version() -> str:
-    """The commit of the package that was validated (and whether its sources were modified)."""
-    import subprocess
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-    try:
-        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "ntkdiagrams", "rules"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return head + (" (with uncommitted changes in ntkdiagrams/ or rules/)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        f = os.path.join(root, "COMMIT")  # a `git archive` snapshot with its commit written here
-        return (open(f).read().strip() + " (snapshot)") if os.path.exists(f) else "unknown"
-
-
-def write_markdown(args, cases, ns_inputs, widths, samples, inputs, gtab, vtab, ttab, summ,
-                   wall, mc_seconds, t_pred):
-    reading = ("<!-- reading -->\n(no reading written yet)\n<!-- /reading -->")
-    if os.path.exists(args.out):
-        old = open(args.out).read()
-        i, j = old.find("<!-- reading -->"), old.find("<!-- /reading -->")
-        if 0 <= i < j:
-            reading = old[i:j + len("<!-- /reading -->")]
-    cmd = "python " + " ".join(shlex.quote(a) for a in
-                               [os.path.relpath(sys.argv[0])] + sys.argv[1:])
-    lines = [
-        "# Validation of K, G1 and V against sampled networks",
-        "",
-        "Produced by `scripts/validate_kgv.py` (PHYSICS.md §6).  Command:",
-        "",
-        "```",
-        cmd,
-        "```",
-        "",
-        f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; machine: "
-        f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}, "
-        f"numpy {np.__version__}",
-        f"- package version: commit {source_version()}",
-        f"- wall time: {wall:.0f} s (Monte Carlo {mc_seconds:.0f} s summed over runs with "
-        f"{args.jobs} worker(s); predictions {t_pred:.0f} s)",
+def write_markdown(st: vc.Study, gtab, vtab, ttab, summ, wall):
+    """The markdown report in ``--out``: run description, summary, reading, tables."""
+    reading = vc.keep_reading(st.args.out)
+    lines = vc.header_lines("Validation of K, G1 and V against sampled networks",
+                            "scripts/validate_kgv.py", "shared")
+    lines += vc.run_lines(st.args.jobs, wall, st.mc_seconds, st.t_pred)
+    lines += [
         f"- depth {DEPTH}, layers {', '.join(map(str, LAYERS))} reported; λ_b = λ_W = 1 (irrelevant "
-        f"here); hidden widths n = {', '.join(map(str, widths))}; output width 2",
-        "- networks per width: " + ", ".join(f"n={n}: {s:,}" for n, s in samples.items())
-        + " (30 batches, batch-means standard errors); one independent seed per run",
+        f"here); hidden widths n = {', '.join(map(str, st.widths))}; output width 2",
+        vc.samples_line(st.samples),
         "- cases: " + "; ".join(f"{c.name} (σ = {c.activation}, C_b = {c.cb}, C_W = {c.cw}"
                                + ("" if c.g1 else ", K and V only: the engine refuses G1 at a kink")
-                               + ")" for c in cases),
+                               + ")" for c in st.cases),
         "- inputs (fixed seed, |x_α|²/n0 = " + ", ".join(map(str, NORMS)) + "; K^(1) = C_b + C_W x·x/n0):",
     ]
-    for N in ns_inputs:
-        lines.append(f"  - N = {N}, n0 = {N0[N]}: " + json.dumps(np.round(inputs[N], 6).tolist()))
+    lines += vc.input_lines(st.ns_inputs, st.inputs)
     lines += [
         "",
         "Definitions.  G = E[z_i z_i] (neurons 0, 1 of the layer averaged), predicted K + G1/n;",
@@ -511,10 +324,7 @@ def write_markdown(args, cases, ns_inputs, widths, samples, inputs, gtab, vtab, 
               ("All distinct components are in the summary; the table lists all of them for N = 2 "
                "and the diagonal ones, (00)(11), (01)(01), (00)(12), (01)(02) for N = 3."),
               "", vtab, ""]
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        fh.write("\n".join(lines))
-    print(f"wrote {args.out}", file=sys.stderr)
+    vc.write_report(st.args.out, lines)
 
 
 if __name__ == "__main__":

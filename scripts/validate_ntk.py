@@ -42,28 +42,18 @@ an existing output file is kept when the file is rewritten.
 from __future__ import annotations
 
 import os
+import sys
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import validation_common as vc  # noqa: E402  (one BLAS thread; the repository on sys.path)
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import shlex  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from ntkdiagrams.activations import parse_activation  # noqa: E402
-from ntkdiagrams.cli_common import ModelSpec  # noqa: E402
 from ntkdiagrams.evaluate import evaluate  # noqa: E402
-from ntkdiagrams.montecarlo import sample  # noqa: E402
+from validation_common import NORMS, fmt, pairs, zsummary, zval  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -90,8 +80,6 @@ SAMPLES = {16: 500_000, 32: 200_000, 64: 60_000, 128: 20_000}
 QUICK = dict(cases=("tanh", "relu-crit"), ns=(2,), widths=(16, 32),
              samples={16: 30_000, 32: 10_000})
 TENSORS = ("A", "B", "D", "F")
-N0 = {2: 3, 3: 4}
-NORMS = (1.0, 0.7, 1.3)  # |x_α|²/n0
 
 # Symmetries of the Monte Carlo estimators (storage order of PHYSICS.md §3), as generators
 # acting on the storage positions; components in one orbit are equal estimates.
@@ -101,18 +89,6 @@ SYMS = {
     "D": [(1, 0, 2, 3), (0, 1, 3, 2)],                 # n Cov(H00_{α1α2}, z1_{α3} z1_{α4})
     "F": [(2, 3, 0, 1)],                               # F[α1α3α2α4] = n Cov(H01_{α1α2}, z0_{α3} z1_{α4})
 }
-
-
-def make_inputs(N: int, seed: int) -> np.ndarray:
-    """N fixed random inputs of dimension n0 = N0[N] with |x_α|²/n0 = NORMS[α]."""
-    rng = np.random.default_rng([seed, 7, N])
-    x = rng.standard_normal((N, N0[N]))
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x * np.sqrt(N0[N] * np.asarray(NORMS[:N]))[:, None]
-
-
-def pairs(N):
-    return [(a, b) for a in range(N) for b in range(a, N)]
 
 
 def components(tensor: str, N: int) -> list[tuple]:
@@ -139,35 +115,9 @@ def key_component(c: tuple, N: int) -> bool:
 # ---------------------------------------------------------------- Monte Carlo (workers)
 
 def run_mc(task: dict) -> dict:
+    """Sample the networks of one task: NTK and A, B, D, F per layer."""
     case = task["case"]
-    model = ModelSpec(activation=parse_activation(case.activation), depth=DEPTH,
-                      width=task["width"], cb=case.cb, cw=case.cw, lb=case.lb, lw=case.lw,
-                      inputs=task["inputs"])
-    t0 = time.perf_counter()
-    stats = ("NTK",) + TENSORS
-    r = sample(model, task["samples"], seed=task["seed"], batches=30, stats=stats)
-    out = dict(key=task["key"], samples=task["samples"], seed=task["seed"],
-               seconds=time.perf_counter() - t0, layers={})
-    for L in r["layers"]:
-        out["layers"][L["layer"]] = {s: (np.asarray(L[s]["mean"]), np.asarray(L[s]["stderr"]))
-                                     for s in stats}
-    return out
-
-
-# ---------------------------------------------------------------- fits
-
-def wls(X: np.ndarray, y: np.ndarray, s: np.ndarray):
-    """Weighted least squares y ≈ X β with errors s: (β, stderr(β), χ², dof)."""
-    w = 1.0 / s ** 2
-    A = X.T @ (w[:, None] * X)
-    cov = np.linalg.inv(A)
-    beta = cov @ (X.T @ (w * y))
-    chi2 = float(np.sum(w * (y - X @ beta) ** 2))
-    return beta, np.sqrt(np.diag(cov)), chi2, len(y) - X.shape[1]
-
-
-def zval(d, s):
-    return d / s if s > 0 else (0.0 if d == 0 else np.inf)
+    return vc.sample_task(task, DEPTH, ("NTK",) + TENSORS, case.lb, case.lw)
 
 
 # ---------------------------------------------------------------- analysis
@@ -185,14 +135,7 @@ def analyse(case: Case, N: int, pred: list, mc: dict, widths) -> dict:
             row = dict(case=case.name, N=N, layer=ell, comp=(a, b), Theta=th, Theta1=th1,
                        nHT=ns * (Hm - th), nHT_err=ns * Hs,
                        z=(Hm - th - th1 / ns) / Hs, z0=(Hm - th) / Hs)
-            be, se, chi2, dof = wls((1 / ns)[:, None], Hm - th, Hs)
-            row["fit_fixed"] = (be[0], se[0], chi2, dof)
-            if len(ns) >= 3:
-                be, se, chi2, dof = wls(np.stack([1 / ns, 1 / ns ** 2], 1), Hm - th, Hs)
-                row["fit_fixed2"] = (be[0], se[0], be[1], se[1], chi2, dof)
-            if len(ns) >= 2:
-                be, se, chi2, dof = wls(np.stack([np.ones_like(ns), 1 / ns], 1), Hm, Hs)
-                row["fit_free"] = (be[0], se[0], be[1], se[1], chi2, dof)
+            row.update(vc.mean_fits(ns, Hm, Hs, th))  # fits of NTK against 1/n
             trows.append(row)
         for T in TENSORS:
             for c in components(T, N):
@@ -205,27 +148,18 @@ def analyse(case: Case, N: int, pred: list, mc: dict, widths) -> dict:
                            key=key_component(c, N))
                 if len(ns) >= 2:
                     # MC − pred = c_∞ + c_1/n: c_∞ ≠ 0 is an O(1) error of the n-scaled tensor
-                    be, se, chi2, dof = wls(np.stack([np.ones_like(ns), 1 / ns], 1), d, Xs)
-                    row["fit"] = (be[0], se[0], be[1], se[1], chi2, dof)
+                    row["fit"] = vc.fit_inverse_n(ns, d, Xs)
                 xrows.append(row)
     return dict(T=trows, X=xrows)
 
 
-def fmt(v, e=None):
-    if v is None:
-        return "—"
-    if e is None or not np.isfinite(e) or e <= 0:
-        return f"{v:.4g}"
-    d = max(0, 1 - int(np.floor(np.log10(e))))  # two significant digits of the error
-    d = min(d, 7)
-    return f"{v:.{d}f}±{e:.{d}f}"
-
-
 def comp_str(c):
+    """The component's indices, concatenated."""
     return "".join(map(str, c))
 
 
 def theta_table(results: list, widths) -> str:
+    """Markdown table of Θ1: n(NTK − Θ) per width, the fits, the z values."""
     lines = ["| case | N | ℓ | αβ | Θ pred | Θ1 pred | "
              + " | ".join(f"n(NTK−Θ) n={n}" for n in widths)
              + " | Θ1 fit (Θ fixed) | z | Θ1 fit (+Θ2/n²) | z | Θ_∞ fit (Θ free) | z(Θ_∞) | "
@@ -249,6 +183,7 @@ def theta_table(results: list, widths) -> str:
 
 
 def tensor_table(results: list, widths, only_key=True) -> str:
+    """Markdown table of A, B, D, F: n(MC − pred) per width with z, the fit of c_∞."""
     lines = ["| case | N | ℓ | tensor | comp | pred | "
              + " | ".join(f"n(MC−pred) n={n} (z)" for n in widths)
              + " | c_∞ (MC−pred→) | z(c_∞) | χ²/dof |",
@@ -290,15 +225,8 @@ def trend_table(results: list, widths) -> str:
     return "\n".join(lines)
 
 
-def zsummary(z) -> str:
-    z = np.abs(np.asarray(z, float))
-    if z.size == 0:
-        return "none"
-    return (f"{z.size} values, max |z| = {z.max():.2f}, within 2σ {np.mean(z < 2):.1%}, "
-            f"within 3σ {np.mean(z < 3):.1%}, rms z = {np.sqrt(np.mean(z ** 2)):.2f}")
-
-
 def summaries(results: list, widths) -> list[str]:
+    """The summary lines: z statistics of A..F, of c_∞, of the NTK mean and of the Θ1 fits."""
     out = []
     X = [r for res in results for r in res["X"]]
     Tr = [r for res in results for r in res["T"]]
@@ -350,6 +278,7 @@ def summaries(results: list, widths) -> list[str]:
 # ---------------------------------------------------------------- main
 
 def predictions(cases, ns_inputs, inputs) -> dict:
+    """K, Θ, Θ1, A..F of every case and data set, depth DEPTH (layer 2 checked at depth 2)."""
     preds = {}
     for case in cases:
         for N in ns_inputs:
@@ -365,157 +294,48 @@ def predictions(cases, ns_inputs, inputs) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny version: 2 cases, N=2, n=16,32")
-    ap.add_argument("--jobs", type=int, default=1, help="worker processes for the Monte Carlo")
-    ap.add_argument("--scale", type=float, default=1.0, help="multiply every sample size")
-    ap.add_argument("--seed", type=int, default=1, help="base seed (inputs and networks)")
-    ap.add_argument("--cases", help="comma-separated case names (default: all)")
-    ap.add_argument("--out", help="write the markdown report here")
-    ap.add_argument("--json", help="write every row (all components) as JSON here")
+    """Sample, predict, compare; print the tables and write the requested files."""
+    ap = vc.make_parser(__doc__)
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
 
-    cases = CASES
-    ns_inputs, widths, samples = (2, 3), WIDTHS, dict(SAMPLES)
-    if args.quick:
-        cases = [c for c in CASES if c.name in QUICK["cases"]]
-        ns_inputs, widths, samples = QUICK["ns"], QUICK["widths"], dict(QUICK["samples"])
-    if args.cases:
-        want = args.cases.split(",")
-        cases = [c for c in cases if c.name in want]
-        if not cases:
-            ap.error(f"no case among {want}; known: {[c.name for c in CASES]}")
-    samples = {n: max(300, int(round(s * args.scale))) for n, s in samples.items()}
-    inputs = {N: make_inputs(N, args.seed) for N in ns_inputs}
-
-    tasks = []
-    for ci, case in enumerate(CASES):
-        if case not in cases:
-            continue
-        for N in ns_inputs:
-            for wi, n in enumerate(widths):
-                tasks.append(dict(key=(case.name, N, n), case=case, width=n, inputs=inputs[N],
-                                  samples=samples[n],
-                                  seed=args.seed * 100_000 + 50_000 + ci * 1000 + N * 100 + wi))
-    tasks.sort(key=lambda t: -t["samples"] * t["width"] ** 2)  # longest first
-    mc: dict = {}
-    mc_seconds = 0.0
-    print(f"{len(tasks)} Monte Carlo runs, {args.jobs} job(s); samples per width {samples}",
-          file=sys.stderr, flush=True)
-
-    def record(r):
-        nonlocal mc_seconds
-        mc[r["key"]] = r
-        mc_seconds += r["seconds"]
-        print(f"  done {r['key']}: {r['samples']} networks in {r['seconds']:.1f} s "
-              f"[{len(mc)}/{len(tasks)}, {time.perf_counter() - t_start:.0f} s]",
-              file=sys.stderr, flush=True)
-
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as ex:
-            futs = [ex.submit(run_mc, t) for t in tasks]
-            t0 = time.perf_counter()
-            preds = predictions(cases, ns_inputs, inputs)  # in the main process meanwhile
-            t_pred = time.perf_counter() - t0
-            print(f"  predictions done in {t_pred:.0f} s", file=sys.stderr, flush=True)
-            for f in as_completed(futs):
-                record(f.result())
-    else:
-        t0 = time.perf_counter()
-        preds = predictions(cases, ns_inputs, inputs)
-        t_pred = time.perf_counter() - t0
-        for t in tasks:
-            record(run_mc(t))
-
-    results = []
-    for case in cases:
-        for N in ns_inputs:
-            m = {n: mc[(case.name, N, n)]["layers"] for n in widths}
-            results.append(analyse(case, N, preds[(case.name, N)], m, widths))
+    st = vc.run_study(ap, args, t_start, CASES, WIDTHS, SAMPLES, QUICK, run_mc=run_mc,
+                      predict=predictions, analyse=analyse, seed_offset=50_000)
+    results, widths = st.results, st.widths
     ttab = theta_table(results, widths)
     xtab = tensor_table(results, widths)
     rtab = trend_table(results, widths)
     summ = summaries(results, widths)
     wall = time.perf_counter() - t_start
 
-    print("\n== Θ1 (n(NTK−Θ) per width, fits over widths) ==")
-    print(ttab)
-    print("\n== A, B, D, F: n(MC − pred) per width (z); fit MC − pred = c_∞ + c_1/n ==")
-    print(xtab)
-    print("\n== relative deviation per width ==")
-    print(rtab)
-    print("\n== summary ==")
-    for s in summ:
-        print("  " + s.replace("**", ""))
-    print(f"\nwall time {wall:.0f} s (Monte Carlo {mc_seconds:.0f} s summed over runs, "
-          f"predictions {t_pred:.0f} s)")
-
+    vc.print_report([("Θ1 (n(NTK−Θ) per width, fits over widths)", ttab),
+                     ("A, B, D, F: n(MC − pred) per width (z); fit MC − pred = c_∞ + c_1/n", xtab),
+                     ("relative deviation per width", rtab)],
+                    summ, wall, st.mc_seconds, st.t_pred)
     if args.json:
-        def enc(o):
-            if isinstance(o, np.ndarray):
-                return o.tolist()
-            if isinstance(o, (np.floating, np.integer)):
-                return o.item()
-            return str(o)
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, default=enc, indent=1)
+        vc.write_json(args.json, results)
     if args.out:
-        write_markdown(args, cases, ns_inputs, widths, samples, inputs, ttab, xtab, rtab, summ,
-                       wall, mc_seconds, t_pred)
+        write_markdown(st, ttab, xtab, rtab, summ, wall)
     return 0
 
 
-def source_version() -> str:
-    """The commit of the package that was validated (and whether its sources were modified)."""
-    import subprocess
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-    try:
-        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "ntkdiagrams", "rules"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return head + (" (with uncommitted changes in ntkdiagrams/ or rules/)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def write_markdown(args, cases, ns_inputs, widths, samples, inputs, ttab, xtab, rtab, summ,
-                   wall, mc_seconds, t_pred):
-    reading = "<!-- reading -->\n(no reading written yet)\n<!-- /reading -->"
-    if os.path.exists(args.out):
-        old = open(args.out).read()
-        i, j = old.find("<!-- reading -->"), old.find("<!-- /reading -->")
-        if 0 <= i < j:
-            reading = old[i:j + len("<!-- /reading -->")]
-    cmd = "python " + " ".join(shlex.quote(a) for a in
-                               [os.path.relpath(sys.argv[0])] + sys.argv[1:])
-    lines = [
-        "# Validation of the NTK statistics Θ1, A, B, D, F against sampled networks",
-        "",
-        "Produced by `scripts/validate_ntk.py` (PHYSICS.md §6).  Command:",
-        "",
-        "```",
-        cmd,
-        "```",
-        "",
-        f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; machine: "
-        f"{platform.machine()}, {os.cpu_count()} cores (shared with other work), Python "
-        f"{platform.python_version()}, numpy {np.__version__}",
-        f"- package version: commit {source_version()}",
-        f"- wall time: {wall:.0f} s (Monte Carlo {mc_seconds:.0f} s summed over runs with "
-        f"{args.jobs} worker(s); predictions {t_pred:.0f} s)",
+def write_markdown(st: vc.Study, ttab, xtab, rtab, summ, wall):
+    """The markdown report in ``--out``: run description, summary, reading, tables."""
+    reading = vc.keep_reading(st.args.out)
+    lines = vc.header_lines("Validation of the NTK statistics Θ1, A, B, D, F against sampled "
+                            "networks", "scripts/validate_ntk.py", "shared with other work")
+    lines += vc.run_lines(st.args.jobs, wall, st.mc_seconds, st.t_pred)
+    lines += [
         f"- depth {DEPTH}, layers {', '.join(map(str, LAYERS))} reported (a depth-2 network is "
         "layers 1–2 of these in distribution; its predictions were checked to coincide); hidden "
-        f"widths n = {', '.join(map(str, widths))}; output width 2",
-        "- networks per width: " + ", ".join(f"n={n}: {s:,}" for n, s in samples.items())
-        + " (30 batches, batch-means standard errors); one independent seed per run",
+        f"widths n = {', '.join(map(str, st.widths))}; output width 2",
+        vc.samples_line(st.samples),
         "- cases: " + "; ".join(f"{c.name} (σ = {c.activation}, C_b = {c.cb}, C_W = {c.cw}, "
-                               f"λ_b = {c.lb}, λ_W = {c.lw})" for c in cases),
-        "- inputs (fixed seed, |x_α|²/n0 = " + ", ".join(map(str, NORMS[:max(ns_inputs)])) + "):",
+                               f"λ_b = {c.lb}, λ_W = {c.lw})" for c in st.cases),
+        "- inputs (fixed seed, |x_α|²/n0 = " + ", ".join(map(str, NORMS[:max(st.ns_inputs)]))
+        + "):",
     ]
-    for N in ns_inputs:
-        lines.append(f"  - N = {N}, n0 = {N0[N]}: " + json.dumps(np.round(inputs[N], 6).tolist()))
+    lines += vc.input_lines(st.ns_inputs, st.inputs)
     lines += [
         "",
         "Definitions.  NTK = E[H_ii] (neurons 0, 1 averaged), predicted Θ + Θ1/n;",
@@ -545,10 +365,7 @@ def write_markdown(args, cases, ns_inputs, widths, samples, inputs, ttab, xtab, 
               ("Every distinct component enters the summary; this table lists all of them for "
                "N = 2 and those on inputs {0, 2} for N = 3 (the full set: `--json`)."),
               "", xtab, ""]
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        fh.write("\n".join(lines))
-    print(f"wrote {args.out}", file=sys.stderr)
+    vc.write_report(st.args.out, lines)
 
 
 if __name__ == "__main__":
