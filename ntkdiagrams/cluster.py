@@ -118,6 +118,7 @@ def _means(rules: RuleSet):
     for st in rules.statistics.values():
         if len(st.legs) == 1 and st.legs[0].field != "z":
             leg = st.legs[0]
+            out.setdefault(leg.field, None)   # declared, but no order-0 term: the mean starts at 1/n
             for t in st.terms:
                 if t.order == 0:
                     out[leg.field] = (leg, t)
@@ -199,6 +200,8 @@ def _mean(o, means, layer, rules=None):
         return sp.Integer(0)  # odd weight (the dNTK): the mean vanishes by z -> -z symmetry
     if name not in means:
         raise UnsupportedError(f"no statistic of the rule file gives the mean of field {name}")
+    if means[name] is None:
+        return sp.Integer(0)  # e.g. the ddNTKs: E[ddH] = O(1/n), a blob (R, S, T, U)
     leg, term = means[name]
     nmap = dict(zip(leg.neurons, sites))
     for d in term.deltas:

@@ -45,6 +45,7 @@ class FieldSpec:
     description: str = ""
     tangent: tuple = ()
     slot_symmetries: tuple = ()   # permutations of (neuron, input) slot pairs that leave the field invariant
+    derivatives: tuple = ()       # per slot, the parameter-sum labels of its derivative (tangent fields)
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,7 @@ def parse_rules(source: str, path: str = "<string>") -> RuleSet:
     for fname, spec in data["fields"].items():
         _ident(path, f"fields.{fname}", fname)
         _check_keys(path, f"fields.{fname}", spec, {"description", "neurons", "inputs", "latex", "tangent",
-                                                    "slot_symmetries"},
+                                                    "slot_symmetries", "derivatives"},
                     {"neurons", "inputs"})
         for k in ("neurons", "inputs"):
             if not isinstance(spec[k], int) or isinstance(spec[k], bool) or not 1 <= spec[k] <= 8:
@@ -244,7 +245,9 @@ def parse_rules(source: str, path: str = "<string>") -> RuleSet:
         fields[fname] = FieldSpec(fname, spec["neurons"], spec["inputs"], spec.get("latex", fname),
                                   spec.get("description", ""), tuple(spec.get("tangent", ())),
                                   _slot_symmetries(path, f"fields.{fname}.slot_symmetries",
-                                                   spec.get("slot_symmetries", []), spec["neurons"]))
+                                                   spec.get("slot_symmetries", []), spec["neurons"]),
+                                  _derivative_pattern(path, f"fields.{fname}.derivatives",
+                                                      spec.get("derivatives", []), spec["neurons"]))
     if "z" not in fields or fields["z"].neurons != 1 or fields["z"].inputs != 1:
         raise _err(path, "fields", "a field 'z' with neurons = 1 and inputs = 1 (the preactivation) is required")
 
@@ -296,6 +299,22 @@ def parse_rules(source: str, path: str = "<string>") -> RuleSet:
                  fields, parameters, layer_maps, first_layer, statistics, tensors, source)
     rs.gaussian_tensor()
     return rs
+
+
+def _derivative_pattern(path, key, value, k) -> tuple:
+    """Per slot the labels of its parameter derivatives; each label must occur in exactly two slots
+    (a sum over parameters weighted by the learning rate).  E.g. the dNTK: [[mu, nu], [mu], [nu]]."""
+    if not value:
+        return ()
+    if not isinstance(value, list) or len(value) != k or not all(isinstance(v, list) and v for v in value):
+        raise _err(path, key, f"must be a list of {k} non-empty label lists")
+    labels = [x for v in value for x in v]
+    for x in labels:
+        if not isinstance(x, str) or not x.isidentifier():
+            raise _err(path, key, f"label {x!r} is not a name")
+        if labels.count(x) != 2:
+            raise _err(path, key, f"label {x!r} must occur in exactly two slots")
+    return tuple(tuple(v) for v in value)
 
 
 def _slot_symmetries(path, key, value, k) -> tuple:

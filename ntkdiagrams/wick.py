@@ -173,72 +173,145 @@ def _learning_rate_contractions(m1: Monomial, m2: Monomial, rules: RuleSet, fan_
 
 
 def tangent_monomials(leg: Leg, k: int, rules: RuleSet, layer_map, first_layer: bool) -> list[Monomial]:
-    """A tangent field of layer ℓ+1 from the layer map, by the chain rule.
+    """A tangent field of layer ℓ+1 (NTK, dNTK, ddNTKs) from the layer map, by the chain rule.
 
-    The NTK (``tangent = ["z", "z"]``), with θ the parameters of layer ℓ+1 and φ the lower ones:
+    The rule file gives each tangent field a derivative pattern: slot s is ∂_{labels_s} z_{i_s;a_s},
+    and every label is a sum over parameters weighted by its learning rate, occurring in exactly
+    two slots (the NTK: [[μ], [μ]]; the dNTK: [[μ, ν], [μ], [ν]]).  Each label runs either over
+    the parameters θ of layer ℓ+1 or over the lower ones φ:
 
-        H_{i1 i2; a1 a2} = Σ_θ λ_θ ∂_θ z_{i1} ∂_θ z_{i2} + Σ_{j1 j2} ∂z_{i1}/∂z_{j1} ∂z_{i2}/∂z_{j2} H^{(ℓ)}_{j1 j2}
+    * θ: the two slots carrying it each lose one occurrence of the same parameter, contracted with
+      its learning rate (λ_b, or λ_W/n with the neuron indices identified);
+    * φ: by the chain rule (Faà di Bruno) a slot's φ-labels are split into blocks B, each block
+      giving ∂^{|π|}F/∂z_{j_1}⋯∂z_{j_|π|} · Π_B ∂_B z^{(ℓ)}_{j_B}; the layer-ℓ factors ∂_B z^{(ℓ)}, linked
+      by their labels, form connected components, and each component is one layer-ℓ tangent
+      field, recognised by matching it against the declared patterns.
 
-    The dNTK (``tangent = ["z", "z", "z"]``), dH = Σ_{μν} λ_μ λ_ν ∂_μ∂_ν z_{i0} ∂_μ z_{i1} ∂_ν z_{i2}:
-    (θ, φ) and (φ, θ) give λ_θ ∂_θ∂_{z_j} z_{i0} ∂_θ z_{i1} ∂z_{i2}/∂z_k H^{(ℓ)}_{jk} (and i1 ↔ i2);
-    (φ, φ) gives ∂²z_{i0}/∂z_j∂z_k ∂z_{i1}/∂z_m ∂z_{i2}/∂z_p H_{jm} H_{kp} + ∂z_{i0}/∂z_j ∂z_{i1}/∂z_m
-    ∂z_{i2}/∂z_p dH^{(ℓ)}_{jmp}; (θ, θ) needs a map nonlinear in θ and is refused.  The first
-    layer has no lower parameters.  Nothing about the NTK is typed in: every term comes from the
-    rule file's layer map and learning rates."""
+    For the NTK this is H^{(ℓ+1)} = Σ_θ λ_θ ∂_θz ∂_θz + Σ ∂z/∂z_{j1} ∂z/∂z_{j2} H^{(ℓ)}_{j1j2}; for the
+    dNTK it gives the four terms of PHYSICS.md §2.  Nothing about these fields is typed in."""
     spec = rules.fields[leg.field]
-    tangent = tuple(spec.tangent)
+    pattern = spec.derivatives
+    if not pattern:
+        raise UnsupportedError(f"field {leg.field!r} has no [fields.{leg.field}] derivatives pattern")
     fan_in = rules.input_width if first_layer else rules.width
-    subs_legs = []
-    for s_idx in range(len(tangent)):
+    slot_monos = []
+    for s_idx in range(len(pattern)):
         subs = {layer_map.neuron: leg.neurons[s_idx], layer_map.input: leg.inputs[s_idx]}
         for j in layer_map.sum_indices:
-            subs[j] = sp.Symbol(f"{j.name}_{k}{'abc'[s_idx]}", integer=True)
-        subs_legs.append(monomials(layer_map.rhs.xreplace(subs), rules))
-    ntk = next((f for f, fs in rules.fields.items() if tuple(fs.tangent) == ("z", "z")), None)
-    H = sp.Function(ntk) if ntk else None
+            subs[j] = sp.Symbol(f"{j.name}_{k}{'abcdefgh'[s_idx]}", integer=True)
+        slot_monos.append(monomials(layer_map.rhs.xreplace(subs), rules))
+    labels = sorted({x for slot in pattern for x in slot})
     out: list[Monomial] = []
-    if tangent == ("z", "z"):
-        M1, M2 = subs_legs
-        a1, a2 = leg.inputs
-        for m1 in M1:
-            for m2 in M2:
-                out.extend(_learning_rate_contractions(m1, m2, rules, fan_in))
-        if not first_layer:
-            for d1, (j1,) in (x for m in M1 for x in _z_derivatives(m)):
-                for d2, (j2,) in (x for m in M2 for x in _z_derivatives(m)):
-                    out.append(_combine(d1, d2, extra=(H(j1, j2, a1, a2),)))
-        return out
-    if tangent == ("z", "z", "z"):
-        M0, M1, M2 = subs_legs
-        a0, a1, a2 = leg.inputs
-        if any(len(m.parameters) > 1 for m in M0):
-            raise UnsupportedError("dNTK of a layer map nonlinear in its parameters (∂_θ∂_θ z ≠ 0) is not supported")
-        if first_layer:
-            return out  # dH^(1) = 0: the first layer is linear in its parameters
-        dH = sp.Function(leg.field)
-        d0s = [x for m in M0 for x in _z_derivatives(m)]
-        d1s = [x for m in M1 for x in _z_derivatives(m)]
-        d2s = [x for m in M2 for x in _z_derivatives(m)]
-        for d0, (j,) in d0s:
-            for m1 in M1:                                     # (θ, φ)
-                for lam in _learning_rate_contractions(d0, m1, rules, fan_in):
-                    for d2, (kk,) in d2s:
-                        out.append(_combine(lam, d2, extra=(H(j, kk, a0, a2),)))
-            for m2 in M2:                                     # (φ, θ)
-                for lam in _learning_rate_contractions(d0, m2, rules, fan_in):
-                    for d1, (kk,) in d1s:
-                        out.append(_combine(lam, d1, extra=(H(j, kk, a0, a1),)))
-            for d1, (mm,) in d1s:                             # (φ, φ), through dH
-                for d2, (pp,) in d2s:
-                    out.append(_combine(d0, d1, d2, extra=(dH(j, mm, pp, a0, a1, a2),)))
-        for m0 in M0:                                         # (φ, φ), through ∂²z/∂z∂z
-            for dd0, (j, kk) in _z_derivatives(m0, order=2):
-                for d1, (mm,) in d1s:
-                    for d2, (pp,) in d2s:
-                        out.append(_combine(dd0, d1, d2, extra=(H(j, mm, a0, a1), H(kk, pp, a0, a2))))
-        return out
-    raise UnsupportedError(f"field {leg.field!r}: tangent {list(tangent)} is not supported yet "
-                           "(the NTK and the dNTK are; the ddNTKs come next)")
+    for kinds in itertools.product(("theta", "phi"), repeat=len(labels)):
+        kind = dict(zip(labels, kinds))
+        per_slot = []
+        for s_idx, slot in enumerate(pattern):
+            theta = [x for x in slot if kind[x] == "theta"]
+            phi = [x for x in slot if kind[x] == "phi"]
+            per_slot.append(list(_slot_expansions(slot_monos[s_idx], theta, phi, leg.inputs[s_idx])))
+        for combo in itertools.product(*per_slot):
+            mono = _assemble_tangent(combo, pattern, kind, rules, fan_in)
+            if mono is not None:
+                out.append(mono)
+    return out
+
+
+def _slot_expansions(monos, theta, phi, a):
+    """∂_θ… ∂_φ… of one slot: yields (monomial, {θ-label: parameter occurrence}, lower factors)."""
+    for m in monos:
+        for occ in itertools.permutations(range(len(m.parameters)), len(theta)):
+            rest = tuple(p for n_, p in enumerate(m.parameters) if n_ not in occ)
+            theta_occ = {x: m.parameters[o] for x, o in zip(theta, occ)}
+            F = sp.Mul(*m.factors)
+            if not phi:
+                yield Monomial(m.coefficient, rest, m.sums, (F,)), theta_occ, ()
+                continue
+            atoms = sorted((t for t in F.atoms(sp.Function)
+                            if getattr(t.func, "__name__", "") == "z" and t.args[0] in m.sums), key=sp.default_sort_key)
+            for blocks in set_partitions(list(phi)):
+                for chosen in itertools.product(atoms, repeat=len(blocks)):
+                    d = F
+                    for t in chosen:
+                        d = sp.diff(d, t)
+                    if d == 0:
+                        continue
+                    lower = tuple((frozenset(b), t.args[0], a) for b, t in zip(blocks, chosen))
+                    yield Monomial(m.coefficient, rest, m.sums, (d,)), theta_occ, lower
+
+
+def _assemble_tangent(combo, pattern, kind, rules: RuleSet, fan_in):
+    """Join the slot expansions: learning-rate contractions for θ-labels, layer-ℓ tangent fields
+    for the components of φ-linked lower factors.  None if the combination vanishes."""
+    coeff = sp.Mul(*[m.coefficient for m, _t, _l in combo])
+    rename: dict = {}
+    tangents = []
+    for x in sorted(kind):
+        if kind[x] != "theta":
+            continue
+        (s1, s2) = [s for s, slot in enumerate(pattern) if x in slot]
+        (p1, idx1), (p2, idx2) = combo[s1][1][x], combo[s2][1][x]
+        pspec = rules.parameters[p1]
+        if p1 != p2 or pspec.learning_rate is None:
+            return None
+        coeff *= pspec.learning_rate.xreplace({rules.width: fan_in})
+        summed = None
+        for kd, u, v in zip(pspec.indices, idx1, idx2):
+            if kd == "out":
+                coeff *= sp.KroneckerDelta(u, v)
+            else:
+                rename[v] = u
+                summed = u
+        tangents.append((p1, summed))
+
+    def rn(e):
+        for _ in range(4):  # follow chains of identifications
+            e2 = e.xreplace(rename) if hasattr(e, "xreplace") else rename.get(e, e)
+            if e2 == e:
+                return e
+            e = e2
+        return e
+    params = tuple((p, tuple(rn(i) for i in idx)) for m, _t, _l in combo for p, idx in m.parameters)
+    sums = tuple(dict.fromkeys(rn(j) for m, _t, _l in combo for j in m.sums))
+    factors = [rn(f) for m, _t, _l in combo for f in m.factors if f != 1]
+    lower = [(lab, rn(j), a) for _m, _t, low in combo for lab, j, a in low]
+    for comp in _components(lower):
+        field = _match_field(comp, rules)
+        if field is None:
+            return None
+        factors.append(field)
+    tangents = tuple((p, rn(j) if j is not None else None) for p, j in tangents)
+    return Monomial(coeff, params, sums, tuple(factors), tangents)
+
+
+def _components(lower):
+    """Group layer-ℓ derivative factors into components linked by shared labels."""
+    comps = []
+    for item in lower:
+        linked = [c for c in comps if any(item[0] & other[0] for other in c)]
+        merged = [item] + [x for c in linked for x in c]
+        comps = [c for c in comps if c not in linked] + [merged]
+    return comps
+
+
+def _match_field(comp, rules: RuleSet):
+    """The declared tangent field whose derivative pattern this component is, applied to its
+    neurons and inputs in slot order (e.g. three factors ∂_{μν}z_j, ∂_μ z_m, ∂_ν z_p → dH(j, m, p))."""
+    for name, spec in rules.fields.items():
+        pat = spec.derivatives
+        if len(pat) != len(comp):
+            continue
+        for perm in itertools.permutations(range(len(comp))):
+            comp_labels = sorted({x for lab, _j, _a in comp for x in lab})
+            pat_labels = sorted({x for slot in pat for x in slot})
+            if len(comp_labels) != len(pat_labels):
+                continue
+            for bij in itertools.permutations(pat_labels):
+                mp = dict(zip(comp_labels, bij))
+                if all({mp[x] for x in comp[perm[t]][0]} == set(pat[t]) for t in range(len(pat))):
+                    ordered = [comp[perm[t]] for t in range(len(pat))]
+                    return sp.Function(name)(*[j for _l, j, _a in ordered], *[a for _l, _j, a in ordered])
+    raise UnsupportedError(f"a product of layer-ℓ derivatives {[sorted(lab) for lab, _j, _a in comp]} matches no "
+                           "declared tangent field (declare it with its derivatives pattern)")
 
 
 def wick_contractions(legs: tuple, rules: RuleSet, first_layer: bool = False) -> list[Contraction]:

@@ -153,3 +153,17 @@ def test_dntk_statistics_refused_for_kinks():
     x = np.array([[1.0, 0.2, -0.4], [0.3, -0.9, 0.5]])
     with pytest.raises(UnsupportedError, match="ambiguous"):
         evaluate("relu", 3, x, stats=["P"])
+
+
+def test_ddntk_means_at_layer_two_against_sampled_networks():
+    """R, S, T, U at layer 2, where the first-order result is exact at every width (tanh, n = 16)."""
+    x = np.array([[1.0, 0.2, -0.4], [0.3, -0.9, 0.5]])
+    hyper = dict(cb=0.1, cw=1.5, lb=0.7, lw=1.9)
+    pred = evaluate("tanh", 2, x, stats=["R", "S", "T", "U"], **hyper)[-1]
+    model = ModelSpec(parse_activation("tanh"), 2, 16, hyper["cb"], hyper["cw"], hyper["lb"], hyper["lw"], x)
+    mc = sample(model, 30000, seed=21, stats=("R", "S", "T", "U"))["layers"][-1]
+    for s, idx in (("R", (0, 0, 0, 0)), ("R", (0, 0, 1, 1)), ("S", (0, 0, 0, 0)), ("S", (0, 1, 0, 1)),
+                   ("T", (1, 0, 0, 1)), ("T", (0, 1, 0, 1)), ("U", (0, 0, 0, 0)), ("U", (0, 1, 0, 1))):
+        p, m, e = pred[s][idx], mc[s]["mean"][idx], mc[s]["stderr"][idx]
+        assert abs(m - p) < 4.5 * e, (s, idx, p, m, e)
+        assert e < 0.2 * abs(p), (s, idx, e, p)

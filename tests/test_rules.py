@@ -12,7 +12,7 @@ MLP = (RULES_DIR / "mlp.toml").read_text()
 
 def test_builtin_rules_load():
     r = load_rules("mlp")
-    assert set(r.tensors) == {"K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F", "P", "Q"}
+    assert set(r.tensors) == {"K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U"}
     assert r.tensors["Theta"].symmetries == ((0, 1), (1, 0))
     assert r.gaussian_tensor() == "K"
     assert set(r.parameters) == {"b", "W"}
