@@ -283,6 +283,13 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
         raise InputError(f"depth must be an integer >= 1; got {depth!r}")
     x = check_inputs(inputs)
     names = derivable(rules) if stats == "all" else list(stats)
+    if stats == "all" and act.has_delta(2):
+        from .cluster import field_weight
+        dropped = [t for t in names if any(field_weight(rules, leg.field) >= 3 for leg in rules.statistic_of(t).legs)]
+        if dropped:
+            print(f"evaluate: {act.name!r} has kinks: leaving out {', '.join(dropped)} (the dNTK statistics are "
+                  "ambiguous for such activations, see README)", file=sys.stderr)
+            names = [t for t in names if t not in dropped]
     unknown = [s for s in names if s not in rules.tensors]
     if unknown:
         raise UnsupportedError(f"unknown or unsupported statistic(s) {unknown}; this rule file derives "
