@@ -131,11 +131,12 @@ class InputGram(sp.Function):
     nargs = 2
     is_real = True
 
-    @classmethod
-    def eval(cls, a, b):
+    def _canonical(cls, a, b):
         if sp.default_sort_key(b) < sp.default_sort_key(a):
             return cls(b, a)
         return None
+
+    eval = classmethod(_canonical)  # sympy's construction hook (a classmethod named so)
 
     def _latex(self, printer):
         a, b = (printer._print(x) for x in self.args)
@@ -157,12 +158,13 @@ class LayerTensor(sp.Function):
     symmetries: tuple = ()
     is_real = True
 
-    @classmethod
-    def eval(cls, layer, *labels):
+    def _canonical(cls, layer, *labels):
         canon = canonical_order(tuple(labels), cls.symmetries)
         if canon != tuple(labels):
             return cls(layer, *canon)
         return None
+
+    eval = classmethod(_canonical)  # sympy's construction hook: canonical argument order
 
     @property
     def layer(self):
@@ -263,8 +265,7 @@ class BlobSum(sp.Function):
     is_commutative = True
     is_real = True
 
-    @classmethod
-    def eval(cls, tensor, *sites):
+    def _canonical(cls, tensor, *sites):
         betas = _summed(sites)
         best, best_key = None, None
         for perm in itertools.permutations(betas):
@@ -277,6 +278,8 @@ class BlobSum(sp.Function):
         if best != (tensor,) + tuple(sites):
             return cls(*best)
         return None
+
+    eval = classmethod(_canonical)  # sympy's construction hook: canonical dummy labels
 
     @property
     def tensor(self):

@@ -173,11 +173,18 @@ class _Factor:
     degree: int | None      # polynomial degree of the branches, None if not polynomial
 
 
+def _as_sympy(expr, what: str) -> sp.Basic:
+    """A sympy object, or a plain int/float made into one; anything else (text!) is refused:
+    user text goes through ntkdiagrams.expr, never through sympify."""
+    if isinstance(expr, sp.Basic):
+        return expr
+    if isinstance(expr, bool) or not isinstance(expr, (int, float)):
+        raise InputError(f"{what} {expr!r} is not a sympy expression (parse text with ntkdiagrams.expr first)")
+    return sp.Integer(expr) if isinstance(expr, int) else sp.Float(expr)
+
+
 def _canonical_z(expr) -> sp.Expr:
-    try:
-        e = sp.sympify(expr, strict=True) if not isinstance(expr, sp.Basic) else expr
-    except (sp.SympifyError, TypeError) as exc:
-        raise InputError(f"factor {expr!r} is not a sympy expression ({exc})") from None
+    e = _as_sympy(expr, "factor")
     if not isinstance(e, sp.Expr):
         raise InputError(f"factor {expr!r} is not a sympy expression in z")
     other = e.free_symbols - {z}
@@ -1048,7 +1055,7 @@ def gaussian_expectation(expr, variables, cov, *, degree=None, method="auto") ->
     _check_options(degree, method)
     if A.shape[0] != len(variables):
         raise InputError(f"cov has shape {A.shape} but there are {len(variables)} variables")
-    e = sp.sympify(expr)
+    e = _as_sympy(expr, "expression")
     extra = e.free_symbols - set(variables)
     if extra:
         raise InputError(f"expression contains symbols {sorted(map(str, extra))} not among the variables")

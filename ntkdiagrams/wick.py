@@ -126,52 +126,6 @@ def leg_monomials(leg: Leg, k: int, rules: RuleSet, layer_map) -> list[Monomial]
     return monomials(rhs, rules)
 
 
-def _combine(*monos, extra=()) -> Monomial:
-    """The product of monomials (and extra layer-ℓ factors)."""
-    return Monomial(sp.Mul(*[m.coefficient for m in monos]), tuple(p for m in monos for p in m.parameters),
-                    tuple(j for m in monos for j in m.sums), tuple(f for m in monos for f in m.factors) + tuple(extra),
-                    tuple(t for m in monos for t in m.tangents))
-
-
-def _z_derivatives(m: Monomial, order: int = 1):
-    """∂/∂z^{(ℓ)}_{j;α} of a monomial, for every layer-ℓ preactivation it contains (ordered
-    pairs of them for ``order = 2``): yields (derivative monomial, neuron indices differentiated)."""
-    F = sp.Mul(*m.factors)
-    atoms = sorted((a for a in F.atoms(sp.Function)
-                    if getattr(a.func, "__name__", "") == "z" and a.args[0] in m.sums), key=sp.default_sort_key)
-    for combo in itertools.product(atoms, repeat=order):
-        d = F
-        for a in combo:
-            d = sp.diff(d, a)
-        if d != 0:
-            yield Monomial(m.coefficient, m.parameters, m.sums, (d,), m.tangents), tuple(a.args[0] for a in combo)
-
-
-def _learning_rate_contractions(m1: Monomial, m2: Monomial, rules: RuleSet, fan_in):
-    """Σ_P λ_P ∂_P m1 ∂_P m2 over the parameters of layer ℓ+1: a derivative removes one occurrence
-    P[idx] and leaves Π_slots δ(idx_s, idx'_s); the sum over idx' identifies the two occurrences'
-    indices ('out' slots give a Kronecker delta of external neurons, 'in' slots merge sums)."""
-    for o1, (p1, idx1) in enumerate(m1.parameters):
-        for o2, (p2, idx2) in enumerate(m2.parameters):
-            if p1 != p2 or rules.parameters[p1].learning_rate is None:
-                continue
-            pspec = rules.parameters[p1]
-            coeff = m1.coefficient * m2.coefficient * pspec.learning_rate.xreplace({rules.width: fan_in})
-            rename, summed = {}, None
-            for kind, x, y in zip(pspec.indices, idx1, idx2):
-                if kind == "out":
-                    coeff *= sp.KroneckerDelta(x, y)
-                else:
-                    rename[y] = x
-                    summed = x
-            rest1 = [pr for n_, pr in enumerate(m1.parameters) if n_ != o1]
-            rest2 = [(q, tuple(rename.get(t, t) for t in ix)) for n_, (q, ix) in enumerate(m2.parameters) if n_ != o2]
-            sums = tuple(m1.sums) + tuple(j for j in m2.sums if j not in rename)
-            factors = tuple(m1.factors) + tuple(f.xreplace(rename) for f in m2.factors)
-            yield Monomial(coeff, tuple(rest1 + rest2), sums, factors,
-                           tuple(m1.tangents) + tuple(m2.tangents) + ((p1, summed),))
-
-
 def tangent_monomials(leg: Leg, k: int, rules: RuleSet, layer_map, first_layer: bool) -> list[Monomial]:
     """A tangent field of layer ℓ+1 (NTK, dNTK, ddNTKs) from the layer map, by the chain rule.
 
