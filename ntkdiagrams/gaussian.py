@@ -375,6 +375,19 @@ class _Block:
         return d
 
 
+def _cholesky_jittered(C: np.ndarray, m: int):
+    """Batched Cholesky factors; a covariance that is singular to rounding gets a 1e-12 relative
+    jitter on its diagonal first.  Returns the (possibly jittered) covariances and the factors."""
+    L, ok = _batched_cholesky(C)
+    if not np.all(ok):
+        bad = ~ok
+        jit = 1e-12 * np.max(np.einsum("nii->ni", C[bad]), axis=1)
+        C = C.copy()
+        C[bad] += jit[:, None, None] * np.eye(m)
+        L[bad] = _batched_cholesky(C[bad])[0]
+    return C, L
+
+
 def _batched_cholesky(C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lower Cholesky factors of PSD matrices (n, m, m), clamping tiny pivots to 0.
 
@@ -574,14 +587,7 @@ def _integrate(blocks: list[_Block], C: np.ndarray, degree, method: str = "auto"
         slow = ~fast
         out[slow] = _integrate([b.take(slow) for b in blocks], C[slow], degree, "exact")
         return out
-    L, ok = _batched_cholesky(C)
-    if not np.all(ok):
-        bad = ~ok
-        jit = 1e-12 * np.max(np.einsum("nii->ni", C[bad]), axis=1)
-        C = C.copy()
-        C[bad] += jit[:, None, None] * np.eye(m)
-        L2, _ = _batched_cholesky(C[bad])
-        L[bad] = L2
+    C, L = _cholesky_jittered(C, m)
     n_r, n_a, P = _degrees(blocks, m, degree)
     if P is not None and m >= 3 and degree is None:
         n_a = max(n_a, 20 if m == 3 else 12)  # polynomial branches: exact radial rule, cheap
@@ -844,13 +850,7 @@ def _integrate_fast(blocks: list[_Block], C: np.ndarray, degree, veff) -> np.nda
         order = [j for j in range(m) if j != last] + [last]
     blocks = [blocks[j] for j in order]
     C = C[:, order][:, :, order]
-    L, ok = _batched_cholesky(C)
-    if not np.all(ok):
-        bad = ~ok
-        jit = 1e-12 * np.max(np.einsum("nii->ni", C[bad]), axis=1)
-        C = C.copy()
-        C[bad] += jit[:, None, None] * np.eye(m)
-        L[bad] = _batched_cholesky(C[bad])[0]
+    C, L = _cholesky_jittered(C, m)
     _STATS["fast_tuples"] += n
     if degree is None:
         table = FAST_DEGREES[min(max(m, 3), 4)]

@@ -127,8 +127,11 @@ def isolating_pattern(statistic, term) -> dict:
     for d in term.deltas:
         a, b = tuple(d)
         parent[find(b)] = find(a)
-    reps = sorted({find(i) for i in neurons}, key=lambda s: neurons.index(s))
-    pattern = {i: sp.Integer(reps.index(find(i))) for i in neurons}
+    # number the classes by their first neuron index, so the pattern is deterministic
+    first = {}
+    for i in neurons:
+        first.setdefault(find(i), len(first))
+    pattern = {i: sp.Integer(first[find(i)]) for i in neurons}
     for other in statistic.terms:
         if other.deltas == term.deltas:
             if other.order == term.order and other is not term:

@@ -126,6 +126,20 @@ def leg_monomials(leg: Leg, k: int, rules: RuleSet, layer_map) -> list[Monomial]
     return monomials(rhs, rules)
 
 
+def _pair_slots(spec, idx1, idx2):
+    """Pair two occurrences of a parameter, P[idx1] with P[idx2]: its 'out' slots (neurons of
+    layer ℓ+1) give Kronecker deltas of external indices, its 'in' slots (neurons of layer ℓ)
+    identify summed indices.  Returns (product of deltas, [(kept, identified)] index pairs).
+    Used by Wick contractions (covariance) and learning-rate contractions (tangent fields)."""
+    deltas, same = sp.Integer(1), []
+    for kind, u, v in zip(spec.indices, idx1, idx2):
+        if kind == "out":
+            deltas *= sp.KroneckerDelta(u, v)
+        else:
+            same.append((u, v))
+    return deltas, same
+
+
 def tangent_monomials(leg: Leg, k: int, rules: RuleSet, layer_map, first_layer: bool) -> list[Monomial]:
     """A tangent field of layer ℓ+1 (NTK, dNTK, ddNTKs) from the layer map, by the chain rule.
 
@@ -208,14 +222,10 @@ def _assemble_tangent(combo, pattern, kind, rules: RuleSet, fan_in):
         if p1 != p2 or pspec.learning_rate is None:
             return None
         coeff *= pspec.learning_rate.xreplace({rules.width: fan_in})
-        summed = None
-        for kd, u, v in zip(pspec.indices, idx1, idx2):
-            if kd == "out":
-                coeff *= sp.KroneckerDelta(u, v)
-            else:
-                rename[v] = u
-                summed = u
-        tangents.append((p1, summed))
+        deltas, same = _pair_slots(pspec, idx1, idx2)
+        coeff *= deltas
+        rename.update({v: u for u, v in same})
+        tangents.append((p1, same[-1][0] if same else None))
 
     def rn(e):
         for _ in range(4):  # follow chains of identifications
@@ -315,17 +325,16 @@ def _contract(rules, names, matchings, coeff, sums, factors, fan_in, tangents=()
         spec = rules.parameters[name]
         for (ka, ia), (kb, ib) in matching:
             coeff *= spec.variance.xreplace({rules.width: fan_in})
+            out_deltas, same = _pair_slots(spec, ia, ib)
+            deltas *= out_deltas
             sum_index = None
-            for kind, x, y in zip(spec.indices, ia, ib):
-                if kind == "out":
-                    deltas *= sp.KroneckerDelta(x, y)
-                else:
-                    if x not in parent or y not in parent:
-                        raise UnsupportedError(f"parameter {name}: an 'in' index that is not summed")
-                    rx, ry = find(x), find(y)
-                    if rx != ry:
-                        parent[ry] = rx
-                    sum_index = x
+            for x, y in same:
+                if x not in parent or y not in parent:
+                    raise UnsupportedError(f"parameter {name}: an 'in' index that is not summed")
+                rx, ry = find(x), find(y)
+                if rx != ry:
+                    parent[ry] = rx
+                sum_index = x
             props.append((name, (ka, kb), sum_index))
     for k, pname, j in tangents:  # learning-rate contractions inside one (tangent) leg
         props.append(("lambda_" + pname, (k, k), j))
