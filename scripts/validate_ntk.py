@@ -48,7 +48,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import validation_common as vc  # noqa: E402  (one BLAS thread; the repository on sys.path)
 
 import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -56,14 +55,7 @@ from ntkdiagrams.evaluate import evaluate  # noqa: E402
 from validation_common import NORMS, fmt, pairs, zsummary, zval  # noqa: E402
 
 
-@dataclass(frozen=True)
-class Case:
-    name: str
-    activation: str
-    cb: float
-    cw: float
-    lb: float = 1.0
-    lw: float = 1.0
+Case = vc.Case  # a model setting: name, activation, C_b, C_W, λ_b, λ_W
 
 
 CASES = [

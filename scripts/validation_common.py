@@ -383,3 +383,15 @@ def write_report(path: str, lines: list[str]) -> None:
     with open(path, "w") as fh:
         fh.write("\n".join(lines))
     print(f"wrote {path}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One model setting of an NTK-type study: a name, the activation and C_b, C_W, λ_b, λ_W."""
+
+    name: str
+    activation: str
+    cb: float
+    cw: float
+    lb: float = 1.0
+    lw: float = 1.0
