@@ -3,6 +3,7 @@
 Subcommands::
 
     ntkdiagrams derive K G1 V [--latex] [--diagrams] [--rules FILE]
+    ntkdiagrams derive 'E[dH(i0,i1,i2;a0,a1,a2) z(i3;a3)]' [--order 1] [--connected] [--latex]
     ntkdiagrams evaluate --activation tanh --depth 5 --width 32 --random 4,3 --out pred.json
     ntkdiagrams sample   --activation tanh --depth 3 --width 32 --samples 10000 --out mc.json
     ntkdiagrams compare  pred.json mc.json
@@ -29,6 +30,12 @@ def _derive(args) -> int:
 
     rules = load_rules(args.rules)
     names = args.statistics or ["K", "G1", "V"]
+    requests = [nm for nm in names if "[" in nm]
+    if requests:
+        if len(requests) != len(names):
+            from .errors import InputError
+            raise InputError("give either tensor names or correlator requests E[...], not both")
+        return _derive_requests(requests, rules, args)
     if args.diagonal:
         return _derive_diagonal(names, rules, args)
     recs = [derive(name, rules) for name in names]
@@ -55,6 +62,19 @@ def _derive(args) -> int:
         out.append(r"\end{document}")
     if args.draw:
         out.append(_draw(recs, args.draw))
+    print("\n".join(out))
+    return 0
+
+
+def _derive_requests(texts, rules, args) -> int:
+    from .request import derive_request
+    out = []
+    for text in texts:
+        res = derive_request(text, rules, order=args.order, connected=True if args.connected else None)
+        if args.latex:
+            out += [r"\begin{align}", res.latex(), r"\end{align}"]
+        else:
+            out += [res.text(), ""]
     print("\n".join(out))
     return 0
 
@@ -107,7 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     d = sub.add_parser("derive", help="derive layer-to-layer recursions from a rule file")
-    d.add_argument("statistics", nargs="*", help="tensors to derive (default: K G1 V)")
+    d.add_argument("statistics", nargs="*",
+                   help="tensors to derive (default: K G1 V), or correlator requests such as "
+                        "'E[dH(i0,i1,i2;a0,a1,a2) z(i3;a3)]' (full moment) / 'Ec[...]' (connected)")
+    d.add_argument("--order", type=int, default=None,
+                   help="requests: highest power of 1/n kept (0 or 1; default: leading non-vanishing)")
+    d.add_argument("--connected", action="store_true", help="requests: the connected cumulant (as Ec[...])")
     d.add_argument("--rules", default="mlp", help="rule file (path, or built-in name; default mlp)")
     d.add_argument("--latex", action="store_true", help="print LaTeX (an align environment)")
     d.add_argument("--standalone", action="store_true", help="with --latex: a complete LaTeX document")

@@ -263,7 +263,7 @@ def _per_layer(value, depth: int, name: str) -> list:
 def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0, lb=1.0, lw=1.0,
              stats: Sequence[str] | str = ("K", "G1", "V"), rules: RuleSet | str | None = None,
              degree: int | None = None, progress: bool | Callable = False,
-             blob_method: str = "auto") -> list[dict]:
+             blob_method: str = "auto", extra: dict | None = None) -> list[dict]:
     """Iterate the derived recursions from layer 1 to ``depth`` for a data set.
 
     Parameters
@@ -273,6 +273,8 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
     inputs: (N, n0) array of inputs x_α.
     cb, cw, lb, lw: C_b, C_W, λ_b, λ_W; a scalar, or one value per layer 1..L.
     stats: tensor names (PHYSICS.md §3), or "all" for every tensor the rule file derives.
+    extra: {name: Recursion} evaluated alongside (e.g. the coefficients of a correlator request,
+        :mod:`ntkdiagrams.request`): computed from the same layer-ℓ tensors, not fed back.
 
     Returns a list with one dict per layer: ``{"layer": ℓ, "K": (N,N), "G1": (N,N), "V": (N,N,N,N), …}``.
     """
@@ -300,18 +302,21 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
             raise InputError(f"{k} is a variance: it must be finite and >= 0")
     symbols = [rules.symbols[HYPER[k]] for k in HYPER if HYPER[k] in rules.symbols]
     keys = [k for k in HYPER if HYPER[k] in rules.symbols]
-    needed = required_tensors(names, rules)
+    extra = dict(extra or {})
+    needed = required_tensors(names + sorted(set().union(*(r.layer_tensors for r in extra.values()))), rules)
     if act.has_delta(2):
         from .cluster import field_weight
-        for t in names:
-            st = rules.statistic_of(t)
-            if any(field_weight(rules, leg.field) >= 3 for leg in st.legs):
+        legs_of = {t: rules.statistic_of(t).legs for t in names}
+        legs_of.update({name: [leg for leg in _request_legs(r)] for name, r in extra.items()})
+        for t, legs in legs_of.items():
+            if any(field_weight(rules, leg.field) >= 3 for leg in legs):
                 raise UnsupportedError(
                     f"statistic {t} of {act.name!r}: for activations with kinks the dNTK statistics are "
                     "ambiguous. Per network ∂²z/∂θ∂θ has no δ(z) term (what the Monte Carlo sampler "
                     "measures), while the expected change of the NTK keeps it (what the Gaussian "
                     "expectations here compute); PHYSICS.md §2 does not yet say which one is meant")
     compiled = {t: CompiledRecursion(derive(t, rules), act, symbols, blob_method) for t in needed}
+    extras = {t: CompiledRecursion(r, act, symbols, blob_method) for t, r in extra.items()}
     gauss = rules.gaussian_tensor()
     N, n0 = x.shape
     gram = x @ x.T / n0
@@ -320,7 +325,8 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
 
     hyper = tuple(hyper_layers[k][0] for k in keys)
     prev = {t: compiled[t]({}, None, hyper, N, gram=gram, initial=True) for t in needed}
-    layers = [{"layer": 1, **{t: prev[t] for t in names}}]
+    layers = [{"layer": 1, **{t: prev[t] for t in names},
+               **{t: c({}, None, hyper, N, gram=gram, initial=True) for t, c in extras.items()}}]
     for ell in range(1, depth):
         K = prev[gauss]
         if not np.all(np.isfinite(K)):
@@ -328,10 +334,19 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
                              "or fewer layers) or the activation overflowed in floating point")
         cache = GaussianCache(0.5 * (K + K.T), degree)
         hyper = tuple(hyper_layers[k][ell] for k in keys)
+        more = {t: c(prev, cache, hyper, N) for t, c in extras.items()}
         prev = {t: compiled[t](prev, cache, hyper, N) for t in needed}
-        layers.append({"layer": ell + 1, **{t: prev[t] for t in names}})
+        layers.append({"layer": ell + 1, **{t: prev[t] for t in names}, **more})
         report(ell + 1, depth, time.perf_counter() - t0)
     return layers
+
+
+def _request_legs(rec) -> list:
+    """The legs of the correlator request a recursion belongs to (none for rule-file tensors)."""
+    if rec.statistic in rec.rules.statistics:
+        return list(rec.rules.statistics[rec.statistic].legs)
+    from .request import parse_request
+    return list(parse_request(rec.statistic, rec.rules).legs)
 
 
 def _progress(progress):

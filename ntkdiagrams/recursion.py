@@ -149,9 +149,15 @@ def _n_power(expr: sp.Expr, n: sp.Symbol) -> int:
     return int(p)
 
 
-def derive(tensor: str, rules: RuleSet | str | None = None) -> Recursion:
-    """Derive the layer-to-layer recursion of ``tensor`` (e.g. ``"V"``) from a rule file."""
+def derive(tensor: str, rules: RuleSet | str | None = None, **request_options):
+    """Derive the layer-to-layer recursion of ``tensor`` (e.g. ``"V"``) from a rule file.
+
+    A correlator request (``"E[dH(i0,i1,i2;a0,a1,a2) z(i3;a3)]"``, ``"Ec[...]"``) returns a
+    :class:`ntkdiagrams.request.RequestResult` instead (options ``order``, ``connected``)."""
     rules = _rules(rules)
+    if isinstance(tensor, str) and "[" in tensor:
+        from .request import derive_request
+        return derive_request(tensor, rules, **request_options)
     if tensor not in rules.tensors:
         raise UnsupportedError(f"unknown statistic {tensor!r}; the rule file {rules.path} defines "
                                f"{sorted(rules.tensors)}")
@@ -188,10 +194,21 @@ def _derive_uncached(tensor: str, rules: RuleSet) -> Recursion:
                      diagrams, {str(k): int(v) for k, v in pattern.items()}, rules)
 
 
-def _assemble(rules, legs, term, layer, width, first_layer):
-    """Σ over Wick contractions and connected groupings of Π_groups κ(neuron sums), read off at
-    width^{-order}; returns ((explicit, compact) / coefficient, contributing diagrams)."""
+def _assemble(rules, legs, term, layer, width, first_layer, connected=True, check_lower=True):
+    """Σ over Wick contractions and groupings of Π_groups κ(neuron sums), read off at
+    width^{-order}; returns ((explicit, compact) / coefficient, contributing diagrams).
+
+    ``connected``: keep the groupings that connect all legs (the joint cumulant of the legs);
+    otherwise every grouping (the full moment E[Π legs]).  ``check_lower``: a piece at an order
+    below the target must belong to another tensor of the statistic (a consistency check of
+    :func:`derive`; correlator requests read off one order of a series and switch it off)."""
     import networkx as nx
+    from .wick import set_partitions
+
+    def groupings(c):
+        if connected:
+            return connected_groupings(c, nlegs)
+        return (tuple(tuple(g) for g in part) for part in set_partitions(list(c.sums)))
 
     nlegs = len(legs)
     total, total_compact = [], []
@@ -202,7 +219,7 @@ def _assemble(rules, legs, term, layer, width, first_layer):
         if pre == 0:
             continue
         p_coef = _n_power(c.coefficient, width)
-        for grouping in connected_groupings(c, nlegs):
+        for grouping in groupings(c):
             R = sum(len(s.indices) for g in grouping for s in g)
             if p_coef + R < target_power:
                 continue  # even the leading power of these diagrams is below the target order
@@ -229,7 +246,7 @@ def _assemble(rules, legs, term, layer, width, first_layer):
     series = sp.expand(total.xreplace({width: 1 / eps}))
     if series != 0:
         for (k,), _coef in sp.Poly(series, eps).terms():
-            if k < term.order and _is_lower_order_bug(rules, term, k):
+            if check_lower and k < term.order and _is_lower_order_bug(rules, term, k):
                 raise UnsupportedError(f"internal: unexpected order-{k} piece in {term.tensor}")
     coefficient = series.coeff(eps, term.order) if series != 0 else sp.Integer(0)
     compact = sp.expand(total_compact.xreplace({width: 1 / eps})).coeff(eps, term.order)

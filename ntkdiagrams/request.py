@@ -1,0 +1,471 @@
+"""Any correlator on request: ``E[...]`` (full moment) or ``Ec[...]`` (connected cumulant).
+
+A request names fields of layer ℓ+1 with explicit neuron and input indices,
+
+    E[dH(i0,i1,i2; a0,a1,a2) z(i3; a3)]          Ec[H(i1,i2; a1,a2) z(i3; a3) z(i4; a4)]
+
+(the ``;`` separating neuron from input indices may be left out: the field's declaration in the
+rule file says how many of each it takes).  The engine treats it like a statistic of the rule
+file, with *symbolic* neuron indices: every Wick contraction of the layer-(ℓ+1) parameters
+carries its Kronecker deltas of output neurons, so the result comes out already decomposed,
+
+    E[…] = Σ_{o ≤ order} n^{-o} Σ_π Π_{blocks of π} δ · X_{π,o}(α…),
+
+where π runs over the partitions of the neuron indices that the deltas enforce.  Each
+coefficient X_{π,o} is a closed-form expression in the layer-ℓ statistics: its own
+layer-to-layer recursion (and its first-layer value from the rule file's ``first_layer`` map).
+
+Names.  A coefficient equal to c·T(α_σ…) for a tensor T of the rule file (same fields, same
+order, some assignment σ of its slots to the request's input labels) is reported as such, so
+``Ec[z(i3;a3) H(i1,i2;a1,a2) z(i4;a4)]`` is recognised as D and F; any other coefficient gets a
+generated name (``M1_zzzz_1`` for the order-1 coefficient of a full moment, ``C1_…`` for a
+cumulant) and its recursion.
+
+Order.  Power counting (PHYSICS.md §4) puts a connected correlator of total weight w (z counts
+1, H 2, dH 3, a ddNTK 4) at n^{1−w/2}; odd w vanishes by the sign flip of the last layer's
+parameters.  The default order is the leading non-vanishing one; this engine's truncation
+reaches order 1/n (``order=2`` and connected correlators of weight ≥ 6 are refused with the
+reason).  A full moment at ``order=1`` holds its order-0 and order-1 coefficients.
+
+Results are cached on disk like the named recursions (:mod:`ntkdiagrams.cache`).
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from .algebra import ell, tensor_class
+from .errors import ExpressionError, UnsupportedError
+from .rules import ExpansionTerm, Leg, RuleSet
+
+_TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[\[\]();,*]))")
+_PREFIXES = {"E": False, "Ec": True, "E_c": True}
+_RESERVED = {"n", "ell", "delta", "E", "Ec", "E_c"}
+
+
+@dataclass(frozen=True)
+class Request:
+    """A parsed correlator request.  ``legs`` use the user's index names."""
+
+    text: str
+    connected: bool
+    legs: tuple                  # tuple[Leg] with sp.Symbol neuron / input indices
+
+    @property
+    def neurons(self) -> tuple:
+        """The distinct neuron indices, in order of appearance."""
+        return tuple(dict.fromkeys(i for leg in self.legs for i in leg.neurons))
+
+    @property
+    def labels(self) -> tuple:
+        """The distinct input labels, in order of appearance: the slots of every coefficient."""
+        return tuple(dict.fromkeys(a for leg in self.legs for a in leg.inputs))
+
+    @property
+    def fields(self) -> str:
+        return "".join(leg.field for leg in self.legs)
+
+    def __str__(self) -> str:
+        body = " ".join(f"{leg.field}({','.join(map(str, leg.neurons))};{','.join(map(str, leg.inputs))})"
+                        for leg in self.legs)
+        return f"{'Ec' if self.connected else 'E'}[{body}]"
+
+    def internal(self) -> tuple[tuple, dict, dict]:
+        """Legs with engine-safe symbols (neurons ``req_i<k>``, inputs ``alpha_<k>``), and the
+        maps from the internal symbols back to the user's names."""
+        nmap = {i: sp.Symbol(f"req_i{k}") for k, i in enumerate(self.neurons)}
+        amap = {a: sp.Symbol(f"alpha_{k + 1}") for k, a in enumerate(self.labels)}
+        legs = tuple(Leg(leg.field, tuple(nmap[i] for i in leg.neurons), tuple(amap[a] for a in leg.inputs))
+                     for leg in self.legs)
+        return legs, {v: k for k, v in nmap.items()}, {v: k for k, v in amap.items()}
+
+
+def _fail(text: str, pos: int, msg: str):
+    raise ExpressionError(f"request {text!r}, column {pos + 1}: {msg}\n  {text}\n  {' ' * pos}^")
+
+
+def parse_request(text: str, rules: RuleSet) -> Request:
+    """Parse ``E[field(neurons; inputs) …]`` / ``Ec[…]`` against the fields of ``rules``.
+
+    Errors (:class:`ExpressionError`) give the column of the offending part."""
+    if not isinstance(text, str) or not text.strip():
+        raise ExpressionError("empty correlator request; expected e.g. 'E[z(i1;a1) z(i2;a2)]'")
+    toks = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        m = _TOKEN.match(text, pos)
+        if not m:
+            _fail(text, pos + len(text[pos:]) - len(text[pos:].lstrip()), f"unexpected character {text[pos:].lstrip()[0]!r}")
+        kind = "name" if m.group("name") else "punct"
+        toks.append((kind, m.group(kind), m.start(kind)))
+        pos = m.end()
+    toks.append(("end", "", len(text)))
+    k = 0
+
+    def peek():
+        return toks[k]
+
+    def take(kind=None, value=None, what=""):
+        nonlocal k
+        t = toks[k]
+        if (kind and t[0] != kind) or (value and t[1] != value):
+            found = "the end" if t[0] == "end" else repr(t[1])
+            _fail(text, t[2], f"expected {what or value or kind}, found {found}")
+        k += 1
+        return t
+
+    _kind, prefix, ppos = take("name", what="'E[' or 'Ec['")
+    if prefix not in _PREFIXES:
+        _fail(text, ppos, f"a request starts with E[ (full moment) or Ec[ (connected cumulant), not {prefix!r}")
+    take("punct", "[", what="'['")
+    legs, neuron_names, input_names = [], {}, {}
+    while True:
+        t = peek()
+        if t[0] == "punct" and t[1] == "]" and legs:
+            take()
+            break
+        if t[0] == "punct" and t[1] == "*" and legs:
+            take()
+            continue
+        if t[0] == "end":
+            _fail(text, t[2], "missing the closing ']'" if legs else "expected a field such as z(i1;a1)")
+        _kind, fname, fpos = take("name", what="a field such as z(i1;a1)")
+        if fname not in rules.fields:
+            _fail(text, fpos, f"unknown field {fname!r}; the rule file {rules.path} declares "
+                              f"{', '.join(sorted(rules.fields))}")
+        spec = rules.fields[fname]
+        take("punct", "(", what=f"'(' after {fname}")
+        groups, names = [[]], []
+        while True:
+            t = peek()
+            if t[0] == "name":
+                take()
+                groups[-1].append(t)
+            elif t[1] == ",":
+                take()
+            elif t[1] == ";" and len(groups) == 1:
+                take()
+                groups.append([])
+            elif t[1] == ")":
+                take()
+                break
+            else:
+                _fail(text, t[2], f"expected an index name, ',', ';' or ')' in {fname}(…), found "
+                                  f"{'the end' if t[0] == 'end' else repr(t[1])}")
+        if len(groups) == 1:
+            flat = groups[0]
+            groups = [flat[:spec.neurons], flat[spec.neurons:]]
+        nn, ni = len(groups[0]), len(groups[1])
+        if (nn, ni) != (spec.neurons, spec.inputs):
+            _fail(text, fpos, f"field {fname} takes {spec.neurons} neuron and {spec.inputs} input indices "
+                              f"({fname}(i1,…;a1,…)), got {nn} and {ni}")
+        for group, mine, other, what in ((groups[0], neuron_names, input_names, "neuron"),
+                                         (groups[1], input_names, neuron_names, "input")):
+            for _kind, nm, npos in group:
+                if nm in _RESERVED or nm.startswith("_") or nm in rules.symbols or nm in rules.fields:
+                    _fail(text, npos, f"index name {nm!r} is reserved")
+                if nm in other:
+                    _fail(text, npos, f"{nm!r} is used both as a neuron index and as an input label")
+                mine.setdefault(nm, sp.Symbol(nm))
+        legs.append(Leg(fname, tuple(neuron_names[t[1]] for t in groups[0]),
+                        tuple(input_names[t[1]] for t in groups[1])))
+    if peek()[0] != "end":
+        _fail(text, peek()[2], "unexpected text after the closing ']'")
+    return Request(text, _PREFIXES[prefix], tuple(legs))
+
+
+# ----------------------------------------------------------------------------------------
+# the engine run and the Kronecker decomposition
+# ----------------------------------------------------------------------------------------
+
+def _partition_of(term: sp.Expr, neurons: tuple):
+    """Split a term into (partition of the neuron indices enforced by its deltas, rest)."""
+    parent = {i: i for i in neurons}
+
+    def find(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
+    rest = []
+    for f in sp.Mul.make_args(term):
+        base, _exp = f.as_base_exp()
+        if isinstance(base, sp.KroneckerDelta):
+            a, b = base.args
+            if a not in parent or b not in parent:
+                raise UnsupportedError(f"internal: Kronecker delta {base} on non-external indices")
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[rb] = ra
+        else:
+            rest.append(f)
+    blocks = {}
+    for i in neurons:
+        blocks.setdefault(find(i), []).append(i)
+    part = tuple(sorted((tuple(b) for b in blocks.values() if len(b) > 1), key=lambda b: neurons.index(b[0])))
+    return part, sp.Mul(*rest)
+
+
+def decompose(expr: sp.Expr, neurons: tuple) -> dict:
+    """{partition: coefficient} of an expression that is a sum of Kronecker-delta products."""
+    out: dict = {}
+    for term in sp.Add.make_args(sp.expand(expr)):
+        if term == 0:
+            continue
+        part, rest = _partition_of(term, neurons)
+        out[part] = out.get(part, sp.Integer(0)) + rest
+    return {p: sp.expand(v) for p, v in out.items() if sp.expand(v) != 0}
+
+
+def _raw(req: Request, rules: RuleSet, order: int):
+    """The engine's coefficient of n^{-order} (deltas kept): a cached :class:`Recursion`-shaped
+    record with ``rhs``, ``compact``, ``initial`` and the diagrams."""
+    from . import cache
+    from .cluster import register_tensors
+    from .recursion import Recursion, _assemble
+
+    register_tensors(rules)
+    legs, _nback, _aback = req.internal()
+    key = "request:" + ("Ec" if req.connected else "E") + "[" + " ".join(
+        f"{leg.field}({','.join(map(str, leg.neurons))};{','.join(map(str, leg.inputs))})" for leg in legs) + \
+        f"]@{order}"
+    hit = cache.load(rules.source, key, rules)
+    if hit is not None:
+        return hit
+    labels = tuple(dict.fromkeys(a for leg in legs for a in leg.inputs))
+    term = ExpansionTerm(frozenset(), key, labels, sp.Integer(1), order)
+    (rhs, compact), diagrams = _assemble(rules, legs, term, ell, rules.width, first_layer=False,
+                                         connected=req.connected, check_lower=False)
+    (initial, _), _ = _assemble(rules, legs, term, sp.Integer(0), rules.input_width, first_layer=True,
+                                connected=req.connected, check_lower=False)
+    rec = Recursion(key, "request", order, labels, sp.Integer(0), rhs, initial, compact, diagrams, {}, rules)
+    cache.store(rules.source, rec)
+    return rec
+
+
+def weight(req: Request, rules: RuleSet) -> int:
+    from .cluster import field_weight
+    return sum(field_weight(rules, leg.field) for leg in req.legs)
+
+
+@dataclass
+class Structure:
+    """One term δ-structure × n^{-order} × tensor of a request's decomposition."""
+
+    deltas: tuple            # blocks of equal neuron indices (user names); singletons left out
+    order: int
+    name: str                # a rule-file tensor or a generated name
+    args: tuple              # the tensor's arguments (user input labels)
+    coefficient: sp.Expr     # structure = coefficient · name(args)
+    named: bool              # True: a tensor of the rule file
+    recursion: object        # Recursion of this coefficient (slots = the request's input labels)
+
+    def delta_text(self) -> str:
+        return " ".join(f"δ({','.join(map(str, b))})" for b in self.deltas) or "1"
+
+    def term_text(self) -> str:
+        c = "" if self.coefficient == 1 else f"{self.coefficient}·"
+        d = f"{self.delta_text()} · " if self.deltas else ""
+        return f"{d}{c}{self.name}({','.join(map(str, self.args))})"
+
+    def satisfied_by(self, pattern: dict) -> bool:
+        """Whether neuron values ``pattern`` (user index name → int) make every delta 1."""
+        return all(len({pattern[str(i)] for i in b}) == 1 for b in self.deltas)
+
+
+@dataclass
+class RequestResult:
+    """The answer to a correlator request: its decomposition, recursions, evaluators."""
+
+    request: Request
+    order: int
+    structures: list
+    rules: RuleSet = field(repr=False, default=None)
+
+    def text(self) -> str:
+        req = self.request
+        lines = [f"{req} = " + (" + ".join(self._order_text(o) for o in self.orders) or "0")]
+        for s in {s.name: s for s in self.structures}.values():
+            if s.named:
+                lines.append(f"  {s.name}: tensor of the rule file ({req.fields} at order 1/n^{s.order}); "
+                             f"`ntkdiagrams derive {s.name}` prints its recursion")
+        for s in self.structures:
+            if not s.named:
+                lines.append(s.recursion.text(compact=True).replace("alpha_", "α"))
+        return "\n".join(lines)
+
+    @property
+    def orders(self) -> list:
+        return sorted({s.order for s in self.structures})
+
+    def _order_text(self, o: int) -> str:
+        terms = " + ".join(s.term_text() for s in self.structures if s.order == o)
+        pre = "" if o == 0 else "(1/n) " if o == 1 else f"(1/n^{o}) "
+        return f"{pre}[{terms}]"
+
+    def latex(self) -> str:
+        """LaTeX: the decomposition, then the recursion of every generated tensor."""
+        req = self.request
+        ab = {sp.Symbol(f"alpha_{k + 1}"): sp.Symbol(str(a)) for k, a in enumerate(req.labels)}
+        parts = []
+        for o in self.orders:
+            terms = []
+            for s in (s for s in self.structures if s.order == o):
+                d = " ".join(r"\delta_{%s}" % " ".join(map(str, b)) for b in s.deltas)
+                c = "" if s.coefficient == 1 else sp.latex(s.coefficient) + " "
+                cls = s.recursion.target.func
+                terms.append(f"{d} {c}{cls.latex_name}_{{{' '.join(map(str, s.args))}}}")
+            pre = "" if o == 0 else r"\frac{1}{n}" if o == 1 else r"\frac{1}{n^{%d}}" % o
+            parts.append(pre + r"\left[" + " + ".join(terms) + r"\right]")
+        fields = r"\,".join(r"%s_{%s;%s}" % (self.rules.fields[leg.field].latex or leg.field,
+                                             " ".join(map(str, leg.neurons)), " ".join(map(str, leg.inputs)))
+                            for leg in req.legs)
+        head = (r"\mathbb{E}_c" if req.connected else r"\mathbb{E}") + r"\left[" + fields + r"\right]"
+        out = [head + " &= " + " + ".join(parts)]
+        for s in self.structures:
+            if not s.named:
+                out.append(s.recursion.latex())
+        text = " \\\\\n".join(out)
+        return text if not ab else _rename_latex(text, ab)
+
+    def tensors(self) -> dict:
+        """{name: Recursion} of every coefficient (named ones under their rule-file names)."""
+        return {self.key(s): s.recursion for s in self.structures}
+
+    def evaluate(self, activation, depth: int, inputs, **kwargs) -> list[dict]:
+        """Every coefficient per layer: ``[{"layer": ℓ, name: array over the request's input
+        labels (one axis per distinct label, in order of appearance)}, …]``; keyword
+        arguments as :func:`ntkdiagrams.evaluate.evaluate` (``cb, cw, lb, lw``)."""
+        from .evaluate import evaluate
+        extra = {self.key(s): s.recursion for s in self.structures}
+        layers = evaluate(activation, depth, inputs, stats=[], rules=self.rules, extra=extra, **kwargs)
+        return layers
+
+    @staticmethod
+    def key(s: Structure) -> str:
+        return f"{s.name}@{s.order}" if s.named else s.name
+
+    def predict(self, layer: dict, pattern: dict, width: float):
+        """The correlator at concrete neuron indices ``pattern`` (user name → int) from one
+        layer of :meth:`evaluate`: Σ_o n^{-o} Σ_{structures whose deltas hold} coefficient."""
+        total = 0.0
+        for s in self.structures:
+            if s.satisfied_by(pattern):
+                total = total + layer[self.key(s)] / float(width) ** s.order
+        return total
+
+
+def _rename_latex(text: str, ab: dict) -> str:
+    for internal, user in ab.items():
+        text = text.replace(sp.latex(internal), sp.latex(user))
+    return text
+
+
+def _generated_name(req: Request, order: int, k: int) -> str:
+    return f"{'C' if req.connected else 'M'}{order}_{req.fields}_{k}"
+
+
+def _identify(expr: sp.Expr, initial: sp.Expr, req: Request, order: int, rules: RuleSet, labels: tuple):
+    """(tensor name, args (internal labels), coefficient) if ``expr`` is c·T(args) for a rule-file
+    tensor T of a statistic with the request's fields, else None."""
+    from .recursion import derive
+    fields = sorted(leg.field for leg in req.legs)
+    terms_x = sp.Add.make_args(expr)
+    for st in rules.statistics.values():
+        if sorted(leg.field for leg in st.legs) != fields:
+            continue
+        for t in st.terms:
+            if t.order != order:
+                continue
+            try:
+                rec = derive(t.tensor, rules)
+            except UnsupportedError:
+                continue
+            terms_t = sp.Add.make_args(rec.rhs)
+            if len(terms_t) != len(terms_x):
+                continue
+            for assign in itertools.product(labels, repeat=len(rec.labels)):
+                if set(assign) != set(labels):
+                    continue
+                sub = dict(zip(rec.labels, assign))
+                cand = sp.expand(rec.rhs.xreplace(sub))
+                c = _ratio(expr, cand)
+                if c is None:
+                    continue
+                if sp.expand(expr - c * cand) == 0 and sp.expand(initial - c * rec.initial.xreplace(sub)) == 0:
+                    return t.tensor, assign, c
+    return None
+
+
+def _ratio(x: sp.Expr, y: sp.Expr):
+    tx = sp.Add.make_args(x)[0]
+    cx, rx = tx.as_coeff_Mul()
+    for ty in sp.Add.make_args(y):
+        cy, ry = ty.as_coeff_Mul()
+        if ry == rx and cy != 0:
+            return sp.Rational(cx) / sp.Rational(cy) if cx.is_Rational and cy.is_Rational else cx / cy
+    return None
+
+
+def derive_request(text: str | Request, rules: RuleSet | str | None = None, *, order: int | None = None,
+                   connected: bool | None = None) -> RequestResult:
+    """Derive a correlator request (see the module docstring).
+
+    ``connected`` overrides the ``E``/``Ec`` prefix; ``order`` (0 or 1) is the highest power of
+    1/n kept (default: the leading non-vanishing order)."""
+    from .recursion import Recursion, _rules
+
+    rules = _rules(rules)
+    req = text if isinstance(text, Request) else parse_request(text, rules)
+    if connected is not None and connected != req.connected:
+        req = Request(req.text, bool(connected), req.legs)
+    w = weight(req, rules)
+    if order is not None and (isinstance(order, bool) or not isinstance(order, int) or order < 0):
+        raise ExpressionError(f"order must be a non-negative integer; got {order!r}")
+    if order is not None and order >= 2:
+        raise UnsupportedError(f"{req}: order 1/n^{order} needs second-order blobs and the six-point vertex; "
+                               "this engine's truncation is first order in 1/n")
+    if w % 2:
+        return RequestResult(req, 0, [], rules)  # odd under the sign flip of the last layer
+    if req.connected:
+        lead = max(0, w // 2 - 1)
+        if lead >= 2:
+            raise UnsupportedError(f"{req}: a connected correlator of weight {w} starts at order 1/n^{lead} "
+                                   "(power counting, PHYSICS.md §4), beyond this engine's first-order truncation")
+        orders = [lead] if order is None else ([order] if order >= lead else [])
+    else:
+        orders = [0, 1] if order == 1 else [0]
+    legs, nback, aback = req.internal()
+    neurons = tuple(dict.fromkeys(i for leg in legs for i in leg.neurons))
+    labels = tuple(dict.fromkeys(a for leg in legs for a in leg.inputs))
+    pieces = {}
+    for o in orders:
+        raw = _raw(req, rules, o)
+        pieces[o] = (decompose(raw.rhs, neurons), decompose(raw.compact, neurons),
+                     decompose(raw.initial, neurons), raw.diagrams)
+    if not req.connected and order is None and not pieces[0][0] and not pieces[0][2]:
+        raw = _raw(req, rules, 1)  # the full moment vanishes at order 0: its leading order is 1/n
+        pieces = {1: (decompose(raw.rhs, neurons), decompose(raw.compact, neurons),
+                      decompose(raw.initial, neurons), raw.diagrams)}
+    structures = []
+    counter = itertools.count(1)
+    for o, (rhs, compact, initial, diagrams) in sorted(pieces.items()):
+        for part in sorted(set(rhs) | set(initial), key=lambda p: (-len(p), [tuple(map(str, b)) for b in p])):
+            x, x0 = rhs.get(part, sp.Integer(0)), initial.get(part, sp.Integer(0))
+            user_part = tuple(tuple(nback[i] for i in b) for b in part)
+            found = _identify(x, x0, req, o, rules, labels)
+            if found:
+                name, args, c = found
+                named = True
+            else:
+                name, args, c, named = _generated_name(req, o, next(counter)), labels, sp.Integer(1), False
+            cls = tensor_class(name, len(labels), (), name.replace("_", r"\_") if not named else
+                               rules.tensors[name].latex)
+            rec = Recursion(name, str(req), o, labels, cls(ell + 1, *labels), x, x0,
+                            compact.get(part, x), diagrams, {}, rules)
+            structures.append(Structure(user_part, o, name, tuple(aback[a] for a in args), c, named, rec))
+    return RequestResult(req, max(pieces) if pieces else 0, structures, rules)
