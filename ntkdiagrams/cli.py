@@ -7,6 +7,7 @@ Subcommands::
     ntkdiagrams evaluate --activation tanh --depth 5 --width 32 --random 4,3 --out pred.json
     ntkdiagrams sample   --activation tanh --depth 3 --width 32 --samples 10000 --out mc.json
     ntkdiagrams compare  pred.json mc.json
+    ntkdiagrams critical --activation tanh [--depth 40] [--json]
 
 Bad input is reported in one line on stderr with exit code 2; nothing is written.
 """
@@ -157,7 +158,7 @@ def _optional_hooks():
     """Subcommands living in their own modules (evaluate, sample, compare)."""
     hooks = []
     for mod, fn in (("evaluate", "add_evaluate_parser"), ("montecarlo", "add_sample_parser"),
-                    ("compare", "add_compare_parser")):
+                    ("compare", "add_compare_parser"), ("criticality", "add_critical_parser")):
         try:
             module = __import__(f"ntkdiagrams.{mod}", fromlist=[fn])
         except ImportError:
