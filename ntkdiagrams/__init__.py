@@ -14,6 +14,10 @@ Public API
     Monte Carlo estimates from sampled finite-width networks (independent of the engine).
 ``parse_activation(text) -> Activation``
     An activation as a sympy expression in z with exact derivatives.
+``critical_point(activation) -> CriticalPoint``
+    Critical (C_b, C_W), K*, universality class (scale-invariant, K*=0, half-stable, none).
+``depth_scaling(activation, depth, stats="all") -> DepthScaling``
+    Normalised first-order tensors (V/K², A/Θ², …) per layer at criticality, with tail fits.
 
 Errors derive from :class:`ntkdiagrams.errors.NtkDiagramsError`.
 """
@@ -23,6 +27,7 @@ from .activations import parse_activation  # noqa: E402
 from .errors import NtkDiagramsError  # noqa: E402
 from .recursion import Recursion, derive  # noqa: E402
 from .rules import load_rules  # noqa: E402
+from .criticality import CriticalPoint, critical_point, depth_scaling  # noqa: E402
 
 
 def evaluate(*args, **kwargs):
@@ -37,4 +42,5 @@ def sample(*args, **kwargs):
     return _sample(*args, **kwargs)
 
 
-__all__ = ["load_rules", "derive", "Recursion", "evaluate", "sample", "parse_activation", "NtkDiagramsError"]
+__all__ = ["load_rules", "derive", "Recursion", "evaluate", "sample", "parse_activation", "NtkDiagramsError",
+           "critical_point", "depth_scaling", "CriticalPoint"]
