@@ -30,10 +30,9 @@ from .rules import load_rules  # noqa: E402
 from .criticality import CriticalPoint, critical_point, depth_scaling  # noqa: E402
 
 
-def evaluate(*args, **kwargs):
-    """See :func:`ntkdiagrams.evaluate.evaluate`."""
-    from .evaluate import evaluate as _evaluate
-    return _evaluate(*args, **kwargs)
+# the function, not the submodule of the same name (a lazy wrapper would be shadowed by the
+# submodule as soon as anything imports ``ntkdiagrams.evaluate``)
+from .evaluate import evaluate  # noqa: E402
 
 
 def sample(*args, **kwargs):

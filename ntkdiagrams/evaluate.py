@@ -89,11 +89,50 @@ class GaussianCache:
         return self._store[("hermite", key)]
 
 
+#: Meanings of the dNTK/ddNTK statistics for activations with kinks (see :func:`per_network`).
+KINKS = ("per-network", "distributional")
+
+
+def per_network(expr: sp.Expr) -> sp.Expr:
+    """The recursion of an expectation of per-network objects, for an activation with kinks.
+
+    The forward equations of the tangent fields (dH, ddIH, ddIIH; PHYSICS.md §2) carry the
+    second and third derivatives σ^{(2)}(z_j), σ^{(3)}(z_j) of single neurons.  For ReLU-like σ
+    these are δ(z_j) and δ'(z_j): zero for almost every network, so the objects of §2, network by
+    network, have no such terms, and neither has their expectation (what the sampler measures).
+    In the compact form every explicit σ^{(k≥2)} comes from that chain rule (the 1/n corrections
+    to the law of z are kept as blob sums Σ_β T ⟨∂_β F⟩ and integrated by parts), so dropping them
+    gives the per-network statistics; derivatives inside blob sums stay (they act on a smooth
+    density).
+
+    ``kinks="distributional"`` keeps the δ terms instead: the derivative of the *expected* NTK
+    along a parameter step.  For kinked σ the two differ, because a step of size η moves a
+    fraction O(η) of the neurons across the kink, each with an O(1) jump of σ^{(1)}."""
+    def high(e):
+        return isinstance(e, ActivationDerivative) and int(e.args[0]) >= 2
+
+    def drop(f):
+        return f.replace(high, lambda e: sp.S.Zero)
+    rep = {}
+    for b in expr.atoms(BlobSum):
+        fs = [pe.args[0] for pe in b.sites]
+        new = [drop(f) for f in fs]
+        if any(f == 0 for f in new):
+            rep[b] = sp.S.Zero
+        elif new != fs:
+            raise UnsupportedError(f"blob sum {b}: a site mixes chain-rule derivatives of σ additively")
+    for g in expr.atoms(GaussianExpectation):
+        f = drop(g.args[0])
+        if f != g.args[0]:
+            rep[g] = sp.S.Zero if f == 0 else g.func(f, *g.args[1:])
+    return sp.expand(expr.xreplace(rep))
+
+
 class CompiledRecursion:
     """A :class:`Recursion` compiled for one activation into einsum plans."""
 
     def __init__(self, rec: Recursion, activation: Activation, symbols: Sequence[sp.Symbol],
-                 blob_method: str = "auto"):
+                 blob_method: str = "auto", kinks: str = "per-network"):
         self.rec = rec
         self.labels = rec.labels
         self.symbols = tuple(symbols)
@@ -103,6 +142,10 @@ class CompiledRecursion:
             raise InputError(f"blob_method must be auto, hermite or explicit; got {blob_method!r}")
         self.kinked = activation.has_delta(2) if blob_method == "auto" else blob_method == "hermite"
         rhs = rec.compact if (self.kinked and rec.compact is not None) else rec.rhs
+        if kinks not in KINKS:
+            raise InputError(f"kinks must be one of {', '.join(KINKS)}; got {kinks!r}")
+        if kinks == "per-network" and activation.has_delta(2):
+            rhs = per_network(rec.compact if rec.compact is not None else rec.rhs)
         self.terms = [c for t in sp.Add.make_args(rhs) if t != 0 for c in self._compile_term(t, activation)]
         self.initial_terms = [c for t in sp.Add.make_args(rec.initial) if t != 0
                               for c in self._compile_term(t, activation)]
@@ -263,7 +306,8 @@ def _per_layer(value, depth: int, name: str) -> list:
 def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0, lb=1.0, lw=1.0,
              stats: Sequence[str] | str = ("K", "G1", "V"), rules: RuleSet | str | None = None,
              degree: int | None = None, progress: bool | Callable = False,
-             blob_method: str = "auto", extra: dict | None = None) -> list[dict]:
+             blob_method: str = "auto", extra: dict | None = None,
+             kinks: str = "per-network") -> list[dict]:
     """Iterate the derived recursions from layer 1 to ``depth`` for a data set.
 
     Parameters
@@ -273,6 +317,11 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
     inputs: (N, n0) array of inputs x_α.
     cb, cw, lb, lw: C_b, C_W, λ_b, λ_W; a scalar, or one value per layer 1..L.
     stats: tensor names (PHYSICS.md §3), or "all" for every tensor the rule file derives.
+    kinks: for activations with kinks, the meaning of the dNTK/ddNTK statistics P…U:
+        "per-network" (default: expectations of the objects of PHYSICS.md §2, network by network,
+        as the sampler measures them) or "distributional" (keeping the δ(z) terms of the chain
+        rule: the derivative of the expected NTK); see :func:`per_network`.  No effect on smooth
+        σ or on K…F.
     extra: {name: Recursion} evaluated alongside (e.g. the coefficients of a correlator request,
         :mod:`ntkdiagrams.request`): computed from the same layer-ℓ tensors, not fed back.
 
@@ -285,13 +334,6 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
         raise InputError(f"depth must be an integer >= 1; got {depth!r}")
     x = check_inputs(inputs)
     names = derivable(rules) if stats == "all" else list(stats)
-    if stats == "all" and act.has_delta(2):
-        from .cluster import field_weight
-        dropped = [t for t in names if any(field_weight(rules, leg.field) >= 3 for leg in rules.statistic_of(t).legs)]
-        if dropped:
-            print(f"evaluate: {act.name!r} has kinks: leaving out {', '.join(dropped)} (the dNTK statistics are "
-                  "ambiguous for such activations, see README)", file=sys.stderr)
-            names = [t for t in names if t not in dropped]
     unknown = [s for s in names if s not in rules.tensors]
     if unknown:
         raise UnsupportedError(f"unknown or unsupported statistic(s) {unknown}; this rule file derives "
@@ -304,19 +346,10 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
     keys = [k for k in HYPER if HYPER[k] in rules.symbols]
     extra = dict(extra or {})
     needed = required_tensors(names + sorted(set().union(*(r.layer_tensors for r in extra.values()))), rules)
-    if act.has_delta(2):
-        from .cluster import field_weight
-        legs_of = {t: rules.statistic_of(t).legs for t in names}
-        legs_of.update({name: [leg for leg in _request_legs(r)] for name, r in extra.items()})
-        for t, legs in legs_of.items():
-            if any(field_weight(rules, leg.field) >= 3 for leg in legs):
-                raise UnsupportedError(
-                    f"statistic {t} of {act.name!r}: for activations with kinks the dNTK statistics are "
-                    "ambiguous. Per network ∂²z/∂θ∂θ has no δ(z) term (what the Monte Carlo sampler "
-                    "measures), while the expected change of the NTK keeps it (what the Gaussian "
-                    "expectations here compute); PHYSICS.md §2 does not yet say which one is meant")
-    compiled = {t: CompiledRecursion(derive(t, rules), act, symbols, blob_method) for t in needed}
-    extras = {t: CompiledRecursion(r, act, symbols, blob_method) for t, r in extra.items()}
+    if kinks not in KINKS:
+        raise InputError(f"kinks must be one of {', '.join(KINKS)}; got {kinks!r}")
+    compiled = {t: CompiledRecursion(derive(t, rules), act, symbols, blob_method, kinks) for t in needed}
+    extras = {t: CompiledRecursion(r, act, symbols, blob_method, kinks) for t, r in extra.items()}
     gauss = rules.gaussian_tensor()
     N, n0 = x.shape
     gram = x @ x.T / n0
@@ -341,14 +374,6 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
     return layers
 
 
-def _request_legs(rec) -> list:
-    """The legs of the correlator request a recursion belongs to (none for rule-file tensors)."""
-    if rec.statistic in rec.rules.statistics:
-        return list(rec.rules.statistics[rec.statistic].legs)
-    from .request import parse_request
-    return list(parse_request(rec.statistic, rec.rules).legs)
-
-
 def _progress(progress):
     if callable(progress):
         return progress
@@ -369,6 +394,9 @@ def add_evaluate_parser(sub) -> None:
     add_model_arguments(p)
     p.add_argument("--stats", default="K,G1,V", help="comma-separated tensors, or 'all' (default K,G1,V)")
     p.add_argument("--degree", type=int, default=None, help="Gauss-Hermite degree (default: automatic)")
+    p.add_argument("--kinks", default="per-network", choices=KINKS,
+                   help="activations with kinks: P…U as expectations of per-network objects (default, "
+                        "what `sample` measures) or distributional (keeping the δ(z) terms)")
     p.add_argument("--rules", default="mlp", help="rule file (default mlp)")
     p.add_argument("--out", help="output file .json or .npz (default: print a summary)")
     p.set_defaults(func=run_evaluate)
@@ -382,8 +410,9 @@ def run_evaluate(args) -> int:
         raise InputError(f"--out must end in .json or .npz; got {args.out!r}")
     stats = "all" if args.stats == "all" else [s.strip() for s in args.stats.split(",") if s.strip()]
     layers = evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,
-                      lw=model.lw, stats=stats, rules=load_rules(args.rules), degree=args.degree, progress=True)
-    meta = {**model.meta(), "stats": stats, "rules": args.rules, "degree": args.degree,
+                      lw=model.lw, stats=stats, rules=load_rules(args.rules), degree=args.degree, progress=True,
+                      kinks=args.kinks)
+    meta = {**model.meta(), "stats": stats, "rules": args.rules, "degree": args.degree, "kinks": args.kinks,
             "package_version": __version__, "kind": "prediction"}
     if args.out:
         write_result(args.out, meta, layers)

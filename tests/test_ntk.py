@@ -6,7 +6,7 @@ import sympy as sp
 from ntkdiagrams.activations import parse_activation
 from ntkdiagrams.algebra import InputGram, Z, ell, gexp, sigma
 from ntkdiagrams.cli_common import ModelSpec
-from ntkdiagrams.errors import UnsupportedError
+from ntkdiagrams.errors import InputError, UnsupportedError
 from ntkdiagrams.evaluate import evaluate
 from ntkdiagrams.montecarlo import sample
 from ntkdiagrams.recursion import derive
@@ -148,11 +148,30 @@ def test_p_q_against_sampled_networks():
             assert e < 0.2 * abs(p), (layer + 1, s, idx, e, p)
 
 
-def test_dntk_statistics_refused_for_kinks():
-    """Per-network (sampler) and distributional (engine) dNTK differ for ReLU: refuse, say why."""
+def test_dntk_statistics_for_kinks_per_network_and_distributional():
+    """ReLU, layer 2 (exact at every width): the per-network statistics (σ'' = 0 almost
+    everywhere, the default) agree with sampled networks, P and U vanish identically; the
+    distributional ones (δ(z) kept) differ and are refused where they need δ'."""
     x = np.array([[1.0, 0.2, -0.4], [0.3, -0.9, 0.5]])
-    with pytest.raises(UnsupportedError, match="ambiguous"):
-        evaluate("relu", 3, x, stats=["P"])
+    hyper = dict(cb=0.0, cw=2.0, lb=1.0, lw=1.0)
+    pred = evaluate("relu", 2, x, stats=["P", "Q", "S", "T", "U"], **hyper)[-1]
+    dist = evaluate("relu", 2, x, stats=["P", "Q"], kinks="distributional", **hyper)[-1]
+    assert np.all(pred["P"] == 0) and np.all(pred["U"] == 0)
+    assert abs(dist["P"][0, 1, 0, 1]) > 0.1
+    model = ModelSpec(parse_activation("relu"), 2, 16, hyper["cb"], hyper["cw"], hyper["lb"], hyper["lw"], x)
+    mc = sample(model, 20000, seed=5, stats=("P", "Q", "S", "T", "U"))["layers"][-1]
+    assert np.all(mc["P"]["mean"] == 0) and np.all(mc["U"]["mean"] == 0)
+    for s, idx in (("Q", (0, 0, 0, 0)), ("Q", (0, 1, 0, 1)), ("Q", (1, 0, 0, 1)), ("S", (0, 0, 0, 0)),
+                   ("S", (0, 1, 0, 1)), ("T", (0, 1, 0, 1)), ("T", (1, 0, 0, 1))):
+        p, m, e = pred[s][idx], mc[s]["mean"][idx], mc[s]["stderr"][idx]
+        assert abs(m - p) < 4.5 * e, (s, idx, p, m, e)
+        assert e < 0.2 * abs(p), (s, idx, e, p)
+    zq = np.abs(mc["Q"]["mean"] - dist["Q"]) / mc["Q"]["stderr"]
+    assert zq.max() > 8, zq.max()  # the δ(z) terms are visible: the sampler rules them out
+    with pytest.raises(UnsupportedError, match="derivative of a Dirac delta"):
+        evaluate("relu", 3, x, stats=["R"], kinks="distributional")
+    with pytest.raises(InputError, match="kinks must be one of"):
+        evaluate("relu", 2, x, stats=["P"], kinks="smoothed")
 
 
 def test_ddntk_means_at_layer_two_against_sampled_networks():
