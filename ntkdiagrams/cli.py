@@ -84,20 +84,25 @@ def _draw(recs, folder: str) -> str:
     """Write each contributing diagram as TikZ (and PNG with the plot extra) into ``folder``."""
     from pathlib import Path
 
-    from .diagrams import Diagram, draw_png, merge_isomorphic, tikz_document, to_tikz
+    from .diagrams import (Diagram, draw_png, merge_isomorphic, tikz_document, tikz_feynman_document, to_tikz,
+                           to_tikz_feynman)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     written, pngs = [], 0
     for r in recs:
         topo = merge_isomorphic([Diagram(d.graph, d.multiplicity, d.power, d.value) for d in r.diagrams],
                                 labeled=False)
-        pics = []
+        pics, feyn = [], []
         for k, d in enumerate(topo, 1):
             cap = f"{r.tensor}: D{k}"
             pics.append(to_tikz(d, cap))
+            feyn.append(to_tikz_feynman(d, cap))
             pngs += draw_png(d, str(out / f"{r.tensor}_D{k}.png"), cap)
         path = out / f"{r.tensor}_diagrams.tex"
         path.write_text(tikz_document(pics))
+        written.append(str(path))
+        path = out / f"{r.tensor}_feynman.tex"
+        path.write_text(tikz_feynman_document(feyn))
         written.append(str(path))
     note = f"; {pngs} PNG files" if pngs else " (install the plot extra for PNG files)"
     return "% wrote " + ", ".join(written) + note
@@ -140,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--explicit", action="store_true",
                    help="resolve every derivative on the input labels instead of printing sums over beta")
     d.add_argument("--draw", metavar="FOLDER",
-                   help="write the contributing diagrams as TikZ (FOLDER/T_diagrams.tex) and, with matplotlib, PNG")
+                   help="write the contributing diagrams as TikZ (FOLDER/T_diagrams.tex), TikZ-Feynman "
+                        "(FOLDER/T_feynman.tex) and, with matplotlib, PNG")
     d.add_argument("--diagonal", action="store_true",
                    help="with --activation: single-input recursions in closed form; prints 0 where the "
                         "engine proves the tensor vanishes on the diagonal at every layer")

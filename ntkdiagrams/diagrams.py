@@ -206,6 +206,59 @@ def tikz_document(pictures: list[str]) -> str:
             "\\pagestyle{empty}\n\\begin{document}\n\\noindent\n" + body + "\n\\end{document}\n")
 
 
+#: TikZ-Feynman edge styles: bias propagator scalar (dashed), weight propagator plain, a blob's
+#: derivative leg gluon-like, learning-rate contractions ghost (dotted).
+_FEYNMAN_STYLE = {"b": "scalar", "W": "plain", "at": "plain", "d": "photon"}
+_FEYNMAN_VERTEX = {"leg": "empty dot", "insertion": "square dot", "site": "dot", "blob": "blob"}
+
+
+def to_tikz_feynman(d: Diagram, caption: str = "") -> str:
+    """The diagram as TikZ-Feynman code (package ``tikz-feynman``), with the explicit
+    coordinates of :func:`layout`, so it compiles with pdflatex as well as lualatex."""
+    g = d.graph
+    pos = layout(g)
+    names = {v: f"v{i}" for i, v in enumerate(sorted(g.nodes, key=repr))}
+    lines = [r"\begin{tikzpicture}[baseline=(current bounding box.center)]", r"\begin{feynman}"]
+    for v, data in sorted(g.nodes(data=True), key=lambda t: names[t[0]]):
+        x, yv = pos[v]
+        kind = data["kind"]
+        style = _FEYNMAN_VERTEX.get(kind, "dot")
+        text = ""
+        if kind == "leg":
+            text = "$" + data.get("label", "").replace("alpha_", r"\alpha_") + "$"
+            style += ", label=above:{" + text + "}"
+            text = ""
+        elif kind == "blob":
+            text = "$" + data.get("tensor", "") + "$"
+            style = "blob, minimum size=6mm"
+        lines.append(rf"  \vertex[{style}] ({names[v]}) at ({x:.2f},{yv:.2f}) {{{text}}};")
+    edges, seen = [], {}
+    for u, v, data in g.edges(data=True):
+        kind = data["kind"]
+        style = _FEYNMAN_STYLE.get(kind, "ghost" if kind.startswith("lambda_") else "double")
+        key = tuple(sorted((names[u], names[v])))
+        k = seen.get(key, 0)
+        seen[key] = k + 1
+        if u == v:
+            style += ", out=60, in=120, loop, min distance=6mm"
+        elif k:
+            style += f", {'half left' if k % 2 else 'half right'}, looseness={0.5 + 0.25 * ((k - 1) // 2):.2f}"
+        edges.append(f"({names[u]}) -- [{style}] ({names[v]})")
+    lines.append(r"  \diagram* {" + ",\n    ".join(edges) + "};")
+    lines.append(r"\end{feynman}")
+    power = "n^{0}" if d.power == 0 else f"n^{{{d.power}}}"
+    lines.append(rf"\node[below] at (current bounding box.south) {{{caption} $\times {d.multiplicity}$, ${power}$}};")
+    lines.append(r"\end{tikzpicture}")
+    return "\n".join(lines)
+
+
+def tikz_feynman_document(pictures: list[str]) -> str:
+    """A LaTeX document holding TikZ-Feynman pictures."""
+    body = "\n\\quad\n".join(pictures)
+    return ("\\documentclass{article}\n\\usepackage[compat=1.1.0]{tikz-feynman}\n"
+            "\\pagestyle{empty}\n\\begin{document}\n\\noindent\n" + body + "\n\\end{document}\n")
+
+
 def draw_png(d: Diagram, path: str, caption: str = "") -> bool:
     """A PNG/SVG of a diagram with matplotlib (optional extra); False if matplotlib is missing."""
     try:

@@ -5,7 +5,8 @@ import subprocess
 import pytest
 
 from ntkdiagrams.cli import main
-from ntkdiagrams.diagrams import Diagram, layout, merge_isomorphic, tikz_document, to_tikz
+from ntkdiagrams.diagrams import (Diagram, layout, merge_isomorphic, tikz_document, tikz_feynman_document, to_tikz,
+                                  to_tikz_feynman)
 from ntkdiagrams.recursion import derive
 
 
@@ -28,6 +29,21 @@ def test_tikz_of_v_diagrams():
     assert "{$V$}" in to_tikz(blob)
 
 
+def test_tikz_feynman_of_ntk_diagrams():
+    for d in _topologies("Theta1") + _topologies("V"):
+        tex = to_tikz_feynman(d, "T")
+        assert tex.count("{") == tex.count("}") and tex.count("[") == tex.count("]")
+        assert tex.count(r"\vertex") == d.graph.number_of_nodes()
+        assert tex.count(" -- [") == d.graph.number_of_edges()
+        kinds = {k for _, _, k in d.graph.edges(data="kind")}
+        if "b" in kinds:
+            assert "[scalar" in tex
+        if any(k.startswith("lambda_") for k in kinds):
+            assert "[ghost" in tex
+    doc = tikz_feynman_document([to_tikz_feynman(d, "V") for d in _topologies("V")])
+    assert doc.count(r"\begin{feynman}") == 2 and r"\usepackage[compat=1.1.0]{tikz-feynman}" in doc
+
+
 def test_layout_puts_layers_in_rows():
     for d in _topologies("Theta1"):
         pos = layout(d.graph)
@@ -48,4 +64,16 @@ def test_tikz_compiles(tmp_path):
 def test_cli_draw(tmp_path, capsys):
     assert main(["derive", "V", "--draw", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "V_diagrams.tex").exists()
+    assert r"\begin{feynman}" in (tmp_path / "out" / "V_feynman.tex").read_text()
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None or shutil.which("kpsewhich") is None
+                    or not subprocess.run(["kpsewhich", "tikz-feynman.sty"], capture_output=True, text=True).stdout,
+                    reason="pdflatex with tikz-feynman not installed")
+def test_tikz_feynman_compiles(tmp_path):
+    doc = tikz_feynman_document([to_tikz_feynman(d, "V") for d in _topologies("V")])
+    (tmp_path / "v.tex").write_text(doc)
+    r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "v.tex"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:]
