@@ -263,6 +263,7 @@ class Structure:
     coefficient: sp.Expr     # structure = coefficient · name(args)
     named: bool              # True: a tensor of the rule file
     recursion: object        # Recursion of this coefficient (slots = the request's input labels)
+    expansion: tuple = ()    # full moments: ((coefficient, ((tensor, args), ...)), ...) through cumulants
 
     def delta_text(self) -> str:
         return " ".join(f"δ({','.join(map(str, b))})" for b in self.deltas) or "1"
@@ -293,6 +294,10 @@ class RequestResult:
             if s.named:
                 lines.append(f"  {s.name}: tensor of the rule file ({req.fields} at order 1/n^{s.order}); "
                              f"`ntkdiagrams derive {s.name}` prints its recursion")
+        for s in self.structures:
+            if s.expansion and not (s.named and len(s.expansion) == 1):
+                lines.append(f"  {s.name}({','.join(map(str, s.args))}) = {_expansion_text(s)}   "
+                             "(through the connected correlators of layer ℓ+1; checked symbolically)")
         for s in self.structures:
             if not s.named:
                 lines.append(s.recursion.text(compact=True).replace("alpha_", "α"))
@@ -363,6 +368,78 @@ def _rename_latex(text: str, ab: dict) -> str:
     for internal, user in ab.items():
         text = text.replace(sp.latex(internal), sp.latex(user))
     return text
+
+
+def _cumulant_expansion(req: Request, structures: list, rules: RuleSet) -> None:
+    """For a full moment: write each coefficient through the connected correlators of its legs,
+    E[Π X] = Σ_{partitions π of the legs} Π_{B∈π} κ(B), with every κ(B) decomposed by the engine
+    (so into K, G1, V, Θ, … where they are named), and keep the expansion on each structure
+    (``Structure.expansion``) only if it equals the engine's coefficient symbolically, at layer
+    ℓ+1 and at layer 1: a check of the moment–cumulant bookkeeping of the engine."""
+    from .wick import set_partitions
+    if req.connected or not structures:
+        return
+    top = max(s.order for s in structures)
+    legs, _nb, aback = req.internal()
+    user_of = {str(a): a for a in req.labels}
+    internal_of = {v: k for k, v in aback.items()}          # user label -> internal alpha
+    terms: dict = {}                                         # (deltas, order) -> [(coef, factors, rhs, init)]
+    for part in set_partitions(list(range(len(req.legs)))):
+        per_block = []
+        for B in part:
+            sub = Request(str(req), True, tuple(req.legs[m] for m in B))
+            w = weight(sub, rules)
+            if w % 2:
+                per_block = None
+                break
+            opts = [o for o in range(top + 1) if o >= max(0, w // 2 - 1)]
+            if not opts or w // 2 - 1 >= 2:
+                per_block = None
+                break
+            found = []
+            for o in opts:
+                sres = derive_request(sub, rules, order=o)
+                slab = {sp.Symbol(f"alpha_{k + 1}"): internal_of[user_of[str(a)]] for k, a in enumerate(sub.labels)}
+                for s in sres.structures:
+                    found.append((s, slab))
+            per_block.append(found)
+        if per_block is None:
+            continue
+        for combo in itertools.product(*per_block):
+            order = sum(s.order for s, _ in combo)
+            if order > top:
+                continue
+            blocks = [set(b) for s, _ in combo for b in s.deltas]
+            merged = []
+            for b in blocks:
+                hit = [m for m in merged if m & b]
+                for m in hit:
+                    merged.remove(m)
+                    b = b | m
+                merged.append(b)
+            key = (frozenset(frozenset(map(str, b)) for b in merged), order)
+            coef = sp.Mul(*[s.coefficient for s, _ in combo])
+            rhs = sp.Mul(*[s.recursion.rhs.xreplace(slab) for s, slab in combo])
+            init = sp.Mul(*[s.recursion.initial.xreplace(slab) for s, slab in combo])
+            factors = tuple((s.name, s.args) for s, _ in combo)
+            terms.setdefault(key, []).append((coef, factors, rhs, init))
+    for s in structures:
+        key = (frozenset(frozenset(map(str, b)) for b in s.deltas), s.order)
+        parts = terms.get(key, [])
+        rhs = sp.expand(sp.Add(*[r for _c, _f, r, _i in parts]))
+        init = sp.expand(sp.Add(*[i for _c, _f, _r, i in parts]))
+        if parts and sp.expand(s.recursion.rhs - rhs) == 0 and sp.expand(s.recursion.initial - init) == 0:
+            s.expansion = tuple((c, f) for c, f, _r, _i in parts)
+
+
+def _expansion_text(s) -> str:
+    def factor(name, args):
+        return f"{name}({','.join(map(str, args))})"
+    out = []
+    for c, fs in s.expansion:
+        body = "·".join(factor(*f) for f in fs)
+        out.append(body if c == 1 else f"{c}·{body}")
+    return " + ".join(out)
 
 
 def _generated_name(req: Request, order: int, k: int) -> str:
@@ -468,4 +545,5 @@ def derive_request(text: str | Request, rules: RuleSet | str | None = None, *, o
             rec = Recursion(name, str(req), o, labels, cls(ell + 1, *labels), x, x0,
                             compact.get(part, x), diagrams, {}, rules)
             structures.append(Structure(user_part, o, name, tuple(aback[a] for a in args), c, named, rec))
+    _cumulant_expansion(req, structures, rules)
     return RequestResult(req, max(pieces) if pieces else 0, structures, rules)

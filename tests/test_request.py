@@ -134,3 +134,14 @@ def test_cli_derive_request(capsys):
     assert main(["derive", "E[zz(i1;a1)]"]) == 2
     assert "unknown field 'zz'" in capsys.readouterr().err
     assert main(["derive", "V", "E[z(i1;a1) z(i2;a2)]"]) == 2
+
+
+def test_full_moments_are_written_through_named_cumulants():
+    """E[zzzz] = Σ_partitions Π κ: the order-1 coefficient is K·G1 + G1·K + V, and the engine's
+    coefficient equals that product of the named recursions symbolically (checked at derive)."""
+    res = derive_request("E[z(i1;a1) z(i2;a2) z(i3;a3) z(i4;a4)]", order=1)
+    s = next(s for s in res.structures if s.order == 1 and [list(map(str, b)) for b in s.deltas] == [["i1", "i2"], ["i3", "i4"]])
+    assert sorted(n for _c, fs in s.expansion for n, _a in fs) == ["G1", "G1", "K", "K", "V"]
+    assert "K(a1,a2)·G1(a3,a4) + G1(a1,a2)·K(a3,a4) + V(a1,a2,a3,a4)" in res.text()
+    hzz = derive_request("E[H(i1,i2;a1,a2) z(i3;a3) z(i4;a4)]", order=1)
+    assert "Theta(a1,a2)·G1(a3,a4) + Theta1(a1,a2)·K(a3,a4) + D(a1,a2,a3,a4)" in hzz.text()
