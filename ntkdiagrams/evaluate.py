@@ -393,6 +393,9 @@ def add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate derived recursions for a data set (numbers)")
     add_model_arguments(p)
     p.add_argument("--stats", default="K,G1,V", help="comma-separated tensors, or 'all' (default K,G1,V)")
+    p.add_argument("--request", help="a correlator request 'E[...]' / 'Ec[...]' instead of --stats: every "
+                                     "coefficient of its decomposition (see `ntkdiagrams derive 'E[...]'`)")
+    p.add_argument("--order", type=int, default=None, help="with --request: highest power of 1/n kept")
     p.add_argument("--degree", type=int, default=None, help="Gauss-Hermite degree (default: automatic)")
     p.add_argument("--kinks", default="per-network", choices=KINKS,
                    help="activations with kinks: P…U as expectations of per-network objects (default, "
@@ -409,11 +412,29 @@ def run_evaluate(args) -> int:
     if args.out and not (args.out.endswith(".json") or args.out.endswith(".npz")):
         raise InputError(f"--out must end in .json or .npz; got {args.out!r}")
     stats = "all" if args.stats == "all" else [s.strip() for s in args.stats.split(",") if s.strip()]
+    if args.request:
+        from .request import derive_request
+        res = derive_request(args.request, load_rules(args.rules), order=args.order)
+        stats = [res.key(st) for st in res.structures]
+        layers = res.evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,
+                              lw=model.lw, degree=args.degree, progress=True, kinks=args.kinks)
+        layers = [{k: v for k, v in layer.items() if k == "layer" or k in stats} for layer in layers]
+        meta = {**model.meta(), "request": args.request, "order": res.order, "rules": args.rules,
+                "structures": [{"tensor": res.key(st), "deltas": [[str(i) for i in b] for b in st.deltas],
+                                "order": st.order, "args": [str(a) for a in st.args],
+                                "coefficient": str(st.coefficient), "named": st.named} for st in res.structures],
+                "labels": [str(a) for a in res.request.labels], "package_version": __version__,
+                "kind": "prediction"}
+        return _emit(args, meta, layers)
     layers = evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,
                       lw=model.lw, stats=stats, rules=load_rules(args.rules), degree=args.degree, progress=True,
                       kinks=args.kinks)
     meta = {**model.meta(), "stats": stats, "rules": args.rules, "degree": args.degree, "kinks": args.kinks,
             "package_version": __version__, "kind": "prediction"}
+    return _emit(args, meta, layers)
+
+
+def _emit(args, meta, layers) -> int:
     if args.out:
         write_result(args.out, meta, layers)
         print(f"wrote {args.out}", file=sys.stderr)

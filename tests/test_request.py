@@ -145,3 +145,17 @@ def test_full_moments_are_written_through_named_cumulants():
     assert "K(a1,a2)·G1(a3,a4) + G1(a1,a2)·K(a3,a4) + V(a1,a2,a3,a4)" in res.text()
     hzz = derive_request("E[H(i1,i2;a1,a2) z(i3;a3) z(i4;a4)]", order=1)
     assert "Theta(a1,a2)·G1(a3,a4) + Theta1(a1,a2)·K(a3,a4) + D(a1,a2,a3,a4)" in hzz.text()
+
+
+def test_cli_evaluate_request(tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--request", "E[z(i1;a1) z(i2;a2)]", "--order", "1", "--activation", "tanh",
+                 "--depth", "2", "--width", "8", "--random", "2,3", "--out", str(out)]) == 0
+    import json
+    doc = json.loads(out.read_text())
+    assert [s["tensor"] for s in doc["meta"]["structures"]] == ["K@0", "G1@1"]
+    ref = nd.evaluate("tanh", 2, np.array(doc["meta"]["inputs"]), stats=["K", "G1"])
+    assert np.allclose(doc["layers"][1]["G1@1"], ref[1]["G1"]) and np.allclose(doc["layers"][1]["K@0"], ref[1]["K"])
+    assert main(["evaluate", "--request", "E[z(i1;a1) q(i2;a2)]", "--activation", "tanh", "--depth", "2",
+                 "--width", "8", "--random", "2,3", "--out", str(tmp_path / "bad.json")]) == 2
+    assert not (tmp_path / "bad.json").exists()
