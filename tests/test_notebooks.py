@@ -26,8 +26,9 @@ def _require(module: str):
     try:
         return __import__(module)
     except ImportError as exc:
-        pytest.fail(f"executing the notebooks needs {module!r} ({exc}); install the test extra: "
-                    "python3 -m pip install -e '.[test]'", pytrace=False)
+        missing = exc
+    pytest.fail(f"executing the notebooks needs {module!r} ({missing}); install the test extra: "
+                "python3 -m pip install -e '.[test]'", pytrace=False)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
