@@ -8,8 +8,13 @@ Public API
     Derive the layer-to-layer recursion of a tensor (``"K"``, ``"G1"``, ``"V"``) from the
     rule file: Wick contractions of layer-(ℓ+1) parameters, cluster diagrams of layer ℓ,
     sum.  ``Recursion.text()``, ``.latex()``, ``.diagram_table()``, ``.initial``.
+``derive("E[dH(i0,i1,i2;a0,a1,a2) z(i3;a3)]", order=None) -> RequestResult``
+    Any correlator (full ``E[...]`` or connected ``Ec[...]``): its Kronecker decomposition into
+    rule-file tensors (P, Q here) or generated ones, their recursions, LaTeX, ``.evaluate(...)``.
 ``evaluate(activation, depth, inputs, *, cb, cw, lb, lw, stats) -> list[dict]``
     Numbers: the recursions iterated from layer 1 for a data set of N inputs.
+``ModelSpec(activation, depth, width, cb, cw, lb, lw, inputs)``
+    A network and data set for the sampler.
 ``sample(model, samples, *, seed, batches, stats) -> dict``
     Monte Carlo estimates from sampled finite-width networks (independent of the engine).
 ``parse_activation(text) -> Activation``
@@ -27,6 +32,7 @@ from .activations import parse_activation  # noqa: E402
 from .errors import NtkDiagramsError  # noqa: E402
 from .recursion import Recursion, derive  # noqa: E402
 from .rules import load_rules  # noqa: E402
+from .cli_common import ModelSpec  # noqa: E402
 from .criticality import CriticalPoint, critical_point, depth_scaling  # noqa: E402
 
 
@@ -41,5 +47,5 @@ def sample(*args, **kwargs):
     return _sample(*args, **kwargs)
 
 
-__all__ = ["load_rules", "derive", "Recursion", "evaluate", "sample", "parse_activation", "NtkDiagramsError",
+__all__ = ["ModelSpec", "load_rules", "derive", "Recursion", "evaluate", "sample", "parse_activation", "NtkDiagramsError",
            "critical_point", "depth_scaling", "CriticalPoint"]

@@ -259,17 +259,11 @@ def tikz_feynman_document(pictures: list[str]) -> str:
             "\\pagestyle{empty}\n\\begin{document}\n\\noindent\n" + body + "\n\\end{document}\n")
 
 
-def draw_png(d: Diagram, path: str, caption: str = "") -> bool:
-    """A PNG/SVG of a diagram with matplotlib (optional extra); False if matplotlib is missing."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
+def draw_diagram(d: Diagram, ax, caption: str = "") -> None:
+    """Draw a diagram into a matplotlib ``Axes`` (legs on top, then insertions, neuron sites,
+    blobs; line styles as in the TikZ export)."""
     g = d.graph
     pos = layout(g)
-    fig, ax = plt.subplots(figsize=(3.2, 3.0))
     for u, v, data in g.edges(data=True):
         kind = data["kind"]
         ls = {"b": "--", "d": ":"}.get(kind, "-.") if kind not in ("W", "at") else "-"
@@ -284,8 +278,19 @@ def draw_png(d: Diagram, path: str, caption: str = "") -> bool:
             ax.text(x, yv - 0.35, data.get("tensor", ""), ha="center", va="top")
         if data["kind"] == "leg":
             ax.text(x, yv + 0.25, data.get("label", "").replace("alpha_", "α"), ha="center")
-    ax.set_title(f"{caption} ×{d.multiplicity}, n^{d.power}", fontsize=9)
+    ax.set_ylim(-0.9, 3.8)
+    ax.set_title(f"{caption} ×{d.multiplicity}, n^{d.power}", fontsize=9, pad=12)
     ax.axis("off")
+
+
+def draw_png(d: Diagram, path: str, caption: str = "") -> bool:
+    """A PNG/SVG (by the file's extension) of a diagram with matplotlib (optional extra);
+    False if matplotlib is missing.  Uses a standalone Figure: the pyplot backend is untouched."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    fig = Figure(figsize=(3.2, 3.2))
+    draw_diagram(d, fig.subplots(), caption)
     fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
     return True
