@@ -575,15 +575,16 @@ def _integrate(blocks: list[_Block], C: np.ndarray, degree, method: str = "auto"
     m = len(blocks)
     if m == 0:
         return np.ones(C.shape[0])
-    if m >= 3 and method != "exact" and _is_smooth(blocks) and (
+    if m >= 2 and method != "exact" and _is_smooth(blocks) and (
             method == "fast" or not _is_polynomial(blocks)):
         veff = _effective_variance(blocks, C)
         fast = np.ones(C.shape[0], bool) if method == "fast" else veff <= FAST_MAX_VARIANCE
         if np.all(fast):
-            return _integrate_fast(blocks, C, degree, veff)
+            return _integrate_fast(blocks, C, degree, veff, force=method == "fast")
         out = np.empty(C.shape[0])
         if np.any(fast):
-            out[fast] = _integrate_fast([b.take(fast) for b in blocks], C[fast], degree, veff[fast])
+            out[fast] = _integrate_fast([b.take(fast) for b in blocks], C[fast], degree, veff[fast],
+                                        force=method == "fast")
         slow = ~fast
         out[slow] = _integrate([b.take(slow) for b in blocks], C[slow], degree, "exact")
         return out
@@ -725,6 +726,22 @@ FAST_MAX_VARIANCE = 3.2
 #: v ≤ bound is used (measured: relative error ≤ 1e-7 for m = 3, ≤ 1e-6 for m = 4).
 FAST_DEGREES = {3: ((0.35, 8), (1.1, 12), (2.2, 14), (FAST_MAX_VARIANCE, 16), (math.inf, 20)),
                 4: ((0.35, 8), (1.1, 10), (2.2, 12), (FAST_MAX_VARIANCE, 14), (math.inf, 20))}
+#: Rules for one outer Cholesky coordinate u_j along which the factors vary with slope
+#: s_j = max_k |L_kj α_k|: (bound, rule) with rule = n > 0 for the split rule with n nodes per
+#: side, rule = -k for k-point Gauss–Hermite; the first rule with s_j ≤ bound × slack is used.
+#: Bounds: 1-D worst case over products of up to four factors tanh, sech², tanh·sech² with
+#: random offsets and slopes ≤ s_j, relative error ≤ 1e-7 (Gauss–Hermite with k points is as
+#: good as the split rule with 2k there; the split rule is much better where all factors cross
+#: zero at the split point, as for the outermost coordinate of strongly correlated tuples).
+FAST_LADDER_GH = ((0.027, -3), (0.05, -4), (0.086, -5), (0.124, -6), (0.162, -7), (0.194, -8),
+                  (0.254, -10), (0.277, -11), (0.303, -13), (0.332, -15), (0.363, -17))
+FAST_LADDER = ((0.027, 3), (0.05, 4), (0.086, 5), (0.124, 6), (0.162, 7), (0.212, 8), (0.254, 9),
+               (0.303, 10), (0.332, 11), (0.363, 12), (0.435, 14), (0.52, 16), (0.622, 18),
+               (0.681, 20), (0.815, 24))
+#: default slack of the ladders by the number m of distinct variables
+FAST_SLACK = {2: 1.0, 3: 1.5, 4: 1.5}
+#: outer coordinates j ≥ 1 with slope ≤ FAST_GH_MAX × slack use Gauss–Hermite
+FAST_GH_MAX = 0.2
 #: Split points c of the tabulated rules for ∫_c^∞ φ(u) h(u) du: c ∈ [-SPLIT_C, SPLIT_C]
 #: with spacing SPLIT_DC (the split is exact at the rounded point; the factor's zero crossing
 #: is then within SPLIT_DC/2 of the end point, which is all the rule needs).
@@ -791,8 +808,11 @@ def _split_rules2(n: int):
 
 
 def _split_nodes(rules, c):
-    """Nodes/weights (..., 2n) of ∫ φ(u) h(u) du split at c (rounded to the rule grid)."""
+    """Nodes/weights (..., 2n) of ∫ φ(u) h(u) du split at c (rounded to the rule grid);
+    a rule with one row (Gauss–Hermite) does not depend on c: its (k,) nodes are returned."""
     U, W = rules
+    if U.shape[0] == 1:
+        return U[0], W[0]
     g = np.rint((np.clip(c, -SPLIT_C, SPLIT_C) + SPLIT_C) / SPLIT_DC).astype(np.intp)
     return U[g], W[g]
 
@@ -837,13 +857,51 @@ def _effective_variance(blocks, C) -> np.ndarray:
     return veff
 
 
-def _integrate_fast(blocks: list[_Block], C: np.ndarray, degree, veff) -> np.ndarray:
+def _slopes(blocks, L) -> np.ndarray:
+    """S[t, k, j] = |L_kj| · max |α| over the members of block k: how fast factor k varies
+    along the Cholesky coordinate u_j."""
+    amax = np.stack([np.max(np.stack([np.abs(a) for _, a in b.members]), axis=0) for b in blocks], axis=1)
+    return np.abs(L) * amax[:, :, None]
+
+
+def _fast_nodes(S: np.ndarray, outer: int, slack: float) -> np.ndarray:
+    """Rule codes (see FAST_LADDER) for each outer coordinate u_j, j < outer, from the slopes
+    s_j = max_{k ≥ j} S_kj; u_0 always uses the split rule (split at z_0 = 0)."""
+    T = S.shape[0]
+    out = np.empty((T, outer), np.intp)
+
+    def ladder(lad, sj):
+        bounds = np.array([b for b, _ in lad]) * slack
+        codes = np.array([c for _, c in lad] + [0])  # 0: beyond the ladder
+        return codes[np.searchsorted(bounds, sj)]
+    for j in range(outer):
+        sj = np.max(S[:, j:, j], axis=1)
+        out[:, j] = ladder(FAST_LADDER, sj)
+        if j:
+            gh = sj <= min(FAST_GH_MAX, FAST_LADDER_GH[-1][0]) * slack
+            out[gh, j] = ladder(FAST_LADDER_GH, sj[gh])
+    return out
+
+
+@lru_cache(maxsize=64)
+def _rule(code: int):
+    """(U, W) of a rule code: split rules (G, 2n) per split point, or Gauss–Hermite (1, k)."""
+    if code > 0:
+        return _split_rules2(code)
+    x, w = np.polynomial.hermite_e.hermegauss(-code)
+    return x[None, :], (w / math.sqrt(2 * math.pi))[None, :]
+
+
+def _integrate_fast(blocks: list[_Block], C: np.ndarray, degree, veff, slack=None,
+                   force: bool = False) -> np.ndarray:
     """Smooth factors, m ≥ 2 distinct variables: nested split Gauss rules in the Cholesky
-    coordinates (z = L u); the integral over the last variable is read from a table."""
+    coordinates (z = L u); for m ≥ 3 the integral over the last variable is read from a table."""
     n, m = C.shape[0], len(blocks)
     out = np.empty(n)
     # the innermost variable should be a single unscaled factor (tabulated)
     single = [j for j, b in enumerate(blocks) if len(b.members) == 1 and np.all(b.members[0][1] == 1)]
+    if m < 3:
+        single = []
     order = list(range(m))
     if single:
         last = single[-1]
@@ -852,14 +910,29 @@ def _integrate_fast(blocks: list[_Block], C: np.ndarray, degree, veff) -> np.nda
     C = C[:, order][:, :, order]
     C, L = _cholesky_jittered(C, m)
     _STATS["fast_tuples"] += n
+    outer = m - 1 if single else m
     if degree is None:
-        table = FAST_DEGREES[min(max(m, 3), 4)]
-        nside = np.full(n, table[-1][1])
-        for bound, d in reversed(table):
-            nside[veff <= bound] = d
+        nodes = _fast_nodes(_slopes(blocks, L), outer, FAST_SLACK[m] if slack is None else slack)
+        beyond = np.any(nodes == 0, axis=1)
+        if np.any(beyond):  # slopes too large for the ladder: the exact cone method
+            nodes[nodes == 0] = FAST_LADDER[-1][1]
+            if not force:
+                _STATS["fast_tuples"] -= int(np.sum(beyond))
+                out[beyond] = _integrate([b.take(beyond) for b in blocks], C[beyond], None, "exact")
+                keep = ~beyond
+                if np.any(keep):
+                    out[keep] = _integrate_fast_nodes([b.take(keep) for b in blocks], L[keep],
+                                                      nodes[keep], m, single)
+                return out
     else:
-        nside = np.full(n, int(degree))
-    tab = None
+        nodes = np.full((n, outer), int(degree), np.intp)
+    out[:] = _integrate_fast_nodes(blocks, L, nodes, m, single)
+    return out
+
+
+def _integrate_fast_nodes(blocks, L, nodes, m, single):
+    out = np.empty(L.shape[0])
+    tab, M = None, 0.0
     if single:
         f_last = blocks[-1].members[0][0]
         smax = float(np.max(L[:, m - 1, m - 1]))
@@ -869,13 +942,15 @@ def _integrate_fast(blocks: list[_Block], C: np.ndarray, degree, veff) -> np.nda
         mu_sd = float(np.sqrt(np.max(np.sum(L[:, m - 1, :m - 1] ** 2, axis=1))))
         M = max(20.0, 4.0 * math.ceil(9 * mu_sd / 4))
         tab = _g_table(f_last, float(M), float(S))
-    for d in np.unique(nside):
-        idx = np.nonzero(nside == d)[0]
-        rules = _split_rules2(int(d))
-        per = (2 * d) ** (m - 1) * (1 if tab is not None else 2 * d)
+    keys, inv = np.unique(nodes, axis=0, return_inverse=True)
+    inv = np.ravel(inv)
+    for gi, key in enumerate(keys):
+        idx = np.nonzero(inv == gi)[0]
+        rules = [_rule(int(d)) for d in key]
+        per = int(np.prod(np.where(key > 0, 2 * key, -key)))
         for sl in _chunks(idx.size, 3 * per):
             ii = idx[sl]
-            out[ii] = _nested(blocks, L[ii], ii, rules, tab, M if tab is not None else 0.0)
+            out[ii] = _nested(blocks, L[ii], ii, rules, tab, M)
     return out
 
 
@@ -883,36 +958,43 @@ def _nested(blocks, L, sel, rules, tab, M):
     T, m = L.shape[0], L.shape[1]
     wt = np.ones((T, 1))
     Mu = [np.zeros((T, 1)) for _ in range(m)]
-    outer = m - 1 if tab is not None else m
+    outer = len(rules)
     for j in range(outer):
         s = L[:, j, j][:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             c = np.where(s > 0, -Mu[j] / np.where(s > 0, s, 1.0), 0.0)
-        u, w = _split_nodes(rules, c)  # (T, P, 2n)
+        u, w = _split_nodes(rules[j], c)  # (T, P, 2n)
         zj = Mu[j][..., None] + s[..., None] * u
         wt = (wt[..., None] * w * _block_eval(blocks[j], zj, sel)).reshape(T, -1)
         for i in range(j + 1, m):
             Mu[i] = (Mu[i][..., None] + L[:, i, j][:, None, None] * u).reshape(T, -1)
     if tab is None:
         return wt.sum(axis=1)
-    # innermost: G(μ, s) by 4-point Lagrange interpolation in s (per tuple) and in μ
+    # innermost: G(μ, s) by 4-point Lagrange interpolation in s (per tuple) and in μ, on the
+    # window of table rows that the chunk's μ values need
     n_mu, n_s = tab.shape
-    xs = L[:, m - 1, m - 1] / TABLE_H_S + 1.0
-    js = np.clip(np.floor(xs).astype(np.intp), 1, n_s - 3)
-    ws = _lagrange4(xs - js)
-    tt = sum(wk[:, None] * tab[:, js + (k - 1)].T for k, wk in enumerate(ws))  # (T, n_mu)
-    # cubic coefficients of the 4-point interpolant on each cell [i, i+1]
-    ym, y0, y1, y2 = tt[:, :-3], tt[:, 1:-2], tt[:, 2:-1], tt[:, 3:]
-    coef = np.stack([y0, -ym / 3 - y0 / 2 + y1 - y2 / 6, (ym + y1) / 2 - y0,
-                     (y0 - y1) / 2 + (y2 - ym) / 6], axis=-1).reshape(-1, 4)
     x = Mu[m - 1]
     np.clip(x, -M, M, out=x)
     x += M
     x *= 1.0 / TABLE_H_MU
+    lo = max(int(x.min()) - 1, 0)
+    hi = min(int(x.max()) + 3, n_mu - 1)
+    if hi - lo < 4:
+        lo, hi = max(min(lo, n_mu - 5), 0), min(max(hi, lo + 4), n_mu - 1)
+    xs = L[:, m - 1, m - 1] / TABLE_H_S + 1.0
+    js = np.clip(np.floor(xs).astype(np.intp), 1, n_s - 3)
+    ws = _lagrange4(xs - js)
+    win = tab[lo:hi + 1]
+    tt = sum(wk[:, None] * win[:, js + (k - 1)].T for k, wk in enumerate(ws))  # (T, nw)
+    nw = tt.shape[1]
+    # cubic coefficients of the 4-point interpolant on each cell [i, i+1]
+    ym, y0, y1, y2 = tt[:, :-3], tt[:, 1:-2], tt[:, 2:-1], tt[:, 3:]
+    coef = np.stack([y0, -ym / 3 - y0 / 2 + y1 - y2 / 6, (ym + y1) / 2 - y0,
+                     (y0 - y1) / 2 + (y2 - ym) / 6], axis=-1).reshape(-1, 4)
     i0 = x.astype(np.intp)
-    np.clip(i0, 1, n_mu - 3, out=i0)
+    np.clip(i0, lo + 1, lo + nw - 3, out=i0)
     x -= i0
-    i0 += (np.arange(T) * (n_mu - 3) - 1)[:, None]
+    i0 += (np.arange(T) * (nw - 3) - 1 - lo)[:, None]
     cf = coef[i0]  # (T, P, 4)
     g = cf[..., 3] * x
     g += cf[..., 2]
