@@ -124,7 +124,10 @@ machine).  Before the fast path (method="exact", unloaded): tanh k = 3 / 4 at N 
     tanh, tanh', gelu, tanh     4   0.038s  1.5s    34s
     relu (equal)                4   0.058s  1.65s   32s   (exact method, unchanged)
 
-The k = 4, N = 16 targets (≪ 0.25 s) are not met: the fast path needs (2n)³ ≈ 8e3 … 2e4
+(The table above predates the per-coordinate node counts.)  Now, ⟨tanh⁴⟩ on the N = 16 kernels
+K^(2), K^(5), K^(20) of scripts/bench_evaluate.py's tanh case: 2.35 s, 1.24 s, 0.39 s (load
+average ~2.7 on 2 cores; the variance ladder took 3.9 s, 2.6 s, 0.75 s in the same session
+and was less accurate there, see Accuracy).  The k = 4, N = 16 targets (≪ 0.25 s) are still not met: the fast path needs (2n)³ ≈ 8e3 … 2e4
 points per 4-variable tuple (1820 sorted tuples for equal factors, 43680 for four distinct
 factors).  Profile: the table interpolation of the innermost integral and the gathers of
 the split rules dominate, not the factor evaluations.

@@ -5,6 +5,7 @@ process, then cached on disk), and the peak Python memory (tracemalloc) relative
 the output tensors.  Run:  python3 scripts/bench_evaluate.py [--quick]
 """
 import argparse
+import os
 import time
 import tracemalloc
 
@@ -18,6 +19,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="N up to 4 only")
     p.add_argument("--max-n", type=int, default=16)
+    p.add_argument("--kgv-only", action="store_true", help="only the K, G1, V cases (tanh, relu)")
     args = p.parse_args()
     t0 = time.perf_counter()
     for t in ("K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F"):
@@ -26,6 +28,9 @@ def main():
     ns = [n for n in (1, 2, 4, 8, 16, 32) if n <= (4 if args.quick else args.max_n)]
     cases = [("tanh", ["K", "G1", "V"]), ("relu", ["K", "G1", "V"]),
              ("tanh", ["K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F"])]
+    if args.kgv_only:
+        cases = cases[:2]
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
     print(f"{'activation':10s} {'stats':26s} {'L':>3s} {'N':>3s} {'time':>9s} {'peak MB':>8s} {'out MB':>7s}")
     for act, stats in cases:
         for L in (5, 20):
@@ -38,7 +43,8 @@ def main():
                 peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
                 tracemalloc.stop()
                 out = sum(a.nbytes for layer in layers for k, a in layer.items() if k != "layer") / 2 ** 20
-                print(f"{act:10s} {','.join(stats):26s} {L:3d} {N:3d} {dt:8.2f}s {peak:8.1f} {out:7.2f}", flush=True)
+                print(f"{act:10s} {','.join(stats):26s} {L:3d} {N:3d} {dt:8.2f}s {peak:8.1f} {out:7.2f}"
+                      f"   load {os.getloadavg()[0]:.1f}", flush=True)
                 if dt > 120:
                     break
 
