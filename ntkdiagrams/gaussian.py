@@ -126,8 +126,7 @@ machine).  Before the fast path (method="exact", unloaded): tanh k = 3 / 4 at N 
 
 (The table above predates the per-coordinate node counts.)  Now, ⟨tanh⁴⟩ on the N = 16 kernels
 K^(2), K^(5), K^(20) of scripts/bench_evaluate.py's tanh case: 2.35 s, 1.24 s, 0.39 s (load
-average ~2.7 on 2 cores; the variance ladder took 3.9 s, 2.6 s, 0.75 s in the same session
-and was less accurate there, see Accuracy).  The k = 4, N = 16 targets (≪ 0.25 s) are still not met: the fast path needs (2n)³ ≈ 8e3 … 2e4
+average ~2.7 on 2 cores; without the per-tuple choice of order 3.9 s, 2.6 s, 0.75 s).  The k = 4, N = 16 targets (≪ 0.25 s) are still not met: the fast path needs (2n)³ ≈ 8e3 … 2e4
 points per 4-variable tuple (1820 sorted tuples for equal factors, 43680 for four distinct
 factors).  Profile: the table interpolation of the innermost integral and the gathers of
 the split rules dominate, not the factor evaluations.
