@@ -987,14 +987,45 @@ def _integrate_fast_nodes(blocks, L, nodes, m, single):
         tab = _g_table(f_last, float(M), float(S))
     keys, inv = np.unique(nodes, axis=0, return_inverse=True)
     inv = np.ravel(inv)
+    jobs = []
     for gi, key in enumerate(keys):
         idx = np.nonzero(inv == gi)[0]
         rules = [_rule(int(d)) for d in key]
         per = int(_fast_cost(key[None])[0])
         for sl in _chunks(idx.size, 3 * per):
-            ii = idx[sl]
-            out[ii] = _nested(blocks, L[ii], ii, rules, tab, M)
+            jobs.append((idx[sl], rules))
+
+    def run(job):
+        ii, rules = job
+        out[ii] = _nested(blocks, L[ii], ii, rules, tab, M)
+    pool = _pool()
+    if pool is None or len(jobs) < 2:
+        for job in jobs:
+            run(job)
+    else:
+        list(pool.map(run, jobs))  # numpy releases the GIL inside the array operations
     return out
+
+
+_POOL = None
+
+
+def _pool():
+    """A shared thread pool for the fast path (``NTKDIAGRAMS_THREADS``, default: the number of
+    cores available to this process, at most 8; 1 = no threads).  Chunks of tuples are
+    independent and write disjoint slices of the result, so the numbers do not depend on it."""
+    global _POOL
+    if _POOL is None:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+        try:
+            n = int(os.environ.get("NTKDIAGRAMS_THREADS", "0"))
+        except ValueError:
+            n = 0
+        if n <= 0:
+            n = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+        _POOL = ThreadPoolExecutor(max_workers=n) if n > 1 else False
+    return _POOL or None
 
 
 def _nested(blocks, L, sel, rules, tab, M):
