@@ -160,11 +160,31 @@ def layout(g: nx.MultiGraph) -> dict:
     return pos
 
 
+def _node_names(g) -> dict:
+    return {v: f"v{i}" for i, v in enumerate(sorted(g.nodes, key=repr))}
+
+
+def _edges_with_rank(g, names: dict):
+    """Edges (u, v, kind, k) with k the number of earlier edges between the same two nodes
+    (multi-edges are drawn bent, alternately to either side)."""
+    seen: dict = {}
+    for u, v, data in g.edges(data=True):
+        key = tuple(sorted((names[u], names[v])))
+        k = seen.get(key, 0)
+        seen[key] = k + 1
+        yield u, v, data["kind"], k
+
+
+def _caption(d: Diagram, caption: str) -> str:
+    power = "n^{0}" if d.power == 0 else f"n^{{{d.power}}}"
+    return rf"\node[below] at (current bounding box.south) {{{caption} $\times {d.multiplicity}$, ${power}$}};"
+
+
 def to_tikz(d: Diagram, caption: str = "") -> str:
     """A ``tikzpicture`` of a diagram (plain TikZ; needs the decorations.pathmorphing library)."""
     g = d.graph
     pos = layout(g)
-    names = {v: f"v{i}" for i, v in enumerate(sorted(g.nodes, key=repr))}
+    names = _node_names(g)
     lines = [r"\begin{tikzpicture}[baseline=(current bounding box.center)]"]
     for v, data in g.nodes(data=True):
         x, yv = pos[v]
@@ -179,21 +199,14 @@ def to_tikz(d: Diagram, caption: str = "") -> str:
         else:
             t = data.get("tensor", "")
             lines.append(rf"  \node[ellipse, draw, fill=gray!20] ({names[v]}) at ({x:.2f},{yv:.2f}) {{${t}$}};")
-    seen: dict = {}
-    for u, v, data in g.edges(data=True):
-        kind = data["kind"]
+    for u, v, kind, k in _edges_with_rank(g, names):
         style = _TIKZ_STYLE.get(kind, "densely dotted" if kind.startswith("lambda_") else "double")
-        key = tuple(sorted((names[u], names[v])))
-        k = seen.get(key, 0)
-        seen[key] = k + 1
         bend = "" if k == 0 else f", bend left={15 * ((k + 1) // 2) * (1 if k % 2 else -1)}"
         if u == v:
             lines.append(rf"  \draw[{style}] ({names[u]}) to[out=60, in=120, loop, min distance=6mm] ({names[u]});")
         else:
             lines.append(rf"  \draw[{style}{bend}] ({names[u]}) to ({names[v]});")
-    power = "n^{0}" if d.power == 0 else f"n^{{{d.power}}}"
-    cap = caption or ""
-    lines.append(rf"  \node[below] at (current bounding box.south) {{{cap} $\times {d.multiplicity}$, ${power}$}};")
+    lines.append("  " + _caption(d, caption or ""))
     lines.append(r"\end{tikzpicture}")
     return "\n".join(lines)
 
@@ -217,7 +230,7 @@ def to_tikz_feynman(d: Diagram, caption: str = "") -> str:
     coordinates of :func:`layout`, so it compiles with pdflatex as well as lualatex."""
     g = d.graph
     pos = layout(g)
-    names = {v: f"v{i}" for i, v in enumerate(sorted(g.nodes, key=repr))}
+    names = _node_names(g)
     lines = [r"\begin{tikzpicture}[baseline=(current bounding box.center)]", r"\begin{feynman}"]
     for v, data in sorted(g.nodes(data=True), key=lambda t: names[t[0]]):
         x, yv = pos[v]
@@ -232,13 +245,9 @@ def to_tikz_feynman(d: Diagram, caption: str = "") -> str:
             text = "$" + data.get("tensor", "") + "$"
             style = "blob, minimum size=6mm"
         lines.append(rf"  \vertex[{style}] ({names[v]}) at ({x:.2f},{yv:.2f}) {{{text}}};")
-    edges, seen = [], {}
-    for u, v, data in g.edges(data=True):
-        kind = data["kind"]
+    edges = []
+    for u, v, kind, k in _edges_with_rank(g, names):
         style = _FEYNMAN_STYLE.get(kind, "ghost" if kind.startswith("lambda_") else "double")
-        key = tuple(sorted((names[u], names[v])))
-        k = seen.get(key, 0)
-        seen[key] = k + 1
         if u == v:
             style += ", out=60, in=120, loop, min distance=6mm"
         elif k:
@@ -246,8 +255,7 @@ def to_tikz_feynman(d: Diagram, caption: str = "") -> str:
         edges.append(f"({names[u]}) -- [{style}] ({names[v]})")
     lines.append(r"  \diagram* {" + ",\n    ".join(edges) + "};")
     lines.append(r"\end{feynman}")
-    power = "n^{0}" if d.power == 0 else f"n^{{{d.power}}}"
-    lines.append(rf"\node[below] at (current bounding box.south) {{{caption} $\times {d.multiplicity}$, ${power}$}};")
+    lines.append(_caption(d, caption))
     lines.append(r"\end{tikzpicture}")
     return "\n".join(lines)
 

@@ -240,6 +240,20 @@ def _package_version() -> str:
         return "unknown"
 
 
+def network_chunks(rng: np.random.Generator, count: int, chunk: int, widths, x: np.ndarray,
+                   model: ModelSpec, derivs: list):
+    """Draw ``count`` networks of ``model`` from ``rng`` in chunks of at most ``chunk``; yields
+    (networks in the chunk, ensemble, forward pass with σ derivatives ``derivs``)."""
+    left = count
+    while left > 0:
+        c = min(chunk, left)
+        ens = draw_ensemble(rng, c, widths, x, model.cb, model.cw, model.lb, model.lw)
+        fw = forward(ens, derivs)
+        yield c, ens, fw
+        del ens, fw  # before the next chunk is drawn
+        left -= c
+
+
 def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
            stats=DEFAULT_STATS, chunk: int | None = None,
            progress: bool | Callable[[int, int, float], None] = False,
@@ -302,11 +316,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     try:
         for bsize in _batch_sizes(int(samples), int(batches)):
             sums = [dict() for _ in range(L)]
-            left = bsize
-            while left > 0:
-                c = min(chunk, left)
-                ens = draw_ensemble(rng, c, widths, x, model.cb, model.cw, model.lb, model.lw)
-                fw = forward(ens, derivs)
+            for c, ens, fw in network_chunks(rng, bsize, chunk, widths, x, model, derivs):
                 for ell in range(1, L + 1):
                     obj = layer_objects(ens, fw, ell, H=bool(needs), dH="dH" in needs,
                                         ddIH="ddIH" in needs, ddIIH="ddIIH" in needs,
@@ -315,7 +325,6 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
                         sums[ell - 1][k] = sums[ell - 1].get(k, 0.0) + v
                     del obj
                 del ens, fw
-                left -= c
                 done += c
                 if reporter:
                     reporter(done, int(samples), time.perf_counter() - t0)

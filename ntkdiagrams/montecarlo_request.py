@@ -21,8 +21,8 @@ import numpy as np
 
 from .cli_common import ModelSpec
 from .errors import InputError, UnsupportedError
-from .montecarlo import _SEED_TAG, _batch_sizes, _check_model, _make_reporter
-from .montecarlo_networks import activation_derivatives, draw_ensemble, forward, layer_objects, layer_widths
+from .montecarlo import _SEED_TAG, _batch_sizes, _check_model, _make_reporter, network_chunks
+from .montecarlo_networks import activation_derivatives, layer_objects, layer_widths
 from .wick import set_partitions
 
 _DERIVATIVE_ORDER = {"z": 0, "H": 1, "dH": 2, "ddIIH": 2, "ddIH": 3}
@@ -78,18 +78,13 @@ def sample_request(request, model: ModelSpec, pattern: dict, samples: int, *, se
     done = 0
     for bsize in _batch_sizes(int(samples), int(batches)):
         sums = [{B: 0.0 for B in subsets} for _ in range(L)]
-        left = bsize
-        while left > 0:
-            c = min(chunk, left)
-            ens = draw_ensemble(rng, c, widths, x, model.cb, model.cw, model.lb, model.lw)
-            fw = forward(ens, derivs)
+        for c, ens, fw in network_chunks(rng, bsize, chunk, widths, x, model, derivs):
             for ell in range(1, L + 1):
                 obj = layer_objects(ens, fw, ell, H="H" in fields, dH="dH" in fields, ddIH="ddIH" in fields,
                                     ddIIH="ddIIH" in fields, ddIH_neurons=triples or None)
                 X = [obj[leg.field][(slice(None),) + tuple(vals[i] for i in leg.neurons)] for leg in req.legs]
                 for B in subsets:
                     sums[ell - 1][B] = sums[ell - 1][B] + np.einsum(einsum[B], *[X[m] for m in B])
-            left -= c
             done += c
             if report:
                 report(done, int(samples), time.perf_counter() - t0)
