@@ -53,12 +53,15 @@ def test_layout_puts_layers_in_rows():
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
 def test_tikz_compiles(tmp_path):
-    doc = tikz_document([to_tikz(d, "V") for d in _topologies("V")])
-    (tmp_path / "v.tex").write_text(doc)
-    r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "v.tex"], cwd=tmp_path,
+    _assert_compiles(tmp_path, tikz_document([to_tikz(d, "V") for d in _topologies("V")]))
+
+
+def _assert_compiles(folder, doc: str) -> None:
+    (folder / "v.tex").write_text(doc)
+    r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "v.tex"], cwd=folder,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:]
-    assert (tmp_path / "v.pdf").exists()
+    assert (folder / "v.pdf").exists()
 
 
 def test_cli_draw(tmp_path, capsys):
@@ -72,8 +75,4 @@ def test_cli_draw(tmp_path, capsys):
                     or not subprocess.run(["kpsewhich", "tikz-feynman.sty"], capture_output=True, text=True).stdout,
                     reason="pdflatex with tikz-feynman not installed")
 def test_tikz_feynman_compiles(tmp_path):
-    doc = tikz_feynman_document([to_tikz_feynman(d, "V") for d in _topologies("V")])
-    (tmp_path / "v.tex").write_text(doc)
-    r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "v.tex"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout[-2000:]
+    _assert_compiles(tmp_path, tikz_feynman_document([to_tikz_feynman(d, "V") for d in _topologies("V")]))
