@@ -25,6 +25,14 @@ from sympy.core.function import AppliedUndef
 ell = sp.Symbol("ell", integer=True, positive=True)
 
 
+def _with_power(latex_method):
+    """sympy's printer asks a function raised to a power for its LaTeX with ``exp=``; wrap."""
+    def _latex(self, printer, exp=None):
+        tex = latex_method(self, printer)
+        return tex if exp is None else r"\left(%s\right)^{%s}" % (tex, exp)
+    return _latex
+
+
 class ActivationDerivative(sp.Function):
     """σ^{(k)}(x): the k-th derivative of the activation evaluated at x."""
 
@@ -41,6 +49,7 @@ class ActivationDerivative(sp.Function):
     def order(self) -> int:
         return int(self.args[0])
 
+    @_with_power
     def _latex(self, printer):
         k, x = self.args
         k = int(k)
@@ -62,6 +71,7 @@ class Z(sp.Function):
     is_real = True
     _diff_wrt = True  # ∂/∂z_α is taken with respect to these objects
 
+    @_with_power
     def _latex(self, printer):
         return r"z_{%s}" % printer._print(self.args[0])
 
@@ -101,6 +111,7 @@ class GaussianExpectation(sp.Function):
     def labels(self) -> list:
         return integrand_labels(self.args[0])
 
+    @_with_power
     def _latex(self, printer):
         f, layer = self.args
         return r"\left\langle %s \right\rangle_{K^{(%s)}}" % (printer._print(f), printer._print(layer))
@@ -138,6 +149,7 @@ class InputGram(sp.Function):
 
     eval = classmethod(_canonical)  # sympy's construction hook (a classmethod named so)
 
+    @_with_power
     def _latex(self, printer):
         a, b = (printer._print(x) for x in self.args)
         return r"\frac{x_{%s}\cdot x_{%s}}{n_0}" % (a, b)
@@ -174,6 +186,7 @@ class LayerTensor(sp.Function):
     def labels(self) -> tuple:
         return self.args[1:]
 
+    @_with_power
     def _latex(self, printer):
         layer, *labels = self.args
         idx = " ".join(printer._print(a) for a in labels)
@@ -243,6 +256,7 @@ class PartialExpectation(sp.Function):
     is_commutative = True
     is_real = True
 
+    @_with_power
     def _latex(self, printer):
         f, layer, *betas = self.args
         ders = "".join(r"\partial_{%s}" % printer._print(b) for b in betas)
@@ -310,6 +324,7 @@ class BlobSum(sp.Function):
             total += term
         return sp.expand(total)
 
+    @_with_power
     def _latex(self, printer):
         tensor, *sites = self.args
         betas = " ".join(printer._print(b) for b in _summed(sites))

@@ -320,14 +320,14 @@ class RequestResult:
         for o in self.orders:
             terms = []
             for s in (s for s in self.structures if s.order == o):
-                d = " ".join(r"\delta_{%s}" % " ".join(map(str, b)) for b in s.deltas)
+                d = " ".join(r"\delta_{%s}" % " ".join(map(sp.latex, b)) for b in s.deltas)
                 c = "" if s.coefficient == 1 else sp.latex(s.coefficient) + " "
                 cls = s.recursion.target.func
-                terms.append(f"{d} {c}{cls.latex_name}_{{{' '.join(map(str, s.args))}}}")
+                terms.append(f"{d} {c}{cls.latex_name}_{{{' '.join(map(sp.latex, s.args))}}}".strip())
             pre = "" if o == 0 else r"\frac{1}{n}" if o == 1 else r"\frac{1}{n^{%d}}" % o
             parts.append(pre + r"\left[" + " + ".join(terms) + r"\right]")
         fields = r"\,".join(r"%s_{%s;%s}" % (self.rules.fields[leg.field].latex or leg.field,
-                                             " ".join(map(str, leg.neurons)), " ".join(map(str, leg.inputs)))
+                                             " ".join(map(sp.latex, leg.neurons)), " ".join(map(sp.latex, leg.inputs)))
                             for leg in req.legs)
         head = (r"\mathbb{E}_c" if req.connected else r"\mathbb{E}") + r"\left[" + fields + r"\right]"
         out = [head + " &= " + " + ".join(parts)]

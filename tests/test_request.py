@@ -82,7 +82,7 @@ def test_dNTK_request_is_P_and_Q():
     res = derive_request("E[dH(i0,i1,i2;a0,a1,a2) z(i3;a3)]")
     assert res.order == 1
     assert sorted(s.name for s in res.structures) == ["P", "Q", "Q"]
-    assert "P_{a0 a1 a2 a3}" in res.latex()
+    assert "P_{a_{0} a_{1} a_{2} a_{3}}" in res.latex()
 
 
 def test_power_counting_and_parity():
@@ -159,3 +159,10 @@ def test_cli_evaluate_request(tmp_path):
     assert main(["evaluate", "--request", "E[z(i1;a1) q(i2;a2)]", "--activation", "tanh", "--depth", "2",
                  "--width", "8", "--random", "2,3", "--out", str(tmp_path / "bad.json")]) == 2
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_latex_with_coinciding_input_labels():
+    """Coinciding labels square an activation inside an expectation: the LaTeX printer must cope."""
+    tex = derive_request("Ec[z(i;a1) z(i;a2) z(i;b) z(i;b)]").latex()
+    assert r"\left(\sigma_{b}\right)^{2}" in tex
+    assert r"\mathbb{E}_c\left[z_{i;a_{1}}" in tex
