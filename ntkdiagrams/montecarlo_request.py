@@ -21,7 +21,8 @@ import numpy as np
 
 from .cli_common import ModelSpec
 from .errors import InputError, UnsupportedError
-from .montecarlo import _SEED_TAG, _batch_sizes, _check_model, _make_reporter, network_chunks
+from .montecarlo import (_SEED_TAG, _batch_sizes, _bytes_per_network, _check_model, _make_reporter,
+                         network_chunks)
 from .montecarlo_networks import activation_derivatives, layer_objects, layer_widths
 from .wick import set_partitions
 
@@ -70,7 +71,7 @@ def sample_request(request, model: ModelSpec, pattern: dict, samples: int, *, se
               + "".join(letters[a] for a in sub_labels[B]) for B in subsets}
     triples = sorted({tuple(vals[i] for i in leg.neurons[1:]) for leg in req.legs if leg.field == "ddIH"})
     if chunk is None:
-        chunk = max(1, min(4096, int(2e8 // (8 * max(1, sum(widths)) * N ** (1 + 2 * order) * 4))))
+        chunk = int(max(1, min(4096, 256 * 2 ** 20 // _bytes_per_network(widths, N, fields - {"z"}))))
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), _SEED_TAG]))
     report = _make_reporter(progress)
     t0 = time.perf_counter()
