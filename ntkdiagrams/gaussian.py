@@ -133,6 +133,7 @@ the split rules dominate, not the factor evaluations.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import warnings
@@ -163,6 +164,9 @@ MERGE_TOL = 1e-14
 MAX_EDGE_ANGLE = math.radians(80.0)
 #: Number of (tuple × quadrature point) evaluations per vectorised chunk.
 CHUNK_POINTS = 1 << 21
+#: quadrature points per chunk of the fast path (arrays of ~1 MB: the innermost level makes
+#: ~20 passes over them, which is faster from cache than from memory)
+FAST_CHUNK_POINTS = 1 << 17
 
 #: diagnostics: simplices/tuples of the m = 3, 4 cone subdivision, tuples of the fast path
 _STATS = {"simplices": 0, "tuples": 0, "fast_tuples": 0}
@@ -187,6 +191,7 @@ class _Factor:
     zero_plus: bool         # g ≡ 0 on z > 0
     zero_minus: bool
     degree: int | None      # polynomial degree of the branches, None if not polynomial
+    expo: tuple | None = None  # (κ, R, d): g(z) = R(e^{κz}), R rational of degree d (see below)
 
 
 def _as_sympy(expr, what: str) -> sp.Basic:
@@ -220,6 +225,47 @@ def _branch(g: sp.Expr, sign: int) -> sp.Expr:
     b = g.subs(z, sign * zs)
     b = b.subs(zs, sign * z)
     return b
+
+
+_E = sp.Symbol("E_", positive=True)
+
+
+def _exponential_form(g: sp.Expr):
+    """(κ, R, d) with g(z) = R(e^{κz}) for a rational function R of degree d, or None.
+
+    tanh, sigmoid, their powers and derivatives have this form (tanh z = (E − 1)/(E + 1) with
+    E = e^{2z}, sech² z = 4E/(E + 1)²).  It gives an addition theorem,
+    g(μ + s v) = R(e^{κμ} · e^{κsv}), which the fast path uses to evaluate the factor on a
+    Gauss–Hermite level with one multiplication and a rational function per point instead of
+    a transcendental function."""
+    if g.is_polynomial(z):
+        return None
+    r = g.rewrite(sp.exp)
+    exps = [e for e in r.atoms(sp.exp) if e.has(z)]
+    if not exps:
+        return None
+    coefs = []
+    for e in exps:
+        c = sp.cancel(e.args[0] / z)
+        if c.free_symbols or not c.is_Rational:
+            return None
+        coefs.append(c)
+    kappa = functools.reduce(sp.gcd, coefs)
+    R = r.xreplace({e: _E ** (c / kappa) for e, c in zip(exps, coefs)})
+    if R.has(z):
+        return None
+    R = sp.cancel(sp.together(R))
+    num, den = sp.fraction(R)
+    if not (num.is_polynomial(_E) and den.is_polynomial(_E)):
+        return None
+    powers = [m[0] for q in (num, den) for m in sp.Poly(q, _E).monoms()]
+    step = functools.reduce(math.gcd, powers, 0) or 1
+    if step > 1:  # R(E) = R₂(E^step): use E^step as the variable
+        num, den = (q.xreplace({_E: _E ** sp.Rational(1, step)}) for q in (num, den))
+        kappa *= step
+    d = max(sp.degree(num, _E), sp.degree(den, _E))
+    R = sp.factor(num) / sp.factor(den)  # factored: fewer operations, no cancellation in (E - 1)²
+    return float(kappa), sp.lambdify(_E, R, "numpy"), int(d)
 
 
 @lru_cache(maxsize=512)
@@ -269,7 +315,8 @@ def _prepare_factor(e: sp.Expr) -> _Factor:
     fp = lambdify_z(plus)
     fm = fp if smooth else lambdify_z(minus)
     return _Factor(expr=e, delta=delta, at0=at0, plus=fp, minus=fm, smooth=smooth,
-                   zero_plus=(plus == 0), zero_minus=(minus == 0), degree=degree)
+                   zero_plus=(plus == 0), zero_minus=(minus == 0), degree=degree,
+                   expo=_exponential_form(plus) if smooth else None)
 
 
 # ----------------------------------------------------------------------------------------
@@ -624,8 +671,8 @@ def _integrate_1d(block: _Block, s: np.ndarray, n_r: int) -> np.ndarray:
     return v / math.sqrt(2 * math.pi)
 
 
-def _chunks(n: int, per: int):
-    step = max(1, CHUNK_POINTS // max(per, 1))
+def _chunks(n: int, per: int, points: int = CHUNK_POINTS):
+    step = max(1, points // max(per, 1))
     for a in range(0, n, step):
         yield slice(a, min(n, a + step))
 
@@ -762,6 +809,9 @@ FAST_GH_MAX = 0.2
 #: with spacing SPLIT_DC (the split is exact at the rounded point; the factor's zero crossing
 #: is then within SPLIT_DC/2 of the end point, which is all the rule needs).
 SPLIT_C, SPLIT_DC = 7.0, 0.05
+#: Bound on |κ z|·d for evaluating a factor R(e^{κz}) (R of degree d) by its addition
+#: theorem: E^d must stay far from overflow (e^709).
+EXPO_MAX_EXPONENT = 600.0
 #: Grid spacings (in μ and in s) of the table of the innermost conditional expectation
 #: G(μ, s) = E[f(μ + s ξ)], interpolated with 4 × 4-point Lagrange stencils.
 TABLE_H_MU, TABLE_H_S = 0.02, 0.02
@@ -821,6 +871,11 @@ def _split_rules2(n: int):
     cs, X, W = _split_rules(n)
     return (np.ascontiguousarray(np.concatenate([X, -X[::-1]], axis=1)),
             np.ascontiguousarray(np.concatenate([W, W[::-1]], axis=1)))
+
+
+def _split_index(c):
+    """Row of the split-rule tables for split points c (rounded to the grid)."""
+    return np.rint((np.clip(c, -SPLIT_C, SPLIT_C) + SPLIT_C) / SPLIT_DC).astype(np.intp)
 
 
 def _split_nodes(rules, c):
@@ -992,7 +1047,7 @@ def _integrate_fast_nodes(blocks, L, nodes, m, single):
         idx = np.nonzero(inv == gi)[0]
         rules = [_rule(int(d)) for d in key]
         per = int(_fast_cost(key[None])[0])
-        for sl in _chunks(idx.size, 3 * per):
+        for sl in _chunks(idx.size, per, FAST_CHUNK_POINTS):
             jobs.append((idx[sl], rules))
 
     def run(job):
@@ -1018,6 +1073,7 @@ def _pool():
     if _POOL is None:
         import os
         from concurrent.futures import ThreadPoolExecutor
+        _keep_heap()
         try:
             n = int(os.environ.get("NTKDIAGRAMS_THREADS", "0"))
         except ValueError:
@@ -1028,55 +1084,151 @@ def _pool():
     return _POOL or None
 
 
+#: bytes of free heap that glibc keeps at the top of the heap instead of returning them to
+#: the OS (M_TOP_PAD); see :func:`_keep_heap`
+HEAP_TOP_PAD = 64 << 20
+
+
+def _keep_heap() -> None:
+    """Ask glibc to keep HEAP_TOP_PAD bytes of freed heap (mallopt M_TOP_PAD) for this process.
+
+    The fast path allocates and frees arrays of ~1 MB many thousand times per layer.  By
+    default glibc hands such memory back to the OS and takes page faults to get it again; on
+    small virtual machines a fault costs ~5 µs, i.e. ~10 ns per float: more than the
+    arithmetic (measured: N = 16 four-point tensors 1.3–1.5× faster with the pad).  Set
+    NTKDIAGRAMS_KEEP_HEAP=0 to leave the allocator alone; without glibc nothing happens."""
+    import ctypes
+    import ctypes.util
+    import os
+    if os.environ.get("NTKDIAGRAMS_KEEP_HEAP", "1") == "0":
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-2, HEAP_TOP_PAD)  # M_TOP_PAD
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _block_on_nodes(block: _Block, mu: np.ndarray, s: np.ndarray, u: np.ndarray, sel) -> np.ndarray:
+    """Block j on a Gauss–Hermite level: Π_members f(α (μ + s u_k)) as (T, P, k), for the
+    running means μ (T, P), the slopes s (T, 1) and the level's nodes u (k,).
+
+    A factor with an exponential form f = R(e^{κz}) is evaluated by the addition theorem
+    R(e^{κα μ} e^{κα s u_k}): P + k exponentials per tuple instead of P·k tanh's."""
+    out = None
+    for f, a in block.members:
+        aa = a[sel][:, None]
+        v = None
+        if f.expo is not None:
+            kappa, R, d = f.expo
+            ka = kappa * aa
+            reach = np.max(np.abs(ka) * (np.max(np.abs(mu), axis=1, keepdims=True)
+                                         + np.abs(s) * np.max(np.abs(u))))
+            if reach * d <= EXPO_MAX_EXPONENT:  # E^d stays finite
+                v = R(np.exp(ka * mu)[..., None] * np.exp((ka * s) * u)[:, None, :])
+        if v is None:
+            zz = mu[..., None] + s[..., None] * u
+            v = f.plus(zz if np.all(aa == 1) else aa[..., None] * zz)
+            v = np.broadcast_to(v, mu.shape + u.shape)
+        out = np.array(v, dtype=float) if out is None else out * v
+    return out
+
+
+def _block_on_split(block: _Block, mu: np.ndarray, s: np.ndarray, U: np.ndarray, g: np.ndarray,
+                    sel) -> np.ndarray | None:
+    """Block j on a split-rule level, by the addition theorem of its exponential forms:
+    Π f(α(μ + s U[g])) = Π R(e^{κα μ} · e^{κα s U[g]}) with e^{κα s U} tabulated per tuple
+    over the rows of the rule bank (G × 2n exponentials per tuple instead of P × 2n tanh's).
+    None when a factor has no exponential form or E^d could overflow."""
+    T = mu.shape[0]
+    G = U.shape[0]
+    out = None
+    for f, a in block.members:
+        if f.expo is None:
+            return None
+        kappa, R, d = f.expo
+        ka = kappa * a[sel][:, None]
+        reach = np.max(np.abs(ka) * (np.max(np.abs(mu), axis=1, keepdims=True) + np.abs(s) * np.max(np.abs(U))))
+        if reach * d > EXPO_MAX_EXPONENT:
+            return None
+        tab = np.exp((ka * s)[:, :, None] * U[None]).reshape(T * G, -1)  # (T·G, 2n)
+        e = np.take(tab, g + (np.arange(T) * G)[:, None], axis=0)  # (T, P, 2n)
+        e *= np.exp(ka * mu)[..., None]
+        v = R(e)
+        out = v if out is None else out * v
+    return out
+
+
 def _nested(blocks, L, sel, rules, tab, M):
+    """Σ over the nested rules of Π_j f_j(z_j) (outer levels), times G(μ_last, s_last) read
+    from the table when ``tab`` is given.  L (T, m, m): Cholesky factors of the chunk's tuples.
+
+    The mean of the tabulated variable is carried in table units x = (μ + M)/h_μ, so that
+    the lookup needs no rescaling; array passes over the innermost level are what costs."""
     T, m = L.shape[0], L.shape[1]
+    outer = len(rules)
     wt = np.ones((T, 1))
     Mu = [np.zeros((T, 1)) for _ in range(m)]
-    outer = len(rules)
+    Lx = L
+    if tab is not None:
+        Mu[m - 1] += M / TABLE_H_MU
+        Lx = L.copy()
+        Lx[:, m - 1, :] /= TABLE_H_MU
     for j in range(outer):
         s = L[:, j, j][:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            c = np.where(s > 0, -Mu[j] / np.where(s > 0, s, 1.0), 0.0)
-        u, w = _split_nodes(rules[j], c)  # (T, P, 2n)
-        zj = Mu[j][..., None] + s[..., None] * u
-        wt = (wt[..., None] * w * _block_eval(blocks[j], zj, sel)).reshape(T, -1)
+        if rules[j][0].shape[0] == 1:  # Gauss–Hermite: the same k nodes at every point
+            u, w = rules[j][0][0], rules[j][1][0]
+            f = _block_on_nodes(blocks[j], Mu[j], s, u, sel)
+            f *= wt[..., None] * w
+            wt = f.reshape(T, -1)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                c = np.where(s > 0, -Mu[j] / np.where(s > 0, s, 1.0), 0.0)
+            g = _split_index(c)
+            U, W = rules[j]
+            u, w = U[g], W[g]  # (T, P, 2n)
+            f = None
+            if g.shape[1] > 2 * U.shape[0]:  # many points per tuple: tabulate e^{κ s u} per tuple
+                f = _block_on_split(blocks[j], Mu[j], s, U, g, sel)
+            if f is None:
+                f = _block_eval(blocks[j], Mu[j][..., None] + s[..., None] * u, sel)
+            f *= w
+            f *= wt[..., None]
+            wt = f.reshape(T, -1)
         for i in range(j + 1, m):
-            Mu[i] = (Mu[i][..., None] + L[:, i, j][:, None, None] * u).reshape(T, -1)
+            Mu[i] = (Mu[i][..., None] + Lx[:, i, j][:, None, None] * u).reshape(T, -1)
     if tab is None:
         return wt.sum(axis=1)
-    # innermost: G(μ, s) by 4-point Lagrange interpolation in s (per tuple) and in μ, on the
-    # window of table rows that the chunk's μ values need
+    # innermost: G(μ, s) by 4-point Lagrange interpolation in s (per tuple) and a cubic in μ
+    # on each table cell, on the window of table rows that the chunk's μ values need
     n_mu, n_s = tab.shape
     x = Mu[m - 1]
-    np.clip(x, -M, M, out=x)
-    x += M
-    x *= 1.0 / TABLE_H_MU
-    lo = max(int(x.min()) - 1, 0)
-    hi = min(int(x.max()) + 3, n_mu - 1)
-    if hi - lo < 4:
-        lo, hi = max(min(lo, n_mu - 5), 0), min(max(hi, lo + 4), n_mu - 1)
+    lo, hi = int(x.min()), int(x.max())
+    if lo < 1 or hi > n_mu - 3:  # beyond the table (weight < 1e-17): clamped
+        np.clip(x, 1.0, n_mu - 3.0, out=x)
+        lo, hi = int(x.min()), int(x.max())
+    lo, hi = lo - 1, hi + 2  # the 4-point stencil of cell i is rows i-1 … i+2
     xs = L[:, m - 1, m - 1] / TABLE_H_S + 1.0
     js = np.clip(np.floor(xs).astype(np.intp), 1, n_s - 3)
     ws = _lagrange4(xs - js)
     win = tab[lo:hi + 1]
     tt = sum(wk[:, None] * win[:, js + (k - 1)].T for k, wk in enumerate(ws))  # (T, nw)
     nw = tt.shape[1]
-    # cubic coefficients of the 4-point interpolant on each cell [i, i+1]
+    # cubic coefficients of the 4-point interpolant on each cell [i, i+1], as 4 planes
     ym, y0, y1, y2 = tt[:, :-3], tt[:, 1:-2], tt[:, 2:-1], tt[:, 3:]
     coef = np.stack([y0, -ym / 3 - y0 / 2 + y1 - y2 / 6, (ym + y1) / 2 - y0,
-                     (y0 - y1) / 2 + (y2 - ym) / 6], axis=-1).reshape(-1, 4)
+                     (y0 - y1) / 2 + (y2 - ym) / 6]).reshape(4, -1)
     i0 = x.astype(np.intp)
-    np.clip(i0, lo + 1, lo + nw - 3, out=i0)
     x -= i0
     i0 += (np.arange(T) * (nw - 3) - 1 - lo)[:, None]
-    cf = coef[i0]  # (T, P, 4)
-    g = cf[..., 3] * x
-    g += cf[..., 2]
-    g *= x
-    g += cf[..., 1]
-    g *= x
-    g += cf[..., 0]
-    return np.einsum("tp,tp->t", wt, g)
+    c0, c1, c2, c3 = np.take(coef, i0, axis=1)  # 4 × (T, P), contiguous
+    c3 *= x
+    c3 += c2
+    c3 *= x
+    c3 += c1
+    c3 *= x
+    c3 += c0
+    return np.einsum("tp,tp->t", wt, c3)
 
 
 # ----------------------------------------------------------------------------------------
@@ -1168,7 +1320,11 @@ def expectation_tensor(factors, K, *, degree=None, method="auto") -> np.ndarray:
     for slots in groups.values():
         if len(slots) > 1:
             canon[:, slots] = np.sort(canon[:, slots], axis=1)
-    uniq, inv = np.unique(canon, axis=0, return_inverse=True)
+    # unique rows through one integer key per tuple (np.unique(axis=0) sorts structured rows,
+    # ~0.15 s for N = 16, k = 4)
+    key = np.ravel_multi_index(canon.T, (N,) * k)
+    ukey, inv = np.unique(key, return_inverse=True)
+    uniq = np.stack(np.unravel_index(ukey, (N,) * k), axis=1)
     vals = np.empty(uniq.shape[0])
     per = 4096
     for a in range(0, uniq.shape[0], per):

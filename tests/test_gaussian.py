@@ -468,3 +468,54 @@ def test_fast_pairs_smooth_derivatives():
         fast = expectation_tensor(facs, K)
         exact = expectation_tensor(facs, K, method="exact", degree=60)
         assert _rel(fast, exact, 1e-3 * np.max(np.abs(exact))) < 1e-9, facs
+
+
+@pytest.mark.parametrize("expr, kappa", [
+    (sp.tanh(z), 2.0), (1 - sp.tanh(z) ** 2, 2.0), (sp.diff(sp.tanh(z), z, 3), 2.0),
+    (1 / (1 + sp.exp(-z)), -1.0), (sp.tanh(2 * z) / 2, 4.0), (sp.exp(z) * sp.tanh(z), 1.0)])
+def test_exponential_form(expr, kappa):
+    """f(z) = R(e^{κz}) with R rational: the addition theorem used by the fast path."""
+    from ntkdiagrams.gaussian import _exponential_form
+    k, R, d = _exponential_form(expr)
+    assert k == kappa and d >= 1
+    x = np.linspace(-40, 40, 161)
+    f = sp.lambdify(z, expr, "numpy")
+    assert np.max(np.abs(R(np.exp(k * x)) - f(x))) < 1e-14 * max(1.0, np.max(np.abs(f(x))))
+
+
+@pytest.mark.parametrize("expr", [sp.erf(z), sp.log(1 + sp.exp(z)), z * sp.tanh(z), sp.sin(z),
+                                  z ** 3, sp.tanh(z) + sp.erf(z)])
+def test_exponential_form_absent(expr):
+    from ntkdiagrams.gaussian import _exponential_form
+    assert _exponential_form(expr) is None
+
+
+def test_addition_theorem_path_equals_direct(monkeypatch):
+    """The fast path evaluates tanh-type factors through R(e^{κμ} e^{κ s u}) on Gauss–Hermite
+    and on split levels; with that switched off (EXPO_MAX_EXPONENT = 0: every factor is
+    evaluated directly) the tensor agrees to rounding, for tanh⁴ and tanh·tanh·sech²·sech² on a
+    kernel with moderate and strong correlations."""
+    import ntkdiagrams.gaussian as g
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((6, 3))
+    X[1:3] = X[0] + 0.15 * rng.standard_normal((2, 3))  # three strongly correlated inputs
+    K = 0.1 + 0.9 * X @ X.T / 3
+    K *= 0.8 / np.max(np.diag(K))  # variances ≤ 0.8: the fast path
+    sech2 = 1 - sp.tanh(z) ** 2
+    cases = ([sp.tanh(z)] * 4, [sp.tanh(z), sp.tanh(z), sech2, sech2])
+    used = {"split": 0, "gh": 0}
+
+    def counting(name, fn):
+        def wrapped(*args):
+            out = fn(*args)
+            used[name] += out is not None
+            return out
+        return wrapped
+    monkeypatch.setattr(g, "_block_on_split", counting("split", g._block_on_split))
+    monkeypatch.setattr(g, "_block_on_nodes", counting("gh", g._block_on_nodes))
+    new = [expectation_tensor(f, K) for f in cases]
+    assert used["split"] > 0 and used["gh"] > 0, used
+    monkeypatch.setattr(g, "EXPO_MAX_EXPONENT", 0.0)
+    old = [expectation_tensor(f, K) for f in cases]
+    for a, b in zip(new, old):
+        assert np.max(np.abs(a - b)) < 1e-13 * np.max(np.abs(b))
