@@ -815,6 +815,9 @@ EXPO_MAX_EXPONENT = 600.0
 #: Grid spacings (in μ and in s) of the table of the innermost conditional expectation
 #: G(μ, s) = E[f(μ + s ξ)], interpolated with 4 × 4-point Lagrange stencils.
 TABLE_H_MU, TABLE_H_S = 0.02, 0.02
+#: The table lookup clamps μ to ± TABLE_REACH standard deviations of μ (nodes beyond carry
+#: a weight < e^{-TABLE_REACH²/2} ≈ 3e-18).
+TABLE_REACH = 9.0
 #: Nodes per side used to build the G(μ, s) table.
 TABLE_DEGREE = 24
 
@@ -1110,8 +1113,9 @@ def _keep_heap() -> None:
 
 
 def _block_on_nodes(block: _Block, mu: np.ndarray, s: np.ndarray, u: np.ndarray, sel) -> np.ndarray:
-    """Block j on a Gauss–Hermite level: Π_members f(α (μ + s u_k)) as (T, P, k), for the
-    running means μ (T, P), the slopes s (T, 1) and the level's nodes u (k,).
+    """Block j on a Gauss–Hermite level: Π_members f(α (μ + s u_k)) as (T, k, P) (node-major:
+    numpy broadcasts fast along the long axis), for the running means μ (T, P), the slopes
+    s (T, 1) and the level's nodes u (k,).
 
     A factor with an exponential form f = R(e^{κz}) is evaluated by the addition theorem
     R(e^{κα μ} e^{κα s u_k}): P + k exponentials per tuple instead of P·k tanh's."""
@@ -1125,11 +1129,11 @@ def _block_on_nodes(block: _Block, mu: np.ndarray, s: np.ndarray, u: np.ndarray,
             reach = np.max(np.abs(ka) * (np.max(np.abs(mu), axis=1, keepdims=True)
                                          + np.abs(s) * np.max(np.abs(u))))
             if reach * d <= EXPO_MAX_EXPONENT:  # E^d stays finite
-                v = R(np.exp(ka * mu)[..., None] * np.exp((ka * s) * u)[:, None, :])
+                v = R(np.exp(ka * mu)[:, None, :] * np.exp((ka * s) * u)[:, :, None])
         if v is None:
-            zz = mu[..., None] + s[..., None] * u
+            zz = mu[:, None, :] + (s * u)[:, :, None]
             v = f.plus(zz if np.all(aa == 1) else aa[..., None] * zz)
-            v = np.broadcast_to(v, mu.shape + u.shape)
+            v = np.broadcast_to(v, (mu.shape[0], u.size, mu.shape[1]))
         out = np.array(v, dtype=float) if out is None else out * v
     return out
 
@@ -1178,10 +1182,13 @@ def _nested(blocks, L, sel, rules, tab, M):
         s = L[:, j, j][:, None]
         if rules[j][0].shape[0] == 1:  # Gauss–Hermite: the same k nodes at every point
             u, w = rules[j][0][0], rules[j][1][0]
-            f = _block_on_nodes(blocks[j], Mu[j], s, u, sel)
-            f *= wt[..., None] * w
+            f = _block_on_nodes(blocks[j], Mu[j], s, u, sel)  # (T, k, P)
+            f *= wt[:, None, :]
+            f *= w[None, :, None]
             wt = f.reshape(T, -1)
-        else:
+            for i in range(j + 1, m):
+                Mu[i] = (Mu[i][:, None, :] + (Lx[:, i, j][:, None] * u)[:, :, None]).reshape(T, -1)
+        else:  # split rule: nodes depend on the point through the split c = -μ_j/s_j
             with np.errstate(divide="ignore", invalid="ignore"):
                 c = np.where(s > 0, -Mu[j] / np.where(s > 0, s, 1.0), 0.0)
             g = _split_index(c)
@@ -1195,14 +1202,18 @@ def _nested(blocks, L, sel, rules, tab, M):
             f *= w
             f *= wt[..., None]
             wt = f.reshape(T, -1)
-        for i in range(j + 1, m):
-            Mu[i] = (Mu[i][..., None] + Lx[:, i, j][:, None, None] * u).reshape(T, -1)
+            for i in range(j + 1, m):
+                Mu[i] = (Mu[i][..., None] + Lx[:, i, j][:, None, None] * u).reshape(T, -1)
     if tab is None:
         return wt.sum(axis=1)
     # innermost: G(μ, s) by 4-point Lagrange interpolation in s (per tuple) and a cubic in μ
     # on each table cell, on the window of table rows that the chunk's μ values need
     n_mu, n_s = tab.shape
     x = Mu[m - 1]
+    # nodes whose μ lies beyond TABLE_REACH standard deviations of μ carry a weight
+    # < e^{-TABLE_REACH²/2} (Cauchy–Schwarz on u): clamp them, which keeps the window small
+    reach = TABLE_REACH * np.sqrt(np.sum(L[:, m - 1, :m - 1] ** 2, axis=1))[:, None] / TABLE_H_MU
+    np.clip(x, M / TABLE_H_MU - reach, M / TABLE_H_MU + reach, out=x)
     lo, hi = int(x.min()), int(x.max())
     if lo < 1 or hi > n_mu - 3:  # beyond the table (weight < 1e-17): clamped
         np.clip(x, 1.0, n_mu - 3.0, out=x)
@@ -1214,21 +1225,21 @@ def _nested(blocks, L, sel, rules, tab, M):
     win = tab[lo:hi + 1]
     tt = sum(wk[:, None] * win[:, js + (k - 1)].T for k, wk in enumerate(ws))  # (T, nw)
     nw = tt.shape[1]
-    # cubic coefficients of the 4-point interpolant on each cell [i, i+1], as 4 planes
+    # cubic coefficients of the 4-point interpolant on each cell [i, i+1]
     ym, y0, y1, y2 = tt[:, :-3], tt[:, 1:-2], tt[:, 2:-1], tt[:, 3:]
     coef = np.stack([y0, -ym / 3 - y0 / 2 + y1 - y2 / 6, (ym + y1) / 2 - y0,
-                     (y0 - y1) / 2 + (y2 - ym) / 6]).reshape(4, -1)
+                     (y0 - y1) / 2 + (y2 - ym) / 6], axis=-1).reshape(-1, 4)
     i0 = x.astype(np.intp)
     x -= i0
     i0 += (np.arange(T) * (nw - 3) - 1 - lo)[:, None]
-    c0, c1, c2, c3 = np.take(coef, i0, axis=1)  # 4 × (T, P), contiguous
-    c3 *= x
-    c3 += c2
-    c3 *= x
-    c3 += c1
-    c3 *= x
-    c3 += c0
-    return np.einsum("tp,tp->t", wt, c3)
+    cf = np.take(coef, i0, axis=0)  # (T, P, 4): one row per point
+    g = cf[..., 3] * x
+    g += cf[..., 2]
+    g *= x
+    g += cf[..., 1]
+    g *= x
+    g += cf[..., 0]
+    return np.einsum("tp,tp->t", wt, g)
 
 
 # ----------------------------------------------------------------------------------------
