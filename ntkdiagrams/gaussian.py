@@ -124,12 +124,25 @@ machine).  Before the fast path (method="exact", unloaded): tanh k = 3 / 4 at N 
     tanh, tanh', gelu, tanh     4   0.038s  1.5s    34s
     relu (equal)                4   0.058s  1.65s   32s   (exact method, unchanged)
 
-(The table above predates the per-coordinate node counts.)  Now, ⟨tanh⁴⟩ on the N = 16 kernels
-K^(2), K^(5), K^(20) of scripts/bench_evaluate.py's tanh case: 2.35 s, 1.24 s, 0.39 s (load
-average ~2.7 on 2 cores; without the per-tuple choice of order 3.9 s, 2.6 s, 0.75 s).  The k = 4, N = 16 targets (≪ 0.25 s) are still not met: the fast path needs (2n)³ ≈ 8e3 … 2e4
-points per 4-variable tuple (1820 sorted tuples for equal factors, 43680 for four distinct
-factors).  Profile: the table interpolation of the innermost integral and the gathers of
-the split rules dominate, not the factor evaluations.
+(The table above predates the per-coordinate node counts.)  ⟨tanh⁴⟩ on the N = 16 kernels
+K^(1) … K^(19) of scripts/bench_evaluate.py's tanh case (the whole V recursion of
+bench_evaluate's N = 16, L = 20), one thread, quiet machine: 17 s before the changes of 5.,
+10–11 s after; per layer 1.0–1.4 s at K^(1), K^(2), 0.2 s at K^(19).  Repeated timings of one
+call vary by ±20 % on this machine, so changes below that are not resolved.
+
+5. **Cost per point** (what made it ~1.6× cheaper; kept in mind for further work).  The
+   innermost outer level and the table lookup run ~25 array passes over all points of a
+   chunk; a pass costs ~0.4 ns per float from cache, but
+   * a fresh array of ≥ 128 KB costs ~10 ns per float in page faults when glibc has given
+     the memory back to the OS: :func:`_keep_heap` sets M_TOP_PAD (64 MB);
+   * fancy indexing ``coef[i0]`` costs 22 ns per point, ``np.take(coef, i0, axis=0)`` 1.8;
+   * broadcasting with a short inner axis (the k nodes of a level) costs ~2 ns per float:
+     Gauss–Hermite levels are laid out node-major, (T, k, P);
+   * tanh costs 16 ns per float, exp 7.5: factors with an exponential form f = R(e^{κz})
+     (tanh, sigmoid, their powers and derivatives; :func:`_exponential_form`) are evaluated
+     by the addition theorem R(e^{κμ}·e^{κsu}), with the exponentials per tuple and per
+     parent point, never per point;
+   * two threads gain only ~1.3× (the GIL between ~60 array calls per chunk).
 """
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="N up to 4 only")
     p.add_argument("--max-n", type=int, default=16)
     p.add_argument("--kgv-only", action="store_true", help="only the K, G1, V cases (tanh, relu)")
+    p.add_argument("--activation", choices=["tanh", "relu"], help="only this activation")
     args = p.parse_args()
     t0 = time.perf_counter()
     for t in ("K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F"):
@@ -30,6 +31,8 @@ def main():
              ("tanh", ["K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F"])]
     if args.kgv_only:
         cases = cases[:2]
+    if args.activation:
+        cases = [c for c in cases if c[0] == args.activation]
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     print(f"{'activation':10s} {'stats':26s} {'L':>3s} {'N':>3s} {'time':>9s} {'peak MB':>8s} {'out MB':>7s}")
     for act, stats in cases:
