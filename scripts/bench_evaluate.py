@@ -1,11 +1,13 @@
 """Benchmark: time to evaluate derived recursions versus the number of inputs N and depth L.
 
-Prints one line per (activation, statistics, L, N): wall time, the time spent deriving (once per
-process, then cached on disk), and the peak Python memory (tracemalloc) relative to the size of
-the output tensors.  Run:  python3 scripts/bench_evaluate.py [--quick]
+Prints one line per (activation, statistics, L, N): wall time, the process's peak resident memory
+so far (ru_maxrss), and the size of the output tensors.  ``--memory`` also traces the peak Python
+memory of each call with tracemalloc; that slows the fast path's many array allocations down by
+up to 3×, so its times are not comparable.  Run:  python3 scripts/bench_evaluate.py [--quick]
 """
 import argparse
 import os
+import resource
 import time
 import tracemalloc
 
@@ -21,6 +23,7 @@ def main():
     p.add_argument("--max-n", type=int, default=16)
     p.add_argument("--kgv-only", action="store_true", help="only the K, G1, V cases (tanh, relu)")
     p.add_argument("--activation", choices=["tanh", "relu"], help="only this activation")
+    p.add_argument("--memory", action="store_true", help="trace peak memory per call (slower)")
     args = p.parse_args()
     t0 = time.perf_counter()
     for t in ("K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F"):
@@ -34,19 +37,24 @@ def main():
     if args.activation:
         cases = [c for c in cases if c[0] == args.activation]
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
-    print(f"{'activation':10s} {'stats':26s} {'L':>3s} {'N':>3s} {'time':>9s} {'peak MB':>8s} {'out MB':>7s}")
+    mem = "traced MB" if args.memory else "maxrss MB"
+    print(f"{'activation':10s} {'stats':26s} {'L':>3s} {'N':>3s} {'time':>9s} {mem:>9s} {'out MB':>7s}")
     for act, stats in cases:
         for L in (5, 20):
             for N in ns:
                 x = np.random.default_rng(0).standard_normal((N, 3)) / np.sqrt(3)
-                tracemalloc.start()
+                if args.memory:
+                    tracemalloc.start()
                 t = time.perf_counter()
                 layers = evaluate(act, L, x, cb=0.1, cw=1.5 if act == "tanh" else 2.0, stats=stats)
                 dt = time.perf_counter() - t
-                peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
-                tracemalloc.stop()
+                if args.memory:
+                    peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
+                    tracemalloc.stop()
+                else:
+                    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 out = sum(a.nbytes for layer in layers for k, a in layer.items() if k != "layer") / 2 ** 20
-                print(f"{act:10s} {','.join(stats):26s} {L:3d} {N:3d} {dt:8.2f}s {peak:8.1f} {out:7.2f}"
+                print(f"{act:10s} {','.join(stats):26s} {L:3d} {N:3d} {dt:8.2f}s {peak:9.1f} {out:7.2f}"
                       f"   load {os.getloadavg()[0]:.1f}", flush=True)
                 if dt > 120:
                     break
