@@ -251,6 +251,13 @@ def _exponential_form(g: sp.Expr):
     g(μ + s v) = R(e^{κμ} · e^{κsv}), which the fast path uses to evaluate the factor on a
     Gauss–Hermite level with one multiplication and a rational function per point instead of
     a transcendental function."""
+    try:
+        return _exponential_form_of(g)
+    except (sp.PolynomialError, TypeError, ValueError, NotImplementedError, AttributeError):
+        return None  # sympy could not bring it into that form: factors are evaluated directly
+
+
+def _exponential_form_of(g: sp.Expr):
     if g.is_polynomial(z):
         return None
     r = g.rewrite(sp.exp)
@@ -900,7 +907,7 @@ def _split_nodes(rules, c):
     U, W = rules
     if U.shape[0] == 1:
         return U[0], W[0]
-    g = np.rint((np.clip(c, -SPLIT_C, SPLIT_C) + SPLIT_C) / SPLIT_DC).astype(np.intp)
+    g = _split_index(c)
     return U[g], W[g]
 
 
