@@ -1141,21 +1141,23 @@ def _block_on_nodes(block: _Block, mu: np.ndarray, s: np.ndarray, u: np.ndarray,
     R(e^{κα μ} e^{κα s u_k}): P + k exponentials per tuple instead of P·k tanh's."""
     out = None
     for f, a in block.members:
-        aa = a[sel][:, None]
-        v = None
-        if f.expo is not None:
-            kappa, R, d = f.expo
-            ka = kappa * aa
-            reach = np.max(np.abs(ka) * (np.max(np.abs(mu), axis=1, keepdims=True)
-                                         + np.abs(s) * np.max(np.abs(u))))
-            if reach * d <= EXPO_MAX_EXPONENT:  # E^d stays finite
-                v = R(np.exp(ka * mu)[:, None, :] * np.exp((ka * s) * u)[:, :, None])
-        if v is None:
-            zz = mu[:, None, :] + (s * u)[:, :, None]
-            v = f.plus(zz if np.all(aa == 1) else aa[..., None] * zz)
-            v = np.broadcast_to(v, (mu.shape[0], u.size, mu.shape[1]))
-        out = np.array(v, dtype=float) if out is None else out * v
+        ka = _expo_scale(f, a[sel], mu, s, u)
+        if ka is not None:
+            v = f.expo[1](np.exp(ka * mu)[:, None, :] * np.exp((ka * s) * u)[:, :, None])
+        else:
+            v = _block_eval(_Block([(f, a)]), mu[:, None, :] + (s * u)[:, :, None], sel)
+        out = v if out is None else out * v
     return out
+
+
+def _expo_scale(f: _Factor, a: np.ndarray, mu: np.ndarray, s: np.ndarray, u: np.ndarray):
+    """κα (T, 1) for evaluating f(α(μ + s u)) as R(e^{κα μ} e^{κα s u}), or None when f has
+    no exponential form or E^d could overflow (|κα z|·d > EXPO_MAX_EXPONENT)."""
+    if f.expo is None:
+        return None
+    ka = f.expo[0] * a[:, None]
+    reach = np.max(np.abs(ka) * (np.max(np.abs(mu), axis=1, keepdims=True) + np.abs(s) * np.max(np.abs(u))))
+    return ka if reach * f.expo[2] <= EXPO_MAX_EXPONENT else None
 
 
 def _block_on_split(block: _Block, mu: np.ndarray, s: np.ndarray, U: np.ndarray, g: np.ndarray,
@@ -1168,17 +1170,13 @@ def _block_on_split(block: _Block, mu: np.ndarray, s: np.ndarray, U: np.ndarray,
     G = U.shape[0]
     out = None
     for f, a in block.members:
-        if f.expo is None:
-            return None
-        kappa, R, d = f.expo
-        ka = kappa * a[sel][:, None]
-        reach = np.max(np.abs(ka) * (np.max(np.abs(mu), axis=1, keepdims=True) + np.abs(s) * np.max(np.abs(U))))
-        if reach * d > EXPO_MAX_EXPONENT:
+        ka = _expo_scale(f, a[sel], mu, s, U)
+        if ka is None:
             return None
         tab = np.exp((ka * s)[:, :, None] * U[None]).reshape(T * G, -1)  # (T·G, 2n)
         e = np.take(tab, g + (np.arange(T) * G)[:, None], axis=0)  # (T, P, 2n)
         e *= np.exp(ka * mu)[..., None]
-        v = R(e)
+        v = f.expo[1](e)
         out = v if out is None else out * v
     return out
 
