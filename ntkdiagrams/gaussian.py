@@ -850,12 +850,17 @@ def _is_polynomial(blocks) -> bool:
     return all(f.degree is not None for b in blocks for f, _ in b.members)
 
 
-@lru_cache(maxsize=16)
-def _split_rules(n: int):
-    """Gauss rules of the weight φ(u) = e^{-u²/2}/√(2π) on [c, ∞) for the grid of c.
+#: The three-term recurrence of the split weights is computed once up to this many terms
+#: (every rule of the ladders and the table); a rule with more nodes computes its own.
+SPLIT_RECURRENCE_TERMS = 40
 
-    Returns (c (G,), nodes (G, n), weights (G, n)); the weights sum to P(ξ > c).  Built by
-    the discretised Stieltjes procedure on a 400-point Gauss–Legendre discretisation."""
+
+@lru_cache(maxsize=4)
+def _split_recurrence(n: int):
+    """Recurrence coefficients (α_k, β_k), k < n, of the orthonormal polynomials of the weight
+    φ(u) on [c, ∞) for the grid of split points c, and the masses P(ξ > c): the discretised
+    Stieltjes procedure on a 400-point Gauss–Legendre discretisation.  The coefficients of
+    index k do not depend on n, so every rule with ≤ n nodes shares them."""
     from scipy.special import roots_legendre
 
     cs = np.arange(-SPLIT_C, SPLIT_C + SPLIT_DC / 2, SPLIT_DC)
@@ -879,10 +884,21 @@ def _split_rules(n: int):
         sc = np.sqrt(norm)
         p, p_prev = p / sc[:, None], p_prev / sc[:, None]
         norm, norm_prev = norm / sc ** 2, norm_prev / sc ** 2
+    return cs, alpha, beta, mass
+
+
+@lru_cache(maxsize=16)
+def _split_rules(n: int):
+    """Gauss rules of the weight φ(u) = e^{-u²/2}/√(2π) on [c, ∞) for the grid of c.
+
+    Returns (c (G,), nodes (G, n), weights (G, n)); the weights sum to P(ξ > c).  The
+    eigenvalues of the n × n Jacobi matrices of :func:`_split_recurrence` (Golub–Welsch)."""
+    cs, alpha, beta, mass = _split_recurrence(max(n, SPLIT_RECURRENCE_TERMS))
+    G = cs.size
     J = np.zeros((G, n, n))
     i = np.arange(n)
-    J[:, i, i] = alpha
-    J[:, i[1:], i[:-1]] = J[:, i[:-1], i[1:]] = np.sqrt(beta[:, 1:])
+    J[:, i, i] = alpha[:, :n]
+    J[:, i[1:], i[:-1]] = J[:, i[:-1], i[1:]] = np.sqrt(beta[:, 1:n])
     ev, V = np.linalg.eigh(J)
     return cs, ev, mass[:, None] * V[:, 0, :] ** 2
 
