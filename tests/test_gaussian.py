@@ -476,11 +476,20 @@ def test_fast_pairs_smooth_derivatives():
 def test_exponential_form(expr, kappa):
     """f(z) = R(e^{κz}) with R rational: the addition theorem used by the fast path."""
     from ntkdiagrams.gaussian import _exponential_form
-    k, R, d = _exponential_form(expr)
+    from ntkdiagrams.gaussian_jit import exponential_coefficients
+    e = _exponential_form(expr)
+    k, R, d = e.kappa, e.R, e.degree
     assert k == kappa and d >= 1
     x = np.linspace(-40, 40, 161)
     f = sp.lambdify(z, expr, "numpy")
-    assert np.max(np.abs(R(np.exp(k * x)) - f(x))) < 1e-14 * max(1.0, np.max(np.abs(f(x))))
+    scale = max(1.0, np.max(np.abs(f(x))))
+    assert np.max(np.abs(R(np.exp(k * x)) - f(x))) < 1e-14 * scale
+    # the coefficient form of the compiled kernel: P(E)/Q(E) with E = e^{-|κx|} ≤ 1
+    c = exponential_coefficients(e.num, e.den, d)
+    E = np.exp(-np.abs(k * x))
+    r = np.where(k * x <= 0, 0, 2)
+    P, Q = (sum(c[r + q, i] * E ** i for i in range(d + 1)) for q in (0, 1))
+    assert np.max(np.abs(P / Q - f(x))) < 1e-13 * scale
 
 
 @pytest.mark.parametrize("expr", [sp.erf(z), sp.log(1 + sp.exp(z)), z * sp.tanh(z), sp.sin(z),
@@ -494,8 +503,10 @@ def test_addition_theorem_path_equals_direct(monkeypatch):
     """The fast path evaluates tanh-type factors through R(e^{κμ} e^{κ s u}) on Gauss–Hermite
     and on split levels; with that switched off (EXPO_MAX_EXPONENT = 0: every factor is
     evaluated directly) the tensor agrees to rounding, for tanh⁴ and tanh·tanh·sech²·sech² on a
-    kernel with moderate and strong correlations."""
+    kernel with moderate and strong correlations.  (The numpy path; the compiled kernel has
+    its own tests in test_gaussian_jit.py.)"""
     import ntkdiagrams.gaussian as g
+    monkeypatch.setenv("NTKDIAGRAMS_JIT", "0")
     rng = np.random.default_rng(3)
     X = rng.standard_normal((6, 3))
     X[1:3] = X[0] + 0.15 * rng.standard_normal((2, 3))  # three strongly correlated inputs
