@@ -994,10 +994,16 @@ def _effective_variance(blocks, C) -> np.ndarray:
     return veff
 
 
-def _slopes(blocks, L) -> np.ndarray:
+def _block_scales(blocks) -> np.ndarray:
+    """A[t, k] = max |α| over the members of block k."""
+    return np.stack([np.max(np.stack([np.abs(a) for _, a in b.members]), axis=0) for b in blocks],
+                    axis=1)
+
+
+def _slopes(blocks, L, scales=None) -> np.ndarray:
     """S[t, k, j] = |L_kj| · max |α| over the members of block k: how fast factor k varies
     along the Cholesky coordinate u_j."""
-    amax = np.stack([np.max(np.stack([np.abs(a) for _, a in b.members]), axis=0) for b in blocks], axis=1)
+    amax = _block_scales(blocks) if scales is None else scales
     return np.abs(L) * amax[:, :, None]
 
 
@@ -1057,7 +1063,8 @@ def _integrate_fast(blocks: list[_Block], C: np.ndarray, degree, veff, slack=Non
     if degree is None:
         sl = FAST_SLACK[m] if slack is None else slack
         split_ladder = FAST_LADDER_M2 if m == 2 else FAST_LADDER
-        nodes = _fast_nodes(_slopes(blocks, L), outer, sl, split_ladder)
+        scales = _block_scales(blocks)
+        nodes = _fast_nodes(_slopes(blocks, L, scales), outer, sl, split_ladder)
         # identical single unscaled factors may be taken in any order: per tuple, the order
         # of those slots with the fewest quadrature points
         same = [j for j, b in enumerate(blocks) if len(b.members) == 1
@@ -1074,8 +1081,9 @@ def _integrate_fast(blocks: list[_Block], C: np.ndarray, degree, veff, slack=Non
             P = len(orders)
             Cp = np.concatenate([C[:, o][:, :, o] for o in orders])
             Cp, Lp = _cholesky_jittered(Cp, m)
-            bp = [_Block([(f, np.tile(a, P)) for f, a in b.members]) for b in blocks]
-            nodes_p = _fast_nodes(_slopes(bp, Lp), outer, sl, split_ladder)
+            # the blocks do not move (only identical unscaled slots are exchanged)
+            nodes_p = _fast_nodes(_slopes(blocks, Lp, np.tile(scales, (P, 1))), outer, sl,
+                                  split_ladder)
             cost_p = _fast_cost(nodes_p).reshape(P, n)
             # the first order with the fewest points (ties: the order tried first)
             cost = _fast_cost(nodes)

@@ -13,7 +13,7 @@ the same: level j of tuple t uses the rule ``codes[t, j]`` of a flattened bank (
 one row; split rule: the row of the split c = −μ_j/L_jj, rounded to the split grid, picked
 per parent point); F_j is the product of the block's factors f(α z_j); G(μ, s) = E[f(μ + s ξ)]
 is the 4 × 4-point Lagrange interpolant of the same table (its cubic coefficients in μ are
-computed on first use, per table cell and tuple).  So the two paths agree to rounding
+computed per tuple on the cells within TABLE_REACH standard deviations of μ).  So the two paths agree to rounding
 (tests/test_gaussian_jit.py: 1e-13 relative).
 
 Factors.  Only factors with an exponential form f(z) = P(E)/Q(E), E = e^{κz}, P and Q
@@ -113,35 +113,17 @@ if nb is not None:
         return (-x * (x - 1) * (x - 2) / 6, (x + 1) * (x - 1) * (x - 2) / 2,
                 -(x + 1) * x * (x - 2) / 2, (x + 1) * x * (x - 1) / 6)
 
-    @_inline
-    def _cell(cells, cell_stamp, stamp, i, tab, js, ws):
-        """Cubic coefficients (in x − i) of the interpolant on table cell i, once per tuple:
-        rows i−1 … i+2, each interpolated in s with the weights ws at columns js−1 … js+2."""
-        c = i
-        if cell_stamp[c] != stamp:
-            y0 = y1 = y2 = y3 = 0.0
-            for q in range(4):
-                y0 += ws[q] * tab[i - 1, js - 1 + q]
-                y1 += ws[q] * tab[i, js - 1 + q]
-                y2 += ws[q] * tab[i + 1, js - 1 + q]
-                y3 += ws[q] * tab[i + 2, js - 1 + q]
-            cells[c, 0] = y1
-            cells[c, 1] = -y0 * (1 / 3) - y1 * 0.5 + y2 - y3 * (1 / 6)
-            cells[c, 2] = (y0 + y2) * 0.5 - y1
-            cells[c, 3] = (y1 - y2) * 0.5 + (y3 - y0) * (1 / 6)
-            cell_stamp[c] = stamp
-
     @_njit
     def _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha, fac_kappa,
                    fac_deg, fac_coef, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc,
-                   cells, cell_stamp, eu, eu_stamp, f, e, num, den, idx, off, wt, mu, ws):
+                   cells, y, eu, eu_stamp, f, e, num, den, idx, off, wt, mu, ws):
         """E_t.  The parent levels 0 … J−1 (J = outer − 1) are walked depth-first with an
         explicit stack (node index, rule offset, weight and running means per level); the
         last outer level J is summed in the inner loop, with the table lookup when tv ≥ 0.
 
         The remaining arguments are scratch arrays of the calling thread, reused from tuple
-        to tuple: table cells and e^{κα s u} rows are valid for this tuple where their
-        stamp is t + 1, so nothing needs clearing."""
+        to tuple; a row of e^{κα s u} is valid for this tuple where its stamp is t + 1, so
+        nothing needs clearing."""
         n_mu, n_s = tab.shape
         js = 1
         lo = hi = 0.0
@@ -155,6 +137,17 @@ if nb is not None:
             rr = reach * math.sqrt(sd) / h_mu
             lo = max(M / h_mu - rr, 1.0)
             hi = min(M / h_mu + rr, n_mu - 3.0)
+            # cubic coefficients (in x − i) of the interpolant on every table cell i the tuple
+            # can reach, through the rows y_{i−1} … y_{i+2} interpolated in s
+            for i in range(int(lo) - 1, int(hi) + 3):
+                y[i] = (ws[0] * tab[i, js - 1] + ws[1] * tab[i, js] + ws[2] * tab[i, js + 1]
+                        + ws[3] * tab[i, js + 2])
+            for i in range(int(lo), int(hi) + 1):
+                y0, y1, y2, y3 = y[i - 1], y[i], y[i + 1], y[i + 2]
+                cells[i, 0] = y1
+                cells[i, 1] = -y0 * (1 / 3) - y1 * 0.5 + y2 - y3 * (1 / 6)
+                cells[i, 2] = (y0 + y2) * 0.5 - y1
+                cells[i, 3] = (y1 - y2) * 0.5 + (y3 - y0) * (1 / 6)
         stamp = t + 1
         J = outer - 1
         # the last level's single factor by the addition theorem: e^{κα s u} per rule row
@@ -230,7 +223,6 @@ if nb is not None:
                     x = min(max(mt + lt * U[o + i], lo), hi)
                     row = int(x)
                     x -= row
-                    _cell(cells, cell_stamp, stamp, row, tab, js, ws)
                     acc += f[i] * (((cells[row, 3] * x + cells[row, 2]) * x + cells[row, 1]) * x
                                    + cells[row, 0])
             total += wt[J] * acc
@@ -248,7 +240,7 @@ if nb is not None:
         across fork (scripts use process pools) and the workqueue layer not across threads."""
         kmax = np.max(width)
         cells = np.empty((tab.shape[0], 4))
-        cell_stamp = np.zeros(tab.shape[0], np.int64)
+        y = np.empty(tab.shape[0])
         eu = np.empty(np.max(rows * width))
         eu_stamp = np.zeros(np.max(rows), np.int64)
         f, e, num, den = np.empty(kmax), np.empty(kmax), np.empty(kmax), np.empty(kmax)
@@ -260,7 +252,7 @@ if nb is not None:
         for t in range(grp, L.shape[0], groups):
             out[t] = _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
                                 fac_kappa, fac_deg, fac_coef, outer, tv, tab, M, h_mu, h_s,
-                                reach, c_max, dc, cells, cell_stamp, eu, eu_stamp, f, e, num,
+                                reach, c_max, dc, cells, y, eu, eu_stamp, f, e, num,
                                 den, idx, off, wt, mu, ws)
 
 
