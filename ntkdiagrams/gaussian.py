@@ -68,10 +68,10 @@ Method
    strongly correlated inputs (deep networks) the inner coordinates have small slopes and
    need 3–6 points, so a 4-variable tuple costs ~1e3 points instead of (2n)³ ≈ 8e3.  Where
    several slots carry the same single factor, each tuple takes the order of those slots
-   with the fewest points (all orders are tried).  For m ≥ 3 the innermost integral G(μ, s) = E[f(μ + s ξ)] of a
-   single factor is read from a table (μ-step 0.02, s-step 0.02, 4 × 4-point Lagrange
-   interpolation; built once per factor, ~0.1 s).  For m = 2 both coordinates are
-   integrated (no table; slack 1).  ``degree=n`` sets n nodes per side of the split rule
+   with the fewest points (all orders are tried).  For m ≥ 3 the innermost integral
+   G(μ, s) = E[f(μ + s ξ)] of a single factor is read from a table (μ-step 0.02, s-step
+   0.02, 4 × 4-point Lagrange interpolation; built once per factor, ~0.1 s).  For m = 2 both
+   coordinates are integrated (no table; slack 1).  ``degree=n`` sets n nodes per side of the split rule
    in every coordinate (the previous behaviour), ``method="exact"`` forces 3.,
    ``method="fast"`` uses 4. at any variance; _STATS["fast_tuples"] counts.
 
