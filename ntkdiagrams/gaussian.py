@@ -980,18 +980,23 @@ def _g_table(factor: _Factor, M: float, S: float) -> np.ndarray:
 
 
 def _lagrange4(t):
+    """4-point Lagrange weights of the nodes −1, 0, 1, 2 at t (numpy arrays or, compiled by
+    gaussian_jit, scalars)."""
     return ((-t * (t - 1) * (t - 2) / 6), ((t + 1) * (t - 1) * (t - 2) / 2),
             (-(t + 1) * t * (t - 2) / 2), ((t + 1) * t * (t - 1) / 6))
+
+
+def _cubic_coefficients(ym, y0, y1, y2):
+    """Coefficients (c₀, c₁, c₂, c₃) in x of the cubic through (−1, ym), (0, y0), (1, y1),
+    (2, y2): the interpolant on the table cell [i, i+1] (numpy arrays or scalars)."""
+    return (y0, -ym * (1 / 3) - y0 * 0.5 + y1 - y2 * (1 / 6), (ym + y1) * 0.5 - y0,
+            (y0 - y1) * 0.5 + (y2 - ym) * (1 / 6))
 
 
 def _effective_variance(blocks, C) -> np.ndarray:
     """Per tuple: max_j C_jj · max |α|² over the members of block j (the scale on which the
     factors vary, in units of their argument)."""
-    veff = np.zeros(C.shape[0])
-    for j, b in enumerate(blocks):
-        amax = np.max(np.stack([np.abs(a) for _, a in b.members]), axis=0)
-        veff = np.maximum(veff, C[:, j, j] * amax ** 2)
-    return veff
+    return np.max(np.einsum("nii->ni", C) * _block_scales(blocks) ** 2, axis=1)
 
 
 def _block_scales(blocks) -> np.ndarray:
@@ -1273,7 +1278,7 @@ def _block_on_nodes(block: _Block, mu: np.ndarray, s: np.ndarray, u: np.ndarray,
     for f, a in block.members:
         ka = _expo_scale(f, a[sel], mu, s, u)
         if ka is not None:
-            v = f.expo[1](np.exp(ka * mu)[:, None, :] * np.exp((ka * s) * u)[:, :, None])
+            v = f.expo.R(np.exp(ka * mu)[:, None, :] * np.exp((ka * s) * u)[:, :, None])
         else:
             v = _block_eval(_Block([(f, a)]), mu[:, None, :] + (s * u)[:, :, None], sel)
         out = v if out is None else out * v
@@ -1285,9 +1290,9 @@ def _expo_scale(f: _Factor, a: np.ndarray, mu: np.ndarray, s: np.ndarray, u: np.
     no exponential form or E^d could overflow (|κα z|·d > EXPO_MAX_EXPONENT)."""
     if f.expo is None:
         return None
-    ka = f.expo[0] * a[:, None]
+    ka = f.expo.kappa * a[:, None]
     reach = np.max(np.abs(ka) * (np.max(np.abs(mu), axis=1, keepdims=True) + np.abs(s) * np.max(np.abs(u))))
-    return ka if reach * f.expo[2] <= EXPO_MAX_EXPONENT else None
+    return ka if reach * f.expo.degree <= EXPO_MAX_EXPONENT else None
 
 
 def _block_on_split(block: _Block, mu: np.ndarray, s: np.ndarray, U: np.ndarray, g: np.ndarray,
@@ -1306,7 +1311,7 @@ def _block_on_split(block: _Block, mu: np.ndarray, s: np.ndarray, U: np.ndarray,
         tab = np.exp((ka * s)[:, :, None] * U[None]).reshape(T * G, -1)  # (T·G, 2n)
         e = np.take(tab, g + (np.arange(T) * G)[:, None], axis=0)  # (T, P, 2n)
         e *= np.exp(ka * mu)[..., None]
-        v = f.expo[1](e)
+        v = f.expo.R(e)
         out = v if out is None else out * v
     return out
 
@@ -1375,8 +1380,7 @@ def _nested(blocks, L, sel, rules, tab, M):
     nw = tt.shape[1]
     # cubic coefficients of the 4-point interpolant on each cell [i, i+1]
     ym, y0, y1, y2 = tt[:, :-3], tt[:, 1:-2], tt[:, 2:-1], tt[:, 3:]
-    coef = np.stack([y0, -ym / 3 - y0 / 2 + y1 - y2 / 6, (ym + y1) / 2 - y0,
-                     (y0 - y1) / 2 + (y2 - ym) / 6], axis=-1).reshape(-1, 4)
+    coef = np.stack(_cubic_coefficients(ym, y0, y1, y2), axis=-1).reshape(-1, 4)
     i0 = x.astype(np.intp)
     x -= i0
     i0 += (np.arange(T) * (nw - 3) - 1 - lo)[:, None]

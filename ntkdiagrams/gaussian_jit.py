@@ -27,7 +27,7 @@ it on disk (first compilation ~10 s, then ~1 s to load per process).  A factor i
 so nothing overflows.  On the last outer level, where most points are, a block of one factor
 uses the addition theorem instead, f(α(μ + s u_i)) = R(e^{κα μ} · e^{κα s u_i}): e^{κα s u_i}
 is computed once per tuple and rule row, e^{κα μ} once per parent point, so no exponential is
-taken per point (guarded: |κα z|·d ≤ EXPO_MAX, else the direct form).  Other factors (erf,
+taken per point (guarded: |κα z|·d ≤ EXPO_MAX_EXPONENT, else the direct form).  Other factors (erf,
 gelu, softplus, …) keep the numpy path.
 
 Threads.  Tuples are split into interleaved groups (t ≡ g mod groups, so expensive and cheap
@@ -47,6 +47,8 @@ import math
 
 import numpy as np
 
+from .gaussian import EXPO_MAX_EXPONENT, _cubic_coefficients, _lagrange4
+
 try:  # numba is optional: without it the numpy path of gaussian.py is used
     import numba as nb
 except ImportError:  # pragma: no cover - depends on the installation
@@ -54,8 +56,6 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 #: nested levels of the kernel (m ≤ 4 variables)
 LEVELS = 4
-#: the addition theorem is used while |κα z|·d stays below this (E^d far from overflow)
-EXPO_MAX = 600.0
 
 
 def available() -> bool:
@@ -107,11 +107,9 @@ if nb is not None:
             v *= _factor(fid[j, i], alpha[t, j, i] * z, fac_kappa, fac_deg, fac_coef)
         return v
 
-    @_inline
-    def _lagrange(x):
-        """4-point Lagrange weights of the nodes −1, 0, 1, 2 at x."""
-        return (-x * (x - 1) * (x - 2) / 6, (x + 1) * (x - 1) * (x - 2) / 2,
-                -(x + 1) * x * (x - 2) / 2, (x + 1) * x * (x - 1) / 6)
+    # the same formulas as the numpy path's, compiled
+    _lagrange = _inline(_lagrange4)
+    _cubic = _inline(_cubic_coefficients)
 
     @_njit
     def _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha, fac_kappa,
@@ -143,11 +141,8 @@ if nb is not None:
                 y[i] = (ws[0] * tab[i, js - 1] + ws[1] * tab[i, js] + ws[2] * tab[i, js + 1]
                         + ws[3] * tab[i, js + 2])
             for i in range(int(lo), int(hi) + 1):
-                y0, y1, y2, y3 = y[i - 1], y[i], y[i + 1], y[i + 2]
-                cells[i, 0] = y1
-                cells[i, 1] = -y0 * (1 / 3) - y1 * 0.5 + y2 - y3 * (1 / 6)
-                cells[i, 2] = (y0 + y2) * 0.5 - y1
-                cells[i, 3] = (y1 - y2) * 0.5 + (y3 - y0) * (1 / 6)
+                cells[i, 0], cells[i, 1], cells[i, 2], cells[i, 3] = _cubic(y[i - 1], y[i], y[i + 1],
+                                                                            y[i + 2])
         stamp = t + 1
         J = outer - 1
         # the last level's single factor by the addition theorem: e^{κα s u} per rule row
@@ -189,7 +184,7 @@ if nb is not None:
             k = width[rJ]
             g = _row(rows[rJ], m, sJ, c_max, dc)
             o = base[rJ] + g * k
-            if add and abs(ka) * (abs(m) + sJ * umax[rJ]) * dJ <= EXPO_MAX:
+            if add and abs(ka) * (abs(m) + sJ * umax[rJ]) * dJ <= EXPO_MAX_EXPONENT:
                 if eu_stamp[g] != stamp:
                     for i in range(k):
                         eu[g * k + i] = math.exp(ka * sJ * U[o + i])
