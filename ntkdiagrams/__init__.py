@@ -28,22 +28,22 @@ Errors derive from :class:`ntkdiagrams.errors.NtkDiagramsError`.
 """
 __version__ = "0.1.0"
 
-from .activations import parse_activation  # noqa: E402
+from .numerics.activations import parse_activation  # noqa: E402
 from .errors import NtkDiagramsError  # noqa: E402
-from .recursion import Recursion, derive  # noqa: E402
-from .rules import load_rules  # noqa: E402
-from .cli_common import ModelSpec  # noqa: E402
-from .criticality import CriticalPoint, critical_point, depth_scaling  # noqa: E402
+from .engine.recursion import Recursion, derive  # noqa: E402
+from .language.rulefile import load_rules  # noqa: E402
+from .sampling.model import ModelSpec  # noqa: E402
+from .analysis.criticality import CriticalPoint, critical_point, depth_scaling  # noqa: E402
 
 
 # the function, not the submodule of the same name (a lazy wrapper would be shadowed by the
-# submodule as soon as anything imports ``ntkdiagrams.evaluate``)
-from .evaluate import evaluate  # noqa: E402
+# submodule as soon as anything imports ``ntkdiagrams.numerics.evaluate``)
+from .numerics.evaluate import evaluate  # noqa: E402
 
 
 def sample(*args, **kwargs):
-    """See :func:`ntkdiagrams.montecarlo.sample`."""
-    from .montecarlo import sample as _sample
+    """See :func:`ntkdiagrams.sampling.sampler.sample`."""
+    from .sampling.sampler import sample as _sample
     return _sample(*args, **kwargs)
 
 

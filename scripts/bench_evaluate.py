@@ -13,8 +13,8 @@ import tracemalloc
 
 import numpy as np
 
-from ntkdiagrams.evaluate import evaluate
-from ntkdiagrams.recursion import derive
+from ntkdiagrams.numerics.evaluate import evaluate
+from ntkdiagrams.engine.recursion import derive
 
 
 def main():

@@ -1,4 +1,4 @@
-"""Benchmark of ntkdiagrams.gaussian.expectation_tensor (prints figures; not a test).
+"""Benchmark of ntkdiagrams.numerics.gaussian.core.expectation_tensor (prints figures; not a test).
 
 Times k = 2..4 factors over N = 4, 8, 16 inputs for tanh and relu factors with all factors
 equal (the symmetric case: only sorted index tuples are computed) and for mixed smooth sets
@@ -19,8 +19,8 @@ import sympy as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ntkdiagrams.activations import z  # noqa: E402
-from ntkdiagrams.gaussian import expectation_tensor  # noqa: E402
+from ntkdiagrams.numerics.activations import z  # noqa: E402
+from ntkdiagrams.numerics.gaussian.core import expectation_tensor  # noqa: E402
 
 
 def kernel(N: int, seed: int = 0) -> np.ndarray:
@@ -88,8 +88,8 @@ def fast_accuracy(n_tuples: int = 40) -> None:
     rule with 20 nodes per side in all four coordinates and no table (module docstring)."""
     import itertools
 
-    from ntkdiagrams import gaussian as g
-    from ntkdiagrams.evaluate import evaluate
+    from ntkdiagrams.numerics.gaussian import core as g
+    from ntkdiagrams.numerics.evaluate import evaluate
 
     x = np.random.default_rng(0).standard_normal((16, 3)) / np.sqrt(3)
     layers = evaluate("tanh", 20, x, cb=0.1, cw=1.5, stats=["K"])

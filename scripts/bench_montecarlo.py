@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from ntkdiagrams.activations import parse_activation  # noqa: E402
-from ntkdiagrams.cli_common import ModelSpec  # noqa: E402
-from ntkdiagrams.montecarlo import sample  # noqa: E402
+from ntkdiagrams.numerics.activations import parse_activation  # noqa: E402
+from ntkdiagrams.sampling.model import ModelSpec  # noqa: E402
+from ntkdiagrams.sampling.sampler import sample  # noqa: E402
 
 GROUPS = {"ntk": ("G", "NTK", "V", "A", "B", "D", "F"), "dntk": ("P", "Q", "R", "S", "T", "U")}
 

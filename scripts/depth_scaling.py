@@ -3,13 +3,13 @@
     python scripts/depth_scaling.py --out docs/criticality.md
 
 1. Critical points and universality classes of a list of activations
-   (:func:`ntkdiagrams.criticality.critical_point`; half-stable roots refined with mpmath).
+   (:func:`ntkdiagrams.analysis.criticality.critical_point`; half-stable roots refined with mpmath).
 2. Depth scaling of the normalised first-order tensors at criticality from the engine
-   (:func:`ntkdiagrams.criticality.depth_scaling`, one input, depth ``--depth``).
+   (:func:`ntkdiagrams.analysis.criticality.depth_scaling`, one input, depth ``--depth``).
 3. Monte Carlo check at depth ``--mc-depth`` for tanh and ReLU at criticality, widths
-   ``--widths``: the package sampler (:func:`ntkdiagrams.montecarlo.sample`, neurons 0 and 1)
+   ``--widths``: the package sampler (:func:`ntkdiagrams.sampling.sampler.sample`, neurons 0 and 1)
    for Θ1, A, B, D, F, and for G1 and V an all-neuron estimator on the sampler's networks
-   (``draw_ensemble`` + ``forward`` of :mod:`ntkdiagrams.montecarlo_networks`): per network the
+   (``draw_ensemble`` + ``forward`` of :mod:`ntkdiagrams.sampling.networks`): per network the
    pair average of z_i² z_j² over all i ≠ j of a hidden layer, V = n (E[pair avg] − E[z²]²),
    G1 = n (E[z²] − K).  Hidden layers only (ℓ < L); batch-means errors (30 batches).  Both
    are compared with the engine as ratios normalised by the engine's K^(ℓ), Θ^(ℓ), at each
@@ -37,12 +37,12 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from ntkdiagrams import __version__  # noqa: E402
-from ntkdiagrams.activations import parse_activation  # noqa: E402
-from ntkdiagrams.cli_common import ModelSpec  # noqa: E402
-from ntkdiagrams.criticality import RATIOS, critical_point, depth_scaling  # noqa: E402
-from ntkdiagrams.evaluate import evaluate  # noqa: E402
-from ntkdiagrams.montecarlo import sample  # noqa: E402
-from ntkdiagrams.montecarlo_networks import (activation_derivatives, draw_ensemble, forward,  # noqa: E402
+from ntkdiagrams.numerics.activations import parse_activation  # noqa: E402
+from ntkdiagrams.sampling.model import ModelSpec  # noqa: E402
+from ntkdiagrams.analysis.criticality import RATIOS, critical_point, depth_scaling  # noqa: E402
+from ntkdiagrams.numerics.evaluate import evaluate  # noqa: E402
+from ntkdiagrams.sampling.sampler import sample  # noqa: E402
+from ntkdiagrams.sampling.networks import (activation_derivatives, draw_ensemble, forward,  # noqa: E402
                                              layer_widths)
 
 CP_ACTIVATIONS = ["relu", "leaky_relu:0.2", "linear", "tanh", "erf", "sin", "gelu", "swish", "z*tanh(z)",

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Validate the engine's dNTK statistics P, Q, R, S, T, U against sampled networks (PHYSICS.md §6).
+"""Validate the engine's dNTK statistics P, Q, R, S, T, U against sampled networks (docs/conventions.md §6).
 
 For every case (smooth activation, C_b, C_W, λ_b, λ_W) and data set (N = 2 fixed random inputs;
 N = 3 as well with ``--n3``) the script
 
-* evaluates the prediction P, Q, R, S, T, U with :func:`ntkdiagrams.evaluate.evaluate`
+* evaluates the prediction P, Q, R, S, T, U with :func:`ntkdiagrams.numerics.evaluate.evaluate`
   (depth 3),
 * samples networks of hidden width n = 16, 32, 64, 128 with
-  :func:`ntkdiagrams.montecarlo.sample` (statistics P..U = n × the dNTK correlators of
-  PHYSICS.md §3, neuron patterns of §3),
+  :func:`ntkdiagrams.sampling.sampler.sample` (statistics P..U = n × the dNTK correlators of
+  docs/conventions.md §3, neuron patterns of §3),
 * compares, for layers 2 and 3, every distinct component (components whose Monte Carlo
   estimates coincide identically, i.e. equal by a symmetry of the estimator, are counted once):
   z = (MC − pred)/stderr, n (MC − pred) per width (constant in n for an O(1/n) remainder of
@@ -18,9 +18,9 @@ N = 3 as well with ``--n3``) the script
 Layer 2 is an exactness check (its fan-in neurons z^(1) are exactly Gaussian and independent),
 so P..U^(2) hold at every width with no 1/n remainder; deeper layers carry the O(1/n) remainder.
 
-ReLU (kinks): the statistics are those of PHYSICS.md §2 network by network (σ'' = 0 almost
+ReLU (kinks): the statistics are those of docs/conventions.md §2 network by network (σ'' = 0 almost
 everywhere, what the sampler computes); the engine evaluates them with ``kinks="per-network"``
-(the default of :func:`ntkdiagrams.evaluate.evaluate`).
+(the default of :func:`ntkdiagrams.numerics.evaluate.evaluate`).
 
 The sampler is expensive (∝ samples · n · depth); the sample sizes are fixed (reproducible)
 and chosen so that the full run takes about 10 minutes on 2 shared cores.
@@ -45,7 +45,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ntkdiagrams.evaluate import evaluate  # noqa: E402
+from ntkdiagrams.numerics.evaluate import evaluate  # noqa: E402
 from validation_common import NORMS, fmt, zsummary, zval  # noqa: E402
 
 
@@ -266,7 +266,7 @@ def write_markdown(st: vc.Study, xtab, rtab, summ, wall):
     lines += vc.input_lines(st.ns_inputs, st.inputs)
     lines += [
         "",
-        "Definitions.  P, Q, R, S, T, U are n × the dNTK correlators of PHYSICS.md §3",
+        "Definitions.  P, Q, R, S, T, U are n × the dNTK correlators of docs/conventions.md §3",
         "(estimators in `ntkdiagrams/montecarlo.py`, neuron patterns of §3);",
         "z = (MC − pred)/stderr; n(MC − pred) is constant in n for an O(1/n) remainder of these",
         "n-scaled quantities and grows ∝ n for an O(1) error; the weighted fit",
@@ -276,7 +276,7 @@ def write_markdown(st: vc.Study, xtab, rtab, summ, wall):
         "estimates coincide identically (a symmetry of the estimator), per tensor for N = "
         f"{st.ns_inputs[0]}: " + ", ".join(f"{T}: {k}" for T, k in ncomp.items()) + ".",
         "",
-        "Scope.  ReLU is compared in the per-network sense of PHYSICS.md §2 (σ'' = 0 almost",
+        "Scope.  ReLU is compared in the per-network sense of docs/conventions.md §2 (σ'' = 0 almost",
         "everywhere for every network, as the sampler computes it; `evaluate(..., kinks=\"per-network\")`,",
         "the default).  Several ReLU components are exactly 0 at layer 2 in both (z = 0 is reported).",
         "",

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Validate the engine's K, G1 and V against sampled networks (PHYSICS.md §6).
+"""Validate the engine's K, G1 and V against sampled networks (docs/conventions.md §6).
 
 For every case (activation, C_b, C_W) and data set (N = 2 and N = 3 fixed random inputs) the
 script
 
-* evaluates the prediction K, G1, V with :func:`ntkdiagrams.evaluate.evaluate` (depth 4),
+* evaluates the prediction K, G1, V with :func:`ntkdiagrams.numerics.evaluate.evaluate` (depth 4),
 * samples networks of hidden width n = 16, 32, 64, 128 with
-  :func:`ntkdiagrams.montecarlo.sample` (statistics G = E[z z] and V = n × connected 4-point),
+  :func:`ntkdiagrams.sampling.sampler.sample` (statistics G = E[z z] and V = n × connected 4-point),
 * compares, for layers 2, 3, 4:
 
   - V: every distinct component V_{(α1α2)(α3α4)} (up to α1↔α2, α3↔α4 and pair exchange) at
@@ -48,7 +48,7 @@ from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ntkdiagrams.evaluate import evaluate  # noqa: E402
+from ntkdiagrams.numerics.evaluate import evaluate  # noqa: E402
 from validation_common import NORMS, fmt, pairs, zsummary, zval  # noqa: E402
 
 
@@ -303,7 +303,7 @@ def write_markdown(st: vc.Study, gtab, vtab, ttab, summ, wall):
     lines += [
         "",
         "Definitions.  G = E[z_i z_i] (neurons 0, 1 of the layer averaged), predicted K + G1/n;",
-        "V = n × connected 4-point of neuron pattern (0,0,1,1) (PHYSICS.md §3), predicted V.",
+        "V = n × connected 4-point of neuron pattern (0,0,1,1) (docs/conventions.md §3), predicted V.",
         "z = (MC − prediction)/stderr.  n(G−K) = n (G_MC − K_pred) estimates G1 (+ G2/n).",
         "Fits are weighted least squares over the widths: *K fixed*: G − K_pred = G1/n;",
         "*K fixed, +G2/n²*: G − K_pred = G1/n + G2/n²; *K free*: G = K_∞ + G1/n (K_∞ is the",

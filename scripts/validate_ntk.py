@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Validate the engine's NTK statistics Θ1, A, B, D, F against sampled networks (PHYSICS.md §6).
+"""Validate the engine's NTK statistics Θ1, A, B, D, F against sampled networks (docs/conventions.md §6).
 
 For every case (activation, C_b, C_W, λ_b, λ_W) and data set (N = 2 and N = 3 fixed random
 inputs) the script
 
-* evaluates the prediction K, Θ, Θ1, A, B, D, F with :func:`ntkdiagrams.evaluate.evaluate`
+* evaluates the prediction K, Θ, Θ1, A, B, D, F with :func:`ntkdiagrams.numerics.evaluate.evaluate`
   (depth 4, one process for every case: the recursions are derived once),
 * samples networks of hidden width n = 16, 32, 64, 128 with
-  :func:`ntkdiagrams.montecarlo.sample` (statistics NTK = E[H_ii], and A, B, D, F = n × the
-  connected correlators of PHYSICS.md §3),
+  :func:`ntkdiagrams.sampling.sampler.sample` (statistics NTK = E[H_ii], and A, B, D, F = n × the
+  connected correlators of docs/conventions.md §3),
 * compares, for layers 2, 3, 4:
 
   - Θ1: n (NTK_MC − Θ_pred) per width against Θ1_pred; weighted least-squares fits over the
@@ -51,7 +51,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ntkdiagrams.evaluate import evaluate  # noqa: E402
+from ntkdiagrams.numerics.evaluate import evaluate  # noqa: E402
 from validation_common import NORMS, fmt, pairs, zsummary, zval  # noqa: E402
 
 
@@ -73,7 +73,7 @@ QUICK = dict(cases=("tanh", "relu-crit"), ns=(2,), widths=(16, 32),
              samples={16: 30_000, 32: 10_000})
 TENSORS = ("A", "B", "D", "F")
 
-# Symmetries of the Monte Carlo estimators (storage order of PHYSICS.md §3), as generators
+# Symmetries of the Monte Carlo estimators (storage order of docs/conventions.md §3), as generators
 # acting on the storage positions; components in one orbit are equal estimates.
 SYMS = {
     "A": [(1, 0, 2, 3), (0, 1, 3, 2), (2, 3, 0, 1)],   # n Cov(H00_{α1α2}, H11_{α3α4})
@@ -332,7 +332,7 @@ def write_markdown(st: vc.Study, ttab, xtab, rtab, summ, wall):
         "",
         "Definitions.  NTK = E[H_ii] (neurons 0, 1 averaged), predicted Θ + Θ1/n;",
         "n(NTK−Θ) = n (NTK_MC − Θ_pred) estimates Θ1 (+ Θ2/n).  A, B, D, F are n × the",
-        "connected correlators of PHYSICS.md §3 (estimators in `ntkdiagrams/montecarlo.py`);",
+        "connected correlators of docs/conventions.md §3 (estimators in `ntkdiagrams/montecarlo.py`);",
         "z = (MC − pred)/stderr; n(MC − pred) is constant in n for an O(1/n) remainder of these",
         "n-scaled quantities and grows ∝ n for an O(1) error; the weighted fit",
         "MC − pred = c_∞ + c_1/n over the widths gives c_∞, the n → ∞ discrepancy, which must be",

@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
-from ntkdiagrams.activations import parse_activation
-from ntkdiagrams.cli_common import ModelSpec
-from ntkdiagrams.montecarlo_request import sample_request
-from ntkdiagrams.request import derive_request
+from ntkdiagrams.numerics.activations import parse_activation
+from ntkdiagrams.sampling.model import ModelSpec
+from ntkdiagrams.sampling.requests import sample_request
+from ntkdiagrams.engine.request import derive_request
 
 REQUESTS = [
     ("E[z(i1;a1) z(i2;a2) z(i3;a3) z(i4;a4)]", 1, [dict(i1=0, i2=0, i3=1, i4=1), dict(i1=0, i2=0, i3=0, i4=0)]),

@@ -48,9 +48,9 @@ import numpy as np  # noqa: E402
 REPO_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, REPO_ROOT)
 
-from ntkdiagrams.activations import parse_activation  # noqa: E402
-from ntkdiagrams.cli_common import ModelSpec  # noqa: E402
-from ntkdiagrams.montecarlo import sample  # noqa: E402
+from ntkdiagrams.numerics.activations import parse_activation  # noqa: E402
+from ntkdiagrams.sampling.model import ModelSpec  # noqa: E402
+from ntkdiagrams.sampling.sampler import sample  # noqa: E402
 
 N0 = {2: 3, 3: 4}  # input dimension n0 of the data set with N inputs
 NORMS = (1.0, 0.7, 1.3)  # |x_α|²/n0
@@ -344,7 +344,7 @@ def header_lines(title: str, script: str, cores: str) -> list[str]:
     return [
         f"# {title}",
         "",
-        f"Produced by `{script}` (PHYSICS.md §6).  Command:",
+        f"Produced by `{script}` (docs/conventions.md §6).  Command:",
         "",
         "```",
         command_line(),

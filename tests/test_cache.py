@@ -3,9 +3,9 @@ import json
 
 import sympy as sp
 
-from ntkdiagrams import cache
-from ntkdiagrams.recursion import _derive_cached, derive
-from ntkdiagrams.rules import load_rules
+from ntkdiagrams.engine import cache
+from ntkdiagrams.engine.recursion import _derive_cached, derive
+from ntkdiagrams.language.rulefile import load_rules
 
 
 def _fresh(tensor, rules):

@@ -1,4 +1,4 @@
-"""Tests of ntkdiagrams.compare: predictions vs Monte Carlo, with a prediction that is exact
+"""Tests of ntkdiagrams.analysis.compare: predictions vs Monte Carlo, with a prediction that is exact
 (two-layer linear network, see tests/test_montecarlo.py) and deliberately wrong ones."""
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from ntkdiagrams.activations import parse_activation
-from ntkdiagrams.cli_common import ModelSpec
-from ntkdiagrams.compare import add_compare_parser, compare, format_table, run_compare, summary
-from ntkdiagrams.montecarlo import sample, save_result
+from ntkdiagrams.numerics.activations import parse_activation
+from ntkdiagrams.sampling.model import ModelSpec
+from ntkdiagrams.analysis.compare import add_compare_parser, compare, format_table, run_compare, summary
+from ntkdiagrams.sampling.sampler import sample, save_result
 
 X = np.array([[1.0, 0.5, -0.3], [-0.2, 1.2, 0.7]])
 CB, CW, LB, LW, WIDTH = 0.3, 1.7, 0.8, 1.4, 6

@@ -1,11 +1,11 @@
-"""Critical points, universality classes and depth scaling (ntkdiagrams.criticality)."""
+"""Critical points, universality classes and depth scaling (ntkdiagrams.analysis.criticality)."""
 import json
 import math
 
 import numpy as np
 import pytest
 
-from ntkdiagrams.criticality import (RATIOS, critical_point, depth_scaling, fit_tail, gaussian_1d,
+from ntkdiagrams.analysis.criticality import (RATIOS, critical_point, depth_scaling, fit_tail, gaussian_1d,
                                      susceptibilities)
 from ntkdiagrams.errors import ActivationError, InputError, NtkDiagramsError
 

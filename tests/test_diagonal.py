@@ -2,9 +2,9 @@
 import pytest
 import sympy as sp
 
-from ntkdiagrams.activations import parse_activation
+from ntkdiagrams.numerics.activations import parse_activation
 from ntkdiagrams.cli import main
-from ntkdiagrams.diagonal import Kd, diagonal_recursion, vanishes_on_diagonal
+from ntkdiagrams.analysis.diagonal import Kd, diagonal_recursion, vanishes_on_diagonal
 from ntkdiagrams.errors import UnsupportedError
 
 C_W, lam_W = sp.Symbol("C_W", real=True), sp.Symbol("lambda_W", real=True)

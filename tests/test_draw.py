@@ -5,9 +5,9 @@ import subprocess
 import pytest
 
 from ntkdiagrams.cli import main
-from ntkdiagrams.diagrams import (Diagram, layout, merge_isomorphic, tikz_document, tikz_feynman_document, to_tikz,
+from ntkdiagrams.engine.diagrams import (Diagram, layout, merge_isomorphic, tikz_document, tikz_feynman_document, to_tikz,
                                   to_tikz_feynman)
-from ntkdiagrams.recursion import derive
+from ntkdiagrams.engine.recursion import derive
 
 
 def _topologies(name):

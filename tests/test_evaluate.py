@@ -6,14 +6,14 @@ import pytest
 
 from ntkdiagrams.cli import main
 from ntkdiagrams.errors import ActivationError, InputError, UnsupportedError
-from ntkdiagrams.evaluate import evaluate
+from ntkdiagrams.numerics.evaluate import evaluate
 
 RNG = np.random.default_rng(7)
 X3 = RNG.standard_normal((3, 4))
 
 
 def test_relu_criticality_v_grows_linearly():
-    """ReLU, C_b = 0, C_W = 2, one input: K constant and V^(l) = 5 (l-1) K² (PHYSICS.md §5)."""
+    """ReLU, C_b = 0, C_W = 2, one input: K constant and V^(l) = 5 (l-1) K² (docs/conventions.md §5)."""
     x = np.array([[0.3, -1.2, 0.8]])
     layers = evaluate("relu", 5, x, cb=0.0, cw=2.0, stats=["K", "V"])
     k1 = 2.0 * float((x @ x.T)[0, 0]) / 3

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from ntkdiagrams.activations import available_activations, parse_activation, z
+from ntkdiagrams.numerics.activations import available_activations, parse_activation, z
 from ntkdiagrams.errors import ActivationError, ExpressionError
-from ntkdiagrams.expr import parse_expression
+from ntkdiagrams.language.expressions import parse_expression
 
 
 @pytest.mark.parametrize("text", ["().__class__.__mro__", "z.real", "__import__('os')", "lambda: 1",

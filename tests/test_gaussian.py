@@ -1,4 +1,4 @@
-"""Tests of ntkdiagrams.gaussian: Gaussian expectations of products of univariate factors."""
+"""Tests of ntkdiagrams.numerics.gaussian.core: Gaussian expectations of products of univariate factors."""
 from __future__ import annotations
 
 import math
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from ntkdiagrams.activations import parse_activation, z
+from ntkdiagrams.numerics.activations import parse_activation, z
 from ntkdiagrams.errors import InputError, UnsupportedError
-from ntkdiagrams.gaussian import DEFAULT_DEGREE, expectation_tensor, gaussian_expectation
+from ntkdiagrams.numerics.gaussian.core import DEFAULT_DEGREE, expectation_tensor, gaussian_expectation
 
 relu = sp.Max(0, z)
 H = sp.Heaviside(z)
@@ -383,7 +383,7 @@ def _rel(a, b, floor):
 
 
 def test_fast_path_selected_only_for_smooth():
-    from ntkdiagrams.gaussian import _STATS
+    from ntkdiagrams.numerics.gaussian.core import _STATS
     K = _near_collinear_kernel(3)
     before = _STATS["fast_tuples"]
     expectation_tensor([sp.tanh(z)] * 3, K)
@@ -475,8 +475,8 @@ def test_fast_pairs_smooth_derivatives():
     (1 / (1 + sp.exp(-z)), -1.0), (sp.tanh(2 * z) / 2, 4.0), (sp.exp(z) * sp.tanh(z), 1.0)])
 def test_exponential_form(expr, kappa):
     """f(z) = R(e^{κz}) with R rational: the addition theorem used by the fast path."""
-    from ntkdiagrams.gaussian import _exponential_form
-    from ntkdiagrams.gaussian_jit import exponential_coefficients
+    from ntkdiagrams.numerics.gaussian.core import _exponential_form
+    from ntkdiagrams.numerics.gaussian.compiled import exponential_coefficients
     e = _exponential_form(expr)
     k, R, d = e.kappa, e.R, e.degree
     assert k == kappa and d >= 1
@@ -495,7 +495,7 @@ def test_exponential_form(expr, kappa):
 @pytest.mark.parametrize("expr", [sp.erf(z), sp.log(1 + sp.exp(z)), z * sp.tanh(z), sp.sin(z),
                                   z ** 3, sp.tanh(z) + sp.erf(z)])
 def test_exponential_form_absent(expr):
-    from ntkdiagrams.gaussian import _exponential_form
+    from ntkdiagrams.numerics.gaussian.core import _exponential_form
     assert _exponential_form(expr) is None
 
 
@@ -505,7 +505,7 @@ def test_addition_theorem_path_equals_direct(monkeypatch):
     evaluated directly) the tensor agrees to rounding, for tanh⁴ and tanh·tanh·sech²·sech² on a
     kernel with moderate and strong correlations.  (The numpy path; the compiled kernel has
     its own tests in test_gaussian_jit.py.)"""
-    import ntkdiagrams.gaussian as g
+    import ntkdiagrams.numerics.gaussian.core as g
     monkeypatch.setenv("NTKDIAGRAMS_JIT", "0")
     rng = np.random.default_rng(3)
     X = rng.standard_normal((6, 3))

@@ -1,5 +1,5 @@
-"""The compiled kernel of the fast path (ntkdiagrams.gaussian_jit, needs numba) against the
-numpy path of ntkdiagrams.gaussian: the same rules, so the same numbers up to rounding."""
+"""The compiled kernel of the fast path (ntkdiagrams.numerics.gaussian.compiled, needs numba) against the
+numpy path of ntkdiagrams.numerics.gaussian.core: the same rules, so the same numbers up to rounding."""
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -8,10 +8,10 @@ import sympy as sp
 
 pytest.importorskip("numba")
 
-import ntkdiagrams.gaussian as g  # noqa: E402
-import ntkdiagrams.gaussian_jit as gj  # noqa: E402
-from ntkdiagrams.activations import z  # noqa: E402
-from ntkdiagrams.gaussian import expectation_tensor  # noqa: E402
+import ntkdiagrams.numerics.gaussian.core as g  # noqa: E402
+import ntkdiagrams.numerics.gaussian.compiled as gj  # noqa: E402
+from ntkdiagrams.numerics.activations import z  # noqa: E402
+from ntkdiagrams.numerics.gaussian.core import expectation_tensor  # noqa: E402
 
 TH = sp.tanh(z)
 D1, D2 = sp.diff(TH, z), sp.diff(TH, z, 2)

@@ -1,12 +1,12 @@
-"""Tests of the Monte Carlo sampler (ntkdiagrams.montecarlo, ntkdiagrams.montecarlo_networks).
+"""Tests of the Monte Carlo sampler (ntkdiagrams.sampling.sampler, ntkdiagrams.sampling.networks).
 
 1. Per-network objects (z, H, dH, ddIH, ddIIH) against a brute force that flattens all
    parameters and takes central finite differences (Richardson-extrapolated) of the network
-   function, then applies the PHYSICS.md §2 definitions literally (sums over all μ, ν, ρ
+   function, then applies the docs/conventions.md §2 definitions literally (sums over all μ, ν, ρ
    with the diagonal learning rates).
 2. Estimators against closed forms: every statistic of a linear network at layer 2 (exact
    at finite width), G/NTK/V of a deep linear network at layer 3 (exact Wishart recursion),
-   and ReLU at criticality (V = 5(ℓ−1)K², PHYSICS.md §5).
+   and ReLU at criticality (V = 5(ℓ−1)K², docs/conventions.md §5).
 3. Reproducibility, partial results on interrupt, files, and clean errors on bad input.
 """
 from __future__ import annotations
@@ -19,12 +19,12 @@ import os
 import numpy as np
 import pytest
 
-from ntkdiagrams.activations import parse_activation
-from ntkdiagrams.cli_common import ModelSpec
+from ntkdiagrams.numerics.activations import parse_activation
+from ntkdiagrams.sampling.model import ModelSpec
 from ntkdiagrams.errors import InputError
-from ntkdiagrams.montecarlo import (ALL_STATS, add_sample_parser, load_result, parse_stats,
+from ntkdiagrams.sampling.sampler import (ALL_STATS, add_sample_parser, load_result, parse_stats,
                                    run_sample, sample, save_result)
-from ntkdiagrams.montecarlo_networks import (Ensemble, activation_derivatives, forward,
+from ntkdiagrams.sampling.networks import (Ensemble, activation_derivatives, forward,
                                              layer_objects)
 
 
@@ -152,7 +152,7 @@ def test_linear_layer2_every_statistic_exact():
     B[a,b,c,d] = C_W² Θ_ac Θ_bd, D = λ_W C_W (K_ac K_bd + K_ad K_bc), F[a,b,c,d] = C_W² Θ_ac K_bd,
     P = 0, Q[a,b,c,d] = λ_W C_W Θ_ac K_bd, R = 0, S[a,b,c,d] = λ_W C_W Θ_ac Θ_bd,
     T[a,b,c,d] = λ_W² Θ_ad K_bc, U = 0 (derived by hand from the forward equations).
-    The asymmetric ones (B, F, Q, S, T) pin down the storage order of PHYSICS.md §3."""
+    The asymmetric ones (B, F, Q, S, T) pin down the storage order of docs/conventions.md §3."""
     cb, cw, lb, lw = 0.3, 1.7, 0.8, 1.4
     x = X2
     n0 = x.shape[1]
@@ -210,7 +210,7 @@ def test_relu_criticality_four_point_vertex():
     x = np.array([[1.0, -0.5, 2.0]])
     K = 2 * float((x @ x.T)[0, 0]) / 3
     r = sample(_model("relu", 3, 64, x, 0.0, 2.0), 100_000, stats=("G", "NTK", "V"), seed=11)
-    # Scale invariance: Θ1_{αα} = 0 (PHYSICS.md §5), so E[H_αα] = Θ up to O(1/n²), with
+    # Scale invariance: Θ1_{αα} = 0 (docs/conventions.md §5), so E[H_αα] = Θ up to O(1/n²), with
     # Θ^(ℓ+1) = λ_b + λ_W K/2 + Θ^(ℓ) at criticality (⟨σσ⟩ = K/2, C_W⟨σ'σ'⟩ = 1).
     theta = 1.0 + float((x @ x.T)[0, 0]) / 3
     for ell in (1, 2, 3):
@@ -361,7 +361,7 @@ def test_save_result_nan_as_null(tmp_path):
 
 
 def test_physics_forward_equations_hold():
-    """The NTK and dNTK forward equations written in PHYSICS.md §2 (full width, full neuron
+    """The NTK and dNTK forward equations written in docs/conventions.md §2 (full width, full neuron
     indices) reproduce the objects computed here from the definitions."""
     rng = np.random.default_rng(3)
     n0, n, N, lb, lw = 3, 4, 2, 0.6, 1.3

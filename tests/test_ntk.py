@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from ntkdiagrams.activations import parse_activation
-from ntkdiagrams.algebra import InputGram, Z, ell, gexp, sigma
-from ntkdiagrams.cli_common import ModelSpec
+from ntkdiagrams.numerics.activations import parse_activation
+from ntkdiagrams.language.algebra import InputGram, Z, ell, gexp, sigma
+from ntkdiagrams.sampling.model import ModelSpec
 from ntkdiagrams.errors import InputError, UnsupportedError
-from ntkdiagrams.evaluate import evaluate
-from ntkdiagrams.montecarlo import sample
-from ntkdiagrams.recursion import derive
-from ntkdiagrams.rules import load_rules
+from ntkdiagrams.numerics.evaluate import evaluate
+from ntkdiagrams.sampling.sampler import sample
+from ntkdiagrams.engine.recursion import derive
+from ntkdiagrams.language.rulefile import load_rules
 
 RULES = load_rules("mlp")
 Theta = RULES.tensors["Theta"].cls
@@ -19,7 +19,7 @@ lb, lw, C_W = (sp.Symbol(s, real=True) for s in ("lambda_b", "lambda_W", "C_W"))
 
 
 def test_theta_recursion_is_physics_md():
-    """Θ^(l+1) = λ_b + λ_W ⟨σσ⟩ + C_W ⟨σ'σ'⟩ Θ^(l);  Θ^(1) = λ_b + λ_W x·x/n0 (PHYSICS.md §4)."""
+    """Θ^(l+1) = λ_b + λ_W ⟨σσ⟩ + C_W ⟨σ'σ'⟩ Θ^(l);  Θ^(1) = λ_b + λ_W x·x/n0 (docs/conventions.md §4)."""
     rec = derive("Theta")
     oracle = lb + lw * gexp(sigma(Z(a1)) * sigma(Z(a2)), ell) \
         + C_W * gexp(sigma(Z(a1), 1) * sigma(Z(a2), 1), ell) * Theta(ell, a1, a2)
@@ -75,12 +75,12 @@ def test_theta_against_sampled_networks(act, width):
 
 def _layer2_linear(name):
     """The derived recursion at layer 2 of a linear network (layer-1 connected tensors vanish)."""
-    from ntkdiagrams.closedforms import substitute_activation
+    from ntkdiagrams.numerics.closedforms import substitute_activation
     K = RULES.tensors["K"].cls
     rec = derive(name)
     zero = {t: 0 for t in ("G1", "V", "Theta1", "A", "B", "D", "F")}
     expr = substitute_activation(rec.rhs, sp.Symbol("z", real=True), K)
-    from ntkdiagrams.algebra import LayerTensor
+    from ntkdiagrams.language.algebra import LayerTensor
     return sp.expand(expr.replace(lambda e: isinstance(e, LayerTensor) and e.tensor_name in zero,
                                   lambda e: sp.Integer(0)))
 
@@ -120,9 +120,9 @@ def test_ntk_fluctuations_against_sampled_networks():
 # ---- dNTK: the forward equation by the chain rule, P and Q ----
 
 def test_dntk_forward_equation_is_derived():
-    """The four terms of PHYSICS.md §2's dH forward equation come out of the layer map."""
-    from ntkdiagrams.rules import Leg
-    from ntkdiagrams.wick import tangent_monomials
+    """The four terms of docs/conventions.md §2's dH forward equation come out of the layer map."""
+    from ntkdiagrams.language.rulefile import Leg
+    from ntkdiagrams.engine.wick import tangent_monomials
     leg = Leg("dH", sp.symbols("i0:3"), sp.symbols("a0:3"))
     monos = tangent_monomials(leg, 0, RULES, RULES.layer_maps["z"], False)
     kinds = sorted(tuple(sorted(getattr(f.func, "__name__", "") for f in sp.Mul(*m.factors).atoms(sp.Function)

@@ -10,14 +10,14 @@ import pytest
 import sympy as sp
 
 import ntkdiagrams as nd
-from ntkdiagrams.activations import parse_activation
+from ntkdiagrams.numerics.activations import parse_activation
 from ntkdiagrams.cli import main
-from ntkdiagrams.cli_common import ModelSpec
+from ntkdiagrams.sampling.model import ModelSpec
 from ntkdiagrams.errors import ExpressionError, UnsupportedError
-from ntkdiagrams.montecarlo_request import sample_request
-from ntkdiagrams.recursion import derive
-from ntkdiagrams.request import decompose, derive_request, parse_request
-from ntkdiagrams.rules import load_rules
+from ntkdiagrams.sampling.requests import sample_request
+from ntkdiagrams.engine.recursion import derive
+from ntkdiagrams.engine.request import decompose, derive_request, parse_request
+from ntkdiagrams.language.rulefile import load_rules
 
 RULES = load_rules("mlp")
 X = np.array([[1.0, 0.3, -0.5], [0.2, -1.1, 0.4]])

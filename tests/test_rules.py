@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from ntkdiagrams.errors import RuleFileError
-from ntkdiagrams.recursion import derive
-from ntkdiagrams.rules import RULES_DIR, load_rules, parse_rules
+from ntkdiagrams.engine.recursion import derive
+from ntkdiagrams.language.rulefile import RULES_DIR, load_rules, parse_rules
 
 MLP = (RULES_DIR / "mlp.toml").read_text()
 

@@ -1,4 +1,4 @@
-"""Fast prediction-vs-Monte-Carlo check of K, G1 and V (PHYSICS.md §6), able to fail.
+"""Fast prediction-vs-Monte-Carlo check of K, G1 and V (docs/conventions.md §6), able to fail.
 
 One small model (tanh, C_b = 0, C_W = 2, depth 3, N = 2 inputs, hidden width n = 16,
 300 000 sampled networks, fixed seed).  Checks:
@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ntkdiagrams.activations import parse_activation
-from ntkdiagrams.cli_common import ModelSpec
-from ntkdiagrams.evaluate import evaluate
-from ntkdiagrams.montecarlo import sample
+from ntkdiagrams.numerics.activations import parse_activation
+from ntkdiagrams.sampling.model import ModelSpec
+from ntkdiagrams.numerics.evaluate import evaluate
+from ntkdiagrams.sampling.sampler import sample
 
 N_WIDTH = 16
 SAMPLES = 300_000

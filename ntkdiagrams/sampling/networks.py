@@ -1,4 +1,4 @@
-"""Exact per-network objects of an ensemble of finite-width MLPs (PHYSICS.md §1–§2).
+"""Exact per-network objects of an ensemble of finite-width MLPs (docs/conventions.md §1–§2).
 
 This module is the numerical ground truth of the package and shares no code with the
 diagram engine.  For an ensemble of C networks (numpy float64, vectorised over the leading
@@ -9,7 +9,7 @@ axis) it computes, for every layer ℓ and the two neurons i ∈ {0, 1} of that 
 * the dNTK ``dH[c, i0, i1, i2, α0, α1, α2]``,
 * the ddNTKs ``ddIH[c, i0, i1, i2, i3, α0..α3]`` and ``ddIIH[c, i1, i2, i3, i4, α1..α4]``,
 
-with the definitions of PHYSICS.md §2 (sums over all parameters of layers 1..ℓ weighted by
+with the definitions of docs/conventions.md §2 (sums over all parameters of layers 1..ℓ weighted by
 the diagonal learning rates λ_b and λ_W/n_{k-1}).
 
 How (no parameter Hessians are ever formed)
@@ -46,8 +46,8 @@ from typing import Callable, Sequence
 import numpy as np
 import sympy as sp
 
-from .activations import Activation, lambdify_z, z as _z
-from .errors import InputError
+from ..numerics.activations import Activation, lambdify_z, z as _z
+from ..errors import InputError
 
 __all__ = ["Ensemble", "activation_derivatives", "draw_ensemble", "forward", "layer_objects",
            "parameter_count"]
@@ -170,7 +170,7 @@ def layer_objects(ens: Ensemble, fw: Forward, ell: int, *, H: bool = False, dH: 
 
     Returns a dict with ``z`` (C, 2, N) and, as requested, ``H`` (C, 2, 2, N, N),
     ``dH`` (C, 2, 2, 2, N, N, N), ``ddIH`` (C, 2,2,2,2, N,N,N,N) and ``ddIIH`` (same shape),
-    neuron indices first, then input indices, in the subscript order of PHYSICS.md §2.
+    neuron indices first, then input indices, in the subscript order of docs/conventions.md §2.
     ``fw`` must carry σ derivatives up to order 1 (H), 2 (dH, ddIIH) or 3 (ddIH).
     ``ddIH_neurons``: optional list of neuron triples (i1, i2, i3) for which ddIH is
     computed (the cost of ddIH is proportional to their number); other entries are NaN.

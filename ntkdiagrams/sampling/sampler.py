@@ -1,8 +1,8 @@
-"""Monte Carlo estimates of every statistic of PHYSICS.md §3 from sampled networks.
+"""Monte Carlo estimates of every statistic of docs/conventions.md §3 from sampled networks.
 
 This is the ground truth against which the diagram engine is checked; it shares no code
 with the engine.  Per-network objects (z, NTK, dNTK, ddNTKs) come from
-:mod:`ntkdiagrams.montecarlo_networks`; this module turns them into estimators with honest
+:mod:`ntkdiagrams.sampling.networks`; this module turns them into estimators with honest
 (batch-means) standard errors, and provides the ``sample`` command.
 
 Estimators (layer ℓ, fan-in width n = n_0 for ℓ = 1, the hidden width for ℓ ≥ 2; the
@@ -24,7 +24,7 @@ T     n E[ddIIH_{0101;α1α2α3α4}]                                      T[α1,
 U     n E[ddIIH_{0110;α1α2α3α4}]                                      U[α1,α4,α2,α3]
 ====  ==========================================================================
 
-(the storage order is the subscript order of the PHYSICS.md §3 table).  Means inside the
+(the storage order is the subscript order of the docs/conventions.md §3 table).  Means inside the
 covariances are estimated from the same batch (an O(1/batch size) bias).  Standard errors
 come from batch means: the S networks are split into b consecutive batches, each statistic
 is estimated per batch, and the result is mean ± std(batch values, ddof=1)/√b.
@@ -37,8 +37,8 @@ chunk sizes agree up to floating-point summation order.
 Examples
 --------
 >>> import numpy as np
->>> from ntkdiagrams.cli_common import ModelSpec
->>> from ntkdiagrams.activations import parse_activation
+>>> from ntkdiagrams.sampling.model import ModelSpec
+>>> from ntkdiagrams.numerics.activations import parse_activation
 >>> m = ModelSpec(parse_activation("linear"), depth=2, width=8, cb=0.0, cw=1.0, lb=1.0,
 ...               lw=1.0, inputs=np.array([[1.0, 0.0]]))
 >>> r = sample(m, 600, stats=("G",), batches=30)
@@ -57,9 +57,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .cli_common import ModelSpec, add_model_arguments, check_inputs, model_from_args
-from .errors import InputError, NtkDiagramsError
-from .montecarlo_networks import (activation_derivatives, draw_ensemble, forward, layer_objects,
+from ..cli.common import add_model_arguments, model_from_args
+from ..numerics.inputs import check_inputs
+from .model import ModelSpec
+from ..errors import InputError, NtkDiagramsError
+from .networks import (activation_derivatives, draw_ensemble, forward, layer_objects,
                                   layer_widths, parameter_count)
 
 __all__ = ["ALL_STATS", "DEFAULT_STATS", "sample", "save_result", "load_result",
@@ -234,7 +236,7 @@ def _check_model(model: ModelSpec) -> np.ndarray:
 
 def _package_version() -> str:
     try:
-        from . import __version__
+        from .. import __version__
         return __version__
     except ImportError:  # pragma: no cover
         return "unknown"
@@ -262,7 +264,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
 
     Parameters
     ----------
-    model: the network and data set (PHYSICS.md §1); hidden width ``model.width``, output
+    model: the network and data set (docs/conventions.md §1); hidden width ``model.width``, output
         layer of width 2 (only neurons 0 and 1 of any layer are used).
     samples: number of networks S (≥ batches).
     seed: seed of the network stream (see module docstring).
@@ -279,7 +281,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     ``{"meta": {...model.meta(), "samples", "seed", "batches", "complete", "stats",
     "fan_in", "package_version"}, "layers": [{"layer": ℓ, stat: {"mean": ndarray,
     "stderr": ndarray}, ...}, ...]}``; tensors are N×N or N×N×N×N in the storage order of
-    PHYSICS.md §3 (see the module docstring).
+    docs/conventions.md §3 (see the module docstring).
     """
     x = _check_model(model)
     stats = parse_stats(stats)
@@ -465,7 +467,7 @@ def add_sample_parser(subparsers) -> argparse.ArgumentParser:
         "sample", help="Monte Carlo estimates of the statistics from sampled networks",
         description="Sample finite-width networks and estimate G, NTK, V, A, B, D, F, P, Q, R, "
                     "S, T, U at every layer with batch-means standard errors "
-                    "(definitions: PHYSICS.md §3). Ctrl-C writes the finished batches.")
+                    "(definitions: docs/conventions.md §3). Ctrl-C writes the finished batches.")
     add_model_arguments(p)
     p.add_argument("--samples", type=int, default=10000, help="number of networks (default 10000)")
     p.add_argument("--batches", type=int, default=30,

@@ -1,9 +1,9 @@
 """Feynman diagrams as ``networkx.MultiGraph`` s, merged up to isomorphism.
 
 One diagram is one term of the expansion of a layer-(ℓ+1) cumulant: a Wick contraction of
-the layer's parameters (Stage A, :mod:`ntkdiagrams.wick`), a grouping of its neuron sums
+the layer's parameters (Stage A, :mod:`ntkdiagrams.engine.wick`), a grouping of its neuron sums
 into layer-ℓ cumulants, and one cluster diagram per group (Stage B,
-:mod:`ntkdiagrams.cluster`).  As a graph:
+:mod:`ntkdiagrams.engine.cluster`).  As a graph:
 
 ============  =====================================================================
 node kind     meaning

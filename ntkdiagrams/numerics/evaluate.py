@@ -11,13 +11,13 @@ broadcast, so one call updates every input-index component of the layer at once.
 Coefficients are lambdified from sympy (``sympy.lambdify``, ``modules="numpy"``).
 
 Gaussian expectations are tensors E[a_1…a_k] = ⟨f_1(z_{a_1}) ⋯ f_k(z_{a_k})⟩_K over all input
-tuples (:func:`ntkdiagrams.gaussian.expectation_tensor`), computed once per layer and shared
+tuples (:func:`ntkdiagrams.numerics.gaussian.core.expectation_tensor`), computed once per layer and shared
 by every term and every statistic (:class:`GaussianCache`; a permuted integrand reuses the
 tensor by a transpose).
 
 :func:`evaluate` iterates from the first layer (the rule file's ``first_layer`` values, e.g.
 K^{(1)} = C_b + C_W x·x/n0) to layer L and returns per-layer arrays whose names and index
-order are those of PHYSICS.md §3.
+order are those of docs/conventions.md §3.
 """
 from __future__ import annotations
 
@@ -32,14 +32,14 @@ from typing import Callable, Sequence
 import numpy as np
 import sympy as sp
 
-from . import __version__
+from .. import __version__
 from .activations import Activation, parse_activation
 from .activations import z as zsym
-from .algebra import ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor, Z
-from .cli_common import check_inputs
-from .errors import InputError, UnsupportedError
-from .recursion import Recursion, derive
-from .rules import RuleSet
+from ..language.algebra import ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor, Z
+from .inputs import check_inputs
+from ..errors import InputError, UnsupportedError
+from ..engine.recursion import Recursion, derive
+from ..language.rulefile import RuleSet
 
 #: command-line names of the hyper-parameters and their rule-file symbols
 HYPER = {"cb": "C_b", "cw": "C_W", "lb": "lambda_b", "lw": "lambda_W"}
@@ -69,7 +69,7 @@ class GaussianCache:
         self.computed = 0
 
     def get(self, funcs: tuple) -> np.ndarray:
-        from .gaussian import expectation_tensor
+        from .gaussian.core import expectation_tensor
         order, canon = _canonical_slots(funcs)
         if canon not in self._store:
             self._store[canon] = expectation_tensor(list(canon), self.K, degree=self.degree)
@@ -80,7 +80,7 @@ class GaussianCache:
         return np.transpose(arr, inverse) if len(funcs) > 1 else arr
 
     def hermite(self, key, prev: dict) -> np.ndarray:
-        """Σ_β T_β Π ⟨∂_β F⟩ by integration by parts (see :mod:`ntkdiagrams.hermite`), cached."""
+        """Σ_β T_β Π ⟨∂_β F⟩ by integration by parts (see :mod:`ntkdiagrams.numerics.hermite`), cached."""
         from .hermite import contract_blob
         if ("hermite", key) not in self._store:
             tensor, args, sites, axes = key
@@ -96,7 +96,7 @@ KINKS = ("per-network", "distributional")
 def per_network(expr: sp.Expr) -> sp.Expr:
     """The recursion of an expectation of per-network objects, for an activation with kinks.
 
-    The forward equations of the tangent fields (dH, ddIH, ddIIH; PHYSICS.md §2) carry the
+    The forward equations of the tangent fields (dH, ddIH, ddIIH; docs/conventions.md §2) carry the
     second and third derivatives σ^{(2)}(z_j), σ^{(3)}(z_j) of single neurons.  For ReLU-like σ
     these are δ(z_j) and δ'(z_j): zero for almost every network, so the objects of §2, network by
     network, have no such terms, and neither has their expectation (what the sampler measures).
@@ -193,7 +193,7 @@ class CompiledRecursion:
         return [(fn, factors)]
 
     def _hermite_factor(self, b: BlobSum, act: Activation) -> _Factor:
-        """A whole blob sum, to be integrated by parts (see :mod:`ntkdiagrams.hermite`)."""
+        """A whole blob sum, to be integrated by parts (see :mod:`ntkdiagrams.numerics.hermite`)."""
         summed = []
         sites = []
         for pe in b.sites:
@@ -312,22 +312,22 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
 
     Parameters
     ----------
-    activation: a shortcut or an expression in z (see :mod:`ntkdiagrams.activations`).
+    activation: a shortcut or an expression in z (see :mod:`ntkdiagrams.numerics.activations`).
     depth: number of layers L ≥ 1.
     inputs: (N, n0) array of inputs x_α.
     cb, cw, lb, lw: C_b, C_W, λ_b, λ_W; a scalar, or one value per layer 1..L.
-    stats: tensor names (PHYSICS.md §3), or "all" for every tensor the rule file derives.
+    stats: tensor names (docs/conventions.md §3), or "all" for every tensor the rule file derives.
     kinks: for activations with kinks, the meaning of the dNTK/ddNTK statistics P…U:
-        "per-network" (default: expectations of the objects of PHYSICS.md §2, network by network,
+        "per-network" (default: expectations of the objects of docs/conventions.md §2, network by network,
         as the sampler measures them) or "distributional" (keeping the δ(z) terms of the chain
         rule: the derivative of the expected NTK); see :func:`per_network`.  No effect on smooth
         σ or on K…F.
     extra: {name: Recursion} evaluated alongside (e.g. the coefficients of a correlator request,
-        :mod:`ntkdiagrams.request`): computed from the same layer-ℓ tensors, not fed back.
+        :mod:`ntkdiagrams.engine.request`): computed from the same layer-ℓ tensors, not fed back.
 
     Returns a list with one dict per layer: ``{"layer": ℓ, "K": (N,N), "G1": (N,N), "V": (N,N,N,N), …}``.
     """
-    from .recursion import _rules
+    from ..engine.recursion import _rules
     rules = _rules(rules)
     act = activation if isinstance(activation, Activation) else parse_activation(activation)
     if not isinstance(depth, (int, np.integer)) or depth < 1:
@@ -389,7 +389,7 @@ def _progress(progress):
 # ---- command line ----
 
 def add_evaluate_parser(sub) -> None:
-    from .cli_common import add_model_arguments
+    from ..cli.common import add_model_arguments
     p = sub.add_parser("evaluate", help="evaluate derived recursions for a data set (numbers)")
     add_model_arguments(p)
     p.add_argument("--stats", default="K,G1,V", help="comma-separated tensors, or 'all' (default K,G1,V)")
@@ -406,14 +406,14 @@ def add_evaluate_parser(sub) -> None:
 
 
 def run_evaluate(args) -> int:
-    from .cli_common import model_from_args
-    from .rules import load_rules
+    from ..cli.common import model_from_args
+    from ..language.rulefile import load_rules
     model = model_from_args(args)
     if args.out and not (args.out.endswith(".json") or args.out.endswith(".npz")):
         raise InputError(f"--out must end in .json or .npz; got {args.out!r}")
     stats = "all" if args.stats == "all" else [s.strip() for s in args.stats.split(",") if s.strip()]
     if args.request:
-        from .request import derive_request
+        from ..engine.request import derive_request
         res = derive_request(args.request, load_rules(args.rules), order=args.order)
         stats = [res.key(st) for st in res.structures]
         layers = res.evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,

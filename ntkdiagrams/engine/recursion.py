@@ -4,7 +4,7 @@
 contractions → cluster diagrams → sum) and returns a :class:`Recursion`:
 
 * the target, e.g. ``V^{(ℓ+1)}_{α1α2α3α4}``, isolated from its statistic's Kronecker
-  decomposition by a choice of neuron indices (PHYSICS.md §3: (0,0,1,1) for V) and read off
+  decomposition by a choice of neuron indices (docs/conventions.md §3: (0,0,1,1) for V) and read off
   at its order in 1/n;
 * the right-hand side, a sympy expression in Gaussian expectations ⟨…⟩_{K^{(ℓ)}} and the
   layer-ℓ tensors, valid for arbitrary (also coinciding) inputs α;
@@ -19,11 +19,11 @@ from functools import lru_cache
 
 import sympy as sp
 
-from .algebra import InputGram, ell
+from ..language.algebra import InputGram, ell
 from .cluster import group_cumulant, register_tensors, truncation_power
 from .diagrams import Diagram, build_graph, merge_isomorphic
-from .errors import UnsupportedError
-from .rules import Leg, RuleSet, load_rules
+from ..errors import UnsupportedError
+from ..language.rulefile import Leg, RuleSet, load_rules
 from .wick import connected_groupings, wick_contractions
 
 
@@ -72,7 +72,7 @@ class Recursion:
     @property
     def layer_tensors(self) -> set:
         """Names of the layer-ℓ tensors the right-hand side uses."""
-        from .algebra import LayerTensor
+        from ..language.algebra import LayerTensor
         return {a.tensor_name for a in self.rhs.atoms(LayerTensor)}
 
 
@@ -153,7 +153,7 @@ def derive(tensor: str, rules: RuleSet | str | None = None, **request_options):
     """Derive the layer-to-layer recursion of ``tensor`` (e.g. ``"V"``) from a rule file.
 
     A correlator request (``"E[dH(i0,i1,i2;a0,a1,a2) z(i3;a3)]"``, ``"Ec[...]"``) returns a
-    :class:`ntkdiagrams.request.RequestResult` instead (options ``order``, ``connected``)."""
+    :class:`ntkdiagrams.engine.request.RequestResult` instead (options ``order``, ``connected``)."""
     rules = _rules(rules)
     if isinstance(tensor, str) and "[" in tensor:
         from .request import derive_request
@@ -167,7 +167,7 @@ def derive(tensor: str, rules: RuleSet | str | None = None, **request_options):
 @lru_cache(maxsize=64)
 def _derive_cached(tensor: str, path: str, source: str) -> Recursion:
     from . import cache
-    from .rules import parse_rules
+    from ..language.rulefile import parse_rules
     rules = parse_rules(source, path)
     register_tensors(rules)
     hit = cache.load(source, tensor, rules)
@@ -203,7 +203,7 @@ def _assemble(rules, legs, term, layer, width, first_layer, connected=True, chec
     below the target must belong to another tensor of the statistic (a consistency check of
     :func:`derive`; correlator requests read off one order of a series and switch it off)."""
     import networkx as nx
-    from .wick import set_partitions
+    from ..combinatorics import set_partitions
 
     def groupings(c):
         if connected:

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from .errors import UnsupportedError
-from .rules import Leg, RuleSet
+from ..combinatorics import set_partitions
+from ..errors import UnsupportedError
+from ..language.rulefile import Leg, RuleSet
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def tangent_monomials(leg: Leg, k: int, rules: RuleSet, layer_map, first_layer: 
       field, recognised by matching it against the declared patterns.
 
     For the NTK this is H^{(ℓ+1)} = Σ_θ λ_θ ∂_θz ∂_θz + Σ ∂z/∂z_{j1} ∂z/∂z_{j2} H^{(ℓ)}_{j1j2}; for the
-    dNTK it gives the four terms of PHYSICS.md §2.  Nothing about these fields is typed in."""
+    dNTK it gives the four terms of docs/conventions.md §2.  Nothing about these fields is typed in."""
     spec = rules.fields[leg.field]
     pattern = spec.derivatives
     if not pattern:
@@ -400,15 +401,3 @@ def connected_groupings(contraction: Contraction, nlegs: int):
                 union(a, b)
         if len({find(k) for k in range(nlegs)}) == 1:
             yield tuple(tuple(g) for g in partition)
-
-
-def set_partitions(items):
-    """All set partitions of a list (lists of blocks), generated recursively."""
-    if not items:
-        yield []
-        return
-    first, rest = items[0], items[1:]
-    for part in set_partitions(rest):
-        yield [[first]] + part
-        for k in range(len(part)):
-            yield part[:k] + [[first] + part[k]] + part[k + 1:]

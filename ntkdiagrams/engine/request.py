@@ -21,13 +21,13 @@ order, some assignment σ of its slots to the request's input labels) is reporte
 generated name (``M1_zzzz_1`` for the order-1 coefficient of a full moment, ``C1_…`` for a
 cumulant) and its recursion.
 
-Order.  Power counting (PHYSICS.md §4) puts a connected correlator of total weight w (z counts
+Order.  Power counting (docs/conventions.md §4) puts a connected correlator of total weight w (z counts
 1, H 2, dH 3, a ddNTK 4) at n^{1−w/2}; odd w vanishes by the sign flip of the last layer's
 parameters.  The default order is the leading non-vanishing one; this engine's truncation
 reaches order 1/n (``order=2`` and connected correlators of weight ≥ 6 are refused with the
 reason).  A full moment at ``order=1`` holds its order-0 and order-1 coefficients.
 
-Results are cached on disk like the named recursions (:mod:`ntkdiagrams.cache`).
+Results are cached on disk like the named recursions (:mod:`ntkdiagrams.engine.cache`).
 """
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .algebra import ell, tensor_class
-from .errors import ExpressionError, UnsupportedError
-from .rules import ExpansionTerm, Leg, RuleSet
+from ..language.algebra import ell, tensor_class
+from ..errors import ExpressionError, UnsupportedError
+from ..language.rulefile import ExpansionTerm, Leg, RuleSet
 
 _TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[\[\]();,*]))")
 _PREFIXES = {"E": False, "Ec": True, "E_c": True}
@@ -344,8 +344,8 @@ class RequestResult:
     def evaluate(self, activation, depth: int, inputs, **kwargs) -> list[dict]:
         """Every coefficient per layer: ``[{"layer": ℓ, name: array over the request's input
         labels (one axis per distinct label, in order of appearance)}, …]``; keyword
-        arguments as :func:`ntkdiagrams.evaluate.evaluate` (``cb, cw, lb, lw``)."""
-        from .evaluate import evaluate
+        arguments as :func:`ntkdiagrams.numerics.evaluate.evaluate` (``cb, cw, lb, lw``)."""
+        from ..numerics.evaluate import evaluate
         extra = {self.key(s): s.recursion for s in self.structures}
         layers = evaluate(activation, depth, inputs, stats=[], rules=self.rules, extra=extra, **kwargs)
         return layers
@@ -376,7 +376,7 @@ def _cumulant_expansion(req: Request, structures: list, rules: RuleSet) -> None:
     (so into K, G1, V, Θ, … where they are named), and keep the expansion on each structure
     (``Structure.expansion``) only if it equals the engine's coefficient symbolically, at layer
     ℓ+1 and at layer 1: a check of the moment–cumulant bookkeeping of the engine."""
-    from .wick import set_partitions
+    from ..combinatorics import set_partitions
     if req.connected or not structures:
         return
     top = max(s.order for s in structures)
@@ -512,7 +512,7 @@ def derive_request(text: str | Request, rules: RuleSet | str | None = None, *, o
         lead = max(0, w // 2 - 1)
         if lead >= 2:
             raise UnsupportedError(f"{req}: a connected correlator of weight {w} starts at order 1/n^{lead} "
-                                   "(power counting, PHYSICS.md §4), beyond this engine's first-order truncation")
+                                   "(power counting, docs/conventions.md §4), beyond this engine's first-order truncation")
         orders = [lead] if order is None else ([order] if order >= lead else [])
     else:
         orders = [0, 1] if order == 1 else [0]

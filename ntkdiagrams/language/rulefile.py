@@ -7,7 +7,7 @@ cumulants of fields with their decomposition into Kronecker structures and tenso
 order in 1/n.  The schema is documented in ``docs/rules.md``.
 
 Loading never executes anything: the file is read with :mod:`tomllib`, and each expression
-is built by the whitelisting parser of :mod:`ntkdiagrams.expr`.  Every problem raises
+is built by the whitelisting parser of :mod:`ntkdiagrams.language.expressions`.  Every problem raises
 :class:`~ntkdiagrams.errors.RuleFileError` naming the file, the key and the problem.
 """
 from __future__ import annotations
@@ -21,15 +21,28 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from .algebra import InputGram, _closure, sigma, tensor_class
-from .errors import ExpressionError, RuleFileError
-from .expr import parse_expression
+from ..errors import ExpressionError, RuleFileError
+from .expressions import parse_expression
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+
+
+def builtin_rules_dir() -> Path:
+    """The folder of the built-in rule files: package data ``ntkdiagrams.rules`` (the repository's
+    top-level ``rules/``, mapped into the package by pyproject.toml), or ``rules/`` beside the
+    package in a source tree that was never installed."""
+    try:
+        from importlib.resources import files
+        return Path(str(files("ntkdiagrams.rules")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "rules"
+
+
+RULES_DIR = builtin_rules_dir()
 
 _TOP_KEYS = {"model", "symbols", "fields", "parameters", "layer_map", "first_layer",
              "statistics", "tensors"}

@@ -1,7 +1,7 @@
 """Gaussian expectations ⟨f₁ f₂ … f_k⟩_K of products of univariate functions.
 
 :func:`expectation_tensor` returns, for factors f₁ … f_k (sympy expressions in
-:data:`ntkdiagrams.activations.z`, 1 ≤ k ≤ 4) and an (N, N) kernel K, the whole tensor
+:data:`ntkdiagrams.numerics.activations.z`, 1 ≤ k ≤ 4) and an (N, N) kernel K, the whole tensor
 
     T[a₁, …, a_k] = E[ f₁(z_{a₁}) f₂(z_{a₂}) … f_k(z_{a_k}) ],   z ~ N(0, K),
 
@@ -145,7 +145,7 @@ call vary by ±20 % on this machine, so changes below that are not resolved.
      parent point, never per point;
    * two threads gain only ~1.3× (the GIL between ~60 array calls per chunk).
 
-6. **Compiled kernel** (:mod:`ntkdiagrams.gaussian_jit`, with numba installed: the ``fast``
+6. **Compiled kernel** (:mod:`ntkdiagrams.numerics.gaussian.compiled`, with numba installed: the ``fast``
    extra).  The nested sum of 4. for factors with an exponential form (tanh, sigmoid and
    their derivatives) runs depth-first in one compiled loop per tuple, in the threads of the
    pool, with the same rules, table and split points: the numbers agree with the numpy path
@@ -166,8 +166,8 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 import sympy as sp
 
-from .activations import lambdify_z, z
-from .errors import InputError, UnsupportedError
+from ..activations import lambdify_z, z
+from ...errors import InputError, UnsupportedError
 
 __all__ = ["expectation_tensor", "gaussian_expectation", "DEFAULT_DEGREE",
            "DEFAULT_DEGREE_BY_DIM", "FAST_DEGREES", "FAST_MAX_VARIANCE"]
@@ -218,11 +218,11 @@ class _Factor:
 
 def _as_sympy(expr, what: str) -> sp.Basic:
     """A sympy object, or a plain int/float made into one; anything else (text!) is refused:
-    user text goes through ntkdiagrams.expr, never through sympify."""
+    user text goes through ntkdiagrams.language.expressions, never through sympify."""
     if isinstance(expr, sp.Basic):
         return expr
     if isinstance(expr, bool) or not isinstance(expr, (int, float)):
-        raise InputError(f"{what} {expr!r} is not a sympy expression (parse text with ntkdiagrams.expr first)")
+        raise InputError(f"{what} {expr!r} is not a sympy expression (parse text with ntkdiagrams.language.expressions first)")
     return sp.Integer(expr) if isinstance(expr, int) else sp.Float(expr)
 
 
@@ -238,7 +238,7 @@ def _canonical_z(expr) -> sp.Expr:
         other = e.free_symbols - {z}
     if other:
         raise InputError(f"factor {e} contains symbols {sorted(map(str, other))} other than z; "
-                         "factors must be univariate expressions in ntkdiagrams.activations.z")
+                         "factors must be univariate expressions in ntkdiagrams.numerics.activations.z")
     return e
 
 
@@ -1177,11 +1177,11 @@ def _rule_bank(codes: tuple):
 
 
 def _nested_jit(blocks, L, nodes, m, single, tab, M):
-    """The nested rule by the compiled kernel of :mod:`ntkdiagrams.gaussian_jit`, or None where
+    """The nested rule by the compiled kernel of :mod:`ntkdiagrams.numerics.gaussian.compiled`, or None where
     it does not apply: numba not installed, NTKDIAGRAMS_JIT=0, or a factor without an
     exponential form R(e^{κz}).  Same rules, same numbers to rounding."""
     import os
-    from . import gaussian_jit as gj
+    from . import compiled as gj
     if not gj.available() or os.environ.get("NTKDIAGRAMS_JIT", "1") == "0":
         return None
     T, outer = L.shape[0], nodes.shape[1]
@@ -1449,7 +1449,7 @@ def expectation_tensor(factors, K, *, degree=None, method="auto") -> np.ndarray:
 
     Parameters
     ----------
-    factors: 1 to 4 sympy expressions in :data:`ntkdiagrams.activations.z`; they may contain
+    factors: 1 to 4 sympy expressions in :data:`ntkdiagrams.numerics.activations.z`; they may contain
         Max/Min/Abs/Heaviside with kinks at 0 and DiracDelta(z) (first order).
     K: (N, N) symmetric positive semi-definite covariance.
     degree: nodes per dimension of the quadrature (default :data:`DEFAULT_DEGREE_BY_DIM`;
@@ -1465,7 +1465,7 @@ def expectation_tensor(factors, K, *, degree=None, method="auto") -> np.ndarray:
     Examples
     --------
     >>> import numpy as np, sympy as sp
-    >>> from ntkdiagrams.activations import z
+    >>> from ntkdiagrams.numerics.activations import z
     >>> T = expectation_tensor([sp.Max(0, z), sp.Max(0, z)], np.array([[1.0, 0.0], [0.0, 1.0]]))
     >>> bool(abs(T[0, 0] - 0.5) < 1e-12 and abs(T[0, 1] - 1 / (2 * np.pi)) < 1e-12)
     True

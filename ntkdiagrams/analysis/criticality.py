@@ -17,7 +17,7 @@ remaining condition χ_∥ = 1 is the root condition
 
 h is scanned on a logarithmic K grid (default 1e-4 … 100) and its sign changes are refined by
 Brent's method.  The expectations are the package's one-dimensional Gaussian expectations
-(:func:`ntkdiagrams.gaussian.expectation_tensor`: the half-line rule split at z = 0), so kinks
+(:func:`ntkdiagrams.numerics.gaussian.core.expectation_tensor`: the half-line rule split at z = 0), so kinks
 and Dirac deltas of σ'' (ReLU family) are exact, never smoothed; ``precise=True`` refines the
 root by Newton steps with mpmath quadrature at 20 digits (smooth activations).
 
@@ -46,7 +46,7 @@ Classes (``CriticalPoint.universality``):
 In both power-law cases K approaches K* like ΔK ≈ −1/(a_1 ℓ) and χ_⊥ ≈ 1 − p_⊥/ℓ with
 p_⊥ = b_1/a_1, so Θ-type products over layers scale like ℓ^{−p_⊥}.
 
-Depth scaling (:func:`depth_scaling`): the engine's recursions (:func:`ntkdiagrams.evaluate.
+Depth scaling (:func:`depth_scaling`): the engine's recursions (:func:`ntkdiagrams.numerics.evaluate.
 evaluate`) for one input at the critical point, normalised to dimensionless ratios
 
     G1/K, V/K², Θ1/Θ, A/Θ², B/Θ², D/(ΘK), F/(ΘK), P/Θ², Q/Θ², R·K/Θ³, S·K/Θ³, T·K/Θ³, U·K/Θ³
@@ -64,9 +64,9 @@ from typing import Sequence
 import numpy as np
 import sympy as sp
 
-from .activations import Activation, parse_activation
-from .activations import z as zsym
-from .errors import ActivationError, InputError, UnsupportedError
+from ..numerics.activations import Activation, parse_activation
+from ..numerics.activations import z as zsym
+from ..errors import ActivationError, InputError, UnsupportedError
 
 __all__ = ["CriticalPoint", "DepthScaling", "critical_point", "depth_scaling", "gaussian_1d",
            "susceptibilities", "RATIOS"]
@@ -89,9 +89,9 @@ def _activation(activation) -> Activation:
 def gaussian_1d(f: sp.Expr, Ks) -> np.ndarray:
     """⟨f(z)⟩_K for z ~ N(0, K), for each K of ``Ks`` (all > 0), by the package's quadrature.
 
-    ``f`` is a sympy expression in :data:`ntkdiagrams.activations.z` (kinks at 0 and DiracDelta(z)
+    ``f`` is a sympy expression in :data:`ntkdiagrams.numerics.activations.z` (kinks at 0 and DiracDelta(z)
     allowed).  Values that overflow in floating point come back as NaN."""
-    from .gaussian import expectation_tensor
+    from ..numerics.gaussian.core import expectation_tensor
     K = np.atleast_1d(np.asarray(Ks, dtype=float))
     if K.ndim != 1 or np.any(~np.isfinite(K)) or np.any(K <= 0):
         raise InputError("the variances K must be finite and > 0")
@@ -311,7 +311,7 @@ def critical_point(activation, *, k_min: float = K_MIN, k_max: float = K_MAX, po
     Parameters
     ----------
     activation: a shortcut (``tanh``, ``relu``, ``gelu``, ``leaky_relu:0.2``, …), an expression
-        in z, or an :class:`~ntkdiagrams.activations.Activation`.
+        in z, or an :class:`~ntkdiagrams.numerics.activations.Activation`.
     k_min, k_max, points: the log-spaced K grid on which h(K) = ⟨σσ''⟩_K is scanned for sign
         changes (a root where h touches 0 without changing sign is not found; stated in notes).
     precise: refine non-zero roots by Newton steps with mpmath quadrature at 20 digits
@@ -532,7 +532,7 @@ def fit_tail(ell, r) -> dict:
 
 def _evaluate_groups(act, depth, x, hyper, stats) -> tuple[list[dict], dict]:
     """Evaluate ``stats``; if the engine refuses some, retry group by group and record why."""
-    from .evaluate import evaluate
+    from ..numerics.evaluate import evaluate
     try:
         return evaluate(act, depth, x, stats=stats, **hyper), {}
     except UnsupportedError:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .algebra import ActivationDerivative, GaussianExpectation, Z
+from ..language.algebra import ActivationDerivative, GaussianExpectation, Z
 
 
 def substitute_activation(expr: sp.Expr, activation_expr: sp.Expr, kernel_cls=None) -> sp.Expr:

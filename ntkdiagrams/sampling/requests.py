@@ -1,6 +1,6 @@
 """Monte Carlo estimate of a correlator request at concrete neuron indices.
 
-For a request ``E[X_1 … X_k]`` / ``Ec[X_1 … X_k]`` (:mod:`ntkdiagrams.request`) and neuron values
+For a request ``E[X_1 … X_k]`` / ``Ec[X_1 … X_k]`` (:mod:`ntkdiagrams.engine.request`) and neuron values
 (each neuron index of the request set to 0 or 1: the sampler computes the fields of neurons 0
 and 1 of every layer), the estimator is
 
@@ -10,7 +10,7 @@ and 1 of every layer), the estimator is
 as an array over the request's distinct input labels (a label repeated in the request is a
 diagonal).  Standard errors are batch means (moments inside a cumulant come from the same
 batch: an O(1/batch size) bias).  Per-network fields come from
-:mod:`ntkdiagrams.montecarlo_networks`, which shares no code with the engine.
+:mod:`ntkdiagrams.sampling.networks`, which shares no code with the engine.
 """
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ import time
 
 import numpy as np
 
-from .cli_common import ModelSpec
-from .errors import InputError, UnsupportedError
-from .montecarlo import (_SEED_TAG, _batch_sizes, _bytes_per_network, _check_model, _make_reporter,
+from .model import ModelSpec
+from ..errors import InputError, UnsupportedError
+from .sampler import (_SEED_TAG, _batch_sizes, _bytes_per_network, _check_model, _make_reporter,
                          network_chunks)
-from .montecarlo_networks import activation_derivatives, layer_objects, layer_widths
-from .wick import set_partitions
+from .networks import activation_derivatives, layer_objects, layer_widths
+from ..combinatorics import set_partitions
 
 _DERIVATIVE_ORDER = {"z": 0, "H": 1, "dH": 2, "ddIIH": 2, "ddIH": 3}
 
@@ -40,8 +40,8 @@ def _subsets_needed(k: int, connected: bool) -> list[tuple]:
 
 def sample_request(request, model: ModelSpec, pattern: dict, samples: int, *, seed: int = 0,
                    batches: int = 20, chunk: int | None = None, progress=False) -> list[dict]:
-    """Estimate a request (a :class:`~ntkdiagrams.request.Request` or a
-    :class:`~ntkdiagrams.request.RequestResult`) at neuron values ``pattern`` ({index name: 0 or 1}).
+    """Estimate a request (a :class:`~ntkdiagrams.engine.request.Request` or a
+    :class:`~ntkdiagrams.engine.request.RequestResult`) at neuron values ``pattern`` ({index name: 0 or 1}).
 
     Returns one dict per layer, ``{"layer": ℓ, "mean": array, "stderr": array}``, axes = the
     request's distinct input labels in order of appearance."""

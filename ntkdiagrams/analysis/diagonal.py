@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .activations import Activation
-from .activations import z as zsym
-from .algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor, Z,
+from ..numerics.activations import Activation
+from ..numerics.activations import z as zsym
+from ..language.algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor, Z,
                       ell, integrand_labels)
-from .errors import UnsupportedError
-from .recursion import Recursion, derive
+from ..errors import UnsupportedError
+from ..engine.recursion import Recursion, derive
 
 alpha = sp.Symbol("alpha")
 y = sp.Symbol("y", real=True)

@@ -1,13 +1,13 @@
-"""Compare predictions (``evaluate``) with Monte Carlo estimates (``sample``), PHYSICS.md §6.
+"""Compare predictions (``evaluate``) with Monte Carlo estimates (``sample``), docs/conventions.md §6.
 
 The prediction file has the layout ``{"meta": {"width": n, ...}, "layers": [{"layer": ℓ,
 "K": N×N, "G1": N×N, "Theta": N×N, "Theta1": N×N, "V": N×N×N×N, "A": …, …}]}``; the Monte
-Carlo file is what :func:`ntkdiagrams.montecarlo.sample` writes (JSON or npz).  Pairs:
+Carlo file is what :func:`ntkdiagrams.sampling.sampler.sample` writes (JSON or npz).  Pairs:
 
 * MC ``G``   ↔ K + G1/n   (layer 1: K; it is exact there),
 * MC ``NTK`` ↔ Θ + Θ1/n   (layer 1: Θ),
 * MC ``V, A, B, D, F, P, Q, R, S, T, U`` ↔ the prediction of the same name (both are the
-  coefficients of 1/n in the storage order of PHYSICS.md §3),
+  coefficients of 1/n in the storage order of docs/conventions.md §3),
 
 where n is the fan-in width of the layer: the width in the prediction's meta for ℓ ≥ 2.
 If G1 (Θ1) is missing the leading-order K (Θ) is used and the row says so.
@@ -29,7 +29,7 @@ from itertools import product
 
 import numpy as np
 
-from .errors import InputError, NtkDiagramsError
+from ..errors import InputError, NtkDiagramsError
 
 __all__ = ["compare", "summary", "format_table", "add_compare_parser", "run_compare"]
 
@@ -152,7 +152,7 @@ def format_table(rows: list[dict]) -> str:
 
 def _load_pred(path: str) -> dict:
     if os.path.splitext(path)[1].lower() == ".npz":
-        from .montecarlo import load_result
+        from ..sampling.sampler import load_result
         return load_result(path)
     try:
         with open(path, "r", encoding="utf-8") as fh:
@@ -223,7 +223,7 @@ def run_compare(args: argparse.Namespace) -> int:
                   "(pip install 'ntkdiagrams[plot]' or pip install matplotlib)", file=sys.stderr)
             return 2
     try:
-        from .montecarlo import load_result
+        from ..sampling.sampler import load_result
         pred = _load_pred(args.pred)
         mc = load_result(args.mc)
         stats = None

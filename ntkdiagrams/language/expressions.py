@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 
 import sympy as sp
 
-from .errors import ExpressionError
+from ..errors import ExpressionError
 
 MAX_LENGTH = 4000
 MAX_DEPTH = 60

@@ -1,38 +1,19 @@
 """Command-line options shared by ``evaluate`` and ``sample`` (one model, one meaning).
 
-The model options are those of PHYSICS.md §1: activation σ, depth L, hidden width n,
+The model options are those of docs/conventions.md §1: activation σ, depth L, hidden width n,
 C_b, C_W, λ_b, λ_W, and the data set of N inputs (``--inputs FILE.npy`` or
 ``--random N,n0 --seed s``).
 """
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 
 import numpy as np
 
-from .activations import Activation, parse_activation
-from .errors import InputError
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The model of PHYSICS.md §1 with its data set."""
-
-    activation: Activation
-    depth: int
-    width: int
-    cb: float
-    cw: float
-    lb: float
-    lw: float
-    inputs: np.ndarray  # shape (N, n0)
-
-    def meta(self) -> dict:
-        return {"activation": self.activation.name, "depth": self.depth, "width": self.width,
-                "cb": self.cb, "cw": self.cw, "lb": self.lb, "lw": self.lw,
-                "n_inputs": int(self.inputs.shape[0]), "n0": int(self.inputs.shape[1]),
-                "inputs": self.inputs.tolist()}
+from ..numerics.activations import parse_activation
+from ..numerics.inputs import check_inputs
+from ..sampling.model import ModelSpec
+from ..errors import InputError
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,23 +32,6 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--random", help="N,n0: draw N standard-normal inputs of dimension n0 "
                                       "(default 2,3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-
-
-def check_inputs(x) -> np.ndarray:
-    """Validate a data set: a finite 2-D float array of shape (N, n0) with N, n0 ≥ 1."""
-    try:
-        arr = np.asarray(x, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"inputs must be a numeric (N, n0) array: {exc}") from None
-    if arr.ndim != 2:
-        raise InputError(f"inputs must be a 2-D array of shape (N, n0); got shape {arr.shape}")
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise InputError(f"inputs must have N >= 1 rows and n0 >= 1 columns; got shape {arr.shape}")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        r, c = map(int, np.argwhere(bad)[0])
-        raise InputError(f"inputs contain NaN or inf ({int(bad.sum())} entries; first at row {r}, column {c})")
-    return arr
 
 
 def model_from_args(args: argparse.Namespace) -> ModelSpec:

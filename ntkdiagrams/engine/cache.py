@@ -26,12 +26,14 @@ from pathlib import Path
 import networkx as nx
 import sympy as sp
 
-from . import __version__
-from .algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor,
+from .. import __version__
+from ..language.algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor,
                       PartialExpectation, Z)
 
-_ENGINE_MODULES = ("algebra.py", "rules.py", "wick.py", "cluster.py", "recursion.py", "diagrams.py",
-                   "expr.py", "cache.py")
+# the sources whose change can change a derivation (relative to the package root)
+_ENGINE_MODULES = ("language/algebra.py", "language/rulefile.py", "language/expressions.py", "combinatorics.py",
+                   "engine/wick.py", "engine/cluster.py", "engine/recursion.py", "engine/diagrams.py",
+                   "engine/cache.py")
 _CLASSES = {c.__name__: c for c in (ActivationDerivative, BlobSum, GaussianExpectation, InputGram,
                                      PartialExpectation, Z)}
 _OPS = {"Add": sp.Add, "Mul": sp.Mul, "Pow": sp.Pow, "KroneckerDelta": sp.KroneckerDelta}
@@ -51,7 +53,7 @@ def cache_dir() -> Path | None:
 @lru_cache(maxsize=1)
 def engine_hash() -> str:
     h = hashlib.sha256(__version__.encode())
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]
     for name in _ENGINE_MODULES:
         h.update((here / name).read_bytes())
     return h.hexdigest()

@@ -1,6 +1,6 @@
 """Compiled kernel of the fast path's nested rule (optional: needs numba, the ``[fast]`` extra).
 
-:func:`ntkdiagrams.gaussian._nested` evaluates, for each index tuple t with Cholesky factor
+:func:`ntkdiagrams.numerics.gaussian.core._nested` evaluates, for each index tuple t with Cholesky factor
 L (z = L u, u ~ N(0, I)),
 
     E_t = Σ_{i₀} w₀ F₀(z₀) Σ_{i₁} w₁ F₁(z₁) … Σ_{i_J} w_J F_J(z_J) · G(μ_{J+1}, L_{J+1,J+1}),
@@ -47,7 +47,7 @@ import math
 
 import numpy as np
 
-from .gaussian import EXPO_MAX_EXPONENT, _cubic_coefficients, _lagrange4
+from .core import EXPO_MAX_EXPONENT, _cubic_coefficients, _lagrange4
 
 try:  # numba is optional: without it the numpy path of gaussian.py is used
     import numba as nb

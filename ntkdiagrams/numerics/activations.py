@@ -3,7 +3,7 @@
 An activation is given as text: a named shortcut (``tanh``, ``relu``, ``gelu``,
 ``leaky_relu:0.1``, ...) or any expression in ``z`` built from the whitelisted functions
 below (``z*tanh(z)``, ``sin(z) + z/2``).  Text goes through the restricted parser of
-:mod:`ntkdiagrams.expr`; nothing is ``eval``-ed.
+:mod:`ntkdiagrams.language.expressions`; nothing is ``eval``-ed.
 
 Derivatives come from sympy.  Piecewise-linear activations are written with ``Max``/``Min``
 so that sympy differentiates them exactly: ``d/dz Max(0, z) = Heaviside(z)`` and
@@ -32,8 +32,8 @@ from typing import Callable
 import numpy as np
 import sympy as sp
 
-from .errors import ActivationError, ExpressionError
-from .expr import parse_expression
+from ..errors import ActivationError, ExpressionError
+from ..language.expressions import parse_expression
 
 z = sp.Symbol("z", real=True)
 

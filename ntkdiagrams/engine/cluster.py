@@ -16,17 +16,17 @@ A moment E[Y_1 ⋯ Y_m] is the sum over *sites* — set partitions of all neuron
 distinct neurons, each weighted by the exact falling factorial n(n−1)⋯(n−s+1) — of the leading
 value plus every single-blob correction (:func:`moment_terms`).  Cumulants follow by Möbius
 inversion over set partitions (:func:`group_cumulant`), and the disconnected pieces cancel
-symbolically.  For S = Σ_j F(z_j) this reproduces PHYSICS.md §4:
+symbolically.  For S = Σ_j F(z_j) this reproduces docs/conventions.md §4:
 
 * E[S] = n ⟨F⟩_K + ½ Σ G1_{β1β2} ⟨∂_{β1}∂_{β2}F⟩_K + ⅛ Σ V_{(β1β2)(β3β4)} ⟨∂⁴F⟩_K + O(1/n)
 * κ(S1, S2) = n [⟨F1F2⟩_K − ⟨F1⟩_K⟨F2⟩_K + ¼ Σ V ⟨∂∂F1⟩_K ⟨∂∂F2⟩_K] + O(1)
 
 with the weights ½, ⅛, ¼ generated, not typed.  Derivatives are kept two ways: resolved on the
 input labels (Σ_β T_{…β…} ∂/∂z_β F = Σ_{α ∈ inputs of F} T_{…α…} ∂F/∂z_α, valid for coinciding
-inputs too), and whole, as :class:`~ntkdiagrams.algebra.BlobSum` (the compact Σ_β form).
+inputs too), and whole, as :class:`~ntkdiagrams.language.algebra.BlobSum` (the compact Σ_β form).
 
 Truncation: second-order blobs and undeclared cumulants (the six-point vertex, κ(H,H,z,z), …)
-are O(1/n²) by the power counting of PHYSICS.md §4, so a moment or cumulant of sums with R
+are O(1/n²) by the power counting of docs/conventions.md §4, so a moment or cumulant of sums with R
 neuron indices in all is exact up to O(n^{R−2}) (:func:`truncation_power`); the recursion
 stage refuses any request whose order that remainder could reach.
 """
@@ -38,10 +38,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .algebra import BlobSum, PartialExpectation, Z, dummy_labels, gexp, integrand_labels, z_derivative
-from .errors import UnsupportedError
-from .rules import RuleSet
-from .wick import set_partitions
+from ..language.algebra import BlobSum, PartialExpectation, Z, dummy_labels, gexp, integrand_labels, z_derivative
+from ..errors import UnsupportedError
+from ..language.rulefile import RuleSet
+from ..combinatorics import set_partitions
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ def field_weight(rules: RuleSet, name: str) -> int:
 def check_coverage(rules: RuleSet, present: set) -> None:
     """Every cumulant of the present fields that power counting puts at O(1/n) must be declared.
 
-    A connected correlator of fields of total weight w is O(n^{1-w/2}) (PHYSICS.md §4), odd
+    A connected correlator of fields of total weight w is O(n^{1-w/2}) (docs/conventions.md §4), odd
     weights vanish by z → -z; so the first-order truncation needs every cumulant of weight 2
     and 4.  A missing one would silently drop a 1/n term: refuse instead."""
     declared = {tuple(sorted(leg.field for leg in st.legs)) for st in rules.statistics.values()}
@@ -295,7 +295,7 @@ def check_coverage(rules: RuleSet, present: set) -> None:
                 raise UnsupportedError(
                     f"rule file {rules.path} declares no statistic for the cumulant κ({pretty}), which is "
                     f"O(1/n^{w // 2 - 1}) by power counting and enters this recursion; declare it in "
-                    "[statistics] (see PHYSICS.md §3)")
+                    "[statistics] (see docs/conventions.md §3)")
 
 
 def _fields_in(functions, rules: RuleSet) -> set:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
-from .errors import NtkDiagramsError
+from .. import __version__
+from ..errors import NtkDiagramsError
 
 LATEX_HEADER = r"""\documentclass{article}
 \usepackage{amsmath}
@@ -26,15 +26,15 @@ LATEX_HEADER = r"""\documentclass{article}
 
 
 def _derive(args) -> int:
-    from .recursion import derive
-    from .rules import load_rules
+    from ..engine.recursion import derive
+    from ..language.rulefile import load_rules
 
     rules = load_rules(args.rules)
     names = args.statistics or ["K", "G1", "V"]
     requests = [nm for nm in names if "[" in nm]
     if requests:
         if len(requests) != len(names):
-            from .errors import InputError
+            from ..errors import InputError
             raise InputError("give either tensor names or correlator requests E[...], not both")
         return _derive_requests(requests, rules, args)
     if args.diagonal:
@@ -68,7 +68,7 @@ def _derive(args) -> int:
 
 
 def _derive_requests(texts, rules, args) -> int:
-    from .request import derive_request
+    from ..engine.request import derive_request
     out = []
     for text in texts:
         res = derive_request(text, rules, order=args.order, connected=True if args.connected else None)
@@ -84,7 +84,7 @@ def _draw(recs, folder: str) -> str:
     """Write each contributing diagram as TikZ (and PNG with the plot extra) into ``folder``."""
     from pathlib import Path
 
-    from .diagrams import (Diagram, draw_png, merge_isomorphic, tikz_document, tikz_feynman_document, to_tikz,
+    from ..engine.diagrams import (Diagram, draw_png, merge_isomorphic, tikz_document, tikz_feynman_document, to_tikz,
                            to_tikz_feynman)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,11 +111,11 @@ def _draw(recs, folder: str) -> str:
 def _derive_diagonal(names, rules, args) -> int:
     """Single-input recursions in closed form for a scale-invariant activation, and the proof
     (by induction over layers) that a tensor vanishes on the diagonal where it does."""
-    from .activations import parse_activation
-    from .diagonal import vanishes_on_diagonal
+    from ..numerics.activations import parse_activation
+    from ..analysis.diagonal import vanishes_on_diagonal
 
     if not args.activation:
-        from .errors import InputError
+        from ..errors import InputError
         raise InputError("--diagonal needs --activation (a scale-invariant one: relu, leaky_relu:a, linear)")
     act = parse_activation(args.activation)
     for name in names:
@@ -155,23 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list the contributing diagrams with multiplicities and powers of n")
     d.set_defaults(func=_derive)
 
-    for hook in _optional_hooks():
+    for hook in _subcommand_parsers():
         hook(sub)
     return p
 
 
-def _optional_hooks():
-    """Subcommands living in their own modules (evaluate, sample, compare)."""
-    hooks = []
-    for mod, fn in (("evaluate", "add_evaluate_parser"), ("montecarlo", "add_sample_parser"),
-                    ("compare", "add_compare_parser"), ("criticality", "add_critical_parser")):
-        try:
-            module = __import__(f"ntkdiagrams.{mod}", fromlist=[fn])
-        except ImportError:
-            continue
-        if hasattr(module, fn):
-            hooks.append(getattr(module, fn))
-    return hooks
+def _subcommand_parsers():
+    """Subcommands living in their own modules (evaluate, sample, compare, critical)."""
+    from ..analysis.compare import add_compare_parser
+    from ..analysis.criticality import add_critical_parser
+    from ..numerics.evaluate import add_evaluate_parser
+    from ..sampling.sampler import add_sample_parser
+    return [add_evaluate_parser, add_sample_parser, add_compare_parser, add_critical_parser]
 
 
 def main(argv=None) -> int:
