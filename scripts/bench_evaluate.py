@@ -14,7 +14,7 @@ import tracemalloc
 import numpy as np
 
 from ntkdiagrams.numerics.evaluate import evaluate
-from ntkdiagrams.engine.recursion import derive
+from ntkdiagrams.engine.derivation import derive
 
 
 def main():

@@ -18,6 +18,7 @@ from ntkdiagrams.numerics.activations import parse_activation
 from ntkdiagrams.sampling.model import ModelSpec
 from ntkdiagrams.sampling.requests import sample_request
 from ntkdiagrams.engine.request import derive_request
+from ntkdiagrams.numerics.evaluate import evaluate_request
 
 REQUESTS = [
     ("E[z(i1;a1) z(i2;a2) z(i3;a3) z(i4;a4)]", 1, [dict(i1=0, i2=0, i3=1, i4=1), dict(i1=0, i2=0, i3=0, i4=0)]),
@@ -42,7 +43,7 @@ def main():
         res = derive_request(text, order=order)
         top = max(res.orders)
         for act, hyper in CASES:
-            pred_layers = res.evaluate(act, args.depth, x, **hyper)
+            pred_layers = evaluate_request(res, act, args.depth, x, **hyper)
             for pat in patterns:
                 for n in widths:
                     model = ModelSpec(parse_activation(act), depth=args.depth, width=n, inputs=x, **hyper)

@@ -5,15 +5,14 @@ import subprocess
 import pytest
 
 from ntkdiagrams.cli import main
-from ntkdiagrams.engine.diagrams import (Diagram, layout, merge_isomorphic, tikz_document, tikz_feynman_document, to_tikz,
-                                  to_tikz_feynman)
-from ntkdiagrams.engine.recursion import derive
+from ntkdiagrams.engine.diagrams import (layout, merge_isomorphic, tikz_document, tikz_feynman_document, to_tikz,
+                                         to_tikz_feynman)
+from ntkdiagrams.engine.derivation import derive
 
 
 def _topologies(name):
     rec = derive(name)
-    return merge_isomorphic([Diagram(d.graph, d.multiplicity, d.power, d.value) for d in rec.diagrams],
-                            labeled=False)
+    return merge_isomorphic([d.copy() for d in rec.diagrams], labeled=False)
 
 
 def test_tikz_of_v_diagrams():

@@ -7,7 +7,7 @@ import sympy as sp
 from ntkdiagrams.numerics.activations import z as zsym
 from ntkdiagrams.language.algebra import GaussianExpectation, Z, ell, gexp, sigma, tensor_class
 from ntkdiagrams.numerics.closedforms import substitute_activation
-from ntkdiagrams.engine.recursion import derive, isolating_pattern
+from ntkdiagrams.engine.derivation import derive, isolating_pattern
 from ntkdiagrams.language.rulefile import Leg, load_rules
 from ntkdiagrams.engine.wick import connected_groupings, wick_contractions
 

@@ -9,7 +9,7 @@ from ntkdiagrams.sampling.model import ModelSpec
 from ntkdiagrams.errors import InputError, UnsupportedError
 from ntkdiagrams.numerics.evaluate import evaluate
 from ntkdiagrams.sampling.sampler import sample
-from ntkdiagrams.engine.recursion import derive
+from ntkdiagrams.engine.derivation import derive
 from ntkdiagrams.language.rulefile import load_rules
 
 RULES = load_rules("mlp")

@@ -15,7 +15,7 @@ from ntkdiagrams.cli import main
 from ntkdiagrams.sampling.model import ModelSpec
 from ntkdiagrams.errors import ExpressionError, UnsupportedError
 from ntkdiagrams.sampling.requests import sample_request
-from ntkdiagrams.engine.recursion import derive
+from ntkdiagrams.engine.derivation import derive
 from ntkdiagrams.engine.request import decompose, derive_request, parse_request
 from ntkdiagrams.language.rulefile import load_rules
 
@@ -60,7 +60,7 @@ def test_decompose_groups_delta_products_into_partitions():
 
 
 def test_two_point_request_is_K_plus_G1():
-    res = nd.derive("E[z(i1;a1) z(i2;a2)]", order=1)
+    res = nd.derive_request("E[z(i1;a1) z(i2;a2)]", order=1)
     got = [(s.name, s.order, tuple(tuple(map(str, b)) for b in s.deltas)) for s in res.structures]
     assert got == [("K", 0, (("i1", "i2"),)), ("G1", 1, (("i1", "i2"),))]
 
@@ -96,7 +96,7 @@ def test_power_counting_and_parity():
 def _check_against_sampler(text, patterns, order, samples=100_000, width=4):
     res = derive_request(text, order=order)
     model = ModelSpec(parse_activation("tanh"), depth=2, width=width, inputs=X, **HYPER)
-    layers = res.evaluate("tanh", 2, X, **HYPER)
+    layers = nd.evaluate_request(res, "tanh", 2, X, **HYPER)
     out = []
     for p in patterns:
         mc = sample_request(res, model, p, samples, batches=20, seed=7)[1]

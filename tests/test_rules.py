@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from ntkdiagrams.errors import RuleFileError
-from ntkdiagrams.engine.recursion import derive
+from ntkdiagrams.engine.derivation import derive
 from ntkdiagrams.language.rulefile import RULES_DIR, load_rules, parse_rules
 
 MLP = (RULES_DIR / "mlp.toml").read_text()

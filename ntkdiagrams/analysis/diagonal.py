@@ -27,7 +27,8 @@ from ..numerics.activations import z as zsym
 from ..language.algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor, Z,
                       ell, integrand_labels)
 from ..errors import UnsupportedError
-from ..engine.recursion import Recursion, derive
+from ..engine.derivation import derive
+from ..engine.recursion import Recursion
 
 alpha = sp.Symbol("alpha")
 y = sp.Symbol("y", real=True)

@@ -26,7 +26,7 @@ LATEX_HEADER = r"""\documentclass{article}
 
 
 def _derive(args) -> int:
-    from ..engine.recursion import derive
+    from ..engine.derivation import derive
     from ..language.rulefile import load_rules
 
     rules = load_rules(args.rules)
@@ -55,10 +55,13 @@ def _derive(args) -> int:
             out.append(r.text(compact=not args.explicit))
             out.append("")
     if args.diagrams:
-        mark = "% " if args.latex else ""
         for r in recs:
-            out.append(f"{mark}diagrams of {r.tensor} (multiplicity, power of n):")
-            out.extend(mark + line for line in r.diagram_table().splitlines())
+            if args.latex:
+                out.append(f"% diagrams of {r.tensor}: the right-hand side is the sum of multiplicity x D_k")
+                out += [r"\begin{align}", r.diagram_latex(compact=not args.explicit), r"\end{align}"]
+            else:
+                out.append(f"diagrams of {r.tensor} (multiplicity, power of n, value):")
+                out.append(r.diagram_table(values=True, compact=not args.explicit))
     if args.latex and args.standalone:
         out.append(r"\end{document}")
     if args.draw:
@@ -84,14 +87,13 @@ def _draw(recs, folder: str) -> str:
     """Write each contributing diagram as TikZ (and PNG with the plot extra) into ``folder``."""
     from pathlib import Path
 
-    from ..engine.diagrams import (Diagram, draw_png, merge_isomorphic, tikz_document, tikz_feynman_document, to_tikz,
-                           to_tikz_feynman)
+    from ..engine.diagrams import (draw_png, merge_isomorphic, tikz_document, tikz_feynman_document, to_tikz,
+                                   to_tikz_feynman)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     written, pngs = [], 0
     for r in recs:
-        topo = merge_isomorphic([Diagram(d.graph, d.multiplicity, d.power, d.value) for d in r.diagrams],
-                                labeled=False)
+        topo = merge_isomorphic([d.copy() for d in r.diagrams], labeled=False)
         pics, feyn = [], []
         for k, d in enumerate(topo, 1):
             cap = f"{r.tensor}: D{k}"

@@ -11,8 +11,9 @@ fails to parse, has the wrong checksum or key, or does not rebuild is deleted an
 never trusted.  Expressions are serialised by a whitelisting encoder (numbers, symbols with their
 assumptions, Add/Mul/Pow, and the package's own classes): no pickle, no ``eval``.
 
-The cache lives in ``$NTKDIAGRAMS_CACHE`` (default ``~/.cache/ntkdiagrams``); set
-``NTKDIAGRAMS_CACHE=off`` to disable it.
+The folder is ``Settings.cache_dir`` (:mod:`ntkdiagrams.settings`: ``$NTKDIAGRAMS_CACHE``, default
+``~/.cache/ntkdiagrams``), resolved at the entry points and passed down; None disables the cache.
+Each diagram is stored with its value (explicit and compact).
 """
 from __future__ import annotations
 
@@ -28,12 +29,14 @@ import sympy as sp
 
 from .. import __version__
 from ..language.algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor,
-                      PartialExpectation, Z)
+                                PartialExpectation, Z)
+from .diagrams import Diagram
+from .recursion import Recursion
 
 # the sources whose change can change a derivation (relative to the package root)
 _ENGINE_MODULES = ("language/algebra.py", "language/rulefile.py", "language/expressions.py", "combinatorics.py",
-                   "engine/wick.py", "engine/cluster.py", "engine/recursion.py", "engine/diagrams.py",
-                   "engine/cache.py")
+                   "engine/wick.py", "engine/cluster.py", "engine/recursion.py", "engine/derivation.py",
+                   "engine/request.py", "engine/diagrams.py", "engine/cache.py")
 _CLASSES = {c.__name__: c for c in (ActivationDerivative, BlobSum, GaussianExpectation, InputGram,
                                      PartialExpectation, Z)}
 _OPS = {"Add": sp.Add, "Mul": sp.Mul, "Pow": sp.Pow, "KroneckerDelta": sp.KroneckerDelta}
@@ -41,13 +44,6 @@ _OPS = {"Add": sp.Add, "Mul": sp.Mul, "Pow": sp.Pow, "KroneckerDelta": sp.Kronec
 
 class CacheError(Exception):
     """A cache entry that cannot be trusted."""
-
-
-def cache_dir() -> Path | None:
-    where = os.environ.get("NTKDIAGRAMS_CACHE", "")
-    if where.lower() in ("off", "0", "no", "false"):
-        return None
-    return Path(where) if where else Path.home() / ".cache" / "ntkdiagrams"
 
 
 @lru_cache(maxsize=1)
@@ -70,6 +66,8 @@ def entry_key(source: str, tensor: str) -> str:
 # ---- expressions <-> JSON ----
 
 def encode(e) -> object:
+    if e is None:
+        return None
     if isinstance(e, sp.Integer):
         return {"I": str(int(e))}
     if isinstance(e, sp.Rational):
@@ -87,6 +85,8 @@ def encode(e) -> object:
 
 
 def decode(d, tensors: dict):
+    if d is None:
+        return None
     if not isinstance(d, dict):
         raise CacheError("malformed expression")
     if "I" in d:
@@ -120,7 +120,8 @@ def _payload(rec) -> dict:
         "labels": [encode(a) for a in rec.labels], "target": encode(rec.target), "rhs": encode(rec.rhs),
         "initial": encode(rec.initial), "compact": encode(rec.compact), "pattern": rec.pattern,
         "diagrams": [{"graph": nx.node_link_data(_plain(d.graph), edges="edges"), "multiplicity": d.multiplicity,
-                      "power": d.power} for d in rec.diagrams],
+                      "power": d.power, "value": encode(d.value), "compact": encode(d.compact)}
+                     for d in rec.diagrams],
     }
 
 
@@ -129,12 +130,10 @@ def _plain(g):
     return nx.relabel_nodes(g, {v: repr(v) for v in g.nodes})
 
 
-def load(source: str, tensor: str, rules):
-    """The cached recursion, or None (missing, disabled, or untrustworthy: then deleted)."""
-    from .diagrams import Diagram
-    from .recursion import Recursion
-
-    base = cache_dir()
+def load(source: str, tensor: str, rules, cache_dir: Path | None):
+    """The cached recursion in folder ``cache_dir``, or None (missing, disabled, or untrustworthy:
+    then deleted)."""
+    base = Path(cache_dir) if cache_dir is not None else None
     if base is None:
         return None
     key = entry_key(source, tensor)
@@ -148,7 +147,8 @@ def load(source: str, tensor: str, rules):
             raise CacheError("key or checksum mismatch")
         tensors = {name: spec.cls for name, spec in rules.tensors.items()}
         diagrams = [Diagram(nx.node_link_graph(d["graph"], edges="edges", multigraph=True), int(d["multiplicity"]),
-                            int(d["power"]), sp.Integer(0)) for d in payload["diagrams"]]
+                            int(d["power"]), decode(d["value"], tensors), decode(d["compact"], tensors))
+                    for d in payload["diagrams"]]
         return Recursion(payload["tensor"], payload["statistic"], int(payload["order"]),
                          tuple(decode(a, tensors) for a in payload["labels"]), decode(payload["target"], tensors),
                          decode(payload["rhs"], tensors), decode(payload["initial"], tensors),
@@ -161,8 +161,9 @@ def load(source: str, tensor: str, rules):
         return None
 
 
-def store(source: str, rec) -> None:
-    base = cache_dir()
+def store(source: str, rec: Recursion, cache_dir: Path | None) -> None:
+    """Write ``rec`` into folder ``cache_dir`` (None: nothing); failures only cost speed."""
+    base = Path(cache_dir) if cache_dir is not None else None
     if base is None:
         return
     try:

@@ -14,7 +14,7 @@ the statistics the rule file declares for layer ℓ:
 
 A moment E[Y_1 ⋯ Y_m] is the sum over *sites* — set partitions of all neuron indices into
 distinct neurons, each weighted by the exact falling factorial n(n−1)⋯(n−s+1) — of the leading
-value plus every single-blob correction (:func:`moment_terms`).  Cumulants follow by Möbius
+value plus every single-blob correction (:func:`site_terms`).  Cumulants follow by Möbius
 inversion over set partitions (:func:`group_cumulant`), and the disconnected pieces cancel
 symbolically.  For S = Σ_j F(z_j) this reproduces docs/conventions.md §4:
 
@@ -24,6 +24,21 @@ symbolically.  For S = Σ_j F(z_j) this reproduces docs/conventions.md §4:
 with the weights ½, ⅛, ¼ generated, not typed.  Derivatives are kept two ways: resolved on the
 input labels (Σ_β T_{…β…} ∂/∂z_β F = Σ_{α ∈ inputs of F} T_{…α…} ∂F/∂z_α, valid for coinciding
 inputs too), and whole, as :class:`~ntkdiagrams.language.algebra.BlobSum` (the compact Σ_β form).
+
+Cluster diagrams (:func:`cluster_pieces`).  The falling factorial is a sum over the set partitions
+σ of the s sites with the Möbius function of the partition lattice,
+
+    n(n−1)⋯(n−s+1) = Σ_{σ ∈ Π(s)} μ(0̂, σ) n^{|σ|},   μ(0̂, σ) = Π_{blocks b of σ} (−1)^{|b|−1} (|b|−1)!,
+
+so every term of a moment splits into pieces with a single power of n, each living on the sites
+merged according to σ (τ = π ∨ σ, a partition of the neuron indices).  Collected per τ,
+Σ_{π ≤ τ} μ(π, τ) f(π) is the joint cumulant of the functions on each merged site (unrestricted
+index sums, Leonov–Shiryaev): V's one-site diagram is n[⟨σσσσ⟩_K − ⟨σσ⟩_K⟨σσ⟩_K].  The moment is
+Σ_τ n^{|τ|} g(τ), the g(τ) factorise over the components of τ, so the cumulant of a group of
+neuron sums is the sum of the pieces that connect all of its sums (through merged sites or the
+blob); products of two first-order blobs are O(n^{R−2}), inside the truncation.  Each piece is one
+cluster diagram with its value; :mod:`ntkdiagrams.engine.derivation` checks that they add up to
+the cumulant obtained by Möbius inversion.
 
 Truncation: second-order blobs and undeclared cumulants (the six-point vertex, κ(H,H,z,z), …)
 are O(1/n²) by the power counting of docs/conventions.md §4, so a moment or cumulant of sums with R
@@ -57,25 +72,36 @@ class Blob:
 
 
 @dataclass(frozen=True)
-class MomentTerm:
-    """One term of a moment: a site partition, at most one blob placement, its value."""
+class SiteTerm:
+    """One term f(π) of an expectation at *distinct* neurons: the sites π (a set partition of the
+    neuron indices), the leading measure or one blob placement, and its value without powers of n
+    (the moment is Σ_π n(n−1)⋯(n−|π|+1) n^{−order} f(π))."""
 
     sites: tuple                    # tuple of tuples of neuron indices (one tuple per site)
     blob: Blob | None
     placement: tuple                # for each blob leg: site (z-leg) or H occurrence (other legs)
-    power: int                      # leading power of n of the value
     value: sp.Expr                  # explicit form
     compact: sp.Expr                # with the blob contraction kept as a BlobSum
-    occurrences: tuple = ()         # the non-z field factors: (name, site_a, site_b, inputs)
+    occurrences: tuple = ()         # the non-z field factors: (name, sites, inputs)
+
+    @property
+    def order(self) -> int:
+        """The power of 1/n the blob brings (0 for the leading measure)."""
+        return self.blob.order if self.blob is not None else 0
 
 
-_TENSORS: dict = {}
+@dataclass(frozen=True)
+class ClusterPiece:
+    """One cluster diagram of a group of neuron sums: the coefficient of n^power in their joint
+    cumulant that lives on the merged sites τ with at most one blob."""
 
-
-def register_tensors(rules: RuleSet) -> None:
-    """Make the sympy classes of the rule file's tensors available to the blob values."""
-    for name, spec in rules.tensors.items():
-        _TENSORS[name] = spec.cls
+    sites: tuple                    # τ: tuple of tuples of neuron indices
+    blob: Blob | None
+    placement: tuple                # blob z-legs: τ-site of each; then the occurrences its other legs take
+    occurrences: tuple              # (name, τ-sites, inputs) of the non-z field factors
+    power: int                      # |τ| − blob order
+    value: sp.Expr                  # explicit form
+    compact: sp.Expr                # BlobSum form
 
 
 def leading_terms(rules: RuleSet) -> set:
@@ -166,8 +192,10 @@ def _falling(width, s: int):
     return sp.Mul(*[width - t for t in range(s)])
 
 
-def moment_terms(functions: list, index_lists: list, rules: RuleSet, layer, width) -> list[MomentTerm]:
-    """All terms of E[Π_p Σ_{indices_p} F_p] at first order in the blobs."""
+def site_terms(functions: list, index_lists: list, rules: RuleSet, layer) -> list[SiteTerm]:
+    """Every f(π) of E[Π_p Σ_{indices_p} F_p] at first order in the blobs: for each set
+    partition π of the neuron indices into distinct neurons, the leading value and every
+    single-blob placement (without the falling factorial and the blob's n^{-order})."""
     indices = [j for idx in index_lists for j in idx]
     F = sp.Mul(*functions)
     means = _means(rules)
@@ -177,26 +205,30 @@ def moment_terms(functions: list, index_lists: list, rules: RuleSet, layer, widt
         s = len(partition)
         site_of = {j: k for k, block in enumerate(partition) for j in block}
         const, zf, occ = _split(F, site_of, s, rules)
-        ff = _falling(width, s)
         lead = const * sp.Mul(*[gexp(f, layer) for f in zf]) * sp.Mul(*[_mean(o, means, layer, rules) for o in occ])
         lead = sp.expand(lead)
         sites = tuple(tuple(b) for b in partition)
         if lead != 0:
-            out.append(MomentTerm(sites, None, (), s, ff * lead, ff * lead, tuple(occ)))
+            out.append(SiteTerm(sites, None, (), lead, lead, tuple(occ)))
         for blob in all_blobs:
             for placement, value, compact in _blob_placements(blob, zf, occ, means, layer, rules):
                 v = sp.expand(const * value)
                 if v == 0:
                     continue
-                scale = ff * width ** (-blob.order)
-                out.append(MomentTerm(sites, blob, placement, s - blob.order, scale * v,
-                                      scale * const * compact, tuple(occ)))
+                out.append(SiteTerm(sites, blob, placement, v, const * compact, tuple(occ)))
     return out
 
 
-def _mean(o, means, layer, rules=None):
+def moment_value(terms: list[SiteTerm], width) -> tuple:
+    """(explicit, compact) moment Σ_π n(n−1)⋯(n−|π|+1) n^{−order} f(π), expanded."""
+    scale = [_falling(width, len(t.sites)) * width ** (-t.order) for t in terms]
+    return (sp.expand(sp.Add(*[c * t.value for c, t in zip(scale, terms)])),
+            sp.expand(sp.Add(*[c * t.compact for c, t in zip(scale, terms)])))
+
+
+def _mean(o, means, layer, rules: RuleSet):
     name, sites, ins = o
-    if name not in means and rules is not None and field_weight(rules, name) % 2:
+    if name not in means and field_weight(rules, name) % 2:
         return sp.Integer(0)  # odd weight (the dNTK): the mean vanishes by z -> -z symmetry
     if name not in means:
         raise UnsupportedError(f"no statistic of the rule file gives the mean of field {name}")
@@ -209,16 +241,16 @@ def _mean(o, means, layer, rules=None):
         if nmap[a] != nmap[b]:
             return sp.Integer(0)
     amap = dict(zip(leg.inputs, ins))
-    return term.coefficient * _TENSORS[term.tensor](layer, *[amap[a] for a in term.args])
+    return term.coefficient * rules.tensors[term.tensor].cls(layer, *[amap[a] for a in term.args])
 
 
-def _blob_placements(blob: Blob, zf, occ, means, layer, rules=None):
+def _blob_placements(blob: Blob, zf, occ, means, layer, rules: RuleSet):
     """Yield (placement, explicit value, compact value) of one blob on the sites."""
     s = len(zf)
     zlegs = [q for q, f in enumerate(blob.legs) if f == "z"]
     olegs = [q for q, f in enumerate(blob.legs) if f != "z"]
     betas = dummy_labels(len(blob.legs))
-    T = _TENSORS[blob.tensor]
+    T = rules.tensors[blob.tensor].cls
     for chosen in itertools.permutations(range(len(occ)), len(olegs)):
         if any(occ[c][0] != blob.legs[q] for q, c in zip(olegs, chosen)):
             continue
@@ -309,7 +341,8 @@ def _fields_in(functions, rules: RuleSet) -> set:
 
 
 def group_cumulant(sums: list, rules: RuleSet, layer, width):
-    """κ(Y_1, …, Y_m) by Möbius inversion of moments; returns (explicit, compact, full-moment terms)."""
+    """κ(Y_1, …, Y_m) by Möbius inversion of moments; returns (explicit, compact, the f(π) of the
+    full moment E[Y_1 ⋯ Y_m], from which :func:`cluster_pieces` builds the diagrams)."""
     functions = [s.function for s in sums]
     check_coverage(rules, _fields_in(functions, rules))
     index_lists = [s.indices for s in sums]
@@ -318,10 +351,8 @@ def group_cumulant(sums: list, rules: RuleSet, layer, width):
     def moment(block):
         key = tuple(block)
         if key not in cache:
-            terms = moment_terms([functions[p] for p in block], [index_lists[p] for p in block],
-                                 rules, layer, width)
-            cache[key] = (sp.expand(sp.Add(*[t.value for t in terms])),
-                          sp.expand(sp.Add(*[t.compact for t in terms])), terms)
+            terms = site_terms([functions[p] for p in block], [index_lists[p] for p in block], rules, layer)
+            cache[key] = moment_value(terms, width) + (terms,)
         return cache[key]
 
     m = len(sums)
@@ -332,3 +363,82 @@ def group_cumulant(sums: list, rules: RuleSet, layer, width):
         explicit.append(sp.expand(mu * sp.Mul(*[moment(b)[0] for b in part])))
         compact.append(sp.expand(mu * sp.Mul(*[moment(b)[1] for b in part])))
     return sp.Add(*explicit), sp.Add(*compact), moment(list(range(m)))[2]
+
+
+def partition_moebius(blocks) -> int:
+    """μ(0̂, σ) of the partition lattice: Π_{blocks b} (−1)^{|b|−1} (|b|−1)!."""
+    out = 1
+    for b in blocks:
+        out *= (-1) ** (len(b) - 1) * math.factorial(len(b) - 1)
+    return out
+
+
+def cluster_pieces(sums: list, terms: list[SiteTerm], min_power: int | None = None) -> list[ClusterPiece]:
+    """The connected cluster diagrams of the joint cumulant κ(Y_1, …, Y_m) of neuron sums.
+
+    ``terms`` are the f(π) of the full moment (:func:`site_terms`).  Each term's falling factorial
+    is split as Σ_σ μ(0̂, σ) n^{|σ|} over the set partitions σ of its sites; the piece of σ goes to
+    the merged sites τ (π's sites joined by σ), with the blob's legs following their sites.  Pieces
+    with the same τ and blob placement are one diagram, of value Σ μ(π, τ) f(π) at the power
+    n^{|τ| − order}; only those connecting all m sums are kept (the others cancel in the cumulant),
+    and only powers ≥ ``min_power`` (the others cannot reach the requested order)."""
+    index_lists = [s.indices for s in sums]
+    owner = {j: p for p, idx in enumerate(index_lists) for j in idx}
+    pos = {j: k for k, j in enumerate(j for idx in index_lists for j in idx)}
+    m = len(sums)
+    acc: dict = {}
+    for rank, t in enumerate(terms):
+        s = len(t.sites)
+        nz = sum(1 for f in t.blob.legs if f == "z") if t.blob is not None else 0
+        if min_power is not None and s - t.order < min_power:
+            continue  # merging only lowers the power
+        for sigma in set_partitions(list(range(s))):
+            power = len(sigma) - t.order
+            if min_power is not None and power < min_power:
+                continue
+            merged = [sorted((j for k in b for j in t.sites[k]), key=pos.__getitem__) for b in sigma]
+            tau = tuple(tuple(b) for b in sorted(merged, key=lambda b: pos[b[0]]))
+            site_of = {j: q for q, b in enumerate(tau) for j in b}
+            new = [site_of[t.sites[k][0]] for k in range(s)]
+            placement = tuple(new[k] for k in t.placement[:nz]) + tuple(t.placement[nz:])
+            occurrences = tuple((name, tuple(new[k] for k in sites), ins) for name, sites, ins in t.occurrences)
+            if not _connects(tau, t.blob, placement, nz, occurrences, owner, m):
+                continue
+            key = (tau, t.blob, placement)
+            entry = acc.setdefault(key, [(1, rank), occurrences, power, []])
+            if len(sigma) == s:
+                entry[0] = min(entry[0], (0, rank))   # the unmerged term itself: it sets the order
+            entry[3].append((partition_moebius(sigma), t))
+    out = []
+    # in the order of the terms f(π) with π = τ (the order of the site partitions)
+    for (tau, blob, placement), (_rank, occurrences, power, parts) in sorted(acc.items(), key=lambda kv: kv[1][0]):
+        value = sp.expand(sp.Add(*[mu * t.value for mu, t in parts]))
+        compact = sp.expand(sp.Add(*[mu * t.compact for mu, t in parts]))
+        if value == 0 and compact == 0:
+            continue
+        out.append(ClusterPiece(tau, blob, placement, occurrences, power, value, compact))
+    return out
+
+
+def _connects(tau, blob, placement, nz, occurrences, owner, m) -> bool:
+    """Whether merged sites τ (and the blob, which joins every site it acts on) link all m sums."""
+    parent = list(range(m))
+
+    def find(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    def join(groups):
+        roots = {find(owner[j]) for block in groups for j in block}
+        first = roots.pop() if roots else None
+        for r in roots:
+            parent[r] = first
+    for block in tau:
+        join([block])
+    if blob is not None:
+        touched = set(placement[:nz])
+        for c in placement[nz:]:
+            touched.update(occurrences[c][1])
+        join([tau[k] for k in touched])
+    return len({find(p) for p in range(m)}) == 1

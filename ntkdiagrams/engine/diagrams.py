@@ -9,8 +9,10 @@ into layer-ℓ cumulants, and one cluster diagram per group (Stage B,
 node kind     meaning
 ============  =====================================================================
 ``leg``       an external field of layer ℓ+1 (attribute ``label``: its input α)
-``insertion`` the layer-ℓ function a weight propagator feeds, e.g. σ_{α1}σ_{α2}
-``site``      one layer-ℓ neuron summed over (a loop: a factor n)
+``insertion`` the layer-ℓ function a weight propagator feeds (attribute ``function``: its
+              activation factors without labels, e.g. ``σσ`` or ``σ'σ'``)
+``site``      one layer-ℓ neuron summed over (a loop: a factor n); merged sites carry the
+              joint cumulant of their functions
 ``blob``      a layer-ℓ statistic (attribute ``tensor``: G1, V, …) acting on sites
 ============  =====================================================================
 
@@ -19,10 +21,16 @@ propagator (kind ``W``, one edge per end, each worth C_W/n for the pair), ``inse
 (kind ``at``), and one ``blob–site`` edge (kind ``d``) per derivative leg of the blob: a
 self-contained picture of PDLT's "⟨∂∂ σσ⟩ V ⟨∂∂ σσ⟩".
 
+Every diagram carries its value, the sympy expression the Feynman rules give it (explicit, and
+compact with blob contractions as Σ_β sums), so that Σ multiplicity × value over the diagrams of a
+recursion is its right-hand side.
+
 :func:`merge_isomorphic` buckets diagrams by a cheap invariant and then runs VF2
-(``nx.is_isomorphic`` with categorical node and multi-edge matchers); merged diagrams add
-their values and multiplicities.  With ``labeled=True`` external legs keep their labels (the
-merge that preserves values); with ``labeled=False`` diagrams are grouped into topologies.
+(``nx.is_isomorphic`` with categorical node and multi-edge matchers).  With ``labeled=True``
+external legs keep their labels and only diagrams of equal value merge: multiplicities add and
+the value stays the value of each member.  With ``labeled=False`` diagrams are grouped into
+topologies; a topology's value is its members' common value, or None where they differ
+(:attr:`Diagram.total` is always the sum of multiplicity × value over the members).
 """
 from __future__ import annotations
 
@@ -33,16 +41,39 @@ import networkx as nx
 import sympy as sp
 from networkx.algorithms.isomorphism import categorical_multiedge_match, categorical_node_match
 
+from ..language.algebra import ActivationDerivative
+
 
 @dataclass
 class Diagram:
-    """A diagram with its multiplicity, power of n and value (a sympy expression)."""
+    """A diagram with its multiplicity, power of n and value (a sympy expression per member:
+    the coefficient of n^power it contributes, explicit; ``compact`` with blob contractions kept as
+    :class:`~ntkdiagrams.language.algebra.BlobSum`)."""
 
     graph: nx.MultiGraph
     multiplicity: int
     power: int
-    value: sp.Expr
+    value: sp.Expr | None
+    compact: sp.Expr | None = None
     members: list = field(default_factory=list, repr=False)
+
+    @property
+    def total(self) -> sp.Expr:
+        """Σ multiplicity × value of the diagram (over its members if they differ)."""
+        if self.value is not None or not self.members:
+            return self.multiplicity * self.value
+        return sp.Add(*[m.total for m in self.members])
+
+    @property
+    def total_compact(self) -> sp.Expr:
+        """:attr:`total` in the compact (BlobSum) form."""
+        if self.compact is not None or not self.members:
+            return self.multiplicity * self.compact
+        return sp.Add(*[m.total_compact for m in self.members])
+
+    def copy(self) -> "Diagram":
+        """A fresh diagram with the same graph, multiplicity, power and values (no members)."""
+        return Diagram(self.graph, self.multiplicity, self.power, self.value, self.compact)
 
     def describe(self) -> str:
         """A one-line summary: which propagators, sites and blobs, and the power of n."""
@@ -73,8 +104,22 @@ class Diagram:
         return f"x{self.multiplicity}  [{pw}]  " + "; ".join(parts)
 
 
+def insertion_function(function: sp.Expr, index) -> str:
+    """The activation factors of a neuron sum's function at one summed index, without input
+    labels: ``σσ``, ``σ'σ'``, ``σσ''``… (other fields are drawn as edges)."""
+    marks = []
+    for f in sp.Mul.make_args(function):
+        base, exp = f.as_base_exp()
+        reps = int(exp) if (exp.is_Integer and exp > 0) else 1
+        if not isinstance(base, ActivationDerivative) or not base.has(index):
+            continue
+        k = int(base.args[0])
+        marks += [k] * reps
+    return "".join("σ" + ("'" * k if k < 4 else f"^({k})") for k in sorted(marks))
+
+
 def build_graph(nlegs: int, labels, contraction, grouping, terms) -> nx.MultiGraph:
-    """The MultiGraph of one (contraction, grouping, moment term per group) configuration."""
+    """The MultiGraph of one (contraction, grouping, cluster piece per group) configuration."""
     g = nx.MultiGraph()
     for k in range(nlegs):
         g.add_node(("leg", k), kind="leg", label=str(labels[k]))
@@ -84,13 +129,15 @@ def build_graph(nlegs: int, labels, contraction, grouping, terms) -> nx.MultiGra
             g.add_node(("site", gi, si), kind="site")
             for j in block:
                 site_of_index[j] = ("site", gi, si)
+    function_of = {j: s.function for s in contraction.sums for j in s.indices}
     for p, prop in enumerate(contraction.propagators):
         a, b = prop.legs
         if prop.sum_index is None:
             g.add_edge(("leg", a), ("leg", b), kind=prop.parameter)
             continue
         node = ("ins", p)
-        g.add_node(node, kind="insertion")
+        g.add_node(node, kind="insertion",
+                   function=insertion_function(function_of.get(prop.sum_index, sp.Integer(1)), prop.sum_index))
         g.add_edge(("leg", a), node, kind=prop.parameter)
         g.add_edge(("leg", b), node, kind=prop.parameter)
         if prop.sum_index in site_of_index:
@@ -114,29 +161,38 @@ def build_graph(nlegs: int, labels, contraction, grouping, terms) -> nx.MultiGra
 
 
 def _invariant(g: nx.MultiGraph, labeled: bool):
-    nodes = sorted((d["kind"], d.get("tensor", ""), d.get("label", "") if labeled else "", g.degree(v))
+    nodes = sorted((d["kind"], d.get("tensor", ""), d.get("function", ""), d.get("label", "") if labeled else "",
+                    g.degree(v))
                    for v, d in g.nodes(data=True))
     edges = sorted(d["kind"] for *_e, d in g.edges(data=True))
     return (tuple(nodes), tuple(edges))
 
 
 def merge_isomorphic(diagrams: list[Diagram], labeled: bool = True) -> list[Diagram]:
-    """Merge isomorphic diagrams: values add, multiplicities add."""
-    attrs = ["kind", "tensor", "label"] if labeled else ["kind", "tensor"]
+    """Merge isomorphic diagrams; multiplicities add.
+
+    ``labeled``: legs keep their input labels and only diagrams of equal value (explicit and
+    compact) merge, so multiplicity × value stays the contribution.  Otherwise diagrams are grouped
+    into topologies, and a topology's value is its members' common value, or None where they
+    differ (use :attr:`Diagram.total`)."""
+    attrs = ["kind", "tensor", "function", "label"] if labeled else ["kind", "tensor", "function"]
     nm = categorical_node_match(attrs, [None] * len(attrs))
     em = categorical_multiedge_match("kind", None)
     buckets: dict = {}
     out: list[Diagram] = []
     for d in diagrams:
-        key = (_invariant(d.graph, labeled), d.power)
+        key = (_invariant(d.graph, labeled), d.power) + ((d.value, d.compact) if labeled else ())
         for rep in buckets.setdefault(key, []):
             if nx.is_isomorphic(rep.graph, d.graph, node_match=nm, edge_match=em):
                 rep.multiplicity += d.multiplicity
-                rep.value = rep.value + d.value
+                if rep.value is not None and rep.value != d.value:
+                    rep.value = None
+                if rep.compact is not None and rep.compact != d.compact:
+                    rep.compact = None
                 rep.members.append(d)
                 break
         else:
-            new = Diagram(d.graph, d.multiplicity, d.power, d.value, [d])
+            new = Diagram(d.graph, d.multiplicity, d.power, d.value, d.compact, [d])
             buckets[key].append(new)
             out.append(new)
     return out

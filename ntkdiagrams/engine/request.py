@@ -27,19 +27,29 @@ parameters.  The default order is the leading non-vanishing one; this engine's t
 reaches order 1/n (``order=2`` and connected correlators of weight ≥ 6 are refused with the
 reason).  A full moment at ``order=1`` holds its order-0 and order-1 coefficients.
 
-Results are cached on disk like the named recursions (:mod:`ntkdiagrams.engine.cache`).
+Results are cached on disk like the named recursions (:mod:`ntkdiagrams.engine.cache`).  Every
+coefficient's recursion carries its diagrams with their values (Σ multiplicity × value = its
+right-hand side); numbers come from :func:`ntkdiagrams.numerics.evaluate.evaluate_request`.
 """
 from __future__ import annotations
 
 import itertools
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sympy as sp
 
-from ..language.algebra import ell, tensor_class
+from ..combinatorics import set_partitions
 from ..errors import ExpressionError, UnsupportedError
-from ..language.rulefile import ExpansionTerm, Leg, RuleSet
+from ..language.algebra import ell
+from ..language.rulefile import ExpansionTerm, Leg, RuleSet, TensorSpec
+from ..settings import Settings, resolve
+from . import cache
+from .cluster import field_weight
+from .derivation import assemble, derive, resolve_rules
+from .diagrams import Diagram
+from .recursion import Recursion
 
 _TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[\[\]();,*]))")
 _PREFIXES = {"E": False, "Ec": True, "E_c": True}
@@ -221,34 +231,43 @@ def decompose(expr: sp.Expr, neurons: tuple) -> dict:
     return {p: sp.expand(v) for p, v in out.items() if sp.expand(v) != 0}
 
 
-def _raw(req: Request, rules: RuleSet, order: int):
+def _raw(req: Request, rules: RuleSet, order: int, cache_dir: Path | None):
     """The engine's coefficient of n^{-order} (deltas kept): a cached :class:`Recursion`-shaped
-    record with ``rhs``, ``compact``, ``initial`` and the diagrams."""
-    from . import cache
-    from .cluster import register_tensors
-    from .recursion import Recursion, _assemble
-
-    register_tensors(rules)
+    record with ``rhs``, ``compact``, ``initial`` and the diagrams (values with their deltas)."""
     legs, _nback, _aback = req.internal()
     key = "request:" + ("Ec" if req.connected else "E") + "[" + " ".join(
         f"{leg.field}({','.join(map(str, leg.neurons))};{','.join(map(str, leg.inputs))})" for leg in legs) + \
         f"]@{order}"
-    hit = cache.load(rules.source, key, rules)
+    hit = cache.load(rules.source, key, rules, cache_dir)
     if hit is not None:
         return hit
     labels = tuple(dict.fromkeys(a for leg in legs for a in leg.inputs))
     term = ExpansionTerm(frozenset(), key, labels, sp.Integer(1), order)
-    (rhs, compact), diagrams = _assemble(rules, legs, term, ell, rules.width, first_layer=False,
-                                         connected=req.connected, check_lower=False)
-    (initial, _), _ = _assemble(rules, legs, term, sp.Integer(0), rules.input_width, first_layer=True,
-                                connected=req.connected, check_lower=False)
-    rec = Recursion(key, "request", order, labels, sp.Integer(0), rhs, initial, compact, diagrams, {}, rules)
-    cache.store(rules.source, rec)
+    layer = assemble(rules, legs, term, ell, rules.width, first_layer=False, connected=req.connected,
+                     check_lower=False)
+    first = assemble(rules, legs, term, sp.Integer(0), rules.input_width, first_layer=True,
+                     connected=req.connected, check_lower=False)
+    rec = Recursion(key, "request", order, labels, sp.Integer(0), layer.rhs, first.rhs, layer.compact,
+                    layer.diagrams, {}, rules)
+    cache.store(rules.source, rec, cache_dir)
     return rec
 
 
+def split_diagrams(diagrams: list, neurons: tuple) -> dict:
+    """{partition: diagrams} of a request's diagrams by the Kronecker structure of their values,
+    the deltas stripped (each diagram has one: the deltas of its Wick contraction)."""
+    out: dict = {}
+    for d in diagrams:
+        parts = decompose(d.value, neurons) or decompose(d.compact, neurons)
+        if len(parts) != 1:
+            raise UnsupportedError(f"internal: a diagram of {len(parts)} Kronecker structures")
+        (part, value), = parts.items()
+        compact = decompose(d.compact, neurons).get(part, sp.Integer(0))
+        out.setdefault(part, []).append(Diagram(d.graph, d.multiplicity, d.power, value, compact))
+    return out
+
+
 def weight(req: Request, rules: RuleSet) -> int:
-    from .cluster import field_weight
     return sum(field_weight(rules, leg.field) for leg in req.legs)
 
 
@@ -286,6 +305,7 @@ class RequestResult:
     order: int
     structures: list
     rules: RuleSet = field(repr=False, default=None)
+    generated: dict = field(default_factory=dict)   # name -> TensorSpec of the generated coefficients
 
     def text(self) -> str:
         req = self.request
@@ -341,22 +361,14 @@ class RequestResult:
         """{name: Recursion} of every coefficient (named ones under their rule-file names)."""
         return {self.key(s): s.recursion for s in self.structures}
 
-    def evaluate(self, activation, depth: int, inputs, **kwargs) -> list[dict]:
-        """Every coefficient per layer: ``[{"layer": ℓ, name: array over the request's input
-        labels (one axis per distinct label, in order of appearance)}, …]``; keyword
-        arguments as :func:`ntkdiagrams.numerics.evaluate.evaluate` (``cb, cw, lb, lw``)."""
-        from ..numerics.evaluate import evaluate
-        extra = {self.key(s): s.recursion for s in self.structures}
-        layers = evaluate(activation, depth, inputs, stats=[], rules=self.rules, extra=extra, **kwargs)
-        return layers
-
     @staticmethod
     def key(s: Structure) -> str:
         return f"{s.name}@{s.order}" if s.named else s.name
 
     def predict(self, layer: dict, pattern: dict, width: float):
         """The correlator at concrete neuron indices ``pattern`` (user name → int) from one
-        layer of :meth:`evaluate`: Σ_o n^{-o} Σ_{structures whose deltas hold} coefficient."""
+        layer of :func:`ntkdiagrams.numerics.evaluate.evaluate_request`:
+        Σ_o n^{-o} Σ_{structures whose deltas hold} coefficient."""
         total = 0.0
         for s in self.structures:
             if s.satisfied_by(pattern):
@@ -370,13 +382,12 @@ def _rename_latex(text: str, ab: dict) -> str:
     return text
 
 
-def _cumulant_expansion(req: Request, structures: list, rules: RuleSet) -> None:
+def _cumulant_expansion(req: Request, structures: list, rules: RuleSet, settings: Settings) -> None:
     """For a full moment: write each coefficient through the connected correlators of its legs,
     E[Π X] = Σ_{partitions π of the legs} Π_{B∈π} κ(B), with every κ(B) decomposed by the engine
     (so into K, G1, V, Θ, … where they are named), and keep the expansion on each structure
     (``Structure.expansion``) only if it equals the engine's coefficient symbolically, at layer
     ℓ+1 and at layer 1: a check of the moment–cumulant bookkeeping of the engine."""
-    from ..combinatorics import set_partitions
     if req.connected or not structures:
         return
     top = max(s.order for s in structures)
@@ -398,7 +409,7 @@ def _cumulant_expansion(req: Request, structures: list, rules: RuleSet) -> None:
                 break
             found = []
             for o in opts:
-                sres = derive_request(sub, rules, order=o)
+                sres = derive_request(sub, rules, order=o, settings=settings)
                 slab = {sp.Symbol(f"alpha_{k + 1}"): internal_of[user_of[str(a)]] for k, a in enumerate(sub.labels)}
                 for s in sres.structures:
                     found.append((s, slab))
@@ -446,10 +457,10 @@ def _generated_name(req: Request, order: int, k: int) -> str:
     return f"{'C' if req.connected else 'M'}{order}_{req.fields}_{k}"
 
 
-def _identify(expr: sp.Expr, initial: sp.Expr, req: Request, order: int, rules: RuleSet, labels: tuple):
+def _identify(expr: sp.Expr, initial: sp.Expr, req: Request, order: int, rules: RuleSet, labels: tuple,
+              settings: Settings):
     """(tensor name, args (internal labels), coefficient) if ``expr`` is c·T(args) for a rule-file
     tensor T of a statistic with the request's fields, else None."""
-    from .recursion import derive
     fields = sorted(leg.field for leg in req.legs)
     terms_x = sp.Add.make_args(expr)
     for st in rules.statistics.values():
@@ -459,7 +470,7 @@ def _identify(expr: sp.Expr, initial: sp.Expr, req: Request, order: int, rules: 
             if t.order != order:
                 continue
             try:
-                rec = derive(t.tensor, rules)
+                rec = derive(t.tensor, rules, settings=settings)
             except UnsupportedError:
                 continue
             terms_t = sp.Add.make_args(rec.rhs)
@@ -489,14 +500,14 @@ def _ratio(x: sp.Expr, y: sp.Expr):
 
 
 def derive_request(text: str | Request, rules: RuleSet | str | None = None, *, order: int | None = None,
-                   connected: bool | None = None) -> RequestResult:
+                   connected: bool | None = None, settings: Settings | None = None) -> RequestResult:
     """Derive a correlator request (see the module docstring).
 
     ``connected`` overrides the ``E``/``Ec`` prefix; ``order`` (0 or 1) is the highest power of
-    1/n kept (default: the leading non-vanishing order)."""
-    from .recursion import Recursion, _rules
-
-    rules = _rules(rules)
+    1/n kept (default: the leading non-vanishing order); ``settings``: where the derivation cache
+    lives (None: the environment, :func:`ntkdiagrams.settings.resolve`)."""
+    settings = resolve(settings)
+    rules = resolve_rules(rules)
     req = text if isinstance(text, Request) else parse_request(text, rules)
     if connected is not None and connected != req.connected:
         req = Request(req.text, bool(connected), req.legs)
@@ -521,29 +532,32 @@ def derive_request(text: str | Request, rules: RuleSet | str | None = None, *, o
     labels = tuple(dict.fromkeys(a for leg in legs for a in leg.inputs))
     pieces = {}
     for o in orders:
-        raw = _raw(req, rules, o)
+        raw = _raw(req, rules, o, settings.cache_dir)
         pieces[o] = (decompose(raw.rhs, neurons), decompose(raw.compact, neurons),
-                     decompose(raw.initial, neurons), raw.diagrams)
+                     decompose(raw.initial, neurons), split_diagrams(raw.diagrams, neurons))
     if not req.connected and order is None and not pieces[0][0] and not pieces[0][2]:
-        raw = _raw(req, rules, 1)  # the full moment vanishes at order 0: its leading order is 1/n
+        raw = _raw(req, rules, 1, settings.cache_dir)  # the full moment vanishes at order 0: its leading order is 1/n
         pieces = {1: (decompose(raw.rhs, neurons), decompose(raw.compact, neurons),
-                      decompose(raw.initial, neurons), raw.diagrams)}
+                      decompose(raw.initial, neurons), split_diagrams(raw.diagrams, neurons))}
     structures = []
+    generated = {}
     counter = itertools.count(1)
     for o, (rhs, compact, initial, diagrams) in sorted(pieces.items()):
         for part in sorted(set(rhs) | set(initial), key=lambda p: (-len(p), [tuple(map(str, b)) for b in p])):
             x, x0 = rhs.get(part, sp.Integer(0)), initial.get(part, sp.Integer(0))
             user_part = tuple(tuple(nback[i] for i in b) for b in part)
-            found = _identify(x, x0, req, o, rules, labels)
+            found = _identify(x, x0, req, o, rules, labels, settings)
             if found:
                 name, args, c = found
                 named = True
+                # the coefficient's recursion has the request's slots: a slot-symmetry-free class
+                spec = TensorSpec(name, len(labels), rules.tensors[name].latex, "", ())
             else:
                 name, args, c, named = _generated_name(req, o, next(counter)), labels, sp.Integer(1), False
-            cls = tensor_class(name, len(labels), (), name.replace("_", r"\_") if not named else
-                               rules.tensors[name].latex)
-            rec = Recursion(name, str(req), o, labels, cls(ell + 1, *labels), x, x0,
-                            compact.get(part, x), diagrams, {}, rules)
+                spec = TensorSpec(name, len(labels), name.replace("_", r"\_"), f"coefficient of {req}", ())
+                generated[name] = spec
+            rec = Recursion(name, str(req), o, labels, spec.cls(ell + 1, *labels), x, x0,
+                            compact.get(part, x), diagrams.get(part, []), {}, rules)
             structures.append(Structure(user_part, o, name, tuple(aback[a] for a in args), c, named, rec))
-    _cumulant_expansion(req, structures, rules)
-    return RequestResult(req, max(pieces) if pieces else 0, structures, rules)
+    _cumulant_expansion(req, structures, rules, settings)
+    return RequestResult(req, max(pieces) if pieces else 0, structures, rules, generated)

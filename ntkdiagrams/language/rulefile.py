@@ -20,7 +20,7 @@ from pathlib import Path
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from .algebra import InputGram, _closure, sigma, tensor_class
+from .algebra import InputGram, permutation_group, sigma, tensor_class
 from ..errors import ExpressionError, RuleFileError
 from .expressions import parse_expression
 
@@ -524,7 +524,7 @@ def _derive_symmetries(statistics, tname, fields=None) -> tuple:
             spec = fields.get(leg.field) if fields else None
             n = len(leg.neurons)
             gens = spec.slot_symmetries if spec is not None else ()
-            slot_choices.append(list(_closure(gens, n)) if gens else [tuple(range(n))])
+            slot_choices.append(list(permutation_group(gens, n)) if gens else [tuple(range(n))])
         for lp in leg_perms:
             for sp_ in itertools.product(*slot_choices):
                 nmap, amap = {}, {}

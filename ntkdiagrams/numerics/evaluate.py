@@ -38,7 +38,9 @@ from .activations import z as zsym
 from ..language.algebra import ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor, Z
 from .inputs import check_inputs
 from ..errors import InputError, UnsupportedError
-from ..engine.recursion import Recursion, derive
+from ..engine.derivation import derive, resolve_rules
+from ..engine.recursion import Recursion
+from ..engine.request import RequestResult
 from ..language.rulefile import RuleSet
 
 #: command-line names of the hyper-parameters and their rule-file symbols
@@ -327,8 +329,7 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
 
     Returns a list with one dict per layer: ``{"layer": ℓ, "K": (N,N), "G1": (N,N), "V": (N,N,N,N), …}``.
     """
-    from ..engine.recursion import _rules
-    rules = _rules(rules)
+    rules = resolve_rules(rules)
     act = activation if isinstance(activation, Activation) else parse_activation(activation)
     if not isinstance(depth, (int, np.integer)) or depth < 1:
         raise InputError(f"depth must be an integer >= 1; got {depth!r}")
@@ -374,6 +375,15 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
     return layers
 
 
+def evaluate_request(result: RequestResult, activation: str | Activation, depth: int, inputs, **kwargs) -> list[dict]:
+    """Every coefficient of a correlator request per layer: ``[{"layer": ℓ, name: array over the
+    request's input labels (one axis per distinct label, in order of appearance)}, …]``, names as
+    :meth:`~ntkdiagrams.engine.request.RequestResult.key`; keyword arguments as :func:`evaluate`
+    (``cb, cw, lb, lw, degree, kinks, …``).  Combine with ``result.predict(layer, pattern, width)``."""
+    extra = {result.key(s): s.recursion for s in result.structures}
+    return evaluate(activation, depth, inputs, stats=[], rules=result.rules, extra=extra, **kwargs)
+
+
 def _progress(progress):
     if callable(progress):
         return progress
@@ -416,8 +426,8 @@ def run_evaluate(args) -> int:
         from ..engine.request import derive_request
         res = derive_request(args.request, load_rules(args.rules), order=args.order)
         stats = [res.key(st) for st in res.structures]
-        layers = res.evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,
-                              lw=model.lw, degree=args.degree, progress=True, kinks=args.kinks)
+        layers = evaluate_request(res, model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw,
+                                  lb=model.lb, lw=model.lw, degree=args.degree, progress=True, kinks=args.kinks)
         layers = [{k: v for k, v in layer.items() if k == "layer" or k in stats} for layer in layers]
         meta = {**model.meta(), "request": args.request, "order": res.order, "rules": args.rules,
                 "structures": [{"tensor": res.key(st), "deltas": [[str(i) for i in b] for b in st.deltas],
