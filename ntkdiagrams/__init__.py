@@ -31,27 +31,39 @@ Errors derive from :class:`ntkdiagrams.errors.NtkDiagramsError`.
 """
 __version__ = "0.1.0"
 
-from .numerics.activations import parse_activation  # noqa: E402
-from .errors import NtkDiagramsError  # noqa: E402
-from .engine.derivation import derive  # noqa: E402
-from .engine.recursion import Recursion  # noqa: E402
-from .engine.request import RequestResult, derive_request  # noqa: E402
-from .language.rulefile import load_rules  # noqa: E402
-from .sampling.model import ModelSpec  # noqa: E402
-from .analysis.criticality import CriticalPoint, critical_point, depth_scaling  # noqa: E402
-
-
-# the function, not the submodule of the same name (a lazy wrapper would be shadowed by the
-# submodule as soon as anything imports ``ntkdiagrams.numerics.evaluate``)
-from .numerics.evaluate import evaluate, evaluate_request  # noqa: E402
-
-
-def sample(*args, **kwargs):
-    """See :func:`ntkdiagrams.sampling.sampler.sample`."""
-    from .sampling.sampler import sample as _sample
-    return _sample(*args, **kwargs)
-
+# The facade is lazy (PEP 562): ``import ntkdiagrams`` (and so ``import ntkdiagrams.cli``, which
+# runs this file first) imports no sympy, numpy or networkx; each public name is imported from its
+# stage the first time it is used.  ``ntkdiagrams.evaluate`` is the function: no submodule of this
+# package is called ``evaluate`` (the module is ``ntkdiagrams.numerics.evaluate``).
+_PUBLIC = {
+    "parse_activation": "ntkdiagrams.numerics.activations",
+    "NtkDiagramsError": "ntkdiagrams.errors",
+    "Recursion": "ntkdiagrams.engine.recursion",
+    "derive": "ntkdiagrams.engine.derivation",
+    "derive_request": "ntkdiagrams.engine.request",
+    "RequestResult": "ntkdiagrams.engine.request",
+    "load_rules": "ntkdiagrams.language.rulefile",
+    "ModelSpec": "ntkdiagrams.sampling.model",
+    "CriticalPoint": "ntkdiagrams.analysis.criticality",
+    "critical_point": "ntkdiagrams.analysis.criticality",
+    "depth_scaling": "ntkdiagrams.analysis.criticality",
+    "evaluate": "ntkdiagrams.numerics.evaluate",
+    "evaluate_request": "ntkdiagrams.numerics.evaluate",
+    "sample": "ntkdiagrams.sampling.sampler",
+}
 
 __all__ = ["ModelSpec", "load_rules", "derive", "derive_request", "Recursion", "RequestResult", "evaluate",
            "evaluate_request", "sample", "parse_activation", "NtkDiagramsError", "critical_point", "depth_scaling",
            "CriticalPoint"]
+
+
+def __getattr__(name: str):
+    """The public names of the facade, imported on first use."""
+    if name in _PUBLIC:
+        from importlib import import_module
+        return getattr(import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'ntkdiagrams' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -11,7 +11,8 @@ import pytest
 
 from ntkdiagrams.numerics.activations import parse_activation
 from ntkdiagrams.sampling.model import ModelSpec
-from ntkdiagrams.analysis.compare import add_compare_parser, compare, format_table, run_compare, summary
+from ntkdiagrams.analysis.compare import compare, format_table, summary
+from ntkdiagrams.cli import compare as compare_cli
 from ntkdiagrams.sampling.sampler import sample, save_result
 
 X = np.array([[1.0, 0.5, -0.3], [-0.2, 1.2, 0.7]])
@@ -84,7 +85,7 @@ def test_g1_over_n_and_leading_order_note(mc):
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="ntkdiagrams")
     sub = parser.add_subparsers(dest="command")
-    add_compare_parser(sub)
+    compare_cli.add_parser(sub)
     return parser.parse_args(argv)
 
 
@@ -93,26 +94,26 @@ def test_cli_table_and_exit_codes(tmp_path, mc, capsys):
     pred_path.write_text(json.dumps(_exact_prediction()))
     save_result(mc, str(mc_path))
     args = _parse(["compare", str(pred_path), str(mc_path), "--max-z", "4.5"])
-    assert args.func is run_compare
-    assert run_compare(args) == 0
+    assert args.func is compare_cli.run
+    assert compare_cli.run(args) == 0
     out = capsys.readouterr().out
     assert "summary:" in out and "max |z|" in out and "within 3σ" in out
     assert "    2    B (1,2,1,2)" in out
     bad = _exact_prediction()
     bad["layers"][1]["B"] = (2 * np.array(bad["layers"][1]["B"])).tolist()
     pred_path.write_text(json.dumps(bad))
-    assert run_compare(_parse(["compare", str(pred_path), str(mc_path), "--max-z", "4.5"])) == 1
+    assert compare_cli.run(_parse(["compare", str(pred_path), str(mc_path), "--max-z", "4.5"])) == 1
 
 
 def test_cli_bad_files(tmp_path, mc, capsys):
     mc_path = tmp_path / "mc.json"
     save_result(mc, str(mc_path))
-    assert run_compare(_parse(["compare", str(tmp_path / "missing.json"), str(mc_path)])) == 2
+    assert compare_cli.run(_parse(["compare", str(tmp_path / "missing.json"), str(mc_path)])) == 2
     wrong = _exact_prediction()
     wrong["layers"][1]["V"] = np.zeros((3, 3, 3, 3)).tolist()
     p = tmp_path / "wrong.json"
     p.write_text(json.dumps(wrong))
-    assert run_compare(_parse(["compare", str(p), str(mc_path)])) == 2
+    assert compare_cli.run(_parse(["compare", str(p), str(mc_path)])) == 2
     assert "shape" in capsys.readouterr().err
 
 
@@ -121,7 +122,7 @@ def test_plot_or_clean_message(tmp_path, mc, capsys):
     pred_path.write_text(json.dumps(_exact_prediction()))
     save_result(mc, str(mc_path))
     fig = tmp_path / "fig.png"
-    code = run_compare(_parse(["compare", str(pred_path), str(mc_path), "--plot", str(fig)]))
+    code = compare_cli.run(_parse(["compare", str(pred_path), str(mc_path), "--plot", str(fig)]))
     try:
         import matplotlib  # noqa: F401
     except ImportError:

@@ -22,8 +22,8 @@ import pytest
 from ntkdiagrams.numerics.activations import parse_activation
 from ntkdiagrams.sampling.model import ModelSpec
 from ntkdiagrams.errors import InputError
-from ntkdiagrams.sampling.sampler import (ALL_STATS, add_sample_parser, load_result, parse_stats,
-                                   run_sample, sample, save_result)
+from ntkdiagrams.cli import sample as sample_cli
+from ntkdiagrams.sampling.sampler import ALL_STATS, load_result, parse_stats, sample, save_result
 from ntkdiagrams.sampling.networks import (Ensemble, activation_derivatives, forward,
                                              layer_objects)
 
@@ -299,7 +299,7 @@ def test_bad_arguments_are_input_errors(kwargs, msg):
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="ntkdiagrams")
     sub = parser.add_subparsers(dest="command")
-    add_sample_parser(sub)
+    sample_cli.add_parser(sub)
     return parser.parse_args(argv)
 
 
@@ -309,8 +309,8 @@ def test_cli_writes_and_reads_back(tmp_path, ext, capsys):
     args = _parse(["sample", "--activation", "tanh", "--depth", "2", "--width", "4",
                    "--random", "2,3", "--samples", "90", "--batches", "3", "--stats", "G,NTK,V",
                    "--out", str(out)])
-    assert args.func is run_sample
-    assert run_sample(args) == 0
+    assert args.func is sample_cli.run
+    assert sample_cli.run(args) == 0
     res = load_result(str(out))
     assert res["meta"]["complete"] is True and res["meta"]["samples"] == 90
     assert [lay["layer"] for lay in res["layers"]] == [1, 2]
@@ -332,7 +332,7 @@ def test_cli_bad_input_exit_2_nothing_written(tmp_path, capsys, argv, msg):
     out = tmp_path / "mc.json"
     args = _parse(["sample", "--depth", "2", "--width", "4", "--samples", "60", "--batches", "3",
                    "--out", str(out)] + argv)
-    assert run_sample(args) == 2
+    assert sample_cli.run(args) == 2
     assert not out.exists()
     err = capsys.readouterr().err
     assert "error" in err and msg in err
@@ -343,10 +343,10 @@ def test_cli_nan_inputs_and_bad_extension(tmp_path, capsys):
     np.save(bad, np.array([[1.0, np.nan]]))
     args = _parse(["sample", "--inputs", str(bad), "--samples", "60", "--batches", "3",
                    "--out", str(tmp_path / "mc.json")])
-    assert run_sample(args) == 2
+    assert sample_cli.run(args) == 2
     assert "NaN" in capsys.readouterr().err
     args = _parse(["sample", "--samples", "60", "--batches", "3", "--out", str(tmp_path / "mc.txt")])
-    assert run_sample(args) == 2
+    assert sample_cli.run(args) == 2
     assert os.listdir(tmp_path) == ["x.npy"]
 
 

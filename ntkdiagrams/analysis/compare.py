@@ -20,18 +20,16 @@ are exactly 0) are compared to 1e-9 instead of giving z = ±∞ from rounding no
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 from itertools import product
 
 import numpy as np
 
-from ..errors import InputError, NtkDiagramsError
+from ..errors import InputError
 
-__all__ = ["compare", "summary", "format_table", "add_compare_parser", "run_compare"]
+__all__ = ["compare", "summary", "format_table", "load_prediction", "plot"]
 
 ROUNDING_FLOOR = 1e-9
 CONNECTED = ("V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
@@ -150,7 +148,9 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines).lstrip("\n")
 
 
-def _load_pred(path: str) -> dict:
+def load_prediction(path: str) -> dict:
+    """Read a prediction file written by ``evaluate`` (:func:`ntkdiagrams.numerics.evaluate.write_result`):
+    JSON, or npz (read like a Monte Carlo result).  Raises InputError for an unreadable file."""
     if os.path.splitext(path)[1].lower() == ".npz":
         from ..sampling.sampler import load_result
         return load_result(path)
@@ -194,57 +194,3 @@ def plot(rows: list[dict], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
-
-
-def add_compare_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``compare PRED.json MC.json [--plot FIG.png]`` (sets ``func=run_compare``)."""
-    p = subparsers.add_parser(
-        "compare", help="compare predictions with Monte Carlo estimates",
-        description="Compare PRED (written by 'evaluate') with MC (written by 'sample'): "
-                    "MC G vs K + G1/n, MC NTK vs Θ + Θ1/n, connected statistics directly; "
-                    "a table of z-scores and a summary line.")
-    p.add_argument("pred", help="prediction JSON")
-    p.add_argument("mc", help="Monte Carlo result (.json or .npz)")
-    p.add_argument("--stats", default=None, help="comma-separated statistics to compare")
-    p.add_argument("--plot", default=None, help="write a figure (needs matplotlib)")
-    p.add_argument("--max-z", type=float, default=None,
-                   help="exit with status 1 if some |z| exceeds this value")
-    p.set_defaults(func=run_compare)
-    return p
-
-
-def run_compare(args: argparse.Namespace) -> int:
-    """0: compared (1 if --max-z is exceeded); 2: bad input or matplotlib missing."""
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            print("ntkdiagrams compare: error: --plot needs matplotlib "
-                  "(pip install 'ntkdiagrams[plot]' or pip install matplotlib)", file=sys.stderr)
-            return 2
-    try:
-        from ..sampling.sampler import load_result
-        pred = _load_pred(args.pred)
-        mc = load_result(args.mc)
-        stats = None
-        if args.stats:
-            stats = {s.strip() for s in args.stats.split(",") if s.strip()}
-        rows = compare(pred, mc, stats=stats)
-    except NtkDiagramsError as exc:
-        print(f"ntkdiagrams compare: error: {exc}", file=sys.stderr)
-        return 2
-    pw, mw = (pred.get("meta") or {}).get("width"), (mc.get("meta") or {}).get("width")
-    if pw is not None and mw is not None and int(pw) != int(mw):
-        print(f"warning: prediction width {pw} differs from the Monte Carlo width {mw}",
-              file=sys.stderr)
-    if not rows:
-        print("ntkdiagrams compare: error: no statistic in common between the two files",
-              file=sys.stderr)
-        return 2
-    print(format_table(rows))
-    if args.plot:
-        plot(rows, args.plot)
-    s = summary(rows)
-    if args.max_z is not None and not (s["max_abs_z"] <= args.max_z):
-        return 1
-    return 0

@@ -623,36 +623,3 @@ def depth_scaling(activation, depth: int = 40, stats: Sequence[str] | str = "all
     leading = {"K": fit_tail(ell[sel], K[sel]), "Theta": fit_tail(ell[sel], Th[sel])}
     return DepthScaling(act.name, point, float(cb), float(cw), float(lb), float(lw), float(k1), int(depth),
                         (lo, int(depth)), K, Th, ratios, fits, leading, unavailable)
-
-
-# ---------------------------------------------------------------- command line
-
-def add_critical_parser(sub) -> None:
-    p = sub.add_parser("critical", help="critical point, universality class and depth scaling of an activation")
-    p.add_argument("--activation", default="tanh", help="shortcut or expression in z (default tanh)")
-    p.add_argument("--depth", type=int, default=40, help="depth L of the scaling table (default 40; 0: none)")
-    p.add_argument("--stats", default="all", help="comma-separated tensors of the table (default all)")
-    p.add_argument("--k1", type=float, default=None, help="first-layer kernel K^(1) (default: see docs)")
-    p.add_argument("--lb", type=float, default=1.0, help="lambda_b (default 1)")
-    p.add_argument("--lw", type=float, default=1.0, help="lambda_W (default 1)")
-    p.add_argument("--precise", action="store_true", help="refine non-zero K* with mpmath (smooth activations)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.set_defaults(func=run_critical)
-
-
-def run_critical(args) -> int:
-    import json
-    cp = critical_point(args.activation, precise=args.precise)
-    table = None
-    if args.depth and cp.critical:
-        table = depth_scaling(args.activation, args.depth, stats=args.stats, point=cp, k1=args.k1,
-                              lb=args.lb, lw=args.lw)
-    elif args.depth < 0:
-        raise InputError(f"--depth must be >= 0; got {args.depth}")
-    if args.json:
-        print(json.dumps({"critical_point": cp.to_dict(), "depth_scaling": table.to_dict() if table else None}))
-    else:
-        print(cp.text())
-        if table is not None:
-            print(table.text())
-    return 0

@@ -3,17 +3,19 @@
 The model options are those of docs/conventions.md §1: activation σ, depth L, hidden width n,
 C_b, C_W, λ_b, λ_W, and the data set of N inputs (``--inputs FILE.npy`` or
 ``--random N,n0 --seed s``).
+
+Building the options imports nothing beyond argparse; :func:`model_from_args` imports numpy and
+the model when it runs.
 """
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ..numerics.activations import parse_activation
-from ..numerics.inputs import check_inputs
-from ..sampling.model import ModelSpec
 from ..errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..sampling.model import ModelSpec
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,6 +38,12 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def model_from_args(args: argparse.Namespace) -> ModelSpec:
     """Build and validate a :class:`ModelSpec` from parsed arguments (raises InputError)."""
+    import numpy as np
+
+    from ..numerics.activations import parse_activation
+    from ..numerics.inputs import check_inputs
+    from ..sampling.model import ModelSpec
+
     if args.depth < 1:
         raise InputError(f"--depth must be >= 1; got {args.depth}")
     if args.width < 1:

@@ -21,6 +21,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from .algebra import InputGram, permutation_group, sigma, tensor_class
+from .builtin import builtin_rules_dir
 from ..errors import ExpressionError, RuleFileError
 from .expressions import parse_expression
 
@@ -29,17 +30,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-
-
-def builtin_rules_dir() -> Path:
-    """The folder of the built-in rule files: package data ``ntkdiagrams.rules`` (the repository's
-    top-level ``rules/``, mapped into the package by pyproject.toml), or ``rules/`` beside the
-    package in a source tree that was never installed."""
-    try:
-        from importlib.resources import files
-        return Path(str(files("ntkdiagrams.rules")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[2] / "rules"
 
 
 RULES_DIR = builtin_rules_dir()

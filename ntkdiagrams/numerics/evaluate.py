@@ -32,7 +32,6 @@ from typing import Callable, Sequence
 import numpy as np
 import sympy as sp
 
-from .. import __version__
 from .activations import Activation, parse_activation
 from .activations import z as zsym
 from ..language.algebra import ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor, Z
@@ -394,68 +393,6 @@ def _progress(progress):
         if elapsed > 2.0 or layer == depth:
             print(f"evaluate: layer {layer}/{depth}, {elapsed:.1f} s", file=sys.stderr, flush=True)
     return show
-
-
-# ---- command line ----
-
-def add_evaluate_parser(sub) -> None:
-    from ..cli.common import add_model_arguments
-    p = sub.add_parser("evaluate", help="evaluate derived recursions for a data set (numbers)")
-    add_model_arguments(p)
-    p.add_argument("--stats", default="K,G1,V", help="comma-separated tensors, or 'all' (default K,G1,V)")
-    p.add_argument("--request", help="a correlator request 'E[...]' / 'Ec[...]' instead of --stats: every "
-                                     "coefficient of its decomposition (see `ntkdiagrams derive 'E[...]'`)")
-    p.add_argument("--order", type=int, default=None, help="with --request: highest power of 1/n kept")
-    p.add_argument("--degree", type=int, default=None, help="Gauss-Hermite degree (default: automatic)")
-    p.add_argument("--kinks", default="per-network", choices=KINKS,
-                   help="activations with kinks: P…U as expectations of per-network objects (default, "
-                        "what `sample` measures) or distributional (keeping the δ(z) terms)")
-    p.add_argument("--rules", default="mlp", help="rule file (default mlp)")
-    p.add_argument("--out", help="output file .json or .npz (default: print a summary)")
-    p.set_defaults(func=run_evaluate)
-
-
-def run_evaluate(args) -> int:
-    from ..cli.common import model_from_args
-    from ..language.rulefile import load_rules
-    model = model_from_args(args)
-    if args.out and not (args.out.endswith(".json") or args.out.endswith(".npz")):
-        raise InputError(f"--out must end in .json or .npz; got {args.out!r}")
-    stats = "all" if args.stats == "all" else [s.strip() for s in args.stats.split(",") if s.strip()]
-    if args.request:
-        from ..engine.request import derive_request
-        res = derive_request(args.request, load_rules(args.rules), order=args.order)
-        stats = [res.key(st) for st in res.structures]
-        layers = evaluate_request(res, model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw,
-                                  lb=model.lb, lw=model.lw, degree=args.degree, progress=True, kinks=args.kinks)
-        layers = [{k: v for k, v in layer.items() if k == "layer" or k in stats} for layer in layers]
-        meta = {**model.meta(), "request": args.request, "order": res.order, "rules": args.rules,
-                "structures": [{"tensor": res.key(st), "deltas": [[str(i) for i in b] for b in st.deltas],
-                                "order": st.order, "args": [str(a) for a in st.args],
-                                "coefficient": str(st.coefficient), "named": st.named} for st in res.structures],
-                "labels": [str(a) for a in res.request.labels], "package_version": __version__,
-                "kind": "prediction"}
-        return _emit(args, meta, layers)
-    layers = evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,
-                      lw=model.lw, stats=stats, rules=load_rules(args.rules), degree=args.degree, progress=True,
-                      kinks=args.kinks)
-    meta = {**model.meta(), "stats": stats, "rules": args.rules, "degree": args.degree, "kinks": args.kinks,
-            "package_version": __version__, "kind": "prediction"}
-    return _emit(args, meta, layers)
-
-
-def _emit(args, meta, layers) -> int:
-    if args.out:
-        write_result(args.out, meta, layers)
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
-        for layer in layers:
-            parts = [f"layer {layer['layer']}:"]
-            for name, arr in layer.items():
-                if name != "layer":
-                    parts.append(f"{name}[0..]={np.ravel(arr)[0]:.6g}")
-            print(" ".join(parts))
-    return 0
 
 
 def write_result(path: str, meta: dict, layers: list[dict]) -> None:

@@ -3,7 +3,7 @@
 This is the ground truth against which the diagram engine is checked; it shares no code
 with the engine.  Per-network objects (z, NTK, dNTK, ddNTKs) come from
 :mod:`ntkdiagrams.sampling.networks`; this module turns them into estimators with honest
-(batch-means) standard errors, and provides the ``sample`` command.
+(batch-means) standard errors; the ``sample`` command is :mod:`ntkdiagrams.cli.sample`.
 
 Estimators (layer ℓ, fan-in width n = n_0 for ℓ = 1, the hidden width for ℓ ≥ 2; the
 statistics use neurons 0 and 1 of layer ℓ and are averaged over the 0 ↔ 1 relabelling):
@@ -47,7 +47,6 @@ Examples
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -57,15 +56,13 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..cli.common import add_model_arguments, model_from_args
 from ..numerics.inputs import check_inputs
 from .model import ModelSpec
-from ..errors import InputError, NtkDiagramsError
+from ..errors import InputError
 from .networks import (activation_derivatives, draw_ensemble, forward, layer_objects,
                                   layer_widths, parameter_count)
 
-__all__ = ["ALL_STATS", "DEFAULT_STATS", "sample", "save_result", "load_result",
-           "add_sample_parser", "run_sample"]
+__all__ = ["ALL_STATS", "DEFAULT_STATS", "parse_stats", "sample", "save_result", "load_result"]
 
 ALL_STATS = ("G", "NTK", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
 DEFAULT_STATS = ("G", "NTK", "V", "A", "B", "D", "F")
@@ -457,54 +454,3 @@ def load_result(path: str) -> dict:
             if isinstance(v, dict):
                 entry[k] = {kk: np.array(vv, dtype=float) for kk, vv in v.items()}
     return doc
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def add_sample_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``sample`` subcommand (sets ``func=run_sample``)."""
-    p = subparsers.add_parser(
-        "sample", help="Monte Carlo estimates of the statistics from sampled networks",
-        description="Sample finite-width networks and estimate G, NTK, V, A, B, D, F, P, Q, R, "
-                    "S, T, U at every layer with batch-means standard errors "
-                    "(definitions: docs/conventions.md §3). Ctrl-C writes the finished batches.")
-    add_model_arguments(p)
-    p.add_argument("--samples", type=int, default=10000, help="number of networks (default 10000)")
-    p.add_argument("--batches", type=int, default=30,
-                   help="batches for the batch-means standard error (default 30)")
-    p.add_argument("--stats", default=",".join(DEFAULT_STATS),
-                   help="comma-separated statistics or 'all' (default G,NTK,V,A,B,D,F)")
-    p.add_argument("--chunk", type=int, default=None, help="networks per vectorised chunk")
-    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
-    p.add_argument("--out", required=True, help="output FILE.json or FILE.npz")
-    p.set_defaults(func=run_sample)
-    return p
-
-
-def run_sample(args: argparse.Namespace) -> int:
-    """Run ``sample``: 0 on success, 2 on bad input (nothing written), 130 if interrupted
-    (the finished batches are written with meta complete = false)."""
-    try:
-        out = args.out
-        if os.path.splitext(out)[1].lower() not in (".json", ".npz"):
-            raise InputError(f"--out {out!r} must end in .json or .npz")
-        if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-            raise InputError(f"--out {out!r}: directory does not exist")
-        model = model_from_args(args)
-        stats = parse_stats(args.stats)
-        result = sample(model, args.samples, seed=args.seed, batches=args.batches, stats=stats,
-                        chunk=getattr(args, "chunk", None),
-                        progress=not getattr(args, "quiet", False), allow_partial=True)
-        if result["meta"]["batches"] == 0:
-            print("sample: interrupted before the first batch finished; nothing written",
-                  file=sys.stderr)
-            return 130
-        save_result(result, out)
-    except NtkDiagramsError as exc:
-        print(f"ntkdiagrams sample: error: {exc}", file=sys.stderr)
-        return 2
-    if not result["meta"]["complete"]:
-        print(f"sample: interrupted; wrote {result['meta']['batches']} finished batches "
-              f"({result['meta']['samples']} networks) to {out}", file=sys.stderr)
-        return 130
-    return 0

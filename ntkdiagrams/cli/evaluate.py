@@ -1,0 +1,90 @@
+"""``ntkdiagrams evaluate``: the derived recursions iterated for a data set (numbers).
+
+    ntkdiagrams evaluate --activation tanh --depth 5 --width 32 --random 4,3 --out pred.json
+    ntkdiagrams evaluate --request 'E[z(i1;a1) z(i2;a2)]' --order 1 --out pred.json
+
+Writes :func:`ntkdiagrams.numerics.evaluate.write_result`'s layout (JSON or npz), or prints the
+first component of every tensor per layer.  Building the parser imports nothing heavy.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import InputError
+from .common import add_model_arguments, model_from_args
+
+__all__ = ["KINKS", "add_parser", "run"]
+
+#: the meanings of P…U for activations with kinks (``ntkdiagrams.numerics.evaluate.KINKS``, restated
+#: so that building the parser imports no numpy; tests/test_cli.py checks that the two agree)
+KINKS = ("per-network", "distributional")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``evaluate`` (sets ``func=run``)."""
+    p = subparsers.add_parser("evaluate", help="evaluate derived recursions for a data set (numbers)")
+    add_model_arguments(p)
+    p.add_argument("--stats", default="K,G1,V", help="comma-separated tensors, or 'all' (default K,G1,V)")
+    p.add_argument("--request", help="a correlator request 'E[...]' / 'Ec[...]' instead of --stats: every "
+                                     "coefficient of its decomposition (see `ntkdiagrams derive 'E[...]'`)")
+    p.add_argument("--order", type=int, default=None, help="with --request: highest power of 1/n kept")
+    p.add_argument("--degree", type=int, default=None, help="Gauss-Hermite degree (default: automatic)")
+    p.add_argument("--kinks", default="per-network", choices=KINKS,
+                   help="activations with kinks: P…U as expectations of per-network objects (default, "
+                        "what `sample` measures) or distributional (keeping the δ(z) terms)")
+    p.add_argument("--rules", default="mlp", help="rule file (default mlp)")
+    p.add_argument("--out", help="output file .json or .npz (default: print a summary)")
+    p.set_defaults(func=run, settings=None)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``evaluate``: 0 on success (bad input raises :class:`~ntkdiagrams.errors.InputError`)."""
+    from ..language.rulefile import load_rules
+    from ..numerics.evaluate import evaluate, evaluate_request
+
+    model = model_from_args(args)
+    if args.out and not (args.out.endswith(".json") or args.out.endswith(".npz")):
+        raise InputError(f"--out must end in .json or .npz; got {args.out!r}")
+    stats = "all" if args.stats == "all" else [s.strip() for s in args.stats.split(",") if s.strip()]
+    if args.request:
+        from ..engine.request import derive_request
+        res = derive_request(args.request, load_rules(args.rules), order=args.order, settings=args.settings)
+        stats = [res.key(st) for st in res.structures]
+        layers = evaluate_request(res, model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw,
+                                  lb=model.lb, lw=model.lw, degree=args.degree, progress=True, kinks=args.kinks)
+        layers = [{k: v for k, v in layer.items() if k == "layer" or k in stats} for layer in layers]
+        meta = {**model.meta(), "request": args.request, "order": res.order, "rules": args.rules,
+                "structures": [{"tensor": res.key(st), "deltas": [[str(i) for i in b] for b in st.deltas],
+                                "order": st.order, "args": [str(a) for a in st.args],
+                                "coefficient": str(st.coefficient), "named": st.named} for st in res.structures],
+                "labels": [str(a) for a in res.request.labels], "package_version": __version__,
+                "kind": "prediction"}
+        return _emit(args, meta, layers)
+    layers = evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,
+                      lw=model.lw, stats=stats, rules=load_rules(args.rules), degree=args.degree, progress=True,
+                      kinks=args.kinks)
+    meta = {**model.meta(), "stats": stats, "rules": args.rules, "degree": args.degree, "kinks": args.kinks,
+            "package_version": __version__, "kind": "prediction"}
+    return _emit(args, meta, layers)
+
+
+def _emit(args, meta, layers) -> int:
+    """Write ``--out``, or print the first component of every tensor per layer."""
+    import numpy as np
+
+    from ..numerics.evaluate import write_result
+
+    if args.out:
+        write_result(args.out, meta, layers)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        for layer in layers:
+            parts = [f"layer {layer['layer']}:"]
+            for name, arr in layer.items():
+                if name != "layer":
+                    parts.append(f"{name}[0..]={np.ravel(arr)[0]:.6g}")
+            print(" ".join(parts))
+    return 0

@@ -1,0 +1,72 @@
+"""``ntkdiagrams sample``: Monte Carlo estimates from sampled finite-width networks.
+
+    ntkdiagrams sample --activation tanh --depth 3 --width 32 --samples 10000 --out mc.json
+
+Writes :func:`ntkdiagrams.sampling.sampler.save_result`'s layout.  Building the parser imports
+nothing heavy; :func:`run` imports the sampler when it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import InputError, NtkDiagramsError
+from .common import add_model_arguments, model_from_args
+
+__all__ = ["DEFAULT_STATS", "add_parser", "run"]
+
+#: ``ntkdiagrams.sampling.sampler.DEFAULT_STATS``, restated so that building the parser imports no
+#: numpy (tests/test_cli.py checks that the two agree)
+DEFAULT_STATS = ("G", "NTK", "V", "A", "B", "D", "F")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``sample`` (sets ``func=run``)."""
+    p = subparsers.add_parser(
+        "sample", help="Monte Carlo estimates of the statistics from sampled networks",
+        description="Sample finite-width networks and estimate G, NTK, V, A, B, D, F, P, Q, R, "
+                    "S, T, U at every layer with batch-means standard errors "
+                    "(definitions: docs/conventions.md §3). Ctrl-C writes the finished batches.")
+    add_model_arguments(p)
+    p.add_argument("--samples", type=int, default=10000, help="number of networks (default 10000)")
+    p.add_argument("--batches", type=int, default=30,
+                   help="batches for the batch-means standard error (default 30)")
+    p.add_argument("--stats", default=",".join(DEFAULT_STATS),
+                   help="comma-separated statistics or 'all' (default G,NTK,V,A,B,D,F)")
+    p.add_argument("--chunk", type=int, default=None, help="networks per vectorised chunk")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    p.add_argument("--out", required=True, help="output FILE.json or FILE.npz")
+    p.set_defaults(func=run, settings=None)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``sample``: 0 on success, 2 on bad input (nothing written), 130 if interrupted
+    (the finished batches are written with meta complete = false)."""
+    from ..sampling.sampler import parse_stats, sample, save_result
+
+    try:
+        out = args.out
+        if os.path.splitext(out)[1].lower() not in (".json", ".npz"):
+            raise InputError(f"--out {out!r} must end in .json or .npz")
+        if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+            raise InputError(f"--out {out!r}: directory does not exist")
+        model = model_from_args(args)
+        stats = parse_stats(args.stats)
+        result = sample(model, args.samples, seed=args.seed, batches=args.batches, stats=stats,
+                        chunk=getattr(args, "chunk", None),
+                        progress=not getattr(args, "quiet", False), allow_partial=True)
+        if result["meta"]["batches"] == 0:
+            print("sample: interrupted before the first batch finished; nothing written",
+                  file=sys.stderr)
+            return 130
+        save_result(result, out)
+    except NtkDiagramsError as exc:
+        print(f"ntkdiagrams sample: error: {exc}", file=sys.stderr)
+        return 2
+    if not result["meta"]["complete"]:
+        print(f"sample: interrupted; wrote {result['meta']['batches']} finished batches "
+              f"({result['meta']['samples']} networks) to {out}", file=sys.stderr)
+        return 130
+    return 0
