@@ -12,8 +12,9 @@ argument.  The environment variables, all optional:
 ``NTKDIAGRAMS_CACHE``      folder of the derivation cache (default ``~/.cache/ntkdiagrams``);
                            ``off`` disables it
 ``NTKDIAGRAMS_KEEP_HEAP``  ``1`` asks glibc to keep 64 MB of freed heap (``mallopt(M_TOP_PAD)``),
-                           a process-wide change that makes the quadrature 1.3–1.5× faster on
-                           small virtual machines; off unless asked for
+                           a process-wide change that saves page faults in the quadrature's many
+                           ~1 MB temporaries (docs/gaussian.md has the measurements); off unless
+                           asked for
 =========================  =================================================================
 
 >>> s = Settings.from_environment({"NTKDIAGRAMS_THREADS": "2", "NTKDIAGRAMS_CACHE": "off"})

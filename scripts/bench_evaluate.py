@@ -4,6 +4,11 @@ Prints one line per (activation, statistics, L, N): wall time, the process's pea
 so far (ru_maxrss), and the size of the output tensors.  ``--memory`` also traces the peak Python
 memory of each call with tracemalloc; that slows the fast path's many array allocations down by
 up to 3×, so its times are not comparable.  Run:  python3 scripts/bench_evaluate.py [--quick]
+
+Run-time settings (compiled kernel, threads, the glibc heap pad) are those of the environment
+(``NTKDIAGRAMS_JIT``, ``NTKDIAGRAMS_THREADS``, ``NTKDIAGRAMS_KEEP_HEAP``; see
+:mod:`ntkdiagrams.settings`), overridden by ``--threads``, ``--no-jit``, ``--keep-heap on|off``;
+the settings used are printed first.  Figures and their dates: docs/gaussian.md.
 """
 import argparse
 import os
@@ -15,6 +20,7 @@ import numpy as np
 
 from ntkdiagrams.numerics.evaluate import evaluate
 from ntkdiagrams.engine.derivation import derive
+from ntkdiagrams.settings import Settings
 
 
 def main():
@@ -24,7 +30,18 @@ def main():
     p.add_argument("--kgv-only", action="store_true", help="only the K, G1, V cases (tanh, relu)")
     p.add_argument("--activation", choices=["tanh", "relu"], help="only this activation")
     p.add_argument("--memory", action="store_true", help="trace peak memory per call (slower)")
+    p.add_argument("--threads", type=int, help="threads of the quadrature (default: environment)")
+    p.add_argument("--no-jit", action="store_true", help="numpy path only (no compiled kernel)")
+    p.add_argument("--keep-heap", choices=["on", "off"], help="glibc M_TOP_PAD (default: environment)")
     args = p.parse_args()
+    settings = Settings.from_environment()
+    if args.threads is not None:
+        settings = settings.with_(threads=args.threads)
+    if args.no_jit:
+        settings = settings.with_(jit=False)
+    if args.keep_heap is not None:
+        settings = settings.with_(keep_heap=args.keep_heap == "on")
+    print(f"settings: jit={settings.jit} threads={settings.threads} keep_heap={settings.keep_heap}")
     t0 = time.perf_counter()
     for t in ("K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F"):
         derive(t)
@@ -46,7 +63,8 @@ def main():
                 if args.memory:
                     tracemalloc.start()
                 t = time.perf_counter()
-                layers = evaluate(act, L, x, cb=0.1, cw=1.5 if act == "tanh" else 2.0, stats=stats)
+                layers = evaluate(act, L, x, cb=0.1, cw=1.5 if act == "tanh" else 2.0, stats=stats,
+                                  settings=settings)
                 dt = time.perf_counter() - t
                 if args.memory:
                     peak = tracemalloc.get_traced_memory()[1] / 2 ** 20

@@ -1,4 +1,4 @@
-"""Benchmark of ntkdiagrams.numerics.gaussian.core.expectation_tensor (prints figures; not a test).
+"""Benchmark of ntkdiagrams.numerics.gaussian.expectation_tensor (prints figures; not a test).
 
 Times k = 2..4 factors over N = 4, 8, 16 inputs for tanh and relu factors with all factors
 equal (the symmetric case: only sorted index tuples are computed) and for mixed smooth sets
@@ -6,6 +6,9 @@ equal (the symmetric case: only sorted index tuples are computed) and for mixed 
 against high-precision references.
 
     python scripts/bench_gaussian.py [--quick] [--accuracy] [--method auto|exact|fast]
+
+Run-time settings: those of the environment (:mod:`ntkdiagrams.settings`), printed first.
+Figures and the dates they were measured at: docs/gaussian.md.
 """
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ import sympy as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ntkdiagrams.numerics.activations import z  # noqa: E402
-from ntkdiagrams.numerics.gaussian.core import expectation_tensor  # noqa: E402
+from ntkdiagrams.numerics.gaussian import Quadrature, expectation_tensor  # noqa: E402
+from ntkdiagrams.settings import Settings  # noqa: E402
 
 
 def kernel(N: int, seed: int = 0) -> np.ndarray:
@@ -85,15 +89,20 @@ def accuracy() -> None:
 
 def fast_accuracy(n_tuples: int = 40) -> None:
     """Fast path (default settings) on the kernels of a tanh network, against the same iterated
-    rule with 20 nodes per side in all four coordinates and no table (module docstring)."""
+    rule with 20 nodes per side in all four coordinates and no table (docs/gaussian.md)."""
     import itertools
 
-    from ntkdiagrams.numerics.gaussian import core as g
     from ntkdiagrams.numerics.evaluate import evaluate
+    from ntkdiagrams.numerics.gaussian.blocks import Block
+    from ntkdiagrams.numerics.gaussian.factors import prepare_factor
+    from ntkdiagrams.numerics.gaussian.linalg import cholesky_jittered
+    from ntkdiagrams.numerics.gaussian.nested import nested_sum
+    from ntkdiagrams.numerics.gaussian.rules import split_rules_full
+    from ntkdiagrams.numerics.gaussian.tensor import tensor_values
 
     x = np.random.default_rng(0).standard_normal((16, 3)) / np.sqrt(3)
     layers = evaluate("tanh", 20, x, cb=0.1, cw=1.5, stats=["K"])
-    f = g._prepare_factor(sp.tanh(z))
+    f = prepare_factor(sp.tanh(z))
     facs = [f] * 4
     print("fast path, <tanh^4> on 4 distinct inputs of a tanh network's kernels, relative error:")
     rng = np.random.default_rng(1)
@@ -102,11 +111,13 @@ def fast_accuracy(n_tuples: int = 40) -> None:
         tup = np.array(list(itertools.combinations(range(16), 4)))
         tup = tup[rng.choice(len(tup), n_tuples, replace=False)]
         ref = []
-        for t in tup:
-            _, L = g._cholesky_jittered(K[np.ix_(t, t)][None], 4)
-            blocks = [g._Block([(f, np.ones(1))]) for _ in range(4)]
-            ref.append(g._nested(blocks, L, np.arange(1), [g._split_rules2(20)] * 4, None, 0.0)[0])
-        val = g._tensor_values(facs, K, tup, None, "auto")
+        with Quadrature(Settings.from_environment()) as quad:
+            for t in tup:
+                _, L = cholesky_jittered(K[np.ix_(t, t)][None], 4)
+                blocks = [Block([(f, np.ones(1))]) for _ in range(4)]
+                ref.append(nested_sum(blocks, L, np.arange(1), [split_rules_full(20)] * 4, None, 0.0,
+                                      quad)[0])
+            val = tensor_values(facs, K, tup, None, "auto", quad)
         e = np.abs(val / np.array(ref) - 1)
         print(f"  K^({ell:2d}): typical {np.median(e):.1e}  worst {e.max():.1e}")
 
@@ -119,6 +130,8 @@ if __name__ == "__main__":
     ap.add_argument("--no-timing", action="store_true")
     args = ap.parse_args()
     Ns = [4, 8] if args.quick else [4, 8, 16]
+    s = Settings.from_environment()
+    print(f"settings: jit={s.jit} threads={s.threads} keep_heap={s.keep_heap}")
     if not args.no_timing:
         timing(Ns, [2, 3, 4], args.method)
     if args.accuracy:

@@ -1,7 +1,8 @@
-"""Tests of ntkdiagrams.numerics.gaussian.core: Gaussian expectations of products of univariate factors."""
+"""Tests of ntkdiagrams.numerics.gaussian: Gaussian expectations of products of univariate factors."""
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 
 import mpmath as mp
@@ -11,7 +12,11 @@ import sympy as sp
 
 from ntkdiagrams.numerics.activations import parse_activation, z
 from ntkdiagrams.errors import InputError, UnsupportedError
-from ntkdiagrams.numerics.gaussian.core import DEFAULT_DEGREE, expectation_tensor, gaussian_expectation
+from ntkdiagrams.numerics.gaussian import (DEFAULT_DEGREE, FAST_MAX_VARIANCE, Quadrature, expectation_tensor,
+                                           exponential_form, gaussian_expectation)
+from ntkdiagrams.numerics.gaussian.compiled import exponential_coefficients
+from ntkdiagrams.numerics.gaussian.context import THREAD_NAME_PREFIX
+from ntkdiagrams.settings import Settings
 
 relu = sp.Max(0, z)
 H = sp.Heaviside(z)
@@ -382,20 +387,21 @@ def _rel(a, b, floor):
     return np.max(np.abs(a - b) / np.maximum(np.abs(b), floor))
 
 
+def _fast_tuples(facs, K, **kw):
+    """Tuples integrated by the fast path (the counters of a Quadrature)."""
+    with Quadrature(Settings(jit=False)) as quad:
+        expectation_tensor(facs, K, quadrature=quad, **kw)
+    return quad.stats["fast_tuples"]
+
+
 def test_fast_path_selected_only_for_smooth():
-    from ntkdiagrams.numerics.gaussian.core import _STATS
     K = _near_collinear_kernel(3)
-    before = _STATS["fast_tuples"]
-    expectation_tensor([sp.tanh(z)] * 3, K)
-    assert _STATS["fast_tuples"] > before
+    assert _fast_tuples([sp.tanh(z)] * 3, K) > 0
     for facs, kw in (([relu] * 3, {}), ([sp.tanh(z)] * 3, {"method": "exact"}),
                      ([z, z ** 2, z], {}), ([sp.tanh(z), H, sp.tanh(z)], {})):
-        before = _STATS["fast_tuples"]
-        expectation_tensor(facs, K, **kw)
-        assert _STATS["fast_tuples"] == before, facs
-    before = _STATS["fast_tuples"]
-    expectation_tensor([sp.tanh(z)] * 3, 5 * K)  # variance above FAST_MAX_VARIANCE: exact
-    assert _STATS["fast_tuples"] == before
+        assert _fast_tuples(facs, K, **kw) == 0, facs
+    assert np.max(np.diag(5 * K)) > FAST_MAX_VARIANCE
+    assert _fast_tuples([sp.tanh(z)] * 3, 5 * K) == 0  # variance above FAST_MAX_VARIANCE: exact
     with pytest.raises(InputError, match="method"):
         expectation_tensor([z], K, method="quick")
 
@@ -475,9 +481,7 @@ def test_fast_pairs_smooth_derivatives():
     (1 / (1 + sp.exp(-z)), -1.0), (sp.tanh(2 * z) / 2, 4.0), (sp.exp(z) * sp.tanh(z), 1.0)])
 def test_exponential_form(expr, kappa):
     """f(z) = R(e^{κz}) with R rational: the addition theorem used by the fast path."""
-    from ntkdiagrams.numerics.gaussian.core import _exponential_form
-    from ntkdiagrams.numerics.gaussian.compiled import exponential_coefficients
-    e = _exponential_form(expr)
+    e = exponential_form(expr)
     k, R, d = e.kappa, e.R, e.degree
     assert k == kappa and d >= 1
     x = np.linspace(-40, 40, 161)
@@ -495,18 +499,15 @@ def test_exponential_form(expr, kappa):
 @pytest.mark.parametrize("expr", [sp.erf(z), sp.log(1 + sp.exp(z)), z * sp.tanh(z), sp.sin(z),
                                   z ** 3, sp.tanh(z) + sp.erf(z)])
 def test_exponential_form_absent(expr):
-    from ntkdiagrams.numerics.gaussian.core import _exponential_form
-    assert _exponential_form(expr) is None
+    assert exponential_form(expr) is None
 
 
-def test_addition_theorem_path_equals_direct(monkeypatch):
+def test_addition_theorem_path_equals_direct():
     """The fast path evaluates tanh-type factors through R(e^{κμ} e^{κ s u}) on Gauss–Hermite
-    and on split levels; with that switched off (EXPO_MAX_EXPONENT = 0: every factor is
-    evaluated directly) the tensor agrees to rounding, for tanh⁴ and tanh·tanh·sech²·sech² on a
-    kernel with moderate and strong correlations.  (The numpy path; the compiled kernel has
-    its own tests in test_gaussian_jit.py.)"""
-    import ntkdiagrams.numerics.gaussian.core as g
-    monkeypatch.setenv("NTKDIAGRAMS_JIT", "0")
+    and on split levels; with that switched off (Quadrature(addition_theorem=False): every
+    factor is evaluated directly) the tensor agrees to rounding, for tanh⁴ and
+    tanh·tanh·sech²·sech² on a kernel with moderate and strong correlations.  (The numpy path;
+    the compiled kernel has its own tests in test_gaussian_jit.py.)"""
     rng = np.random.default_rng(3)
     X = rng.standard_normal((6, 3))
     X[1:3] = X[0] + 0.15 * rng.standard_normal((2, 3))  # three strongly correlated inputs
@@ -514,19 +515,63 @@ def test_addition_theorem_path_equals_direct(monkeypatch):
     K *= 0.8 / np.max(np.diag(K))  # variances ≤ 0.8: the fast path
     sech2 = 1 - sp.tanh(z) ** 2
     cases = ([sp.tanh(z)] * 4, [sp.tanh(z), sp.tanh(z), sech2, sech2])
-    used = {"split": 0, "gh": 0}
-
-    def counting(name, fn):
-        def wrapped(*args):
-            out = fn(*args)
-            used[name] += out is not None
-            return out
-        return wrapped
-    monkeypatch.setattr(g, "_block_on_split", counting("split", g._block_on_split))
-    monkeypatch.setattr(g, "_block_on_nodes", counting("gh", g._block_on_nodes))
-    new = [expectation_tensor(f, K) for f in cases]
-    assert used["split"] > 0 and used["gh"] > 0, used
-    monkeypatch.setattr(g, "EXPO_MAX_EXPONENT", 0.0)
-    old = [expectation_tensor(f, K) for f in cases]
+    with Quadrature(Settings(jit=False)) as quad:
+        new = [expectation_tensor(f, K, quadrature=quad) for f in cases]
+    assert quad.stats["addition_split"] > 0 and quad.stats["addition_nodes"] > 0, quad.stats
+    with Quadrature(Settings(jit=False), addition_theorem=False) as quad:
+        old = [expectation_tensor(f, K, quadrature=quad) for f in cases]
+    assert quad.stats["addition_split"] == quad.stats["addition_nodes"] == 0
     for a, b in zip(new, old):
         assert np.max(np.abs(a - b)) < 1e-13 * np.max(np.abs(b))
+
+
+def _pool_threads():
+    return [t for t in threading.enumerate() if t.name.startswith(THREAD_NAME_PREFIX)]
+
+
+def test_thread_counts_give_identical_numbers_and_pools_close():
+    """Settings(threads=n) changes who computes, not what: expectation tensors (numpy path,
+    several chunks in the pool) and whole evaluations are bit-identical for 1 and 3 threads;
+    the pool's threads end with the Quadrature (and with each call that made its own)."""
+    import ntkdiagrams as nd
+
+    K = _near_collinear_kernel(6, 0.8)
+    facs = [sp.tanh(z)] * 4
+    assert not _pool_threads()
+    one = expectation_tensor(facs, K, settings=Settings(jit=False, threads=1))
+    three = expectation_tensor(facs, K, settings=Settings(jit=False, threads=3))
+    assert np.array_equal(one, three)
+    assert not _pool_threads()  # the call's own Quadrature was closed
+    quad = Quadrature(Settings(jit=False, threads=3))
+    with quad:
+        assert np.array_equal(expectation_tensor(facs, K, quadrature=quad), one)
+        assert 1 <= len(_pool_threads()) <= 3  # the pool was used
+    assert quad.closed and not _pool_threads()
+    with pytest.raises(InputError, match="closed"):
+        expectation_tensor(facs, K, quadrature=quad)
+    x = np.random.default_rng(0).standard_normal((4, 3)) / np.sqrt(3)
+    a = nd.evaluate("tanh", 3, x, cb=0.1, cw=1.5, stats=["K", "V"], settings=Settings(threads=1))
+    b = nd.evaluate("tanh", 3, x, cb=0.1, cw=1.5, stats=["K", "V"], settings=Settings(threads=3))
+    for la, lb in zip(a, b):
+        assert all(np.array_equal(la[k], lb[k]) for k in ("K", "V"))
+    assert not _pool_threads()
+
+
+def test_settings_from_the_environment(monkeypatch):
+    """settings=None resolves the NTKDIAGRAMS_* variables at the entry point: NTKDIAGRAMS_JIT=0
+    keeps the numpy path, NTKDIAGRAMS_THREADS sets the pool; both or neither of settings and
+    quadrature."""
+    monkeypatch.setenv("NTKDIAGRAMS_JIT", "0")
+    monkeypatch.setenv("NTKDIAGRAMS_THREADS", "2")
+    with Quadrature() as quad:
+        assert quad.jit is False and quad.threads == 2
+        assert quad.settings.keep_heap is False  # the allocator is left alone unless asked
+    K = _near_collinear_kernel(4, 0.8)
+    facs = [sp.tanh(z)] * 4
+    ref = expectation_tensor(facs, K, settings=Settings(jit=False))
+    assert np.array_equal(expectation_tensor(facs, K), ref)
+    with pytest.raises(InputError, match="not both"):
+        with Quadrature(Settings()) as quad:
+            expectation_tensor(facs, K, settings=Settings(), quadrature=quad)
+    with pytest.raises(InputError, match="Settings"):
+        expectation_tensor(facs, K, settings={"jit": False})

@@ -1,21 +1,20 @@
 """The compiled kernel of the fast path (ntkdiagrams.numerics.gaussian.compiled, needs numba) against the
-numpy path of ntkdiagrams.numerics.gaussian.core: the same rules, so the same numbers up to rounding."""
-from concurrent.futures import ThreadPoolExecutor
-
+numpy path (ntkdiagrams.numerics.gaussian.nested): the same rules, so the same numbers up to rounding.
+Settings(jit=...) chooses the path; the counters of a Quadrature tell which one ran."""
 import numpy as np
 import pytest
 import sympy as sp
 
 pytest.importorskip("numba")
 
-import ntkdiagrams.numerics.gaussian.core as g  # noqa: E402
-import ntkdiagrams.numerics.gaussian.compiled as gj  # noqa: E402
 from ntkdiagrams.numerics.activations import z  # noqa: E402
-from ntkdiagrams.numerics.gaussian.core import expectation_tensor  # noqa: E402
+from ntkdiagrams.numerics.gaussian import Quadrature, expectation_tensor  # noqa: E402
+from ntkdiagrams.settings import Settings  # noqa: E402
 
 TH = sp.tanh(z)
 D1, D2 = sp.diff(TH, z), sp.diff(TH, z, 2)
 SIGMOID = 1 / (1 + sp.exp(-z))
+JIT, NUMPY = Settings(jit=True), Settings(jit=False)
 
 
 def _kernel(seed, n=6, var=0.8, close=True):
@@ -30,37 +29,29 @@ def _kernel(seed, n=6, var=0.8, close=True):
     return K * var / np.max(np.diag(K))
 
 
-def _counting(monkeypatch):
-    calls = {"n": 0}
-    nested = gj.nested
-
-    def counted(*args, **kwargs):
-        calls["n"] += 1
-        return nested(*args, **kwargs)
-    monkeypatch.setattr(gj, "nested", counted)
-    return calls
+def _run(factors, K, settings, **kw):
+    """(tensor, tuples summed by the compiled kernel)."""
+    with Quadrature(settings) as quad:
+        T = expectation_tensor(factors, K, quadrature=quad, **kw)
+    return T, quad.stats["compiled_tuples"]
 
 
 @pytest.mark.parametrize("factors", [[TH] * 4, [TH, TH, D1, D1], [D2, TH, D1, D1], [TH, TH, D1],
                                      [D1, D1, D1], [TH, TH], [D2, D2], [SIGMOID] * 4,
                                      [TH * TH, D1]])
 @pytest.mark.parametrize("var", [0.3, 0.8, 1.6])
-def test_compiled_equals_numpy(monkeypatch, factors, var):
+def test_compiled_equals_numpy(factors, var):
     """k = 2, 3, 4 factors (m = 2 without a table, m = 3, 4 with one; merged slots; split and
     Gauss–Hermite levels at small and large variance): compiled == numpy to 1e-13."""
     K = _kernel(11, n=5, var=var)
-    calls = _counting(monkeypatch)
-    monkeypatch.setenv("NTKDIAGRAMS_JIT", "1")
-    fast = expectation_tensor(factors, K)
-    assert calls["n"] > 0
-    monkeypatch.setenv("NTKDIAGRAMS_JIT", "0")
-    n = calls["n"]
-    ref = expectation_tensor(factors, K)
-    assert calls["n"] == n  # the numpy path did not call the kernel
+    fast, compiled = _run(factors, K, JIT)
+    assert compiled > 0
+    ref, compiled = _run(factors, K, NUMPY)
+    assert compiled == 0  # the numpy path did not call the kernel
     assert np.max(np.abs(fast - ref)) < 1e-13 * np.max(np.abs(ref)), factors
 
 
-def test_compiled_explicit_degree_and_forced_method(monkeypatch):
+def test_compiled_explicit_degree_and_forced_method():
     """degree=n (n nodes per side everywhere) and method="fast" at a large variance, where the
     addition theorem's guard |κα z|·d ≤ 600 sends points to the direct evaluation."""
     K = _kernel(4, n=5, var=0.8)
@@ -69,54 +60,66 @@ def test_compiled_explicit_degree_and_forced_method(monkeypatch):
     for factors, KK, kw in (([TH] * 4, K, {"degree": 9}), ([TH, TH, D1], K, {"degree": 12}),
                             ([sech2, sech2], big, {"method": "fast"}),
                             ([sech2] * 3, big, {"method": "fast"})):
-        monkeypatch.setenv("NTKDIAGRAMS_JIT", "1")
-        fast = expectation_tensor(factors, KK, **kw)
-        monkeypatch.setenv("NTKDIAGRAMS_JIT", "0")
-        ref = expectation_tensor(factors, KK, **kw)
+        fast, compiled = _run(factors, KK, JIT, **kw)
+        assert compiled > 0
+        ref = expectation_tensor(factors, KK, settings=NUMPY, **kw)
         assert np.all(np.isfinite(fast))
         assert np.max(np.abs(fast - ref)) < 1e-12 * np.max(np.abs(ref)), (factors, kw)
 
 
-def test_factor_without_exponential_form_uses_numpy(monkeypatch):
+def test_addition_theorem_off_in_the_kernel():
+    """Quadrature(addition_theorem=False) reaches the kernel too: every point is evaluated by
+    P(E)/Q(E) directly; the numbers agree to rounding."""
+    K = _kernel(6, n=5, var=0.8)
+    for factors in ([TH] * 4, [TH, TH, D1]):
+        with Quadrature(JIT, addition_theorem=False) as quad:
+            direct = expectation_tensor(factors, K, quadrature=quad)
+        assert quad.stats["compiled_tuples"] > 0
+        ref = expectation_tensor(factors, K, settings=JIT)
+        assert np.max(np.abs(direct - ref)) < 1e-13 * np.max(np.abs(ref)), factors
+
+
+def test_factor_without_exponential_form_uses_numpy():
     """erf has no form R(e^{κz}): the kernel is not called and the numbers are the numpy
     path's."""
     K = _kernel(2, n=5)
-    calls = _counting(monkeypatch)
-    monkeypatch.setenv("NTKDIAGRAMS_JIT", "1")
-    a = expectation_tensor([sp.erf(z)] * 4, K)
-    assert calls["n"] == 0
+    a, compiled = _run([sp.erf(z)] * 4, K, JIT)
+    assert compiled == 0
+    assert np.array_equal(a, expectation_tensor([sp.erf(z)] * 4, K, settings=NUMPY))
+
+
+def test_jit_off_from_the_environment(monkeypatch):
+    """NTKDIAGRAMS_JIT=0 (read by Settings.from_environment at the entry point) keeps the
+    numpy path."""
+    K = _kernel(3, n=5)
     monkeypatch.setenv("NTKDIAGRAMS_JIT", "0")
-    assert np.array_equal(a, expectation_tensor([sp.erf(z)] * 4, K))
-
-
-def test_threads_do_not_change_the_numbers(monkeypatch):
-    """Tuples are summed independently: one thread and an executor with interleaved groups
-    give identical bits."""
-    captured = []
-    nested = gj.nested
-
-    def capture(*args, **kwargs):
-        captured.append(args)
-        return nested(*args, **kwargs)
-    monkeypatch.setattr(gj, "nested", capture)
+    with Quadrature() as quad:
+        a = expectation_tensor([TH] * 4, K, quadrature=quad)
+    assert quad.stats["compiled_tuples"] == 0
+    assert np.array_equal(a, expectation_tensor([TH] * 4, K))
+    assert np.array_equal(a, expectation_tensor([TH] * 4, K, settings=NUMPY))
     monkeypatch.setenv("NTKDIAGRAMS_JIT", "1")
-    expectation_tensor([TH] * 4, _kernel(7, n=7))
-    args = max(captured, key=lambda a: a[0].shape[0])
-    one = nested(*args)
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        many = nested(*args, pool=pool, groups=7)
+    assert _run([TH] * 4, K, None)[1] > 0
+
+
+def test_threads_do_not_change_the_numbers():
+    """Tuples are summed independently: one thread and a pool of three threads (8 interleaved
+    groups per thread) give identical bits."""
+    K = _kernel(7, n=7)
+    one, c1 = _run([TH] * 4, K, Settings(jit=True, threads=1))
+    many, c3 = _run([TH] * 4, K, Settings(jit=True, threads=3))
+    assert c1 == c3 > 0
     assert np.array_equal(one, many)
 
 
-def test_accuracy_through_the_kernel(monkeypatch):
+def test_accuracy_through_the_kernel():
     """The kernel keeps the fast path's accuracy: ⟨f g⟩ for tanh and its derivatives at
     variance 1.5 (slopes beyond FAST_LADDER: the m = 2 rungs) against the exact cone method
     at degree 60 (≤ 1e-9)."""
-    monkeypatch.setenv("NTKDIAGRAMS_JIT", "1")
     K = _kernel(9, n=5, var=1.5)
-    calls = _counting(monkeypatch)
-    for facs in ([TH, TH], [D1, D1], [D2, TH], [D2, D2]):
-        fast = expectation_tensor(facs, K)
-        exact = expectation_tensor(facs, K, method="exact", degree=60)
-        assert np.max(np.abs(fast - exact)) < 1e-9 * np.max(np.abs(exact)), facs
-    assert calls["n"] >= 4
+    with Quadrature(JIT) as quad:
+        for facs in ([TH, TH], [D1, D1], [D2, TH], [D2, D2]):
+            fast = expectation_tensor(facs, K, quadrature=quad)
+            exact = expectation_tensor(facs, K, method="exact", degree=60, settings=NUMPY)
+            assert np.max(np.abs(fast - exact)) < 1e-9 * np.max(np.abs(exact)), facs
+    assert quad.stats["compiled_tuples"] >= 4

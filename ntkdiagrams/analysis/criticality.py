@@ -17,7 +17,7 @@ remaining condition χ_∥ = 1 is the root condition
 
 h is scanned on a logarithmic K grid (default 1e-4 … 100) and its sign changes are refined by
 Brent's method.  The expectations are the package's one-dimensional Gaussian expectations
-(:func:`ntkdiagrams.numerics.gaussian.core.expectation_tensor`: the half-line rule split at z = 0), so kinks
+(:func:`ntkdiagrams.numerics.gaussian.expectation_tensor`: the half-line rule split at z = 0), so kinks
 and Dirac deltas of σ'' (ReLU family) are exact, never smoothed; ``precise=True`` refines the
 root by Newton steps with mpmath quadrature at 20 digits (smooth activations).
 
@@ -90,8 +90,10 @@ def gaussian_1d(f: sp.Expr, Ks) -> np.ndarray:
     """⟨f(z)⟩_K for z ~ N(0, K), for each K of ``Ks`` (all > 0), by the package's quadrature.
 
     ``f`` is a sympy expression in :data:`ntkdiagrams.numerics.activations.z` (kinks at 0 and DiracDelta(z)
-    allowed).  Values that overflow in floating point come back as NaN."""
-    from ..numerics.gaussian.core import expectation_tensor
+    allowed).  Values that overflow in floating point come back as NaN.  One variable: the
+    compiled kernel and the thread pool play no part, so no settings are read."""
+    from ..numerics.gaussian import expectation_tensor
+    from ..settings import Settings
     K = np.atleast_1d(np.asarray(Ks, dtype=float))
     if K.ndim != 1 or np.any(~np.isfinite(K)) or np.any(K <= 0):
         raise InputError("the variances K must be finite and > 0")
@@ -99,7 +101,7 @@ def gaussian_1d(f: sp.Expr, Ks) -> np.ndarray:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         for a in range(0, len(K), 32):  # diagonal kernels in blocks: cheap kernel checks
-            out[a:a + 32] = expectation_tensor([f], np.diag(K[a:a + 32]))
+            out[a:a + 32] = expectation_tensor([f], np.diag(K[a:a + 32]), settings=Settings(threads=1))
     return np.where(np.isfinite(out), out, np.nan)
 
 

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         res = derive_request(args.request, load_rules(args.rules), order=args.order, settings=args.settings)
         stats = [res.key(st) for st in res.structures]
         layers = evaluate_request(res, model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw,
-                                  lb=model.lb, lw=model.lw, degree=args.degree, progress=True, kinks=args.kinks)
+                                  lb=model.lb, lw=model.lw, degree=args.degree, progress=True, kinks=args.kinks,
+                                  settings=args.settings)
         layers = [{k: v for k, v in layer.items() if k == "layer" or k in stats} for layer in layers]
         meta = {**model.meta(), "request": args.request, "order": res.order, "rules": args.rules,
                 "structures": [{"tensor": res.key(st), "deltas": [[str(i) for i in b] for b in st.deltas],
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return _emit(args, meta, layers)
     layers = evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,
                       lw=model.lw, stats=stats, rules=load_rules(args.rules), degree=args.degree, progress=True,
-                      kinks=args.kinks)
+                      kinks=args.kinks, settings=args.settings)
     meta = {**model.meta(), "stats": stats, "rules": args.rules, "degree": args.degree, "kinks": args.kinks,
             "package_version": __version__, "kind": "prediction"}
     return _emit(args, meta, layers)

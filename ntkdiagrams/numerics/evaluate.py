@@ -11,9 +11,10 @@ broadcast, so one call updates every input-index component of the layer at once.
 Coefficients are lambdified from sympy (``sympy.lambdify``, ``modules="numpy"``).
 
 Gaussian expectations are tensors E[a_1…a_k] = ⟨f_1(z_{a_1}) ⋯ f_k(z_{a_k})⟩_K over all input
-tuples (:func:`ntkdiagrams.numerics.gaussian.core.expectation_tensor`), computed once per layer and shared
+tuples (:func:`ntkdiagrams.numerics.gaussian.expectation_tensor`), computed once per layer and shared
 by every term and every statistic (:class:`GaussianCache`; a permuted integrand reuses the
-tensor by a transpose).
+tensor by a transpose).  One :class:`ntkdiagrams.numerics.gaussian.Quadrature` (compiled
+kernel, thread pool) serves all layers of an :func:`evaluate` call and is closed at its end.
 
 :func:`evaluate` iterates from the first layer (the rule file's ``first_layer`` values, e.g.
 K^{(1)} = C_b + C_W x·x/n0) to layer L and returns per-layer arrays whose names and index
@@ -33,6 +34,7 @@ import numpy as np
 import sympy as sp
 
 from .activations import Activation, parse_activation
+from .gaussian import Quadrature, expectation_tensor
 from .activations import z as zsym
 from ..language.algebra import ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor, Z
 from .inputs import check_inputs
@@ -41,6 +43,7 @@ from ..engine.derivation import derive, resolve_rules
 from ..engine.recursion import Recursion
 from ..engine.request import RequestResult
 from ..language.rulefile import RuleSet
+from ..settings import Settings, resolve
 
 #: command-line names of the hyper-parameters and their rule-file symbols
 HYPER = {"cb": "C_b", "cw": "C_W", "lb": "lambda_b", "lw": "lambda_W"}
@@ -61,19 +64,25 @@ def _canonical_slots(funcs: tuple):
 
 
 class GaussianCache:
-    """Gaussian-expectation tensors of one layer, computed once and shared."""
+    """Gaussian-expectation tensors of one layer, computed once and shared.
 
-    def __init__(self, K: np.ndarray, degree: int | None = None):
+    ``quadrature``: the :class:`ntkdiagrams.numerics.gaussian.Quadrature` that computes them
+    (owned by the caller, who closes it); None: a fresh one per tensor, from the environment's
+    settings (:func:`ntkdiagrams.settings.resolve`)."""
+
+    def __init__(self, K: np.ndarray, degree: int | None = None,
+                 quadrature: Quadrature | None = None):
         self.K = K
         self.degree = degree
+        self.quadrature = quadrature
         self._store: dict = {}
         self.computed = 0
 
     def get(self, funcs: tuple) -> np.ndarray:
-        from .gaussian.core import expectation_tensor
         order, canon = _canonical_slots(funcs)
         if canon not in self._store:
-            self._store[canon] = expectation_tensor(list(canon), self.K, degree=self.degree)
+            self._store[canon] = expectation_tensor(list(canon), self.K, degree=self.degree,
+                                                    quadrature=self.quadrature)
             self.computed += 1
         arr = self._store[canon]
         # arr axes follow ``canon``; put them back in the order of ``funcs``
@@ -262,19 +271,19 @@ class CompiledRecursion:
         return out
 
 
-def derivable(rules: RuleSet) -> list[str]:
+def derivable(rules: RuleSet, settings: Settings | None = None) -> list[str]:
     """The tensors of the rule file that the engine derives at the current truncation."""
     out = []
     for t in rules.tensors:
         try:
-            derive(t, rules)
+            derive(t, rules, settings=settings)
         except UnsupportedError:
             continue
         out.append(t)
     return out
 
 
-def required_tensors(names: Sequence[str], rules: RuleSet) -> list[str]:
+def required_tensors(names: Sequence[str], rules: RuleSet, settings: Settings | None = None) -> list[str]:
     """The tensors needed to iterate ``names``: their recursions' layer-ℓ inputs, closed."""
     need, todo = [], list(names)
     gauss = rules.gaussian_tensor()
@@ -285,7 +294,7 @@ def required_tensors(names: Sequence[str], rules: RuleSet) -> list[str]:
         if t in need:
             continue
         need.append(t)
-        todo.extend(derive(t, rules).layer_tensors - set(need))
+        todo.extend(derive(t, rules, settings=settings).layer_tensors - set(need))
     order = [t for t in rules.tensors if t in need]
     return order
 
@@ -308,7 +317,7 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
              stats: Sequence[str] | str = ("K", "G1", "V"), rules: RuleSet | str | None = None,
              degree: int | None = None, progress: bool | Callable = False,
              blob_method: str = "auto", extra: dict | None = None,
-             kinks: str = "per-network") -> list[dict]:
+             kinks: str = "per-network", settings: Settings | None = None) -> list[dict]:
     """Iterate the derived recursions from layer 1 to ``depth`` for a data set.
 
     Parameters
@@ -325,15 +334,21 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
         σ or on K…F.
     extra: {name: Recursion} evaluated alongside (e.g. the coefficients of a correlator request,
         :mod:`ntkdiagrams.engine.request`): computed from the same layer-ℓ tensors, not fed back.
+    settings: run-time settings of the Gaussian quadrature (compiled kernel, threads, allocator;
+        :class:`ntkdiagrams.settings.Settings`); None: those of the environment
+        (:func:`ntkdiagrams.settings.resolve`).  They never change a number.
 
     Returns a list with one dict per layer: ``{"layer": ℓ, "K": (N,N), "G1": (N,N), "V": (N,N,N,N), …}``.
     """
     rules = resolve_rules(rules)
+    settings = resolve(settings)
+    if not isinstance(settings, Settings):
+        raise InputError(f"settings must be a ntkdiagrams.settings.Settings; got {settings!r}")
     act = activation if isinstance(activation, Activation) else parse_activation(activation)
     if not isinstance(depth, (int, np.integer)) or depth < 1:
         raise InputError(f"depth must be an integer >= 1; got {depth!r}")
     x = check_inputs(inputs)
-    names = derivable(rules) if stats == "all" else list(stats)
+    names = derivable(rules, settings) if stats == "all" else list(stats)
     unknown = [s for s in names if s not in rules.tensors]
     if unknown:
         raise UnsupportedError(f"unknown or unsupported statistic(s) {unknown}; this rule file derives "
@@ -345,10 +360,10 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
     symbols = [rules.symbols[HYPER[k]] for k in HYPER if HYPER[k] in rules.symbols]
     keys = [k for k in HYPER if HYPER[k] in rules.symbols]
     extra = dict(extra or {})
-    needed = required_tensors(names + sorted(set().union(*(r.layer_tensors for r in extra.values()))), rules)
+    needed = required_tensors(names + sorted(set().union(*(r.layer_tensors for r in extra.values()))), rules, settings)
     if kinks not in KINKS:
         raise InputError(f"kinks must be one of {', '.join(KINKS)}; got {kinks!r}")
-    compiled = {t: CompiledRecursion(derive(t, rules), act, symbols, blob_method, kinks) for t in needed}
+    compiled = {t: CompiledRecursion(derive(t, rules, settings=settings), act, symbols, blob_method, kinks) for t in needed}
     extras = {t: CompiledRecursion(r, act, symbols, blob_method, kinks) for t, r in extra.items()}
     gauss = rules.gaussian_tensor()
     N, n0 = x.shape
@@ -360,17 +375,18 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
     prev = {t: compiled[t]({}, None, hyper, N, gram=gram, initial=True) for t in needed}
     layers = [{"layer": 1, **{t: prev[t] for t in names},
                **{t: c({}, None, hyper, N, gram=gram, initial=True) for t, c in extras.items()}}]
-    for ell in range(1, depth):
-        K = prev[gauss]
-        if not np.all(np.isfinite(K)):
-            raise InputError(f"non-finite kernel at layer {ell}: the kernel diverged (choose a smaller C_W "
-                             "or fewer layers) or the activation overflowed in floating point")
-        cache = GaussianCache(0.5 * (K + K.T), degree)
-        hyper = tuple(hyper_layers[k][ell] for k in keys)
-        more = {t: c(prev, cache, hyper, N) for t, c in extras.items()}
-        prev = {t: compiled[t](prev, cache, hyper, N) for t in needed}
-        layers.append({"layer": ell + 1, **{t: prev[t] for t in names}, **more})
-        report(ell + 1, depth, time.perf_counter() - t0)
+    with Quadrature(settings) as quad:
+        for ell in range(1, depth):
+            K = prev[gauss]
+            if not np.all(np.isfinite(K)):
+                raise InputError(f"non-finite kernel at layer {ell}: the kernel diverged (choose a smaller C_W "
+                                 "or fewer layers) or the activation overflowed in floating point")
+            cache = GaussianCache(0.5 * (K + K.T), degree, quad)
+            hyper = tuple(hyper_layers[k][ell] for k in keys)
+            more = {t: c(prev, cache, hyper, N) for t, c in extras.items()}
+            prev = {t: compiled[t](prev, cache, hyper, N) for t in needed}
+            layers.append({"layer": ell + 1, **{t: prev[t] for t in names}, **more})
+            report(ell + 1, depth, time.perf_counter() - t0)
     return layers
 
 

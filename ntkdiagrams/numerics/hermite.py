@@ -15,7 +15,7 @@ exactly.  Coinciding inputs are collapsed first: when α1 and α2 are the same i
 Σ_{β∈{α1,α2}^k} T_β ∂_β F = T_{u…u} d^k F̃/dy^k with F̃(y) = F(y, y), by the chain rule.
 
 The polynomial Q(y) = Σ_γ T_γ h_γ(y) is built once with sympy for each (k, number of distinct
-inputs) and lambdified; the expectations ⟨F̃ yᵖ⟩ come from :mod:`ntkdiagrams.numerics.gaussian.core`.
+inputs) and lambdified; the expectations ⟨F̃ yᵖ⟩ come from :mod:`ntkdiagrams.numerics.gaussian`.
 :func:`contract_blob` does this for any blob sum: several sites (each on one or two input
 labels), tensors with fixed labels (the H leg of D and F).  Two distinct inputs that are
 identical are collapsed; other singular (anti-parallel) pairs raise InputError.

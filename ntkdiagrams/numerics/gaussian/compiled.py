@@ -1,25 +1,26 @@
 """Compiled kernel of the fast path's nested rule (optional: needs numba, the ``[fast]`` extra).
 
-:func:`ntkdiagrams.numerics.gaussian.core._nested` evaluates, for each index tuple t with Cholesky factor
-L (z = L u, u ~ N(0, I)),
+:func:`ntkdiagrams.numerics.gaussian.nested.nested_sum` evaluates, for each index tuple t with
+Cholesky factor L (z = L u, u ~ N(0, I)),
 
     E_t = Σ_{i₀} w₀ F₀(z₀) Σ_{i₁} w₁ F₁(z₁) … Σ_{i_J} w_J F_J(z_J) · G(μ_{J+1}, L_{J+1,J+1}),
 
     z_j = μ_j + L_jj u_{i_j},    μ_j = Σ_{k<j} L_jk u_{i_k},
 
-with numpy arrays over all quadrature points of a chunk (~25 passes over memory per point).
-:func:`nested` computes the same sum depth-first, one compiled loop per tuple.  The rules are
-the same: level j of tuple t uses the rule ``codes[t, j]`` of a flattened bank (Gauss–Hermite:
-one row; split rule: the row of the split c = −μ_j/L_jj, rounded to the split grid, picked
-per parent point); F_j is the product of the block's factors f(α z_j); G(μ, s) = E[f(μ + s ξ)]
-is the 4 × 4-point Lagrange interpolant of the same table (its cubic coefficients in μ are
-computed per tuple on the cells within TABLE_REACH standard deviations of μ).  So the two paths agree to rounding
-(tests/test_gaussian_jit.py: 1e-13 relative).
+with numpy arrays over all quadrature points of a chunk.  :func:`nested` computes the same sum
+depth-first, one compiled loop per tuple.  The rules are the same: level j of tuple t uses the
+rule ``codes[t, j]`` of a flattened bank (:func:`ntkdiagrams.numerics.gaussian.rules.rule_bank`;
+Gauss–Hermite: one row; split rule: the row of the split c = −μ_j/L_jj, rounded to the split
+grid, picked per parent point); F_j is the product of the block's factors f(α z_j);
+G(μ, s) = E[f(μ + s ξ)] is the 4 × 4-point Lagrange interpolant of the same table, with the
+same formulas (:mod:`ntkdiagrams.numerics.gaussian.interpolation`, compiled here; its cubic
+coefficients in μ are computed per tuple on the cells within TABLE_REACH standard deviations of
+μ).  So the two paths agree to rounding (tests/test_gaussian_jit.py: 1e-13 relative).
 
 Factors.  Only factors with an exponential form f(z) = P(E)/Q(E), E = e^{κz}, P and Q
 polynomials of degree ≤ d (tanh, sigmoid, their powers and derivatives) are compiled.  They are
 data (κ and the coefficients of P and Q), so one compiled kernel serves them all; numba caches
-it on disk (first compilation ~10 s, then ~1 s to load per process).  A factor is
+it on disk.  A factor is
 
     f(z) = P(E)/Q(E)                       for κz ≤ 0,   E = e^{κz} ≤ 1,
          = P̃(y)/Q̃(y),  y = e^{−κz} ≤ 1      for κz > 0,   P̃(y) = y^d P(1/y),
@@ -27,19 +28,15 @@ it on disk (first compilation ~10 s, then ~1 s to load per process).  A factor i
 so nothing overflows.  On the last outer level, where most points are, a block of one factor
 uses the addition theorem instead, f(α(μ + s u_i)) = R(e^{κα μ} · e^{κα s u_i}): e^{κα s u_i}
 is computed once per tuple and rule row, e^{κα μ} once per parent point, so no exponential is
-taken per point (guarded: |κα z|·d ≤ EXPO_MAX_EXPONENT, else the direct form).  Other factors (erf,
+taken per point (guarded: |κα z|·d ≤ ``expo_max``, else the direct form).  Other factors (erf,
 gelu, softplus, …) keep the numpy path.
 
 Threads.  Tuples are split into interleaved groups (t ≡ g mod groups, so expensive and cheap
-tuples mix) that run in the Python threads of gaussian's pool; the kernel releases the GIL.
+tuples mix) that run in the Python threads of the caller's pool (a
+:class:`ntkdiagrams.numerics.gaussian.context.Quadrature`); the kernel releases the GIL.
 numba's own threading layers are not used: GNU OpenMP is not safe across fork (the validation
-scripts use process pools) and the workqueue layer not across threads.
-
-Cost (⟨tanh⁴⟩ on the N = 16 kernels of the 19 layers of scripts/bench_evaluate.py's tanh
-case, whole expectation_tensor calls, 2-core machine): numpy path 9.1 s with one thread or
-two; compiled 5.4 s with one thread and 3.2 s with two.  Per quadrature point the kernel
-spends ~10–15 ns where input correlations are moderate (thousands of points per tuple) and
-~25 ns at depth 19 (~600 points per tuple), against ~60 ns in numpy.
+scripts use process pools) and the workqueue layer not across threads.  Timings:
+docs/gaussian.md.
 """
 from __future__ import annotations
 
@@ -47,9 +44,9 @@ import math
 
 import numpy as np
 
-from .core import EXPO_MAX_EXPONENT, _cubic_coefficients, _lagrange4
+from .interpolation import cubic_coefficients, lagrange4
 
-try:  # numba is optional: without it the numpy path of gaussian.py is used
+try:  # numba is optional: without it the numpy path (nested.py) is used
     import numba as nb
 except ImportError:  # pragma: no cover - depends on the installation
     nb = None
@@ -61,6 +58,10 @@ LEVELS = 4
 def available() -> bool:
     """Whether numba is installed (the compiled path can be used)."""
     return nb is not None
+
+
+#: the exception types of numba's compiler (empty without numba)
+COMPILER_ERRORS = (nb.core.errors.NumbaError,) if nb is not None else ()
 
 
 if nb is not None:
@@ -108,12 +109,12 @@ if nb is not None:
         return v
 
     # the same formulas as the numpy path's, compiled
-    _lagrange = _inline(_lagrange4)
-    _cubic = _inline(_cubic_coefficients)
+    _lagrange = _inline(lagrange4)
+    _cubic = _inline(cubic_coefficients)
 
     @_njit
     def _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha, fac_kappa,
-                   fac_deg, fac_coef, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc,
+                   fac_deg, fac_coef, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max,
                    cells, y, eu, eu_stamp, f, e, num, den, idx, off, wt, mu, ws):
         """E_t.  The parent levels 0 … J−1 (J = outer − 1) are walked depth-first with an
         explicit stack (node index, rule offset, weight and running means per level); the
@@ -184,7 +185,7 @@ if nb is not None:
             k = width[rJ]
             g = _row(rows[rJ], m, sJ, c_max, dc)
             o = base[rJ] + g * k
-            if add and abs(ka) * (abs(m) + sJ * umax[rJ]) * dJ <= EXPO_MAX_EXPONENT:
+            if add and abs(ka) * (abs(m) + sJ * umax[rJ]) * dJ <= expo_max:
                 if eu_stamp[g] != stamp:
                     for i in range(k):
                         eu[g * k + i] = math.exp(ka * sJ * U[o + i])
@@ -228,7 +229,7 @@ if nb is not None:
     @_njit
     def _nested_group(grp, groups, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
                       fac_kappa, fac_deg, fac_coef, outer, tv, tab, M, h_mu, h_s, reach, c_max,
-                      dc, out):
+                      dc, expo_max, out):
         """The tuples t ≡ grp (mod groups), with one set of scratch arrays.  Interleaved
         groups spread expensive and cheap tuples evenly; they run in Python threads (the
         kernel releases the GIL), not in numba's threading layer: GNU OpenMP is not safe
@@ -247,7 +248,7 @@ if nb is not None:
         for t in range(grp, L.shape[0], groups):
             out[t] = _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
                                 fac_kappa, fac_deg, fac_coef, outer, tv, tab, M, h_mu, h_s,
-                                reach, c_max, dc, cells, y, eu, eu_stamp, f, e, num,
+                                reach, c_max, dc, expo_max, cells, y, eu, eu_stamp, f, e, num,
                                 den, idx, off, wt, mu, ws)
 
 
@@ -262,10 +263,11 @@ def exponential_coefficients(num, den, degree):
 
 
 def nested(L, codes, bank, nmem, fid, alpha, factors, outer, tab, tv, M, h_mu, h_s, reach,
-           c_max, dc, pool=None, groups=1):
+           c_max, dc, expo_max, pool=None, groups=1):
     """Σ of the nested rule per tuple (see the module docstring).  ``factors``: per distinct
-    factor (κ, coefficient rows of :func:`exponential_coefficients`); ``pool``: an executor
-    whose threads share the tuples in ``groups`` interleaved groups (None: this thread)."""
+    factor (κ, coefficient rows of :func:`exponential_coefficients`); ``expo_max``: the bound
+    on |κα z|·d of the addition theorem (negative: never used); ``pool``: an executor whose
+    threads share the tuples in ``groups`` interleaved groups (None: this thread)."""
     F = len(factors)
     deg = np.zeros(F, np.intp)
     kappa = np.zeros(F)
@@ -281,7 +283,8 @@ def nested(L, codes, bank, nmem, fid, alpha, factors, outer, tab, tv, M, h_mu, h
 
     def run(grp):
         _nested_group(grp, groups, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
-                      kappa, deg, coef, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, out)
+                      kappa, deg, coef, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc,
+                      float(expo_max), out)
     if groups == 1:
         run(0)
     else:

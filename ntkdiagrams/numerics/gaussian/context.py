@@ -1,0 +1,119 @@
+"""The run-time resources of the quadrature, owned by one object.
+
+A :class:`Quadrature` is made from a :class:`ntkdiagrams.settings.Settings` and holds what
+the integration needs besides the numbers: whether the compiled kernel may be used
+(``settings.jit``), the thread pool of the fast path (``settings.threads``; created on first
+use, shut down by :meth:`Quadrature.close`), and counters of what was computed (which path
+integrated how many tuples).  No setting changes a number: tuples are integrated
+independently and write disjoint entries, whatever thread does it.
+
+    with Quadrature(Settings(threads=2)) as quad:
+        T = expectation_tensor(factors, K, quadrature=quad)
+
+``settings.keep_heap`` (opt-in, ``NTKDIAGRAMS_KEEP_HEAP=1`` through
+:meth:`ntkdiagrams.settings.Settings.from_environment`) calls :func:`keep_heap` when the
+object is made: a process-wide change of the glibc allocator, never made implicitly.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from ...errors import InputError
+from ...settings import Settings, resolve
+
+__all__ = ["HEAP_TOP_PAD", "THREAD_NAME_PREFIX", "Quadrature", "keep_heap"]
+
+#: bytes of free heap that glibc keeps at the top of the heap instead of returning them to
+#: the OS (M_TOP_PAD); see :func:`keep_heap`
+HEAP_TOP_PAD = 64 << 20
+#: name prefix of the pool's threads (tests check that none outlives a closed Quadrature)
+THREAD_NAME_PREFIX = "ntkdiagrams-quadrature"
+#: the counters of :attr:`Quadrature.stats`
+STAT_KEYS = ("tuples", "simplices", "fast_tuples", "compiled_tuples", "addition_split",
+             "addition_nodes")
+_M_TOP_PAD = -2
+
+
+def keep_heap(pad: int = HEAP_TOP_PAD) -> bool:
+    """Ask glibc to keep ``pad`` bytes of freed heap (mallopt M_TOP_PAD) for this process;
+    True where it was applied, False without glibc.
+
+    The fast path allocates and frees arrays of ~1 MB many thousand times per layer.  By
+    default glibc hands such memory back to the OS and takes page faults to get it again; on
+    small virtual machines that can cost more than the arithmetic (docs/gaussian.md).  The
+    change is process-wide and stays: it is made only where ``Settings.keep_heap`` asks."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_TOP_PAD, int(pad)))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
+class Quadrature:
+    """Compiled-kernel switch, thread pool and counters of the Gaussian quadrature.
+
+    ``settings``: a :class:`ntkdiagrams.settings.Settings`; None resolves it with
+    :func:`ntkdiagrams.settings.resolve` (the environment).  ``addition_theorem=False``
+    evaluates every factor directly instead of by the addition theorem of its exponential
+    form (for tests: the numbers agree to rounding).  Use as a context manager, or call
+    :meth:`close`: the pool's threads end there."""
+
+    def __init__(self, settings: Settings | None = None, *, addition_theorem: bool = True):
+        settings = resolve(settings)
+        if not isinstance(settings, Settings):
+            raise InputError(f"settings must be a ntkdiagrams.settings.Settings; got {settings!r}")
+        if int(settings.threads) < 1:
+            raise InputError(f"settings.threads must be >= 1; got {settings.threads!r}")
+        self.settings = settings
+        self.jit = bool(settings.jit)
+        self.threads = int(settings.threads)
+        self.addition_theorem = bool(addition_theorem)
+        self.stats = dict.fromkeys(STAT_KEYS, 0)
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
+        if settings.keep_heap:
+            keep_heap()
+
+    @property
+    def pool(self) -> ThreadPoolExecutor | None:
+        """The thread pool (made on first use), or None with one thread."""
+        if self._closed:
+            raise InputError("this Quadrature is closed")
+        if self.threads <= 1:
+            return None
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.threads,
+                                                thread_name_prefix=THREAD_NAME_PREFIX)
+            return self._pool
+
+    def count(self, key: str, n: int) -> None:
+        """Add n to the counter ``key`` (thread-safe)."""
+        with self._lock:
+            self.stats[key] += int(n)
+
+    def close(self) -> None:
+        """Shut the pool down and wait for its threads; the object cannot be used after."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._closed = True
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Quadrature":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"Quadrature(jit={self.jit}, threads={self.threads}, {state})"

@@ -1,0 +1,46 @@
+"""Which method integrates a batch of tuples (after merging and delta expansion).
+
+``method="auto"`` (the default): a tuple with m ≥ 2 distinct variables whose factors are all
+smooth (no Max/Min/Abs/Heaviside/δ) and not all polynomial, and whose effective variance
+v = max_j C_jj α_j² is ≤ :data:`ntkdiagrams.numerics.gaussian.ladder.FAST_MAX_VARIANCE`, goes to
+the fast path (:mod:`.fast`); every other tuple to the exact cone method (:mod:`.cone`), which
+is exact for polynomial branches and integrates kinks at z = 0 exactly.
+``method="exact"``: always the cone method.  ``method="fast"``: the fast path for every smooth
+tuple with m ≥ 2, whatever its variance or polynomial degree.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .blocks import Block, all_polynomial, all_smooth
+from .cone import integrate_exact
+from .context import Quadrature
+from .fast import integrate_fast
+from .ladder import FAST_MAX_VARIANCE, effective_variance
+
+__all__ = ["METHODS", "integrate"]
+
+#: the values of ``method``
+METHODS = ("auto", "exact", "fast")
+
+
+def integrate(blocks: list[Block], C: np.ndarray, degree, method: str, quad: Quadrature) -> np.ndarray:
+    """E[Π_b F_b(z_b)], z ~ N(0, C), C (n, m, m) non-degenerate and free of deltas, by the
+    method chosen per tuple (module docstring)."""
+    m = len(blocks)
+    if m == 0:
+        return np.ones(C.shape[0])
+    if m >= 2 and method != "exact" and all_smooth(blocks) and (
+            method == "fast" or not all_polynomial(blocks)):
+        veff = effective_variance(blocks, C)
+        fast = np.ones(C.shape[0], bool) if method == "fast" else veff <= FAST_MAX_VARIANCE
+        if np.all(fast):
+            return integrate_fast(blocks, C, degree, quad, force=method == "fast")
+        out = np.empty(C.shape[0])
+        if np.any(fast):
+            out[fast] = integrate_fast([b.take(fast) for b in blocks], C[fast], degree, quad,
+                                       force=method == "fast")
+        slow = ~fast
+        out[slow] = integrate_exact([b.take(slow) for b in blocks], C[slow], degree, quad)
+        return out
+    return integrate_exact(blocks, C, degree, quad)

@@ -1,0 +1,208 @@
+"""Quadrature rules: nodes and weights, each computed once and cached.
+
+* :func:`radial_rule` — n-point Gauss rule of the weight r^p e^{−r²/2} on [0, ∞) (exact for
+  polynomials h of degree ≤ 2n − 1 in ∫ h(r) r^p e^{−r²/2} dr); the radial part of the cone
+  method.  Golub–Welsch from the moments 2^{(j+p+1)/2−1} Γ((j+p+1)/2), in mpmath at
+  40 + 3n digits (the Hankel matrix of moments is badly conditioned).
+* :func:`gauss_legendre` — Gauss–Legendre on [−1, 1] (the arcs of the m = 2 cone method).
+* :func:`simplex_rule` — collapsed (Duffy / Stroud conical) Gauss–Jacobi product rule on the
+  standard simplex, n points per direction; exact for polynomials of degree ≤ 2n − 1.
+* Split rules — the n-point Gauss rule of the weight φ(u) = e^{−u²/2}/√(2π) on the half-line
+  [c, ∞), for c on the grid −:data:`SPLIT_C` … :data:`SPLIT_C` with spacing :data:`SPLIT_DC`
+  (:func:`split_rules`); the full line split at c is that rule followed by the mirrored rule
+  of (−∞, c] (:func:`split_rules_full`).  A split at the zero crossing of a factor's argument
+  puts the kink or the transition of a saturating function (tanh) at the end of both rules,
+  where Gauss rules converge fast.  The recurrence coefficients come from the discretised
+  Stieltjes procedure on a 400-point Gauss–Legendre discretisation of [c, max(c + 7.5, 9.5)]
+  (:func:`split_recurrence`).
+* Rule codes (:func:`rule_for_code`) — the fast path names a rule by an integer: n > 0 is the
+  split rule with n nodes per side, −k the k-point Gauss–Hermite rule (probabilists', weight φ).
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = ["SPLIT_C", "SPLIT_DC", "SPLIT_RECURRENCE_TERMS", "gauss_legendre", "radial_rule",
+           "rule_bank", "rule_for_code", "simplex_rule", "split_index", "split_nodes",
+           "split_recurrence", "split_rules", "split_rules_full"]
+
+#: Split points c of the tabulated rules for ∫_c^∞ φ(u) h(u) du: c ∈ [-SPLIT_C, SPLIT_C]
+#: with spacing SPLIT_DC (the split is exact at the rounded point; the factor's zero crossing
+#: is then within SPLIT_DC/2 of the end point, which is all the rule needs).
+SPLIT_C, SPLIT_DC = 7.0, 0.05
+#: The three-term recurrence of the split weights is computed once up to this many terms
+#: (every rule of the ladders and the table); a rule with more nodes computes its own.
+SPLIT_RECURRENCE_TERMS = 40
+
+
+@lru_cache(maxsize=64)
+def radial_rule(n: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """n-point Gauss rule for ∫_0^∞ h(r) r^p e^{-r²/2} dr (Golub–Welsch from mpmath moments)."""
+    import mpmath as mp
+
+    n, p = int(n), int(p)
+
+    with mp.workdps(40 + 3 * n):
+        mom = [mp.mpf(2) ** (mp.mpf(j + p + 1) / 2 - 1) * mp.gamma(mp.mpf(j + p + 1) / 2)
+               for j in range(2 * n + 1)]
+        H = mp.matrix(n + 1, n + 1)
+        for i in range(n + 1):
+            for j in range(n + 1):
+                H[i, j] = mom[i + j]
+        R = mp.cholesky(H).T
+        a = np.empty(n)
+        b = np.empty(max(n - 1, 0))
+        for k in range(n):
+            a[k] = float(R[k, k + 1] / R[k, k] - (R[k - 1, k] / R[k - 1, k - 1] if k else 0))
+            if k < n - 1:
+                b[k] = float(R[k + 1, k + 1] / R[k, k])
+        m0 = float(mom[0])
+    J = np.diag(a) + np.diag(b, 1) + np.diag(b, -1)
+    x, vec = np.linalg.eigh(J)
+    w = m0 * vec[0] ** 2
+    return x, w
+
+
+@lru_cache(maxsize=64)
+def gauss_legendre(n: int):
+    """n-point Gauss–Legendre nodes and weights on [−1, 1]."""
+    return np.polynomial.legendre.leggauss(n)
+
+
+@lru_cache(maxsize=32)
+def simplex_rule(dim: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Collapsed Gauss–Jacobi rule on the standard simplex {t ≥ 0, Σt = 1} of dimension dim.
+
+    Returns barycentric points (Q, dim+1) and weights (Q,) summing to 1/dim!."""
+    from scipy.special import roots_jacobi
+
+    rules = []
+    for i in range(dim):
+        alpha = dim - 1 - i
+        x, w = roots_jacobi(n, alpha, 0)
+        rules.append(((1 + x) / 2, w / 2 ** (alpha + 1)))
+    grids = np.meshgrid(*[r[0] for r in rules], indexing="ij")
+    wgrid = np.ones_like(grids[0])
+    for i, g in enumerate(np.meshgrid(*[r[1] for r in rules], indexing="ij")):
+        wgrid = wgrid * g
+    us = [g.ravel() for g in grids]
+    t = np.empty((us[0].size, dim + 1))
+    rest = np.ones_like(us[0])
+    for i in range(dim):
+        t[:, i] = rest * us[i]
+        rest = rest * (1 - us[i])
+    t[:, dim] = rest
+    return t, wgrid.ravel()
+
+
+@lru_cache(maxsize=4)
+def split_recurrence(n: int):
+    """Recurrence coefficients (α_k, β_k), k < n, of the orthonormal polynomials of the weight
+    φ(u) on [c, ∞) for the grid of split points c, and the masses P(ξ > c): the discretised
+    Stieltjes procedure on a 400-point Gauss–Legendre discretisation.  The coefficients of
+    index k do not depend on n, so every rule with ≤ n nodes shares them.
+
+    Returns (c (G,), α (G, n), β (G, n), mass (G,))."""
+    from scipy.special import roots_legendre
+
+    cs = np.arange(-SPLIT_C, SPLIT_C + SPLIT_DC / 2, SPLIT_DC)
+    x, w = roots_legendre(400)
+    a = cs[:, None]
+    b = np.maximum(cs + 7.5, 9.5)[:, None]
+    X = (b - a) / 2 * x[None] + (b + a) / 2
+    Wd = (b - a) / 2 * w[None] * np.exp(-X ** 2 / 2) / math.sqrt(2 * math.pi)
+    G = cs.size
+    alpha, beta = np.zeros((G, n)), np.zeros((G, n))
+    p_prev, p = np.zeros_like(X), np.ones_like(X)
+    norm = np.sum(Wd, axis=1)
+    mass, norm_prev = norm.copy(), norm
+    for k in range(n):
+        alpha[:, k] = np.sum(Wd * X * p * p, axis=1) / norm
+        if k:
+            beta[:, k] = norm / norm_prev
+        p_new = (X - alpha[:, k:k + 1]) * p - (beta[:, k:k + 1] * p_prev if k else 0.0)
+        p_prev, p = p, p_new
+        norm_prev, norm = norm, np.sum(Wd * p * p, axis=1)
+        sc = np.sqrt(norm)
+        p, p_prev = p / sc[:, None], p_prev / sc[:, None]
+        norm, norm_prev = norm / sc ** 2, norm_prev / sc ** 2
+    return cs, alpha, beta, mass
+
+
+@lru_cache(maxsize=16)
+def split_rules(n: int):
+    """Gauss rules of the weight φ(u) = e^{-u²/2}/√(2π) on [c, ∞) for the grid of c.
+
+    Returns (c (G,), nodes (G, n), weights (G, n)); the weights sum to P(ξ > c).  The
+    eigenvalues of the n × n Jacobi matrices of :func:`split_recurrence` (Golub–Welsch)."""
+    cs, alpha, beta, mass = split_recurrence(max(n, SPLIT_RECURRENCE_TERMS))
+    G = cs.size
+    J = np.zeros((G, n, n))
+    i = np.arange(n)
+    J[:, i, i] = alpha[:, :n]
+    J[:, i[1:], i[:-1]] = J[:, i[:-1], i[1:]] = np.sqrt(beta[:, 1:n])
+    ev, V = np.linalg.eigh(J)
+    return cs, ev, mass[:, None] * V[:, 0, :] ** 2
+
+
+@lru_cache(maxsize=16)
+def split_rules_full(n: int):
+    """(nodes (G, 2n), weights (G, 2n)) of the full line split at c = grid[g]: the rule of
+    [c, ∞) followed by the mirrored rule of (-∞, c]."""
+    cs, X, W = split_rules(n)
+    return (np.ascontiguousarray(np.concatenate([X, -X[::-1]], axis=1)),
+            np.ascontiguousarray(np.concatenate([W, W[::-1]], axis=1)))
+
+
+def split_index(c):
+    """Row of the split-rule tables for split points c (clipped to ± SPLIT_C, rounded to the
+    grid)."""
+    return np.rint((np.clip(c, -SPLIT_C, SPLIT_C) + SPLIT_C) / SPLIT_DC).astype(np.intp)
+
+
+def split_nodes(rules, c):
+    """Nodes/weights (..., 2n) of ∫ φ(u) h(u) du split at c (rounded to the rule grid);
+    a rule with one row (Gauss–Hermite) does not depend on c: its (k,) nodes are returned."""
+    U, W = rules
+    if U.shape[0] == 1:
+        return U[0], W[0]
+    g = split_index(c)
+    return U[g], W[g]
+
+
+@lru_cache(maxsize=64)
+def rule_for_code(code: int):
+    """(U, W) of a rule code: split rules (G, 2n) per split point for code n > 0, or
+    Gauss–Hermite (1, k) for code −k (weights normalised to φ)."""
+    if code > 0:
+        return split_rules_full(code)
+    x, w = np.polynomial.hermite_e.hermegauss(-code)
+    return x[None, :], (w / math.sqrt(2 * math.pi))[None, :]
+
+
+@lru_cache(maxsize=64)
+def rule_bank(codes: tuple):
+    """The rules of the given codes (and the one-point rule, code −1) flattened for the
+    compiled kernel: (bank, lut, lo) with bank = (U, W, base, rows, width, umax) and
+    lut[code − lo] the rule's index in the bank."""
+    used = sorted(set(codes) | {-1})
+    Us, Ws, base, rows, width, umax = [], [], [], [], [], []
+    pos = 0
+    for c in used:
+        U, W = rule_for_code(c)
+        Us.append(U.ravel())
+        Ws.append(W.ravel())
+        base.append(pos)
+        rows.append(U.shape[0])
+        width.append(U.shape[1])
+        umax.append(float(np.max(np.abs(U))))
+        pos += U.size
+    lo = used[0]
+    lut = np.zeros(used[-1] - lo + 1, np.intp)
+    for i, c in enumerate(used):
+        lut[c - lo] = i
+    ints = [np.array(a, np.intp) for a in (base, rows, width)]
+    return (np.concatenate(Us), np.concatenate(Ws), *ints, np.array(umax)), lut, lo
