@@ -69,7 +69,7 @@ def _inputs(cw: float, cb: float, k1: float = 1.0) -> np.ndarray:
 def mc_sampler(act: str, cb: float, cw: float, depth: int, width: int, samples: int, seed: int) -> dict:
     model = ModelSpec(parse_activation(act), depth=depth, width=width, cb=cb, cw=cw, lb=1.0, lw=1.0,
                       inputs=_inputs(cw, cb))
-    r = sample(model, samples, seed=seed, stats=("G", "NTK", "A", "B", "D", "F"))
+    r = sample(model, samples, seed=seed, stats=("K", "Theta", "A", "B", "D", "F"))
     return {"kind": "sampler", "act": act, "width": width, "samples": samples, "layers": r["layers"],
             "elapsed": r["meta"]["elapsed_s"]}
 
@@ -192,7 +192,8 @@ def mc_tables(results, cps, depth, widths, lines):
                     else:
                         lay = samp[w]["layers"][ell - 1]
                         if s == "Theta1":
-                            m, se = w * (lay["NTK"]["mean"][0, 0] - Th), w * lay["NTK"]["stderr"][0, 0]
+                            m, se = (w * (lay["Theta+Theta1"]["mean"][0, 0] - Th),
+                                      w * lay["Theta+Theta1"]["stderr"][0, 0])
                         else:
                             m, se = lay[s]["mean"].ravel()[0], lay[s]["stderr"].ravel()[0]
                     vals.append((m / norm, se / norm))
