@@ -138,6 +138,13 @@ def critical_table(names, lines):
     return cps
 
 
+def _growth(fit: dict) -> str:
+    """"~ ℓ^p", or "constant" where the quantity changes only by rounding (no exponent)."""
+    if fit["kind"] == "constant":
+        return "constant"
+    return "~ ℓ^–" if fit["p"] is None else f"~ ℓ^{fit['p']:.3f}"
+
+
 def scaling_tables(names, depth, cps, lines):
     out = {}
     for name in names:
@@ -146,8 +153,8 @@ def scaling_tables(names, depth, cps, lines):
         out[name] = ds
         print(ds.text(), f"\n[{time.perf_counter() - t0:.1f} s]", flush=True)
         lines += ["", f"**`{name}`** (C_b = {ds.cb:.6g}, C_W = {ds.cw:.6g}, K^(1) = {ds.k1:.6g}; "
-                      f"K^(L) = {ds.K[-1]:.4g}, K ~ ℓ^{ds.leading['K']['p']:.3f}; Θ^(L) = {ds.Theta[-1]:.4g}, "
-                      f"Θ ~ ℓ^{ds.leading['Theta']['p']:.3f})", "",
+                      f"K^(L) = {ds.K[-1]:.4g}, K {_growth(ds.leading['K'])}; Θ^(L) = {ds.Theta[-1]:.4g}, "
+                      f"Θ {_growth(ds.leading['Theta'])})", "",
                   "| ratio | r(L) | p | dr/dℓ (tail) | r(L)/L |", "|---|---|---|---|---|"]
         for s, fit in ds.fits.items():
             label = RATIOS[s][0]
@@ -155,7 +162,8 @@ def scaling_tables(names, depth, cps, lines):
                 lines.append(f"| {label} | 0 (max {fit['max_abs']:.1g}) | – | – | – |")
             else:
                 p = "–" if fit["p"] is None else f"{fit['p']:.3f}"
-                lines.append(f"| {label} | {fit['value']:.5g} | {p} | {fit['slope']:.5g} | "
+                slope = "–" if fit["slope"] is None else f"{fit['slope']:.5g}"
+                lines.append(f"| {label} | {fit['value']:.5g} | {p} | {slope} | "
                              f"{fit['value'] / depth:.5g} |")
         for s, why in ds.unavailable.items():
             lines.append(f"| {RATIOS[s][0]} | unavailable: {why.splitlines()[0][:120]} | | | |")
