@@ -26,9 +26,10 @@ are one component; only the orbit's representative (its smallest index) gives a 
 ``orbit`` = the number of entries it stands for.  The permutations come from the rule file
 (:attr:`~ntkdiagrams.language.rulefile.TensorSpec.symmetries`, derived from the fields'
 ``slot_symmetries`` and the statistic's Kronecker decomposition), and each is used only where
-both files are numerically invariant under it at every layer (prediction to 1e-12 of its
-largest entry; MC mean and stderr to 1e-12 of their largest entry plus 1e-6 σ, so every member
-of an orbit has the representative's z to 1e-6).  Without the rule file, the candidates are all
+both files are numerically invariant under it at every layer: prediction, MC mean and stderr,
+each entry to 1e-9 of the array's largest entry and to 1e-3 σ, so every member of an orbit has
+the representative's values to 1e-9 and its z to 1e-3 (the table shows two decimals).  A
+permutation that fails is reported as not used.  Without the rule file, the candidates are all
 permutations of the slots, kept by the same numerical test.
 """
 from __future__ import annotations
@@ -55,8 +56,8 @@ PAIRING = ("MC K+G1 (sampled E[zz]) vs K + G1/n and MC Theta+Theta1 (sampled E[H
            "(n = fan-in width; layer 1: K, Theta, exact there);",
            "MC V, A, B, D, F, P, Q, R, S, T, U vs the prediction of the same name (coefficients of 1/n).")
 #: invariance tolerances of :func:`find_symmetries` (see the module docstring)
-_REL_TOL = 1e-12
-_Z_TOL = 1e-6
+_REL_TOL = 1e-9
+_Z_TOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -196,16 +197,16 @@ def _sigma(p, err):
 
 
 def _is_invariant(perm, arrays) -> bool:
-    """Whether every (prediction, mean, stderr) triple is invariant under the slot permutation."""
+    """Whether every (prediction, mean, stderr) triple is invariant under the slot permutation:
+    each array to :data:`_REL_TOL` of its largest entry and to :data:`_Z_TOL` σ entry by entry."""
     for p, mean, err in arrays:
         if p.ndim != len(perm):
             return False
         sig = _sigma(p, err)
-        if np.any(np.abs(p - p.transpose(perm)) > _REL_TOL * max(1.0, float(np.max(np.abs(p), initial=0)))):
-            return False
-        for a in (mean, err):
-            tol = _REL_TOL * float(np.max(np.abs(a), initial=0)) + _Z_TOL * np.minimum(sig, sig.transpose(perm))
-            if np.any(~(np.abs(a - a.transpose(perm)) <= tol)):
+        sig = np.minimum(sig, sig.transpose(perm))
+        for a in (p, mean, err):
+            d = np.abs(a - a.transpose(perm))
+            if np.any(~(d <= _REL_TOL * float(np.max(np.abs(a), initial=0)))) or np.any(~(d <= _Z_TOL * sig)):
                 return False
     return True
 
