@@ -28,7 +28,7 @@ from ntkdiagrams.numerics.activations import parse_activation  # noqa: E402
 from ntkdiagrams.sampling.model import ModelSpec  # noqa: E402
 from ntkdiagrams.sampling.sampler import sample  # noqa: E402
 
-GROUPS = {"ntk": ("G", "NTK", "V", "A", "B", "D", "F"), "dntk": ("P", "Q", "R", "S", "T", "U")}
+GROUPS = {"ntk": ("K", "Theta", "V", "A", "B", "D", "F"), "dntk": ("P", "Q", "R", "S", "T", "U")}
 
 
 def main(argv=None) -> int:

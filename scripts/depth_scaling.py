@@ -69,7 +69,7 @@ def _inputs(cw: float, cb: float, k1: float = 1.0) -> np.ndarray:
 def mc_sampler(act: str, cb: float, cw: float, depth: int, width: int, samples: int, seed: int) -> dict:
     model = ModelSpec(parse_activation(act), depth=depth, width=width, cb=cb, cw=cw, lb=1.0, lw=1.0,
                       inputs=_inputs(cw, cb))
-    r = sample(model, samples, seed=seed, stats=("G", "NTK", "A", "B", "D", "F"))
+    r = sample(model, samples, seed=seed, stats=("K", "Theta", "A", "B", "D", "F"))
     return {"kind": "sampler", "act": act, "width": width, "samples": samples, "layers": r["layers"],
             "elapsed": r["meta"]["elapsed_s"]}
 
@@ -138,6 +138,13 @@ def critical_table(names, lines):
     return cps
 
 
+def _growth(fit: dict) -> str:
+    """"~ ℓ^p", or "constant" where the quantity changes only by rounding (no exponent)."""
+    if fit["kind"] == "constant":
+        return "constant"
+    return "~ ℓ^–" if fit["p"] is None else f"~ ℓ^{fit['p']:.3f}"
+
+
 def scaling_tables(names, depth, cps, lines):
     out = {}
     for name in names:
@@ -146,8 +153,8 @@ def scaling_tables(names, depth, cps, lines):
         out[name] = ds
         print(ds.text(), f"\n[{time.perf_counter() - t0:.1f} s]", flush=True)
         lines += ["", f"**`{name}`** (C_b = {ds.cb:.6g}, C_W = {ds.cw:.6g}, K^(1) = {ds.k1:.6g}; "
-                      f"K^(L) = {ds.K[-1]:.4g}, K ~ ℓ^{ds.leading['K']['p']:.3f}; Θ^(L) = {ds.Theta[-1]:.4g}, "
-                      f"Θ ~ ℓ^{ds.leading['Theta']['p']:.3f})", "",
+                      f"K^(L) = {ds.K[-1]:.4g}, K {_growth(ds.leading['K'])}; Θ^(L) = {ds.Theta[-1]:.4g}, "
+                      f"Θ {_growth(ds.leading['Theta'])})", "",
                   "| ratio | r(L) | p | dr/dℓ (tail) | r(L)/L |", "|---|---|---|---|---|"]
         for s, fit in ds.fits.items():
             label = RATIOS[s][0]
@@ -155,7 +162,8 @@ def scaling_tables(names, depth, cps, lines):
                 lines.append(f"| {label} | 0 (max {fit['max_abs']:.1g}) | – | – | – |")
             else:
                 p = "–" if fit["p"] is None else f"{fit['p']:.3f}"
-                lines.append(f"| {label} | {fit['value']:.5g} | {p} | {fit['slope']:.5g} | "
+                slope = "–" if fit["slope"] is None else f"{fit['slope']:.5g}"
+                lines.append(f"| {label} | {fit['value']:.5g} | {p} | {slope} | "
                              f"{fit['value'] / depth:.5g} |")
         for s, why in ds.unavailable.items():
             lines.append(f"| {RATIOS[s][0]} | unavailable: {why.splitlines()[0][:120]} | | | |")
@@ -192,7 +200,8 @@ def mc_tables(results, cps, depth, widths, lines):
                     else:
                         lay = samp[w]["layers"][ell - 1]
                         if s == "Theta1":
-                            m, se = w * (lay["NTK"]["mean"][0, 0] - Th), w * lay["NTK"]["stderr"][0, 0]
+                            m, se = (w * (lay["Theta+Theta1"]["mean"][0, 0] - Th),
+                                      w * lay["Theta+Theta1"]["stderr"][0, 0])
                         else:
                             m, se = lay[s]["mean"].ravel()[0], lay[s]["stderr"].ravel()[0]
                     vals.append((m / norm, se / norm))

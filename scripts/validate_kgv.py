@@ -6,7 +6,7 @@ script
 
 * evaluates the prediction K, G1, V with :func:`ntkdiagrams.numerics.evaluate.evaluate` (depth 4),
 * samples networks of hidden width n = 16, 32, 64, 128 with
-  :func:`ntkdiagrams.sampling.sampler.sample` (statistics G = E[z z] and V = n × connected 4-point),
+  :func:`ntkdiagrams.sampling.sampler.sample` (statistics "K+G1" = G = E[z z] and V = n × connected 4-point),
 * compares, for layers 2, 3, 4:
 
   - V: every distinct component V_{(α1α2)(α3α4)} (up to α1↔α2, α3↔α4 and pair exchange) at
@@ -97,13 +97,13 @@ def key_v_components(N):
 
 def run_mc(task: dict) -> dict:
     """Sample the networks of one task: G and V per layer."""
-    return vc.sample_task(task, DEPTH, ("G", "V"), LB, LW)
+    return vc.sample_task(task, DEPTH, ("K", "G1", "V"), LB, LW)
 
 
 # ---------------------------------------------------------------- analysis
 
 def analyse(case: Case, N: int, pred: list, mc: dict, widths) -> dict:
-    """Rows of the G and V tables for one case and data set; mc[n][layer] = {"G","V"}."""
+    """Rows of the G and V tables for one case and data set; mc[n][layer] = {"K+G1","V"}."""
     ns = np.asarray(widths, float)
     grows, vrows = [], []
     for ell in LAYERS:
@@ -111,8 +111,8 @@ def analyse(case: Case, N: int, pred: list, mc: dict, widths) -> dict:
         K = P["K"]
         G1 = P.get("G1")
         for (a, b) in pairs(N):
-            Gm = np.array([mc[n][ell]["G"][0][a, b] for n in widths])
-            Gs = np.array([mc[n][ell]["G"][1][a, b] for n in widths])
+            Gm = np.array([mc[n][ell]["K+G1"][0][a, b] for n in widths])
+            Gs = np.array([mc[n][ell]["K+G1"][1][a, b] for n in widths])
             k = float(K[a, b])
             g1 = None if G1 is None else float(G1[a, b])
             row = dict(case=case.name, N=N, layer=ell, comp=(a, b), K=k, G1=g1,

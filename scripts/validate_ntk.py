@@ -7,7 +7,7 @@ inputs) the script
 * evaluates the prediction K, Θ, Θ1, A, B, D, F with :func:`ntkdiagrams.numerics.evaluate.evaluate`
   (depth 4, one process for every case: the recursions are derived once),
 * samples networks of hidden width n = 16, 32, 64, 128 with
-  :func:`ntkdiagrams.sampling.sampler.sample` (statistics NTK = E[H_ii], and A, B, D, F = n × the
+  :func:`ntkdiagrams.sampling.sampler.sample` (statistics "Theta+Theta1" = NTK = E[H_ii], and A, B, D, F = n × the
   connected correlators of docs/conventions.md §3),
 * compares, for layers 2, 3, 4:
 
@@ -109,7 +109,7 @@ def key_component(c: tuple, N: int) -> bool:
 def run_mc(task: dict) -> dict:
     """Sample the networks of one task: NTK and A, B, D, F per layer."""
     case = task["case"]
-    return vc.sample_task(task, DEPTH, ("NTK",) + TENSORS, case.lb, case.lw)
+    return vc.sample_task(task, DEPTH, ("Theta", "Theta1") + TENSORS, case.lb, case.lw)
 
 
 # ---------------------------------------------------------------- analysis
@@ -121,8 +121,8 @@ def analyse(case: Case, N: int, pred: list, mc: dict, widths) -> dict:
     for ell in LAYERS:
         P = pred[ell - 1]
         for (a, b) in pairs(N):
-            Hm = np.array([mc[n][ell]["NTK"][0][a, b] for n in widths])
-            Hs = np.array([mc[n][ell]["NTK"][1][a, b] for n in widths])
+            Hm = np.array([mc[n][ell]["Theta+Theta1"][0][a, b] for n in widths])
+            Hs = np.array([mc[n][ell]["Theta+Theta1"][1][a, b] for n in widths])
             th, th1 = float(P["Theta"][a, b]), float(P["Theta1"][a, b])
             row = dict(case=case.name, N=N, layer=ell, comp=(a, b), Theta=th, Theta1=th1,
                        nHT=ns * (Hm - th), nHT_err=ns * Hs,

@@ -50,7 +50,7 @@ sys.path.insert(0, REPO_ROOT)
 
 from ntkdiagrams.numerics.activations import parse_activation  # noqa: E402
 from ntkdiagrams.sampling.model import ModelSpec  # noqa: E402
-from ntkdiagrams.sampling.sampler import sample  # noqa: E402
+from ntkdiagrams.sampling.sampler import parse_stats, sample  # noqa: E402
 
 N0 = {2: 3, 3: 4}  # input dimension n0 of the data set with N inputs
 NORMS = (1.0, 0.7, 1.3)  # |x_α|²/n0
@@ -126,7 +126,11 @@ def build_tasks(all_cases, cases, ns_inputs, widths, inputs, samples, seed, seed
 
 
 def sample_task(task: dict, depth: int, stats: tuple, lb: float, lw: float) -> dict:
-    """Sample the networks of one task: per layer, {stat: (mean, stderr)} and the time taken."""
+    """Sample the networks of one task: per layer, {stat: (mean, stderr)} and the time taken.
+
+    ``stats`` in rule-file names (K, G1, Theta, Theta1, V, …); the keys are the sampler's stored
+    names: "K+G1" for the sampled E[zz] (= K + G1/n + …), "Theta+Theta1" for E[H], V, A, … as asked."""
+    stats = parse_stats(stats)
     case = task["case"]
     model = ModelSpec(activation=parse_activation(case.activation), depth=depth,
                       width=task["width"], cb=case.cb, cw=case.cw, lb=lb, lw=lw,

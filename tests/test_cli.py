@@ -30,7 +30,7 @@ OPTIONS = {
                "--draw", "--diagonal", "--activation", "--diagrams"},
     "evaluate": MODEL | {"--stats", "--request", "--order", "--degree", "--kinks", "--rules", "--out"},
     "sample": MODEL | {"--samples", "--batches", "--stats", "--chunk", "--quiet", "--out"},
-    "compare": {"pred", "mc", "--stats", "--plot", "--max-z"},
+    "compare": {"pred", "mc", "--stats", "--all", "--plot", "--max-z"},
     "critical": {"--activation", "--depth", "--stats", "--k1", "--lb", "--lw", "--precise", "--json"},
 }
 

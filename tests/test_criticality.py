@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ntkdiagrams.analysis.criticality import (RATIOS, critical_point, depth_scaling, fit_tail, gaussian_1d,
+from ntkdiagrams.analysis.criticality import (CONSTANT_RTOL, RATIOS, critical_point, depth_scaling, fit_tail, gaussian_1d,
                                      susceptibilities)
 from ntkdiagrams.errors import ActivationError, InputError, NtkDiagramsError
 
@@ -120,6 +120,30 @@ def test_fit_tail():
     assert f["p"] == pytest.approx(2.0, abs=0.02) and f["method"] == "increments"
     assert fit_tail(ell, np.zeros(11))["kind"] == "zero"
     assert fit_tail(ell, ell - 15.0)["kind"] == "sign change"
+
+
+def test_constant_has_no_exponent():
+    """A quantity that changes only by rounding is "constant", not a power law fitted to noise."""
+    ell = np.arange(5, 11)
+    noise = 1.0 + np.array([0.0, 2.2e-16, -1.1e-16, 4.4e-16, 0.0, 6.7e-16])
+    f = fit_tail(ell, noise)
+    assert f["kind"] == "constant" and f["p"] is None and f["c"] is None and f["slope"] is None
+    assert f["rel_variation"] < 1e-15
+    assert fit_tail(ell, 2.0 + 1e-10 * ell)["kind"] == "constant"
+    g = fit_tail(ell, 2.0 + 1e-8 * ell)                    # a real change, however small, keeps its exponent
+    assert g["kind"] == "power" and g["p"] == pytest.approx(1.0, abs=1e-6)
+    assert g["rel_variation"] > CONSTANT_RTOL
+
+
+def test_relu_k_is_constant_not_a_power_law():
+    ds = depth_scaling("relu", 10, stats=["V"])
+    assert ds.leading["K"]["kind"] == "constant" and ds.leading["K"]["p"] is None
+    assert ds.leading["Theta"]["kind"] == "power" and ds.leading["Theta"]["p"] == pytest.approx(1.0, abs=1e-9)
+    text = ds.text()
+    assert "K^(L) = 1 (constant: relative variation" in text and "no exponent" in text
+    assert "Theta^(L) = 15 (p = 1.0000)" in text
+    # tanh's K does flow (K ~ 1/(2l)): an exponent
+    assert depth_scaling("tanh", 12, stats=["V"]).leading["K"]["kind"] == "power"
 
 
 def test_ratios_cover_first_order_tensors():

@@ -23,7 +23,7 @@ from ntkdiagrams.numerics.activations import parse_activation
 from ntkdiagrams.sampling.model import ModelSpec
 from ntkdiagrams.errors import InputError
 from ntkdiagrams.cli import sample as sample_cli
-from ntkdiagrams.sampling.sampler import ALL_STATS, load_result, parse_stats, sample, save_result
+from ntkdiagrams.sampling.sampler import ALL_STATS, SAMPLED_SUMS, load_result, parse_stats, sample, save_result
 from ntkdiagrams.sampling.networks import (Ensemble, activation_derivatives, forward,
                                              layer_objects)
 
@@ -163,7 +163,7 @@ def test_linear_layer2_every_statistic_exact():
     e = np.einsum
     KK = e("ac,bd->abcd", K, K) + e("ad,bc->abcd", K, K)
     exact = {
-        "G": cb + cw * K, "NTK": lb + lw * K + cw * Th,
+        "K+G1": cb + cw * K, "Theta+Theta1": lb + lw * K + cw * Th,
         "V": cw ** 2 * KK, "A": lw ** 2 * KK, "B": cw ** 2 * e("ac,bd->abcd", Th, Th),
         "D": lw * cw * KK, "F": cw ** 2 * e("ac,bd->abcd", Th, K),
         "P": np.zeros((2,) * 4), "Q": lw * cw * e("ac,bd->abcd", Th, K), "R": np.zeros((2,) * 4),
@@ -174,9 +174,9 @@ def test_linear_layer2_every_statistic_exact():
         if s not in ("P", "R", "U"):  # meaningful: relative error bars well below 30%
             assert np.max(lay2[s]["stderr"]) < 0.3 * np.max(np.abs(exact[s])), s
     # Layer 1: G = K and NTK = Θ exactly (no fluctuations); dNTK/ddNTK vanish identically.
-    np.testing.assert_allclose(lay1["NTK"]["mean"], Th, rtol=1e-12)
-    np.testing.assert_allclose(lay1["NTK"]["stderr"], 0, atol=1e-12)
-    _assert_within(lay1["G"], K, name="layer 1 G")
+    np.testing.assert_allclose(lay1["Theta+Theta1"]["mean"], Th, rtol=1e-12)
+    np.testing.assert_allclose(lay1["Theta+Theta1"]["stderr"], 0, atol=1e-12)
+    _assert_within(lay1["K+G1"], K, name="layer 1 G")
     for s in ("A", "B", "D", "F", "P", "Q", "R", "S", "T", "U"):
         np.testing.assert_allclose(lay1[s]["mean"], 0, atol=1e-10)
 
@@ -195,10 +195,10 @@ def test_deep_linear_layer3_exact():
     M4 = n * n * e("ab,cd->abcd", K1, K1) + n * (e("ac,bd->abcd", K1, K1) + e("ad,bc->abcd", K1, K1))
     M4 = cw ** 2 * (M4 + (M4.transpose(0, 2, 1, 3) + M4.transpose(0, 2, 3, 1)) / n)  # E[Γ2 ⊗ Γ2]
     V3 = n * ((cw / n) ** 2 * M4 - e("ab,cd->abcd", K3, K3))
-    r = sample(_model("linear", 3, n, x, 0.0, cw, lb, lw), 20000, stats=("G", "NTK", "V"), seed=5)
+    r = sample(_model("linear", 3, n, x, 0.0, cw, lb, lw), 20000, stats=("K", "Theta", "V"), seed=5)
     lay3 = r["layers"][2]
-    _assert_within(lay3["G"], K3, name="G3")
-    _assert_within(lay3["NTK"], Th3, name="NTK3")
+    _assert_within(lay3["K+G1"], K3, name="G3")
+    _assert_within(lay3["Theta+Theta1"], Th3, name="NTK3")
     _assert_within(lay3["V"], V3, name="V3")
     # V3 differs from its leading order 2(K_ac K_bd + K_ad K_bc) by a 1/n term the test resolves
     assert np.max(lay3["V"]["stderr"]) < 0.15 * np.max(np.abs(V3))
@@ -209,14 +209,14 @@ def test_relu_criticality_four_point_vertex():
     layer 3 up to O(1/n) = O(1/64))."""
     x = np.array([[1.0, -0.5, 2.0]])
     K = 2 * float((x @ x.T)[0, 0]) / 3
-    r = sample(_model("relu", 3, 64, x, 0.0, 2.0), 100_000, stats=("G", "NTK", "V"), seed=11)
+    r = sample(_model("relu", 3, 64, x, 0.0, 2.0), 100_000, stats=("K", "Theta1", "V"), seed=11)
     # Scale invariance: Θ1_{αα} = 0 (docs/conventions.md §5), so E[H_αα] = Θ up to O(1/n²), with
     # Θ^(ℓ+1) = λ_b + λ_W K/2 + Θ^(ℓ) at criticality (⟨σσ⟩ = K/2, C_W⟨σ'σ'⟩ = 1).
     theta = 1.0 + float((x @ x.T)[0, 0]) / 3
     for ell in (1, 2, 3):
         lay = r["layers"][ell - 1]
-        _assert_within(lay["G"], np.full((1, 1), K), k=4, name=f"G{ell}")
-        _assert_within(lay["NTK"], np.full((1, 1), theta), k=4, name=f"NTK{ell}")
+        _assert_within(lay["K+G1"], np.full((1, 1), K), k=4, name=f"G{ell}")
+        _assert_within(lay["Theta+Theta1"], np.full((1, 1), theta), k=4, name=f"NTK{ell}")
         theta = 1.0 + K / 2 + theta
         if ell > 1:
             _assert_within(lay["V"], np.full((1,) * 4, 5 * (ell - 1) * K * K), k=4, name=f"V{ell}")
@@ -228,12 +228,12 @@ def test_relu_criticality_four_point_vertex():
 
 def test_reproducible_and_chunk_independent():
     m = _model("tanh", 3, 6, X2, 0.1, 1.5)
-    a = sample(m, 300, seed=4, stats="G,NTK,V,P,S", batches=3, chunk=7)
-    b = sample(m, 300, seed=4, stats="G,NTK,V,P,S", batches=3, chunk=7)
-    c = sample(m, 300, seed=4, stats="G,NTK,V,P,S", batches=3, chunk=64)
-    d = sample(m, 300, seed=5, stats="G,NTK,V,P,S", batches=3, chunk=7)
+    a = sample(m, 300, seed=4, stats="K,Theta,V,P,S", batches=3, chunk=7)
+    b = sample(m, 300, seed=4, stats="K,Theta,V,P,S", batches=3, chunk=7)
+    c = sample(m, 300, seed=4, stats="K,Theta,V,P,S", batches=3, chunk=64)
+    d = sample(m, 300, seed=5, stats="K,Theta,V,P,S", batches=3, chunk=7)
     for lay_a, lay_b, lay_c, lay_d in zip(a["layers"], b["layers"], c["layers"], d["layers"]):
-        for s in ("G", "NTK", "V", "P", "S"):
+        for s in ("K+G1", "Theta+Theta1", "V", "P", "S"):
             np.testing.assert_array_equal(lay_a[s]["mean"], lay_b[s]["mean"])
             np.testing.assert_allclose(lay_a[s]["mean"], lay_c[s]["mean"], rtol=1e-9, atol=1e-12)
             if lay_a["layer"] > 1:
@@ -244,12 +244,26 @@ def test_reproducible_and_chunk_independent():
 
 
 def test_only_requested_stats_and_shapes():
-    r = sample(_model("tanh", 2, 4, X2), 60, stats=("G", "B"), batches=3)
+    r = sample(_model("tanh", 2, 4, X2), 60, stats=("G1", "B"), batches=3)
     for lay in r["layers"]:
-        assert set(lay) == {"layer", "G", "B"}
-        assert lay["G"]["mean"].shape == (2, 2) and lay["B"]["stderr"].shape == (2, 2, 2, 2)
+        assert set(lay) == {"layer", "K+G1", "B"}
+        assert lay["K+G1"]["mean"].shape == (2, 2) and lay["B"]["stderr"].shape == (2, 2, 2, 2)
+    assert r["meta"]["stats"] == ["K+G1", "B"]
+    assert r["meta"]["estimates"] == {"K+G1": "E[z_{i;a1} z_{i;a2}] = K + G1/n + O(1/n^2)"}
     assert parse_stats("all") == ALL_STATS
-    assert parse_stats("V,G") == ("G", "V")
+
+
+def test_stat_names_are_the_rule_file_names():
+    """evaluate's names request what estimates them: K, G1 -> K+G1 (E[zz] = K + G1/n), Theta,
+    Theta1 -> Theta+Theta1 (E[H] = Θ + Θ1/n); G and NTK are deprecated aliases."""
+    assert parse_stats("V,K") == ("K+G1", "V")
+    assert parse_stats("K,G1,Theta,Theta1,V,A") == ("K+G1", "Theta+Theta1", "V", "A")
+    assert parse_stats(["Theta1"]) == parse_stats(["Theta+Theta1"]) == ("Theta+Theta1",)
+    assert {k: v for k, v in SAMPLED_SUMS.items()} == {"K+G1": ("K", "G1"), "Theta+Theta1": ("Theta", "Theta1")}
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        assert parse_stats("G,NTK") == ("K+G1", "Theta+Theta1")
+    with pytest.raises(InputError, match="known: K, G1, Theta, Theta1, V"):
+        parse_stats("K,Z")
 
 
 def test_interrupt_returns_finished_batches():
@@ -261,11 +275,11 @@ def test_interrupt_returns_finished_batches():
             raise KeyboardInterrupt
 
     m = _model("tanh", 2, 4, X2)
-    r = sample(m, 100, batches=10, stats="G", chunk=5, progress=progress, allow_partial=True)
+    r = sample(m, 100, batches=10, stats="K", chunk=5, progress=progress, allow_partial=True)
     assert r["meta"]["complete"] is False
     assert r["meta"]["batches"] == 2 and r["meta"]["samples"] == 20
     with pytest.raises(KeyboardInterrupt):
-        sample(m, 100, batches=10, stats="G", chunk=5, progress=progress)
+        sample(m, 100, batches=10, stats="K", chunk=5, progress=progress)
 
 
 @pytest.mark.parametrize("kwargs,msg", [
@@ -307,7 +321,7 @@ def _parse(argv):
 def test_cli_writes_and_reads_back(tmp_path, ext, capsys):
     out = tmp_path / f"mc.{ext}"
     args = _parse(["sample", "--activation", "tanh", "--depth", "2", "--width", "4",
-                   "--random", "2,3", "--samples", "90", "--batches", "3", "--stats", "G,NTK,V",
+                   "--random", "2,3", "--samples", "90", "--batches", "3", "--stats", "K,G1,Theta,V",
                    "--out", str(out)])
     assert args.func is sample_cli.run
     assert sample_cli.run(args) == 0
@@ -317,7 +331,8 @@ def test_cli_writes_and_reads_back(tmp_path, ext, capsys):
     assert res["layers"][1]["V"]["mean"].shape == (2, 2, 2, 2)
     if ext == "json":
         doc = json.loads(out.read_text())
-        assert isinstance(doc["layers"][0]["G"]["mean"], list)
+        assert isinstance(doc["layers"][0]["K+G1"]["mean"], list)
+        assert set(doc["layers"][0]) == {"layer", "K+G1", "Theta+Theta1", "V"}
     else:
         with np.load(out) as f:
             assert "layer2/V/mean" in f.files and "meta" in f.files
@@ -325,7 +340,7 @@ def test_cli_writes_and_reads_back(tmp_path, ext, capsys):
 
 @pytest.mark.parametrize("argv,msg", [
     (["--width", "0"], "width"),
-    (["--stats", "G,Z"], "unknown"),
+    (["--stats", "K,Z"], "unknown"),
     (["--samples", "2"], "samples"),
 ])
 def test_cli_bad_input_exit_2_nothing_written(tmp_path, capsys, argv, msg):
@@ -336,6 +351,19 @@ def test_cli_bad_input_exit_2_nothing_written(tmp_path, capsys, argv, msg):
     assert not out.exists()
     err = capsys.readouterr().err
     assert "error" in err and msg in err
+
+
+def test_cli_deprecated_names_and_help(tmp_path, capsys):
+    out = tmp_path / "mc.json"
+    args = _parse(["sample", "--depth", "1", "--samples", "60", "--batches", "3", "--stats", "G,NTK",
+                   "--quiet", "--out", str(out)])
+    assert sample_cli.run(args) == 0
+    assert "deprecated" in capsys.readouterr().err
+    assert set(load_result(str(out))["layers"][0]) == {"layer", "K+G1", "Theta+Theta1"}
+    with pytest.raises(SystemExit):
+        _parse(["sample", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "K,G1,Theta,Theta1,V,A,B,D,F" in text and "Deprecated: G (= K+G1) and NTK (= Theta+Theta1)" in text
 
 
 def test_cli_nan_inputs_and_bad_extension(tmp_path, capsys):
@@ -351,13 +379,13 @@ def test_cli_nan_inputs_and_bad_extension(tmp_path, capsys):
 
 
 def test_save_result_nan_as_null(tmp_path):
-    r = sample(_model("tanh", 2, 4, X2), 60, stats="G", batches=3)
-    r["layers"][0]["G"]["stderr"][0, 0] = np.nan
+    r = sample(_model("tanh", 2, 4, X2), 60, stats="K", batches=3)
+    r["layers"][0]["K+G1"]["stderr"][0, 0] = np.nan
     save_result(r, str(tmp_path / "a.json"))
     doc = json.loads((tmp_path / "a.json").read_text())
-    assert doc["layers"][0]["G"]["stderr"][0][0] is None
+    assert doc["layers"][0]["K+G1"]["stderr"][0][0] is None
     back = load_result(str(tmp_path / "a.json"))
-    assert np.isnan(back["layers"][0]["G"]["stderr"][0, 0])
+    assert np.isnan(back["layers"][0]["K+G1"]["stderr"][0, 0])
 
 
 def test_physics_forward_equations_hold():

@@ -51,7 +51,7 @@ def test_a_missing_order_one_cumulant_is_refused(tmp_path):
 
 def _mc_ntk(act, x, depth, width, samples, **hyper):
     model = ModelSpec(parse_activation(act), depth, width, hyper["cb"], hyper["cw"], hyper["lb"], hyper["lw"], x)
-    return sample(model, samples, seed=11, stats=("NTK",))["layers"]
+    return sample(model, samples, seed=11, stats=("Theta",))["layers"]
 
 
 @pytest.mark.parametrize("act, width", [("linear", 8), ("relu", 16)])
@@ -64,7 +64,7 @@ def test_theta_against_sampled_networks(act, width):
     pred = evaluate(act, 3, x, stats=["Theta"], **hyper)
     mc = _mc_ntk(act, x, 3, width, 6000, **hyper)
     for p, m in zip(pred[1:], mc[1:]):
-        mean, err = m["NTK"]["mean"], m["NTK"]["stderr"]
+        mean, err = m["Theta+Theta1"]["mean"], m["Theta+Theta1"]["stderr"]
         mask = np.ones_like(mean, dtype=bool) if act == "linear" else np.eye(2, dtype=bool)
         z = (mean - p["Theta"]) / err
         assert np.all(np.abs(z[mask]) < 4.5), z
@@ -106,14 +106,14 @@ def test_ntk_fluctuations_against_sampled_networks():
     n = 32
     pred = evaluate("tanh", 3, x, stats=["Theta", "Theta1", "A", "B", "D", "F"], **hyper)[-1]
     model = ModelSpec(parse_activation("tanh"), 3, n, hyper["cb"], hyper["cw"], hyper["lb"], hyper["lw"], x)
-    mc = sample(model, 60000, seed=3, stats=("NTK", "A", "B", "D", "F"))["layers"][-1]
+    mc = sample(model, 60000, seed=3, stats=("Theta", "Theta1", "A", "B", "D", "F"))["layers"][-1]
     for s, idx in (("A", (0, 1, 0, 1)), ("B", (0, 0, 0, 0)), ("B", (0, 1, 0, 1)), ("D", (0, 1, 0, 1)),
                    ("F", (0, 1, 0, 1)), ("F", (0, 0, 0, 0))):
         p, m, e = pred[s][idx], mc[s]["mean"][idx], mc[s]["stderr"][idx]
         assert abs(m - p) < 4.5 * e, (s, idx, p, m, e)
         assert e < 0.15 * abs(p), (s, idx, e, p)
     th = pred["Theta"] + pred["Theta1"] / n
-    z = (mc["NTK"]["mean"] - th) / mc["NTK"]["stderr"]
+    z = (mc["Theta+Theta1"]["mean"] - th) / mc["Theta+Theta1"]["stderr"]
     assert np.all(np.abs(z) < 4.5), z
 
 

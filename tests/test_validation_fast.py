@@ -40,7 +40,7 @@ def pred_mc():
     pred = evaluate("tanh", DEPTH, X, cb=CB, cw=CW, lb=1.0, lw=1.0, stats=("K", "G1", "V"))
     model = ModelSpec(activation=parse_activation("tanh"), depth=DEPTH, width=N_WIDTH, cb=CB,
                       cw=CW, lb=1.0, lw=1.0, inputs=X)
-    mc = sample(model, SAMPLES, seed=20240, batches=30, stats=("G", "V"))
+    mc = sample(model, SAMPLES, seed=20240, batches=30, stats=("K", "G1", "V"))
     return pred, mc
 
 
@@ -57,7 +57,7 @@ def test_layer2_exact(pred_mc):
     P, M = pred[1], mc["layers"][1]
     assert np.allclose(P["G1"], 0.0, atol=1e-12)  # layer 2 is exact: G = K
     for a, b in PAIRS:
-        assert _g_ok(M["G"]["mean"][a, b], M["G"]["stderr"][a, b], P["K"][a, b], 0.0), (a, b)
+        assert _g_ok(M["K+G1"]["mean"][a, b], M["K+G1"]["stderr"][a, b], P["K"][a, b], 0.0), (a, b)
     Vm, Vs = M["V"]["mean"], M["V"]["stderr"]
     for c in V_COMPS:
         assert _v_ok(Vm[c], Vs[c], P["V"][c], 0.0), (c, Vm[c], Vs[c], P["V"][c])
@@ -68,7 +68,7 @@ def test_layer2_exact(pred_mc):
 def test_layer3_G1(pred_mc):
     pred, mc = pred_mc
     P, M = pred[2], mc["layers"][2]
-    Gm, Gs = M["G"]["mean"], M["G"]["stderr"]
+    Gm, Gs = M["K+G1"]["mean"], M["K+G1"]["stderr"]
     assert np.all(P["G1"][[0, 1], [0, 1]] < 0)  # tanh: G1 < 0 on the diagonal
     for a, b in PAIRS:
         assert _g_ok(Gm[a, b], Gs[a, b], P["K"][a, b], P["G1"][a, b]), (a, b, Gm[a, b], Gs[a, b])

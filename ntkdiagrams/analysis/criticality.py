@@ -448,8 +448,9 @@ class DepthScaling:
 
     ``ratios[name]`` is an array over layers 1..L; ``fits[name]`` holds ``p`` (log-log slope of
     |r| over the tail), ``c`` (r ≈ c ℓ^p), ``slope`` (linear dr/dℓ over the tail), ``value``
-    (r at ℓ = L) and ``kind`` ("power", "zero", "sign change"); ``unavailable`` maps statistics
-    the engine refused to the reason."""
+    (r at ℓ = L) and ``kind`` ("power", "zero", "constant", "sign change"; see :func:`fit_tail`);
+    ``leading`` the same fits of K^(ℓ) and Θ^(ℓ); ``unavailable`` maps statistics the engine
+    refused to the reason."""
 
     activation: str
     point: CriticalPoint
@@ -479,8 +480,8 @@ class DepthScaling:
         lines = [f"depth scaling at C_b = {self.cb:.10g}, C_W = {self.cw:.10g} (lambda_b = {self.lb:g}, "
                  f"lambda_W = {self.lw:g}), one input with K^(1) = {self.k1:.6g}, L = {self.depth}; "
                  f"fit r ~ c l^p over l = {lo}..{hi}",
-                 f"K^(L) = {self.K[-1]:.6g} (p = {_pstr(self.leading['K'])}), Theta^(L) = {self.Theta[-1]:.6g} "
-                 f"(p = {_pstr(self.leading['Theta'])})",
+                 f"K^(L) = {self.K[-1]:.6g} ({_pstr(self.leading['K'])}), Theta^(L) = {self.Theta[-1]:.6g} "
+                 f"({_pstr(self.leading['Theta'])})",
                  f"{'ratio':>14} {'r(L)':>13} {'p':>8} {'c':>12} {'dr/dl':>12}  note"]
         for name, fit in self.fits.items():
             label = RATIOS[name][0]
@@ -490,16 +491,28 @@ class DepthScaling:
                 continue
             p = "-" if fit["p"] is None else f"{fit['p']:8.4f}"
             c = "-" if fit["c"] is None else f"{fit['c']:12.6g}"
+            slope = "-" if fit["slope"] is None else f"{fit['slope']:12.6g}"
             note = fit["kind"] if fit["kind"] != "power" else ("p from |r| (increments change sign)"
                                                                  if fit["method"] == "values" else "")
-            lines.append(f"{label:>14} {fit['value']:13.6g} {p:>8} {c:>12} {fit['slope']:12.6g}  {note}")
+            if fit["kind"] == "constant":
+                note = f"constant (relative variation {fit['rel_variation']:.1g} over l = {lo}..{hi}: rounding)"
+            lines.append(f"{label:>14} {fit['value']:13.6g} {p:>8} {c:>12} {slope:>12}  {note}")
         for name, why in self.unavailable.items():
             lines.append(f"{RATIOS[name][0]:>14}  unavailable: {why}")
         return "\n".join(lines)
 
 
 def _pstr(fit: dict) -> str:
-    return "-" if fit.get("p") is None else f"{fit['p']:.4f}"
+    """The growth of a leading quantity: "p = …", or "constant" where it changes only by rounding."""
+    if fit.get("kind") == "constant":
+        return f"constant: relative variation {fit['rel_variation']:.1g}, no exponent"
+    return "p = " + ("-" if fit.get("p") is None else f"{fit['p']:.4f}")
+
+
+#: a quantity whose relative variation (max − min)/max|r| over the fitted layers is at most this
+#: is reported "constant": its changes are rounding (≈ 1e-16 per operation, accumulated over the
+#: layers), and an exponent fitted to them would be noise (ReLU's K: p = 1.7 from ΔK ≈ 1e-16)
+CONSTANT_RTOL = 1e-9
 
 
 def fit_tail(ell, r) -> dict:
@@ -509,7 +522,9 @@ def fit_tail(ell, r) -> dict:
     (Δr(ℓ) = r(ℓ) − r(ℓ−1) ≈ c p ℓ^{p−1}), so a constant offset does not bias it (5(ℓ−1) gives
     exactly 1); where Δr changes sign it falls back to the fit of log|r| on log ℓ (``method``
     says which).  ``c``: r(L)/L^p.  ``slope``: least-squares dr/dℓ over the layers.  ``kind``:
-    "power", "zero" (|r| < 1e-11 throughout) or "sign change" (r itself changes sign)."""
+    "power", "zero" (|r| < 1e-11 throughout), "constant" (relative variation
+    ``rel_variation`` = (max r − min r)/max|r| ≤ :data:`CONSTANT_RTOL`: changes at the level of
+    rounding; no exponent, p = c = slope = None) or "sign change" (r itself changes sign)."""
     ell = np.asarray(ell, dtype=float)
     r = np.asarray(r, dtype=float)
     slope = float(np.polyfit(ell, r, 1)[0]) if len(ell) > 1 else float("nan")
@@ -518,6 +533,10 @@ def fit_tail(ell, r) -> dict:
            "max_abs": max_abs}
     if max_abs < 1e-11:
         out["kind"] = "zero"
+        return out
+    out["rel_variation"] = float((np.max(r) - np.min(r)) / max_abs)
+    if out["rel_variation"] <= CONSTANT_RTOL:
+        out.update(kind="constant", slope=None)
         return out
     if np.any(np.sign(r) != np.sign(r[-1])) or np.any(r == 0):
         out["kind"] = "sign change"

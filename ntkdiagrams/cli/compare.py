@@ -1,14 +1,16 @@
 """``ntkdiagrams compare``: predictions (``evaluate``) against Monte Carlo estimates (``sample``).
 
-    ntkdiagrams compare pred.json mc.json [--stats V,A] [--plot fig.png] [--max-z 4]
+    ntkdiagrams compare pred.json mc.json [--stats K,G1,V,A] [--all] [--plot fig.png] [--max-z 4]
 
-The pairing and the z-scores are :mod:`ntkdiagrams.analysis.compare`'s (docs/conventions.md §6).
+The pairing, the unique components and the z-scores are :mod:`ntkdiagrams.analysis.compare`'s
+(docs/conventions.md §6).
 Building the parser imports nothing heavy.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from ..errors import NtkDiagramsError
 
@@ -19,12 +21,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``compare PRED.json MC.json [--plot FIG.png]`` (sets ``func=run``)."""
     p = subparsers.add_parser(
         "compare", help="compare predictions with Monte Carlo estimates",
-        description="Compare PRED (written by 'evaluate') with MC (written by 'sample'): "
-                    "MC G vs K + G1/n, MC NTK vs Θ + Θ1/n, connected statistics directly; "
-                    "a table of z-scores and a summary line.")
+        description="Compare PRED (written by 'evaluate') with MC (written by 'sample'), both in the "
+                    "rule file's names: MC K+G1 (the sampled E[zz]) vs K + G1/n, MC Theta+Theta1 (the "
+                    "sampled E[H]) vs Theta + Theta1/n, V, A, B, D, F, P, Q, R, S, T, U directly. "
+                    "Prints the unique components of each tensor (entries related by the tensor's "
+                    "index symmetries, from the rule file and checked on both files, are listed once), "
+                    "a summary per statistic and layer (components, max |z|, %% within 3 sigma) and an "
+                    "overall summary line; --all lists every entry.")
     p.add_argument("pred", help="prediction JSON")
     p.add_argument("mc", help="Monte Carlo result (.json or .npz)")
-    p.add_argument("--stats", default=None, help="comma-separated statistics to compare")
+    p.add_argument("--stats", default=None,
+                   help="comma-separated rule-file names to compare (K or G1 select K+G1, Theta or Theta1 "
+                        "select Theta+Theta1; default: every statistic in both files)")
+    p.add_argument("--all", action="store_true", dest="all_entries",
+                   help="list every entry instead of the unique components")
     p.add_argument("--plot", default=None, help="write a figure (needs matplotlib)")
     p.add_argument("--max-z", type=float, default=None,
                    help="exit with status 1 if some |z| exceeds this value")
@@ -41,16 +51,23 @@ def run(args: argparse.Namespace) -> int:
             print("ntkdiagrams compare: error: --plot needs matplotlib "
                   "(pip install 'ntkdiagrams[plot]' or pip install matplotlib)", file=sys.stderr)
             return 2
-    from ..analysis.compare import compare, format_table, load_prediction, plot, summary
-    from ..sampling.sampler import load_result
+    from ..analysis.compare import (compare, find_symmetries, format_table, load_prediction, not_compared, plot,
+                                    summary)
+    from ..sampling.sampler import load_result, parse_stats
 
     try:
         pred = load_prediction(args.pred)
         mc = load_result(args.mc)
         stats = None
         if args.stats:
-            stats = {s.strip() for s in args.stats.split(",") if s.strip()}
-        rows = compare(pred, mc, stats=stats)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", DeprecationWarning)
+                stats = set(parse_stats(args.stats))
+            for w in caught:
+                print(f"ntkdiagrams compare: note: {w.message}", file=sys.stderr)
+        symmetries = None if getattr(args, "all_entries", False) else find_symmetries(pred, mc, stats=stats)
+        rows = compare(pred, mc, stats=stats, symmetries=symmetries)
+        notes = not_compared(pred, mc, stats=stats)
     except NtkDiagramsError as exc:
         print(f"ntkdiagrams compare: error: {exc}", file=sys.stderr)
         return 2
@@ -59,10 +76,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: prediction width {pw} differs from the Monte Carlo width {mw}",
               file=sys.stderr)
     if not rows:
-        print("ntkdiagrams compare: error: no statistic in common between the two files",
+        why = f" ({'; '.join(notes)})" if notes else ""
+        print(f"ntkdiagrams compare: error: no statistic in common between the two files{why}",
               file=sys.stderr)
         return 2
-    print(format_table(rows))
+    print(format_table(rows, symmetries, notes=notes))
     if args.plot:
         plot(rows, args.plot)
     s = summary(rows)

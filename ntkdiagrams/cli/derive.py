@@ -40,7 +40,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="resolve every derivative on the input labels instead of printing sums over beta")
     d.add_argument("--draw", metavar="FOLDER",
                    help="write the contributing diagrams as TikZ (FOLDER/T_diagrams.tex), TikZ-Feynman "
-                        "(FOLDER/T_feynman.tex) and, with matplotlib, PNG")
+                        "(FOLDER/T_feynman.tex) and, with matplotlib, PNG: one per diagram (FOLDER/T_D1.png, "
+                        "...) and all on one figure (FOLDER/T_diagrams.png); parallel lines drawn as arcs, "
+                        "with a legend")
     d.add_argument("--diagonal", action="store_true",
                    help="with --activation: single-input recursions in closed form; prints 0 where the "
                         "engine proves the tensor vanishes on the diagonal at every layer")
@@ -113,29 +115,36 @@ def _requests(texts, rules, args) -> int:
 
 
 def _draw(recs, folder: str) -> str:
-    """Write each contributing diagram as TikZ (and PNG with the plot extra) into ``folder``."""
+    """Write the contributing diagrams of each recursion into ``folder``: TikZ and TikZ-Feynman
+    documents (T_diagrams.tex, T_feynman.tex, each with a legend), and with matplotlib one PNG per
+    diagram (T_D1.png, …) and all of them on one figure (T_diagrams.png)."""
     from pathlib import Path
 
-    from ..engine.diagrams import (draw_png, merge_isomorphic, tikz_document, tikz_feynman_document, to_tikz,
-                                   to_tikz_feynman)
+    from ..engine.diagrams import merge_isomorphic
+    from ..engine.drawing import (draw_figure_png, draw_png, tikz_document, tikz_feynman_document, tikz_legend,
+                                  to_tikz, to_tikz_feynman)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     written, pngs = [], 0
     for r in recs:
         topo = merge_isomorphic([d.copy() for d in r.diagrams], labeled=False)
-        pics, feyn = [], []
+        pics, feyn, caps = [], [], []
         for k, d in enumerate(topo, 1):
             cap = f"{r.tensor}: D{k}"
+            caps.append(f"D{k}")
             pics.append(to_tikz(d, cap))
             feyn.append(to_tikz_feynman(d, cap))
             pngs += draw_png(d, str(out / f"{r.tensor}_D{k}.png"), cap)
+        if topo and draw_figure_png(topo, str(out / f"{r.tensor}_diagrams.png"),
+                                    f"{r.tensor}: {len(topo)} diagram{'s' * (len(topo) != 1)}", caps):
+            written.append(str(out / f"{r.tensor}_diagrams.png"))
         path = out / f"{r.tensor}_diagrams.tex"
-        path.write_text(tikz_document(pics))
+        path.write_text(tikz_document(pics, legend=tikz_legend(topo) if topo else None))
         written.append(str(path))
         path = out / f"{r.tensor}_feynman.tex"
-        path.write_text(tikz_feynman_document(feyn))
+        path.write_text(tikz_feynman_document(feyn, diagrams=topo))
         written.append(str(path))
-    note = f"; {pngs} PNG files" if pngs else " (install the plot extra for PNG files)"
+    note = f"; {pngs} PNG files, one per diagram" if pngs else " (install the plot extra for PNG files)"
     return "% wrote " + ", ".join(written) + note
 
 

@@ -1,8 +1,9 @@
 """``ntkdiagrams sample``: Monte Carlo estimates from sampled finite-width networks.
 
-    ntkdiagrams sample --activation tanh --depth 3 --width 32 --samples 10000 --out mc.json
+    ntkdiagrams sample --activation tanh --depth 3 --width 32 --samples 10000 --stats K,G1,Theta,Theta1,V --out mc.json
 
-Writes :func:`ntkdiagrams.sampling.sampler.save_result`'s layout.  Building the parser imports
+Statistics are named as in the rule file and in ``evaluate``; the sampled means E[zz] and E[H] are
+stored as "K+G1" and "Theta+Theta1" (what ``compare`` sets against K + G1/n and Θ + Θ1/n).  Writes :func:`ntkdiagrams.sampling.sampler.save_result`'s layout.  Building the parser imports
 nothing heavy; :func:`run` imports the sampler when it runs.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from ..errors import InputError, NtkDiagramsError
 from .common import add_model_arguments, model_from_args
@@ -18,22 +20,30 @@ __all__ = ["DEFAULT_STATS", "add_parser", "run"]
 
 #: ``ntkdiagrams.sampling.sampler.DEFAULT_STATS``, restated so that building the parser imports no
 #: numpy (tests/test_cli.py checks that the two agree)
-DEFAULT_STATS = ("G", "NTK", "V", "A", "B", "D", "F")
+DEFAULT_STATS = ("K+G1", "Theta+Theta1", "V", "A", "B", "D", "F")
+#: the --stats default in rule-file names (K, G1 -> K+G1; Theta, Theta1 -> Theta+Theta1)
+DEFAULT_REQUEST = "K,G1,Theta,Theta1,V,A,B,D,F"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``sample`` (sets ``func=run``)."""
     p = subparsers.add_parser(
         "sample", help="Monte Carlo estimates of the statistics from sampled networks",
-        description="Sample finite-width networks and estimate G, NTK, V, A, B, D, F, P, Q, R, "
-                    "S, T, U at every layer with batch-means standard errors "
-                    "(definitions: docs/conventions.md §3). Ctrl-C writes the finished batches.")
+        description="Sample finite-width networks and estimate the statistics of the rule file (K, G1, "
+                    "Theta, Theta1, V, A, B, D, F, P, Q, R, S, T, U; the names evaluate uses) at every "
+                    "layer with batch-means standard errors (definitions: docs/conventions.md §3). "
+                    "One width cannot separate K from G1/n: the sampled E[zz] is stored as 'K+G1' "
+                    "(= K + G1/n + O(1/n^2)) and the sampled E[H] as 'Theta+Theta1' (= Theta + "
+                    "Theta1/n + O(1/n^2)); compare sets them against those sums. "
+                    "Ctrl-C writes the finished batches.")
     add_model_arguments(p)
     p.add_argument("--samples", type=int, default=10000, help="number of networks (default 10000)")
     p.add_argument("--batches", type=int, default=30,
                    help="batches for the batch-means standard error (default 30)")
-    p.add_argument("--stats", default=",".join(DEFAULT_STATS),
-                   help="comma-separated statistics or 'all' (default G,NTK,V,A,B,D,F)")
+    p.add_argument("--stats", default=DEFAULT_REQUEST,
+                   help="comma-separated rule-file names or 'all' (default K,G1,Theta,Theta1,V,A,B,D,F); "
+                        "K and G1 both give 'K+G1', Theta and Theta1 'Theta+Theta1'. Deprecated: G "
+                        "(= K+G1) and NTK (= Theta+Theta1), accepted for now")
     p.add_argument("--chunk", type=int, default=None, help="networks per vectorised chunk")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.add_argument("--out", required=True, help="output FILE.json or FILE.npz")
@@ -53,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
             raise InputError(f"--out {out!r}: directory does not exist")
         model = model_from_args(args)
-        stats = parse_stats(args.stats)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeprecationWarning)
+            stats = parse_stats(args.stats)
+        for w in caught:
+            print(f"ntkdiagrams sample: note: {w.message}", file=sys.stderr)
         result = sample(model, args.samples, seed=args.seed, batches=args.batches, stats=stats,
                         chunk=getattr(args, "chunk", None),
                         progress=not getattr(args, "quiet", False), allow_partial=True)

@@ -6,11 +6,19 @@ with the engine.  Per-network objects (z, NTK, dNTK, ddNTKs) come from
 (batch-means) standard errors; the ``sample`` command is :mod:`ntkdiagrams.cli.sample`.
 
 Estimators (layer ℓ, fan-in width n = n_0 for ℓ = 1, the hidden width for ℓ ≥ 2; the
-statistics use neurons 0 and 1 of layer ℓ and are averaged over the 0 ↔ 1 relabelling):
+statistics use neurons 0 and 1 of layer ℓ and are averaged over the 0 ↔ 1 relabelling).
+The names are the rule file's (rules/mlp.toml), as in ``evaluate``; the two means are not
+separable into their orders in 1/n from one width, so each is stored once, under a name that
+says which rule-file tensors it estimates (:data:`SAMPLED_SUMS`):
+
+============  ==================================================================
+K+G1          E[z_{i;α1} z_{i;α2}]  = K + G1/n + O(1/n²)    (requested as K or G1)
+Theta+Theta1  E[H_{ii;α1α2}]        = Θ + Θ1/n + O(1/n²)    (requested as Theta or Theta1)
+============  ==================================================================
+
+and the coefficients of 1/n, stored under their own names:
 
 ====  ==========================================================================
-G     E[z_{i;α1} z_{i;α2}]                       (→ K + G1/n)
-NTK   E[H_{ii;α1α2}]                             (→ Θ + Θ1/n)
 V     n (E[z_{0α1} z_{0α2} z_{1α3} z_{1α4}] − E[z_0z_0] E[z_1z_1])   stored V[α1,α2,α3,α4]
 A     n Cov(H_{00;α1α2}, H_{11;α3α4})                                  A[α1,α2,α3,α4]
 B     n Cov(H_{01;α1α2}, H_{01;α3α4})                                  B[α1,α3,α2,α4]
@@ -41,9 +49,12 @@ Examples
 >>> from ntkdiagrams.numerics.activations import parse_activation
 >>> m = ModelSpec(parse_activation("linear"), depth=2, width=8, cb=0.0, cw=1.0, lb=1.0,
 ...               lw=1.0, inputs=np.array([[1.0, 0.0]]))
->>> r = sample(m, 600, stats=("G",), batches=30)
->>> r["layers"][0]["G"]["mean"].shape
+>>> r = sample(m, 600, stats=("K",), batches=30)
+>>> r["layers"][0]["K+G1"]["mean"].shape
 (1, 1)
+
+The names ``G`` (for K+G1) and ``NTK`` (for Theta+Theta1) of earlier versions are accepted
+with a DeprecationWarning, and :func:`load_result` renames them in files written before.
 """
 from __future__ import annotations
 
@@ -52,6 +63,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from typing import Callable, Iterable
 
 import numpy as np
@@ -62,25 +74,43 @@ from ..errors import InputError
 from .networks import (activation_derivatives, draw_ensemble, forward, layer_objects,
                                   layer_widths, parameter_count)
 
-__all__ = ["ALL_STATS", "DEFAULT_STATS", "parse_stats", "sample", "save_result", "load_result"]
+__all__ = ["ALL_STATS", "DEFAULT_STATS", "SAMPLED_SUMS", "STAT_ALIASES", "DEPRECATED_NAMES",
+           "parse_stats", "sample", "save_result", "load_result"]
 
-ALL_STATS = ("G", "NTK", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
-DEFAULT_STATS = ("G", "NTK", "V", "A", "B", "D", "F")
+#: the sampled means and the rule-file tensors (coefficients of 1/n^0 and 1/n) whose sum each
+#: estimates: result["layers"][ℓ-1]["K+G1"] ≈ K + G1/n, ["Theta+Theta1"] ≈ Θ + Θ1/n
+SAMPLED_SUMS = {"K+G1": ("K", "G1"), "Theta+Theta1": ("Theta", "Theta1")}
+#: what each sampled mean is, written into the result's meta["estimates"]
+_ESTIMATES = {"K+G1": "E[z_{i;a1} z_{i;a2}] = K + G1/n + O(1/n^2)",
+              "Theta+Theta1": "E[H_{ii;a1a2}] = Theta + Theta1/n + O(1/n^2)"}
+#: rule-file names requested through the sampled mean that estimates them
+STAT_ALIASES = {t: s for s, ts in SAMPLED_SUMS.items() for t in ts}
+#: names of earlier versions (accepted with a DeprecationWarning; renamed when a file is read)
+DEPRECATED_NAMES = {"G": "K+G1", "NTK": "Theta+Theta1"}
+
+ALL_STATS = ("K+G1", "Theta+Theta1", "V", "A", "B", "D", "F", "P", "Q", "R", "S", "T", "U")
+DEFAULT_STATS = ("K+G1", "Theta+Theta1", "V", "A", "B", "D", "F")
+#: the names a request may use (rule-file names; the stored names; the deprecated ones)
+_REQUESTABLE = ("K", "G1", "Theta", "Theta1") + ALL_STATS[2:]
 _SEED_TAG = 0x4D43  # "MC": separates the network stream from the input stream of --random
 
 # Which per-network objects each statistic needs.
-_NEEDS = {"G": set(), "V": set(), "NTK": {"H"}, "A": {"H"}, "B": {"H"}, "D": {"H"},
+_NEEDS = {"K+G1": set(), "V": set(), "Theta+Theta1": {"H"}, "A": {"H"}, "B": {"H"}, "D": {"H"},
           "F": {"H"}, "P": {"dH"}, "Q": {"dH"}, "R": {"ddIH"}, "S": {"ddIIH"},
           "T": {"ddIIH"}, "U": {"ddIIH"}}
 # Which raw moments each statistic needs.
-_MOMENTS = {"G": ["zz"], "V": ["zz", "zzzz"], "NTK": ["Hd"], "A": ["Hd", "HH_A"],
+_MOMENTS = {"K+G1": ["zz"], "V": ["zz", "zzzz"], "Theta+Theta1": ["Hd"], "A": ["Hd", "HH_A"],
             "B": ["H01", "HH_B"], "D": ["Hd", "zz", "HZ_D0", "HZ_D1"],
             "F": ["H01", "z0z1", "HZ_F"], "P": ["P0", "P1"], "Q": ["Q0", "Q1"],
             "R": ["R0", "R1"], "S": ["S0", "S1"], "T": ["T0", "T1"], "U": ["U0", "U1"]}
 
 
 def parse_stats(stats) -> tuple:
-    """Normalise a stats request: "all", "G,NTK,V" or an iterable of names."""
+    """Normalise a stats request to stored names (:data:`ALL_STATS`, canonical order).
+
+    ``stats``: "all", a comma-separated string such as "K,G1,Theta,V", or an iterable of names:
+    rule-file names (K and G1 both request "K+G1", Theta and Theta1 "Theta+Theta1"), the stored
+    names themselves, or the deprecated G and NTK (with a DeprecationWarning)."""
     if isinstance(stats, str):
         if stats.strip().lower() == "all":
             return ALL_STATS
@@ -88,16 +118,24 @@ def parse_stats(stats) -> tuple:
     try:
         names = list(stats)
     except TypeError:
-        raise InputError(f"stats must be 'all' or a list of names from {', '.join(ALL_STATS)}") from None
+        raise InputError(f"stats must be 'all' or a list of names from {', '.join(_REQUESTABLE)}") from None
     if not names:
         raise InputError("no statistic requested")
     if "all" in names:
         return ALL_STATS
-    bad = [s for s in names if s not in ALL_STATS]
+    bad = [s for s in names if not (isinstance(s, str) and (s in ALL_STATS or s in STAT_ALIASES
+                                                            or s in DEPRECATED_NAMES))]
     if bad:
         raise InputError(f"unknown statistic(s) {', '.join(map(str, bad))}; "
-                         f"known: {', '.join(ALL_STATS)} or 'all'")
-    return tuple(s for s in ALL_STATS if s in names)  # canonical order, no duplicates
+                         f"known: {', '.join(_REQUESTABLE)} or 'all'")
+    old = [s for s in names if s in DEPRECATED_NAMES]
+    if old:
+        warnings.warn("statistic name(s) " + ", ".join(f"{s} (now {DEPRECATED_NAMES[s]}: request it as "
+                                                       f"{' or '.join(SAMPLED_SUMS[DEPRECATED_NAMES[s]])})"
+                                                       for s in old) + " are deprecated",
+                      DeprecationWarning, stacklevel=2)
+    wanted = {STAT_ALIASES.get(s, DEPRECATED_NAMES.get(s, s)) for s in names}
+    return tuple(s for s in ALL_STATS if s in wanted)  # canonical order, no duplicates
 
 
 def _outer_sum(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -160,9 +198,9 @@ def _moment_sums(obj: dict, names: Iterable[str]) -> dict:
 def _estimate(stat: str, m: dict, n: int) -> np.ndarray:
     """One statistic from the batch means ``m`` of the raw moments (fan-in width n)."""
     sym = lambda T: 0.5 * (T + T.transpose(2, 3, 0, 1))  # noqa: E731
-    if stat == "G":
+    if stat == "K+G1":
         return 0.5 * (m["zz"][0] + m["zz"][1])
-    if stat == "NTK":
+    if stat == "Theta+Theta1":
         return 0.5 * (m["Hd"][0] + m["Hd"][1])
     if stat == "V":
         g0, g1 = m["zz"]
@@ -266,7 +304,8 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     samples: number of networks S (≥ batches).
     seed: seed of the network stream (see module docstring).
     batches: number b of batches for the batch-means standard errors (≥ 2; 30 by default).
-    stats: names from :data:`ALL_STATS`, a comma-separated string, or ``"all"``.
+    stats: rule-file names (K, G1, Theta, Theta1, V, A, …), a comma-separated string, or
+        ``"all"`` (see :func:`parse_stats`).
     chunk: networks processed at once (default: sized for ≈ 256 MB of working memory).
     progress: ``True`` for a progress line on stderr (runs longer than 2 s), or a callable
         ``progress(done, total, elapsed_seconds)``.
@@ -276,8 +315,10 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     Returns
     -------
     ``{"meta": {...model.meta(), "samples", "seed", "batches", "complete", "stats",
-    "fan_in", "package_version"}, "layers": [{"layer": ℓ, stat: {"mean": ndarray,
-    "stderr": ndarray}, ...}, ...]}``; tensors are N×N or N×N×N×N in the storage order of
+    "estimates", "fan_in", "package_version"}, "layers": [{"layer": ℓ, stat: {"mean": ndarray,
+    "stderr": ndarray}, ...}, ...]}`` with stat the stored names of :data:`ALL_STATS` (K and G1
+    come back as "K+G1", Theta and Theta1 as "Theta+Theta1"; ``meta["estimates"]`` says what
+    they estimate); tensors are N×N or N×N×N×N in the storage order of
     docs/conventions.md §3 (see the module docstring).
     """
     x = _check_model(model)
@@ -348,7 +389,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
                 mean = vals.mean(0)
                 err = vals.std(0, ddof=1) / np.sqrt(nb) if nb > 1 else np.full_like(mean, np.nan)
             else:
-                shape = (N, N) if s in ("G", "NTK") else (N,) * 4
+                shape = (N, N) if s in SAMPLED_SUMS else (N,) * 4
                 mean = np.full(shape, np.nan)
                 err = np.full(shape, np.nan)
             entry[s] = {"mean": mean, "stderr": err}
@@ -356,7 +397,8 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     meta = dict(model.meta())
     meta.update({"samples": int(used), "samples_requested": int(samples), "seed": int(seed),
                  "batches": int(nb), "batches_requested": int(batches), "complete": complete,
-                 "stats": list(stats), "fan_in": fan_in, "output_width": 2,
+                 "stats": list(stats),
+                 "estimates": {s: _ESTIMATES[s] for s in stats if s in _ESTIMATES}, "fan_in": fan_in, "output_width": 2,
                  "elapsed_s": round(time.perf_counter() - t0, 3),
                  "package_version": _package_version(), "method": "monte-carlo"})
     return {"meta": meta, "layers": layers}
@@ -442,7 +484,7 @@ def load_result(path: str) -> dict:
                     lay, stat, kind = key.split("/")
                     ell = int(lay[len("layer"):])
                     layers.setdefault(ell, {"layer": ell}).setdefault(stat, {})[kind] = f[key]
-            return {"meta": meta, "layers": [layers[k] for k in sorted(layers)]}
+            return _rename_deprecated({"meta": meta, "layers": [layers[k] for k in sorted(layers)]})
         with open(path, "r", encoding="utf-8") as fh:
             doc = json.load(fh)
     except (OSError, ValueError, KeyError) as exc:
@@ -453,4 +495,18 @@ def load_result(path: str) -> dict:
         for k, v in entry.items():
             if isinstance(v, dict):
                 entry[k] = {kk: np.array(vv, dtype=float) for kk, vv in v.items()}
+    return _rename_deprecated(doc)
+
+
+def _rename_deprecated(doc: dict) -> dict:
+    """Files of earlier versions name K+G1 "G" and Theta+Theta1 "NTK": rename them (in place)."""
+    meta = doc.get("meta")
+    if isinstance(meta, dict) and isinstance(meta.get("stats"), list):
+        meta["stats"] = [DEPRECATED_NAMES.get(s, s) for s in meta["stats"]]
+    for entry in doc["layers"]:
+        if not isinstance(entry, dict):
+            continue
+        for old, new in DEPRECATED_NAMES.items():
+            if old in entry and new not in entry:
+                entry[new] = entry.pop(old)
     return doc
