@@ -267,7 +267,7 @@ def write_markdown(st: vc.Study, xtab, rtab, summ, wall):
     lines += [
         "",
         "Definitions.  P, Q, R, S, T, U are n × the dNTK correlators of docs/conventions.md §3",
-        "(estimators in `ntkdiagrams/montecarlo.py`, neuron patterns of §3);",
+        "(estimators in `ntkdiagrams/sampling/sampler.py`, neuron patterns of §3);",
         "z = (MC − pred)/stderr; n(MC − pred) is constant in n for an O(1/n) remainder of these",
         "n-scaled quantities and grows ∝ n for an O(1) error; the weighted fit",
         "MC − pred = c_∞ + c_1/n over the widths gives c_∞, the n → ∞ discrepancy, which must be",

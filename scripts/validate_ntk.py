@@ -332,7 +332,7 @@ def write_markdown(st: vc.Study, ttab, xtab, rtab, summ, wall):
         "",
         "Definitions.  NTK = E[H_ii] (neurons 0, 1 averaged), predicted Θ + Θ1/n;",
         "n(NTK−Θ) = n (NTK_MC − Θ_pred) estimates Θ1 (+ Θ2/n).  A, B, D, F are n × the",
-        "connected correlators of docs/conventions.md §3 (estimators in `ntkdiagrams/montecarlo.py`);",
+        "connected correlators of docs/conventions.md §3 (estimators in `ntkdiagrams/sampling/sampler.py`);",
         "z = (MC − pred)/stderr; n(MC − pred) is constant in n for an O(1/n) remainder of these",
         "n-scaled quantities and grows ∝ n for an O(1) error; the weighted fit",
         "MC − pred = c_∞ + c_1/n over the widths gives c_∞, the n → ∞ discrepancy, which must be",
