@@ -196,7 +196,7 @@ def assemble(rules: RuleSet, legs: tuple, term, layer, width, first_layer: bool,
                         f"O(n^{p_coef + truncation_power(R)}), which reaches the requested order "
                         "(it needs second-order blobs or the six-point vertex of layer ℓ)")
                 per_group = [group_cumulant(list(g), rules, layer, width) for g in grouping]
-                pieces = [cluster_pieces(list(g), v[2], target_power - p_coef - (R - r))
+                pieces = [cluster_pieces(list(g), v[2], target_power - p_coef - (R - r), rules)
                           for g, v, r in zip(grouping, per_group, sizes)]
                 for combo in itertools.product(*pieces):
                     power = p_coef + sum(t.power for t in combo)

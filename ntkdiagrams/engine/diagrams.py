@@ -13,13 +13,16 @@ node kind     meaning
               activation factors without labels, e.g. ``σσ`` or ``σ'σ'``)
 ``site``      one layer-ℓ neuron summed over (a loop: a factor n); merged sites carry the
               joint cumulant of their functions
+``fixed``     a layer-ℓ neuron that is not summed: the leg's own neuron i reached by a
+              shortcut ξ z^{(ℓ)}_{i} (no factor n); summed indices merged onto it sit there
 ``blob``      a layer-ℓ statistic (attribute ``tensor``: G1, V, …) acting on sites
 ============  =====================================================================
 
 Edges: ``leg–leg`` for a bias propagator (kind ``b``), ``leg–insertion`` for a weight
 propagator (kind ``W``, one edge per end, each worth C_W/n for the pair), ``insertion–site``
-(kind ``at``), and one ``blob–site`` edge (kind ``d``) per derivative leg of the blob: a
-self-contained picture of PDLT's "⟨∂∂ σσ⟩ V ⟨∂∂ σσ⟩".
+(kind ``at``), one ``blob–site`` edge (kind ``d``) per derivative leg of the blob: a
+self-contained picture of PDLT's "⟨∂∂ σσ⟩ V ⟨∂∂ σσ⟩", and a ``leg–fixed`` edge (kind
+``shortcut``) where a leg reaches a layer-ℓ field at its own neuron directly.
 
 Every diagram carries its value, the sympy expression the Feynman rules give it (explicit, and
 compact with blob contractions as Σ_β sums), so that Σ multiplicity × value over the diagrams of a
@@ -42,6 +45,7 @@ import sympy as sp
 from networkx.algorithms.isomorphism import categorical_multiedge_match, categorical_node_match
 
 from ..language.algebra import ActivationDerivative
+from .cluster import copy_symbol
 
 
 @dataclass
@@ -94,6 +98,10 @@ class Diagram:
         if lam:
             parts.append(f"{lam} learning-rate contraction{'s' * (lam > 1)}")
         parts.append(f"{kinds['site']} neuron site{'s' * (kinds['site'] != 1)}")
+        if kinds["fixed"]:
+            short = sum(1 for *_e, d in g.edges(data=True) if d["kind"] == "shortcut")
+            parts.append(f"{kinds['fixed']} fixed neuron{'s' * (kinds['fixed'] != 1)} "
+                         f"({short} shortcut{'s' * (short != 1)})")
         if blobs:
             parts.append("blob " + ", ".join(blobs))
         else:
@@ -126,9 +134,13 @@ def build_graph(nlegs: int, labels, contraction, grouping, terms) -> nx.MultiGra
     site_of_index = {}
     for gi, term in enumerate(terms):
         for si, block in enumerate(term.sites):
-            g.add_node(("site", gi, si), kind="site")
+            pinned = term.pins and term.pins[si] is not None
+            g.add_node(("site", gi, si), kind="fixed" if pinned else "site")
             for j in block:
-                site_of_index[j] = ("site", gi, si)
+                site_of_index[j] = ("site", gi, si)   # copies of fixed neurons are named per group
+        for p, s in enumerate(grouping[gi]):
+            for k, i in getattr(s, "shortcuts", ()):
+                g.add_edge(("leg", k), site_of_index[copy_symbol(i, p)], kind="shortcut")
     function_of = {j: s.function for s in contraction.sums for j in s.indices}
     for p, prop in enumerate(contraction.propagators):
         a, b = prop.legs
@@ -202,15 +214,20 @@ def merge_isomorphic(diagrams: list[Diagram], labeled: bool = True) -> list[Diag
 
 _TIKZ_STYLE = {
     "b": "dashed", "W": "thick", "at": "", "d": "decorate, decoration={snake, amplitude=0.6mm}",
+    "shortcut": "dash dot",
 }
-_ROW = {"leg": 3.0, "insertion": 2.0, "site": 1.0, "blob": 0.0}
+_ROW = {"leg": 3.0, "insertion": 2.0, "site": 1.0, "fixed": 1.0, "blob": 0.0}
 
 
 def layout(g: nx.MultiGraph) -> dict:
-    """Explicit coordinates: legs on top (layer ℓ+1), insertions, neuron sites (layer ℓ), blobs."""
+    """Explicit coordinates: legs on top (layer ℓ+1), insertions, neuron sites (layer ℓ; fixed
+    neurons on the same row), blobs."""
     pos = {}
+    rows: dict = {}
     for kind, yrow in _ROW.items():
-        nodes = sorted((v for v, d in g.nodes(data=True) if d["kind"] == kind), key=repr)
+        rows.setdefault(yrow, []).append(kind)
+    for yrow, kinds in rows.items():
+        nodes = sorted((v for v, d in g.nodes(data=True) if d["kind"] in kinds), key=repr)
         for i, v in enumerate(nodes):
             pos[v] = (1.6 * (i - (len(nodes) - 1) / 2), yrow)
     return pos
@@ -250,6 +267,8 @@ def to_tikz(d: Diagram, caption: str = "") -> str:
             lines.append(rf"  \node[circle, draw, inner sep=1.5pt, label=above:{{${label}$}}] ({names[v]}) at ({x:.2f},{yv:.2f}) {{}};")
         elif kind == "site":
             lines.append(rf"  \node[circle, fill, inner sep=2pt] ({names[v]}) at ({x:.2f},{yv:.2f}) {{}};")
+        elif kind == "fixed":
+            lines.append(rf"  \node[rectangle, fill, inner sep=2pt] ({names[v]}) at ({x:.2f},{yv:.2f}) {{}};")
         elif kind == "insertion":
             lines.append(rf"  \node[rectangle, draw, inner sep=1.5pt] ({names[v]}) at ({x:.2f},{yv:.2f}) {{}};")
         else:
@@ -277,8 +296,9 @@ def tikz_document(pictures: list[str]) -> str:
 
 #: TikZ-Feynman edge styles: bias propagator scalar (dashed), weight propagator plain, a blob's
 #: derivative leg gluon-like, learning-rate contractions ghost (dotted).
-_FEYNMAN_STYLE = {"b": "scalar", "W": "plain", "at": "plain", "d": "photon"}
-_FEYNMAN_VERTEX = {"leg": "empty dot", "insertion": "square dot", "site": "dot", "blob": "blob"}
+_FEYNMAN_STYLE = {"b": "scalar", "W": "plain", "at": "plain", "d": "photon", "shortcut": "charged scalar"}
+_FEYNMAN_VERTEX = {"leg": "empty dot", "insertion": "square dot", "site": "dot", "fixed": "square dot",
+                   "blob": "blob"}
 
 
 def to_tikz_feynman(d: Diagram, caption: str = "") -> str:
@@ -333,11 +353,12 @@ def draw_diagram(d: Diagram, ax, caption: str = "") -> None:
         ls = {"b": "--", "d": ":"}.get(kind, "-.") if kind not in ("W", "at") else "-"
         (x0, y0), (x1, y1) = pos[u], pos[v]
         ax.plot([x0, x1], [y0, y1], ls, color="k", lw=1.2)
-    colors = {"leg": "white", "insertion": "lightgray", "site": "black", "blob": "lightsteelblue"}
+    colors = {"leg": "white", "insertion": "lightgray", "site": "black", "fixed": "dimgray",
+              "blob": "lightsteelblue"}
     for v, data in g.nodes(data=True):
         x, yv = pos[v]
         ax.scatter([x], [yv], s=160 if data["kind"] == "blob" else 60, c=colors[data["kind"]],
-                   edgecolors="k", zorder=3)
+                   marker="s" if data["kind"] == "fixed" else "o", edgecolors="k", zorder=3)
         if data["kind"] == "blob":
             ax.text(x, yv - 0.35, data.get("tensor", ""), ha="center", va="top")
         if data["kind"] == "leg":
