@@ -306,10 +306,15 @@ def site_terms(functions: list, index_lists: list, rules: RuleSet, layer, pins: 
     return out
 
 
-def moment_value(terms: list[SiteTerm], width) -> tuple:
+def moment_value(terms: list[SiteTerm], width, ratios=None) -> tuple:
     """(explicit, compact) moment Σ_π n(n−1)⋯(n−|π|+1) n^{−order} f(π), expanded (sites pinned
-    to fixed neurons: :func:`placements`)."""
-    scale = [placements(width, len(t.sites), t.pins) * width ** (-t.order) for t in terms]
+    to fixed neurons: :func:`placements`).  ``ratios`` = (r_ℓ, r_{ℓ−1}) for per-layer widths: the
+    sums run over n_ℓ = r_ℓ n neurons and the blobs of layer ℓ are of order 1/n_{ℓ−1}^k."""
+    if ratios is None:
+        scale = [placements(width, len(t.sites), t.pins) * width ** (-t.order) for t in terms]
+    else:
+        r_now, r_prev = ratios
+        scale = [placements(r_now * width, len(t.sites), t.pins) * (r_prev * width) ** (-t.order) for t in terms]
     return (sp.expand(sp.Add(*[c * t.value for c, t in zip(scale, terms)])),
             sp.expand(sp.Add(*[c * t.compact for c, t in zip(scale, terms)])))
 
@@ -458,7 +463,7 @@ def _fields_in(functions, rules: RuleSet) -> set:
     return out
 
 
-def group_cumulant(sums: list, rules: RuleSet, layer, width):
+def group_cumulant(sums: list, rules: RuleSet, layer, width, ratios=None):
     """κ(Y_1, …, Y_m) by Möbius inversion of moments; returns (explicit, compact, the f(π) of the
     full moment E[Y_1 ⋯ Y_m], from which :func:`cluster_pieces` builds the diagrams)."""
     functions, index_lists, pins = site_indices(sums, rules)
@@ -469,7 +474,7 @@ def group_cumulant(sums: list, rules: RuleSet, layer, width):
         key = tuple(block)
         if key not in cache:
             terms = site_terms([functions[p] for p in block], [index_lists[p] for p in block], rules, layer, pins)
-            cache[key] = moment_value(terms, width) + (terms,)
+            cache[key] = moment_value(terms, width, ratios) + (terms,)
         return cache[key]
 
     m = len(sums)
@@ -491,7 +496,7 @@ def partition_moebius(blocks) -> int:
 
 
 def cluster_pieces(sums: list, terms: list[SiteTerm], min_power: int | None = None,
-                   rules: RuleSet | None = None) -> list[ClusterPiece]:
+                   rules: RuleSet | None = None, ratios=None) -> list[ClusterPiece]:
     """The connected cluster diagrams of the joint cumulant κ(Y_1, …, Y_m) of neuron sums.
 
     ``terms`` are the f(π) of the full moment (:func:`site_terms`).  Each term's falling factorial
@@ -501,7 +506,9 @@ def cluster_pieces(sums: list, terms: list[SiteTerm], min_power: int | None = No
     n^{|τ| − order}; only those connecting all m sums are kept (the others cancel in the cumulant),
     and only powers ≥ ``min_power`` (the others cannot reach the requested order).  Sites pinned
     to fixed neurons (``SiteTerm.pins``; ``rules`` names the fields whose neurons are copied, see
-    :func:`site_indices`) bring no n, and σ never merges two sites pinned to different neurons."""
+    :func:`site_indices`) bring no n, and σ never merges two sites pinned to different neurons.
+    With per-layer widths (``ratios`` = (r_ℓ, r_{ℓ−1})) a piece's n_ℓ^{#free} n_{ℓ−1}^{−order} is
+    n^power r_ℓ^{#free} r_{ℓ−1}^{−order}: the r's go into its value."""
     index_lists = [tuple(s.indices) for s in sums] if rules is None else site_indices(sums, rules)[1]
     owner = {j: p for p, idx in enumerate(index_lists) for j in idx}
     pos = {j: k for k, j in enumerate(j for idx in index_lists for j in idx)}
@@ -543,6 +550,10 @@ def cluster_pieces(sums: list, terms: list[SiteTerm], min_power: int | None = No
         compact = sp.expand(sp.Add(*[mu * t.compact for mu, t in parts]))
         if value == 0 and compact == 0:
             continue
+        if ratios is not None:
+            order = blob.order if blob is not None else 0
+            scale = ratios[0] ** (power + order) * ratios[1] ** (-order)
+            value, compact = sp.expand(scale * value), sp.expand(scale * compact)
         out.append(ClusterPiece(tau, blob, placement, occurrences, power, value, compact, pins))
     return out
 

@@ -176,6 +176,30 @@ def _pairings(labels: tuple, layer, kernel) -> sp.Expr:
                     for k in range(len(rest))])
 
 
+class WidthRatio(sp.Function):
+    """r_ℓ = n_ℓ / n: the width of hidden layer ℓ relative to the rule file's width symbol n, for rule
+    files with per-layer widths (``[model] width_ratio``).  Argument: the layer.  Made per name by
+    :func:`width_ratio_class`."""
+
+    nargs = 1
+    is_positive = True
+    ratio_name = "r"
+    latex_name = "r"
+
+    @_with_power
+    def _latex(self, printer):
+        return r"%s_{%s}" % (self.latex_name, printer._print(self.args[0]))
+
+    def _sympystr(self, printer):
+        return f"{self.ratio_name}^({printer._print(self.args[0])})"
+
+
+@lru_cache(maxsize=None)
+def width_ratio_class(name: str, latex: str | None = None):
+    """The sympy class of the width ratio ``name`` (one class per name and LaTeX name)."""
+    return type(name, (WidthRatio,), {"ratio_name": name, "latex_name": latex or name})
+
+
 class InputGram(sp.Function):
     """x_{α1}·x_{α2}/n_0: the normalised inner product of two inputs (layer-1 data)."""
 
