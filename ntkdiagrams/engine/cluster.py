@@ -54,7 +54,7 @@ split of the cluster diagrams is the same as for summed indices with that weight
 one neuron in different sums stay separate until τ merges them: κ(z_i, z_i) = ⟨z z⟩ − ⟨z⟩⟨z⟩ comes
 out as for two summed indices.  Distinct fixed neurons must be distinct numbers (the isolating
 pattern of :func:`ntkdiagrams.engine.derivation.derive`); two symbolic ones that may coincide are
-refused.  Expectations of bare preactivations are done by Isserlis' theorem (⟨z_α z_β⟩_K = K_{αβ},
+refused.  Expectations of bare preactivations (at fixed neurons) are done by Isserlis' theorem (⟨z_α z_β⟩_K = K_{αβ},
 odd ones vanish); mixed ones such as ⟨z_α z_β σ_γ σ_δ⟩_K stay.
 
 Truncation: second-order blobs and undeclared cumulants (the six-point vertex, κ(H,H,z,z), …)
@@ -279,7 +279,8 @@ def site_terms(functions: list, index_lists: list, rules: RuleSet, layer, pins: 
     F = sp.Mul(*functions)
     means = _means(rules)
     all_blobs = blobs(rules)
-    kernel = rules.tensors[rules.gaussian_tensor()].cls
+    # bare preactivations come from fields at fixed neurons: Isserlis needs the kernel only there
+    kernel = rules.tensors[rules.gaussian_tensor()].cls if pins else None
     out = []
     for partition in set_partitions(indices):
         site_pins = ()
