@@ -29,7 +29,7 @@ import sympy as sp
 
 from .. import __version__
 from ..language.algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor,
-                                PartialExpectation, Z)
+                                PartialExpectation, WidthRatio, Z)
 from .diagrams import Diagram
 from .recursion import Recursion
 
@@ -78,6 +78,8 @@ def encode(e) -> object:
         return {"S": e.name, "a": {k: v for k, v in sorted(e.assumptions0.items()) if v is not None}}
     if isinstance(e, LayerTensor):
         return {"T": e.tensor_name, "args": [encode(a) for a in e.args]}
+    if isinstance(e, WidthRatio):
+        return {"R": e.ratio_name, "args": [encode(a) for a in e.args]}
     name = type(e).__name__
     if name in _CLASSES or name in _OPS:
         return {"f": name, "args": [encode(a) for a in e.args]}
@@ -104,6 +106,11 @@ def decode(d, tensors: dict):
         if d["T"] not in tensors:
             raise CacheError(f"unknown tensor {d['T']}")
         return tensors[d["T"]](*[decode(a, tensors) for a in d["args"]])
+    if "R" in d:
+        key = "ratio:" + str(d["R"])
+        if key not in tensors:
+            raise CacheError(f"unknown width ratio {d['R']}")
+        return tensors[key](*[decode(a, tensors) for a in d["args"]])
     f = d.get("f")
     if f in _CLASSES:
         return _CLASSES[f](*[decode(a, tensors) for a in d["args"]])
@@ -146,6 +153,8 @@ def load(source: str, tensor: str, rules, cache_dir: Path | None):
         if doc.get("key") != key or doc.get("checksum") != _checksum(payload):
             raise CacheError("key or checksum mismatch")
         tensors = {name: spec.cls for name, spec in rules.tensors.items()}
+        if rules.width_ratio is not None:
+            tensors["ratio:" + rules.width_ratio.ratio_name] = rules.width_ratio
         diagrams = [Diagram(nx.node_link_graph(d["graph"], edges="edges", multigraph=True), int(d["multiplicity"]),
                             int(d["power"]), decode(d["value"], tensors), decode(d["compact"], tensors))
                     for d in payload["diagrams"]]

@@ -40,9 +40,26 @@ blob); products of two first-order blobs are O(n^{R−2}), inside the truncation
 cluster diagram with its value; :mod:`ntkdiagrams.engine.derivation` checks that they add up to
 the cumulant obtained by Möbius inversion.
 
+Fixed neurons (shortcuts).  A neuron sum may use layer-ℓ fields at neurons that are not summed:
+the external neuron i of a shortcut ξ z^{(ℓ)}_{i;α} (residual networks), alone or inside a sum
+(``H_{ij}`` with j summed).  Write such a field as a sum over a *copy* index c with weight δ_{c i}:
+each neuron sum gets its own copy of each fixed neuron it uses.  Copies are indices like the summed
+ones, so the sites, the leading measure and the blobs act on them unchanged; only the weights of
+the neuron placements change.  A site partition π places its sites on distinct neurons: a site
+holding copies of the fixed neuron i is pinned to i (weight 1, no factor n), two sites pinned to
+the same neuron or one site to two neurons are impossible (weight 0), and the s − f free sites
+beside f pinned ones have (n−f)(n−f−1)⋯(n−s+1) placements.  Unrestricted placements of merged sites
+τ weigh n^{#free blocks of τ} (0 where a block holds two different fixed neurons), so the Möbius
+split of the cluster diagrams is the same as for summed indices with that weight, and the copies of
+one neuron in different sums stay separate until τ merges them: κ(z_i, z_i) = ⟨z z⟩ − ⟨z⟩⟨z⟩ comes
+out as for two summed indices.  Distinct fixed neurons must be distinct numbers (the isolating
+pattern of :func:`ntkdiagrams.engine.derivation.derive`); two symbolic ones that may coincide are
+refused.  Expectations of bare preactivations (at fixed neurons) are done by Isserlis' theorem (⟨z_α z_β⟩_K = K_{αβ},
+odd ones vanish); mixed ones such as ⟨z_α z_β σ_γ σ_δ⟩_K stay.
+
 Truncation: second-order blobs and undeclared cumulants (the six-point vertex, κ(H,H,z,z), …)
 are O(1/n²) by the power counting of docs/conventions.md §4, so a moment or cumulant of sums with R
-neuron indices in all is exact up to O(n^{R−2}) (:func:`truncation_power`); the recursion
+*summed* neuron indices in all (fixed neurons bring no n) is exact up to O(n^{R−2}) (:func:`truncation_power`); the recursion
 stage refuses any request whose order that remainder could reach.
 """
 from __future__ import annotations
@@ -53,7 +70,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..language.algebra import BlobSum, PartialExpectation, Z, dummy_labels, gexp, integrand_labels, z_derivative
+from ..language.algebra import (ActivationDerivative, BlobSum, PartialExpectation, Z, dummy_labels, gaussian,
+                                integrand_labels, z_derivative)
 from ..errors import UnsupportedError
 from ..language.rulefile import RuleSet
 from ..combinatorics import set_partitions
@@ -83,6 +101,7 @@ class SiteTerm:
     value: sp.Expr                  # explicit form
     compact: sp.Expr                # with the blob contraction kept as a BlobSum
     occurrences: tuple = ()         # the non-z field factors: (name, sites, inputs)
+    pins: tuple = ()                # per site, the fixed neuron it is pinned to, or None (empty: none fixed)
 
     @property
     def order(self) -> int:
@@ -99,9 +118,10 @@ class ClusterPiece:
     blob: Blob | None
     placement: tuple                # blob z-legs: τ-site of each; then the occurrences its other legs take
     occurrences: tuple              # (name, τ-sites, inputs) of the non-z field factors
-    power: int                      # |τ| − blob order
+    power: int                      # |τ| − blob order (blocks pinned to a fixed neuron bring no n)
     value: sp.Expr                  # explicit form
     compact: sp.Expr                # BlobSum form
+    pins: tuple = ()                # per τ-site, the fixed neuron it is pinned to, or None
 
 
 def leading_terms(rules: RuleSet) -> set:
@@ -192,36 +212,110 @@ def _falling(width, s: int):
     return sp.Mul(*[width - t for t in range(s)])
 
 
-def site_terms(functions: list, index_lists: list, rules: RuleSet, layer) -> list[SiteTerm]:
+def placements(width, sites: int, pins: tuple = ()):
+    """The number of ways to put the sites of a partition on distinct neurons: n(n−1)⋯(n−s+1);
+    with sites pinned to fixed neurons (``pins``), (n−f)⋯(n−s+1) for f pinned sites, or 0 if two
+    sites are pinned to the same neuron."""
+    if not pins:
+        return _falling(width, sites)
+    fixed = [i for i in pins if i is not None]
+    if len(set(fixed)) != len(fixed):
+        return sp.Integer(0)
+    return sp.Mul(*[width - t for t in range(len(fixed), sites)])
+
+
+def copy_symbol(neuron, p: int) -> sp.Symbol:
+    """The copy index of fixed neuron ``neuron`` in the p-th neuron sum of a group."""
+    return sp.Symbol(f"fixed_{neuron}_{p}", integer=True)
+
+
+def site_indices(sums: list, rules: RuleSet) -> tuple:
+    """(functions, index lists, pins) of a group of neuron sums with every fixed neuron replaced by
+    a copy index of its own per sum (appended to the sum's indices); ``pins`` maps copies to their
+    fixed neurons (empty without fixed neurons)."""
+    functions = [s.function for s in sums]
+    index_lists = [tuple(s.indices) for s in sums]
+    fixed = tuple(dict.fromkeys(i for s in sums for i in getattr(s, "fixed", ())))
+    if not fixed:
+        return functions, index_lists, {}
+    if len(fixed) > 1 and not all(isinstance(i, sp.Integer) for i in fixed):
+        raise UnsupportedError(f"layer-ℓ fields at the neurons {', '.join(map(str, fixed))} outside every neuron "
+                               "sum (shortcut terms) meet in one cumulant, and these symbolic indices may "
+                               "coincide; only distinct numbered neurons are supported (derive the tensors "
+                               "of the rule file rather than a correlator request)")
+    pins = {}
+    for p, s in enumerate(sums):
+        copies = {i: copy_symbol(i, p) for i in getattr(s, "fixed", ())}
+        if not copies:
+            continue
+        pins.update({c: i for i, c in copies.items()})
+        functions[p] = _rename_neurons(functions[p], copies, rules)
+        index_lists[p] = index_lists[p] + tuple(copies.values())
+    return functions, index_lists, pins
+
+
+def _rename_neurons(expr: sp.Expr, mapping: dict, rules: RuleSet) -> sp.Expr:
+    """Replace neuron arguments of the declared fields (z_{i;α} → z_{c;α}, H_{ij;αβ} → H_{cj;αβ})."""
+    rep = {}
+    for a in expr.atoms(sp.Function):
+        spec = rules.fields.get(getattr(a.func, "__name__", ""))
+        if spec is None:
+            continue
+        args = list(a.args)
+        args[:spec.neurons] = [mapping.get(i, i) for i in args[:spec.neurons]]
+        if tuple(args) != a.args:
+            rep[a] = a.func(*args)
+    return expr.xreplace(rep)
+
+
+def site_terms(functions: list, index_lists: list, rules: RuleSet, layer, pins: dict | None = None) -> list[SiteTerm]:
     """Every f(π) of E[Π_p Σ_{indices_p} F_p] at first order in the blobs: for each set
     partition π of the neuron indices into distinct neurons, the leading value and every
-    single-blob placement (without the falling factorial and the blob's n^{-order})."""
+    single-blob placement (without the falling factorial and the blob's n^{-order}).
+
+    ``pins``: copy index → fixed neuron.  A site pinned to two different fixed neurons is left out
+    (no placement of any merging of it exists); the weight of the others is :func:`placements`."""
     indices = [j for idx in index_lists for j in idx]
     F = sp.Mul(*functions)
     means = _means(rules)
     all_blobs = blobs(rules)
+    # bare preactivations come from fields at fixed neurons: Isserlis needs the kernel only there
+    kernel = rules.tensors[rules.gaussian_tensor()].cls if pins else None
     out = []
     for partition in set_partitions(indices):
+        site_pins = ()
+        if pins:
+            held = [{pins[j] for j in b if j in pins} for b in partition]
+            if any(len(h) > 1 for h in held):
+                continue
+            site_pins = tuple(next(iter(h)) if h else None for h in held)
         s = len(partition)
         site_of = {j: k for k, block in enumerate(partition) for j in block}
         const, zf, occ = _split(F, site_of, s, rules)
-        lead = const * sp.Mul(*[gexp(f, layer) for f in zf]) * sp.Mul(*[_mean(o, means, layer, rules) for o in occ])
+        lead = const * sp.Mul(*[gaussian(f, layer, kernel) for f in zf]) * \
+            sp.Mul(*[_mean(o, means, layer, rules) for o in occ])
         lead = sp.expand(lead)
         sites = tuple(tuple(b) for b in partition)
         if lead != 0:
-            out.append(SiteTerm(sites, None, (), lead, lead, tuple(occ)))
+            out.append(SiteTerm(sites, None, (), lead, lead, tuple(occ), site_pins))
         for blob in all_blobs:
-            for placement, value, compact in _blob_placements(blob, zf, occ, means, layer, rules):
+            for placement, value, compact in _blob_placements(blob, zf, occ, means, layer, rules, kernel):
                 v = sp.expand(const * value)
                 if v == 0:
                     continue
-                out.append(SiteTerm(sites, blob, placement, v, const * compact, tuple(occ)))
+                out.append(SiteTerm(sites, blob, placement, v, const * compact, tuple(occ), site_pins))
     return out
 
 
-def moment_value(terms: list[SiteTerm], width) -> tuple:
-    """(explicit, compact) moment Σ_π n(n−1)⋯(n−|π|+1) n^{−order} f(π), expanded."""
-    scale = [_falling(width, len(t.sites)) * width ** (-t.order) for t in terms]
+def moment_value(terms: list[SiteTerm], width, ratios=None) -> tuple:
+    """(explicit, compact) moment Σ_π n(n−1)⋯(n−|π|+1) n^{−order} f(π), expanded (sites pinned
+    to fixed neurons: :func:`placements`).  ``ratios`` = (r_ℓ, r_{ℓ−1}) for per-layer widths: the
+    sums run over n_ℓ = r_ℓ n neurons and the blobs of layer ℓ are of order 1/n_{ℓ−1}^k."""
+    if ratios is None:
+        scale = [placements(width, len(t.sites), t.pins) * width ** (-t.order) for t in terms]
+    else:
+        r_now, r_prev = ratios
+        scale = [placements(r_now * width, len(t.sites), t.pins) * (r_prev * width) ** (-t.order) for t in terms]
     return (sp.expand(sp.Add(*[c * t.value for c, t in zip(scale, terms)])),
             sp.expand(sp.Add(*[c * t.compact for c, t in zip(scale, terms)])))
 
@@ -244,7 +338,7 @@ def _mean(o, means, layer, rules: RuleSet):
     return term.coefficient * rules.tensors[term.tensor].cls(layer, *[amap[a] for a in term.args])
 
 
-def _blob_placements(blob: Blob, zf, occ, means, layer, rules: RuleSet):
+def _blob_placements(blob: Blob, zf, occ, means, layer, rules: RuleSet, kernel=None):
     """Yield (placement, explicit value, compact value) of one blob on the sites."""
     s = len(zf)
     zlegs = [q for q, f in enumerate(blob.legs) if f == "z"]
@@ -284,25 +378,55 @@ def _blob_placements(blob: Blob, zf, occ, means, layer, rules: RuleSet):
                     derivs[k] = z_derivative(derivs[k], zlabel[q])
                 if any(d == 0 for d in derivs):
                     continue
-                pieces.append(T(layer, *[arg(a, zlabel) for a in blob.args]) * sp.Mul(*[gexp(d, layer) for d in derivs]))
+                pieces.append(T(layer, *[arg(a, zlabel) for a in blob.args]) *
+                              sp.Mul(*[gaussian(d, layer, kernel) for d in derivs]))
             value = sp.expand(blob.coefficient * rest * sp.Add(*pieces))
             if value == 0:
                 continue
             # compact: one BlobSum over the dummy labels of the z-legs
-            dlabel = {q: betas[q] for q in zlegs}
-            tens = T(layer, *[arg(a, dlabel) for a in blob.args])
             if zlegs:
-                parts, plain = [], []
-                for k in range(s):
-                    legs_here = [betas[q] for q, kk in zip(zlegs, zsites) if kk == k]
-                    if legs_here:
-                        parts.append(PartialExpectation(zf[k], layer, *legs_here))
-                    else:
-                        plain.append(gexp(zf[k], layer))
-                compact = blob.coefficient * rest * BlobSum(tens, *parts) * sp.Mul(*plain)
+                compact = blob.coefficient * rest * _compact_blob(T, blob, zlegs, zsites, zf, arg, betas, layer, kernel)
             else:
-                compact = blob.coefficient * rest * tens * sp.Mul(*[gexp(f, layer) for f in zf])
+                tens = T(layer, *[arg(a, {}) for a in blob.args])
+                compact = blob.coefficient * rest * tens * sp.Mul(*[gaussian(f, layer, kernel) for f in zf])
             yield (tuple(zsites) + tuple(chosen)), value, compact
+
+
+def _is_bare(f: sp.Expr) -> bool:
+    """A site function that is a polynomial in bare preactivations z (no activation): a shortcut's."""
+    return f.has(Z) and not f.has(ActivationDerivative)
+
+
+def _compact_blob(T, blob, zlegs, zsites, zf, arg, betas, layer, kernel):
+    """Σ_β T ⟨∂_β F⟩ ⋯ with the z-legs on activation sites kept as a BlobSum over dummy labels β;
+    legs on sites holding only bare z's (shortcuts) are resolved on the input labels, where the
+    derivatives of the polynomial are exact and its expectation is Isserlis' (so no BlobSum ever
+    integrates a bare polynomial)."""
+    s = len(zf)
+    bare = [q for q, k in zip(zlegs, zsites) if _is_bare(zf[k])]
+    site = dict(zip(zlegs, zsites))
+    if bare:  # the dummies left are numbered from β_1, so equal sums print alike
+        kept = [q for q in zlegs if q not in bare]
+        betas = dict(zip(kept, dummy_labels(len(kept))))
+    total = sp.Integer(0)
+    for labels in itertools.product(*[integrand_labels(zf[site[q]]) for q in bare]):
+        fixed = dict(zip(bare, labels))
+        derivs = list(zf)
+        for q in bare:
+            derivs[site[q]] = z_derivative(derivs[site[q]], fixed[q])
+        if any(derivs[site[q]] == 0 for q in bare):
+            continue
+        dlabel = {q: fixed[q] if q in fixed else betas[q] for q in zlegs}
+        tens = T(layer, *[arg(a, dlabel) for a in blob.args])
+        parts, plain = [], []
+        for k in range(s):
+            legs_here = [betas[q] for q in zlegs if site[q] == k and q not in fixed]
+            if legs_here:
+                parts.append(PartialExpectation(zf[k], layer, *legs_here))
+            else:
+                plain.append(gaussian(derivs[k], layer, kernel))
+        total += (BlobSum(tens, *parts) if parts else tens) * sp.Mul(*plain)
+    return total
 
 
 def field_weight(rules: RuleSet, name: str) -> int:
@@ -340,19 +464,18 @@ def _fields_in(functions, rules: RuleSet) -> set:
     return out
 
 
-def group_cumulant(sums: list, rules: RuleSet, layer, width):
+def group_cumulant(sums: list, rules: RuleSet, layer, width, ratios=None):
     """κ(Y_1, …, Y_m) by Möbius inversion of moments; returns (explicit, compact, the f(π) of the
     full moment E[Y_1 ⋯ Y_m], from which :func:`cluster_pieces` builds the diagrams)."""
-    functions = [s.function for s in sums]
+    functions, index_lists, pins = site_indices(sums, rules)
     check_coverage(rules, _fields_in(functions, rules))
-    index_lists = [s.indices for s in sums]
     cache = {}
 
     def moment(block):
         key = tuple(block)
         if key not in cache:
-            terms = site_terms([functions[p] for p in block], [index_lists[p] for p in block], rules, layer)
-            cache[key] = moment_value(terms, width) + (terms,)
+            terms = site_terms([functions[p] for p in block], [index_lists[p] for p in block], rules, layer, pins)
+            cache[key] = moment_value(terms, width, ratios) + (terms,)
         return cache[key]
 
     m = len(sums)
@@ -373,7 +496,8 @@ def partition_moebius(blocks) -> int:
     return out
 
 
-def cluster_pieces(sums: list, terms: list[SiteTerm], min_power: int | None = None) -> list[ClusterPiece]:
+def cluster_pieces(sums: list, terms: list[SiteTerm], min_power: int | None = None,
+                   rules: RuleSet | None = None, ratios=None) -> list[ClusterPiece]:
     """The connected cluster diagrams of the joint cumulant κ(Y_1, …, Y_m) of neuron sums.
 
     ``terms`` are the f(π) of the full moment (:func:`site_terms`).  Each term's falling factorial
@@ -381,8 +505,12 @@ def cluster_pieces(sums: list, terms: list[SiteTerm], min_power: int | None = No
     the merged sites τ (π's sites joined by σ), with the blob's legs following their sites.  Pieces
     with the same τ and blob placement are one diagram, of value Σ μ(π, τ) f(π) at the power
     n^{|τ| − order}; only those connecting all m sums are kept (the others cancel in the cumulant),
-    and only powers ≥ ``min_power`` (the others cannot reach the requested order)."""
-    index_lists = [s.indices for s in sums]
+    and only powers ≥ ``min_power`` (the others cannot reach the requested order).  Sites pinned
+    to fixed neurons (``SiteTerm.pins``; ``rules`` names the fields whose neurons are copied, see
+    :func:`site_indices`) bring no n, and σ never merges two sites pinned to different neurons.
+    With per-layer widths (``ratios`` = (r_ℓ, r_{ℓ−1})) a piece's n_ℓ^{#free} n_{ℓ−1}^{−order} is
+    n^power r_ℓ^{#free} r_{ℓ−1}^{−order}: the r's go into its value."""
+    index_lists = [tuple(s.indices) for s in sums] if rules is None else site_indices(sums, rules)[1]
     owner = {j: p for p, idx in enumerate(index_lists) for j in idx}
     pos = {j: k for k, j in enumerate(j for idx in index_lists for j in idx)}
     m = len(sums)
@@ -390,10 +518,17 @@ def cluster_pieces(sums: list, terms: list[SiteTerm], min_power: int | None = No
     for rank, t in enumerate(terms):
         s = len(t.sites)
         nz = sum(1 for f in t.blob.legs if f == "z") if t.blob is not None else 0
-        if min_power is not None and s - t.order < min_power:
+        npinned = sum(1 for i in t.pins if i is not None)
+        if min_power is not None and s - npinned - t.order < min_power:
             continue  # merging only lowers the power
         for sigma in set_partitions(list(range(s))):
-            power = len(sigma) - t.order
+            if npinned:
+                held = [{t.pins[k] for k in b if t.pins[k] is not None} for b in sigma]
+                if any(len(h) > 1 for h in held):
+                    continue  # no neuron is two fixed neurons
+                power = sum(1 for h in held if not h) - t.order
+            else:
+                power = len(sigma) - t.order
             if min_power is not None and power < min_power:
                 continue
             merged = [sorted((j for k in b for j in t.sites[k]), key=pos.__getitem__) for b in sigma]
@@ -405,19 +540,34 @@ def cluster_pieces(sums: list, terms: list[SiteTerm], min_power: int | None = No
             if not _connects(tau, t.blob, placement, nz, occurrences, owner, m):
                 continue
             key = (tau, t.blob, placement)
-            entry = acc.setdefault(key, [(1, rank), occurrences, power, []])
+            entry = acc.setdefault(key, [(1, rank), occurrences, power, [], _tau_pins(t, sigma, merged, tau, pos)])
             if len(sigma) == s:
                 entry[0] = min(entry[0], (0, rank))   # the unmerged term itself: it sets the order
             entry[3].append((partition_moebius(sigma), t))
     out = []
     # in the order of the terms f(π) with π = τ (the order of the site partitions)
-    for (tau, blob, placement), (_rank, occurrences, power, parts) in sorted(acc.items(), key=lambda kv: kv[1][0]):
+    for (tau, blob, placement), (_rank, occurrences, power, parts, pins) in sorted(acc.items(), key=lambda kv: kv[1][0]):
         value = sp.expand(sp.Add(*[mu * t.value for mu, t in parts]))
         compact = sp.expand(sp.Add(*[mu * t.compact for mu, t in parts]))
         if value == 0 and compact == 0:
             continue
-        out.append(ClusterPiece(tau, blob, placement, occurrences, power, value, compact))
+        if ratios is not None:
+            order = blob.order if blob is not None else 0
+            scale = ratios[0] ** (power + order) * ratios[1] ** (-order)
+            value, compact = sp.expand(scale * value), sp.expand(scale * compact)
+        out.append(ClusterPiece(tau, blob, placement, occurrences, power, value, compact, pins))
     return out
+
+
+def _tau_pins(t: SiteTerm, sigma, merged, tau, pos) -> tuple:
+    """Per τ-site the fixed neuron it is pinned to (None: free); () without fixed neurons."""
+    if not t.pins:
+        return ()
+    by_first = {}
+    for b, block in zip(sigma, merged):
+        held = {t.pins[k] for k in b if t.pins[k] is not None}
+        by_first[block[0]] = next(iter(held)) if held else None
+    return tuple(by_first[block[0]] for block in tau)
 
 
 def _connects(tau, blob, placement, nz, occurrences, owner, m) -> bool:

@@ -20,7 +20,7 @@ neuron indices.  Results are cached in memory and on disk (:mod:`ntkdiagrams.eng
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -174,7 +174,14 @@ def assemble(rules: RuleSet, legs: tuple, term, layer, width, first_layer: bool,
     diagrams = []
     target_power = -term.order
     labels = [leg.inputs[0] for leg in legs]
+    ratios = None
+    if rules.width_ratio is not None and not first_layer:
+        # per-layer widths: layer ℓ has n_ℓ = r_ℓ n neurons (the fan-in of layer ℓ+1), its statistics
+        # are expanded in 1/n_{ℓ−1}, and the target in 1/n_ℓ
+        ratios = (rules.width_ratio(layer), rules.width_ratio(layer - 1))
     for c in wick_contractions(legs, rules, first_layer=first_layer):
+        if ratios is not None:
+            c = replace(c, coefficient=c.coefficient.xreplace({width: ratios[0] * width}))
         pre = c.coefficient * c.deltas
         if pre == 0:
             continue
@@ -195,8 +202,8 @@ def assemble(rules: RuleSet, legs: tuple, term, layer, width, first_layer: bool,
                         f"{term.tensor}: a contribution with {R} neuron sums is only known up to "
                         f"O(n^{p_coef + truncation_power(R)}), which reaches the requested order "
                         "(it needs second-order blobs or the six-point vertex of layer ℓ)")
-                per_group = [group_cumulant(list(g), rules, layer, width) for g in grouping]
-                pieces = [cluster_pieces(list(g), v[2], target_power - p_coef - (R - r))
+                per_group = [group_cumulant(list(g), rules, layer, width, ratios) for g in grouping]
+                pieces = [cluster_pieces(list(g), v[2], target_power - p_coef - (R - r), rules, ratios)
                           for g, v, r in zip(grouping, per_group, sizes)]
                 for combo in itertools.product(*pieces):
                     power = p_coef + sum(t.power for t in combo)
@@ -204,6 +211,9 @@ def assemble(rules: RuleSet, legs: tuple, term, layer, width, first_layer: bool,
                         continue
                     value = sp.expand(pre0 * sp.Mul(*[t.value for t in combo]))
                     compact = sp.expand(pre0 * sp.Mul(*[t.compact for t in combo]))
+                    if ratios is not None:
+                        value, compact = sp.expand(value * ratios[0] ** term.order), \
+                            sp.expand(compact * ratios[0] ** term.order)
                     if value == 0 and compact == 0:
                         continue
                     graph = build_graph(nlegs, labels, c, grouping, combo)
@@ -216,8 +226,9 @@ def assemble(rules: RuleSet, legs: tuple, term, layer, width, first_layer: bool,
             k = -p
             if k < term.order and _is_lower_order_bug(rules, term, k):
                 raise UnsupportedError(f"internal: unexpected order-{k} piece in {term.tensor}")
-    coefficient = sp.expand(by_power.get(target_power, sp.Integer(0)) / term.coefficient)
-    compact = sp.expand(_by_power(sp.Add(*total_compact), width).get(target_power, sp.Integer(0)) / term.coefficient)
+    norm = 1 / term.coefficient if ratios is None else ratios[0] ** term.order / term.coefficient
+    coefficient = sp.expand(by_power.get(target_power, sp.Integer(0)) * norm)
+    compact = sp.expand(_by_power(sp.Add(*total_compact), width).get(target_power, sp.Integer(0)) * norm)
     if first_layer:
         return Assembly(coefficient, compact, [])
     rhs = sp.expand(sp.Add(*[d.value for d in diagrams]))

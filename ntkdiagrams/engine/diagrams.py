@@ -13,13 +13,16 @@ node kind     meaning
               activation factors without labels, e.g. ``σσ`` or ``σ'σ'``)
 ``site``      one layer-ℓ neuron summed over (a loop: a factor n); merged sites carry the
               joint cumulant of their functions
+``fixed``     a layer-ℓ neuron that is not summed: the leg's own neuron i reached by a
+              shortcut ξ z^{(ℓ)}_{i} (no factor n); summed indices merged onto it sit there
 ``blob``      a layer-ℓ statistic (attribute ``tensor``: G1, V, …) acting on sites
 ============  =====================================================================
 
 Edges: ``leg–leg`` for a bias propagator (kind ``b``), ``leg–insertion`` for a weight
 propagator (kind ``W``, one edge per end, each worth C_W/n for the pair), ``insertion–site``
-(kind ``at``), and one ``blob–site`` edge (kind ``d``) per derivative leg of the blob: a
-self-contained picture of PDLT's "⟨∂∂ σσ⟩ V ⟨∂∂ σσ⟩".
+(kind ``at``), one ``blob–site`` edge (kind ``d``) per derivative leg of the blob: a
+self-contained picture of PDLT's "⟨∂∂ σσ⟩ V ⟨∂∂ σσ⟩", and a ``leg–fixed`` edge (kind
+``shortcut``) where a leg reaches a layer-ℓ field at its own neuron directly.
 
 Every diagram carries its value, the sympy expression the Feynman rules give it (explicit, and
 compact with blob contractions as Σ_β sums), so that Σ multiplicity × value over the diagrams of a
@@ -42,6 +45,7 @@ import sympy as sp
 from networkx.algorithms.isomorphism import categorical_multiedge_match, categorical_node_match
 
 from ..language.algebra import ActivationDerivative
+from .cluster import copy_symbol
 
 
 @dataclass
@@ -94,6 +98,10 @@ class Diagram:
         if lam:
             parts.append(f"{lam} learning-rate contraction{'s' * (lam > 1)}")
         parts.append(f"{kinds['site']} neuron site{'s' * (kinds['site'] != 1)}")
+        if kinds["fixed"]:
+            short = sum(1 for *_e, d in g.edges(data=True) if d["kind"] == "shortcut")
+            parts.append(f"{kinds['fixed']} fixed neuron{'s' * (kinds['fixed'] != 1)} "
+                         f"({short} shortcut{'s' * (short != 1)})")
         if blobs:
             parts.append("blob " + ", ".join(blobs))
         else:
@@ -126,9 +134,13 @@ def build_graph(nlegs: int, labels, contraction, grouping, terms) -> nx.MultiGra
     site_of_index = {}
     for gi, term in enumerate(terms):
         for si, block in enumerate(term.sites):
-            g.add_node(("site", gi, si), kind="site")
+            pinned = term.pins and term.pins[si] is not None
+            g.add_node(("site", gi, si), kind="fixed" if pinned else "site")
             for j in block:
-                site_of_index[j] = ("site", gi, si)
+                site_of_index[j] = ("site", gi, si)   # copies of fixed neurons are named per group
+        for p, s in enumerate(grouping[gi]):
+            for k, i in getattr(s, "shortcuts", ()):
+                g.add_edge(("leg", k), site_of_index[copy_symbol(i, p)], kind="shortcut")
     function_of = {j: s.function for s in contraction.sums for j in s.indices}
     for p, prop in enumerate(contraction.propagators):
         a, b = prop.legs

@@ -45,9 +45,10 @@ NODE_KINDS = {
     "leg": "external leg: layer-(l+1) field, input alpha",
     "insertion": "insertion: layer-l function fed by a weight propagator",
     "site": "neuron site of layer l (summed: a factor n)",
+    "fixed": "fixed neuron of layer l: a leg's own neuron, reached by a shortcut (no factor n)",
     "blob": "blob: a layer-l statistic acting on sites",
 }
-_ROW = {"leg": 3.0, "insertion": 2.0, "site": 1.0, "blob": 0.0}
+_ROW = {"leg": 3.0, "insertion": 2.0, "site": 1.0, "fixed": 1.0, "blob": 0.0}
 #: role -> (legend text, matplotlib style, TikZ style, TikZ-Feynman style)
 _ROLES = {
     "b": ("bias propagator (C_b)", dict(color="k", ls="--", lw=1.3), "dashed", "scalar"),
@@ -57,12 +58,15 @@ _ROLES = {
     "at": ("insertion at its neuron site", dict(color="0.55", ls="-", lw=1.0), "gray", "plain"),
     "d": ("derivative leg of a blob (on z)", dict(color="tab:red", ls="-", lw=1.3),
           "decorate, decoration={snake, amplitude=0.6mm}, red!75!black", "photon"),
+    "shortcut": ("shortcut: the layer-l field at the leg's own neuron (xi z)", dict(color="tab:purple", ls="-.",
+                 lw=1.5), "dash dot, violet", "charged scalar"),
 }
 _OTHER_BLOB_LEG = (dict(color="tab:orange", ls="-.", lw=1.5), "decorate, decoration={zigzag, amplitude=0.6mm}, "
                    "orange!80!black", "gluon")
 _FIELD = (dict(color="tab:green", ls="-", lw=2.6), "double, green!50!black", "double")
 _NODE_STYLE = {"leg": dict(marker="o", s=60, c="white"), "insertion": dict(marker="s", s=45, c="lightgray"),
-               "site": dict(marker="o", s=60, c="black"), "blob": dict(marker="s", s=420, c="lightsteelblue")}
+               "site": dict(marker="o", s=60, c="black"), "fixed": dict(marker="s", s=60, c="dimgray"),
+               "blob": dict(marker="s", s=420, c="lightsteelblue")}
 
 
 # ----------------------------------------------------------------------------- structure
@@ -71,7 +75,7 @@ def edge_role(kind: str, ends=()) -> str:
     """The role of an edge of ``kind`` between nodes of kinds ``ends``: "b", "W", "lambda", "at",
     "d" (a blob's derivative leg on z), "d:F" (a blob's leg on a field F) or "field:F" (a field F
     at its neuron sites)."""
-    if kind in ("b", "W", "at"):
+    if kind in ("b", "W", "at", "shortcut"):
         return kind
     if kind.startswith("lambda_"):
         return "lambda"
@@ -108,10 +112,14 @@ def _feynman_style(role: str) -> str:
 
 
 def layout(g: nx.MultiGraph) -> dict:
-    """Explicit coordinates: legs on top (layer ℓ+1), insertions, neuron sites (layer ℓ), blobs."""
+    """Explicit coordinates: legs on top (layer ℓ+1), insertions, neuron sites (layer ℓ; fixed
+    neurons on the same row), blobs."""
     pos = {}
+    rows: dict = {}
     for kind, yrow in _ROW.items():
-        nodes = sorted((v for v, d in g.nodes(data=True) if d["kind"] == kind), key=repr)
+        rows.setdefault(yrow, []).append(kind)
+    for yrow, kinds in rows.items():
+        nodes = sorted((v for v, d in g.nodes(data=True) if d["kind"] in kinds), key=repr)
         for i, v in enumerate(nodes):
             pos[v] = (1.6 * (i - (len(nodes) - 1) / 2), yrow)
     return pos
@@ -217,6 +225,8 @@ def to_tikz(d: Diagram, caption: str = "") -> str:
             lines.append(rf"  \node[circle, draw, inner sep=1.5pt, label=above:{{${label}$}}] ({names[v]}) at ({x:.2f},{yv:.2f}) {{}};")
         elif kind == "site":
             lines.append(rf"  \node[circle, fill, inner sep=2pt] ({names[v]}) at ({x:.2f},{yv:.2f}) {{}};")
+        elif kind == "fixed":
+            lines.append(rf"  \node[rectangle, fill, inner sep=2pt] ({names[v]}) at ({x:.2f},{yv:.2f}) {{}};")
         elif kind == "insertion":
             f = data.get("function", "")
             lab = rf", label={{[font=\scriptsize]right:${_function_tex(f)}$}}" if f else ""
@@ -241,7 +251,8 @@ def tikz_legend(diagrams) -> str:
     roles = _roles_of(*diagrams)
     nodes = _node_kinds_of(*diagrams)
     shape = {"leg": "circle, draw, inner sep=1.5pt", "insertion": "rectangle, draw, inner sep=1.5pt",
-             "site": "circle, fill, inner sep=2pt", "blob": "ellipse, draw, fill=gray!20, minimum width=5mm"}
+             "site": "circle, fill, inner sep=2pt", "fixed": "rectangle, fill, inner sep=2pt",
+             "blob": "ellipse, draw, fill=gray!20, minimum width=5mm"}
     lines = [r"\begin{tikzpicture}[baseline=(current bounding box.north)]"]
     y = 0.0
     for k in nodes:
@@ -275,7 +286,8 @@ def tikz_document(pictures: list[str], legend: str | None = None) -> str:
             "\\pagestyle{empty}\n\\begin{document}\n\\noindent\n" + body + "\n\\end{document}\n")
 
 
-_FEYNMAN_VERTEX = {"leg": "empty dot", "insertion": "square dot", "site": "dot", "blob": "blob"}
+_FEYNMAN_VERTEX = {"leg": "empty dot", "insertion": "square dot", "site": "dot", "fixed": "square dot",
+                   "blob": "blob"}
 
 
 def to_tikz_feynman(d: Diagram, caption: str = "") -> str:
@@ -348,7 +360,7 @@ def draw_diagram(d: Diagram, ax, caption: str = "") -> dict:
     pos = layout(g)
     names = _node_names(g)
     kinds = dict(g.nodes(data="kind"))
-    shrink = {"leg": 5, "insertion": 4, "site": 4, "blob": 12}
+    shrink = {"leg": 5, "insertion": 4, "site": 4, "fixed": 4, "blob": 12}
     for u, v, _kind, role, slot, _m in _edges(g, names):
         st = _mpl_style(role)
         x, y = pos[u]

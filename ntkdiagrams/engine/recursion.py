@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from ..language.algebra import LayerTensor
+from ..language.algebra import LayerTensor, WidthRatio
 from ..language.rulefile import RuleSet
 from .diagrams import merge_isomorphic
 
@@ -94,9 +94,15 @@ class Recursion:
         return {a.tensor_name for a in self.rhs.atoms(LayerTensor)}
 
 
+def _objects(term: sp.Expr) -> list:
+    """The factors printed after the coefficient: every function but the width ratios r_ℓ, which
+    stay in front with the numbers (C_W r_ℓ / r_{ℓ−1} Σ …)."""
+    return [a for a in term.atoms(sp.Function) if not isinstance(a, WidthRatio)]
+
+
 def _latex_term(term: sp.Expr) -> str:
     """A term as 'coefficient · rest', so rational prefactors stay in front (\\frac{C_W}{4} Σ …)."""
-    c, rest = term.as_independent(*[a for a in term.atoms(sp.Function)], as_Add=False)
+    c, rest = term.as_independent(*_objects(term), as_Add=False)
     if rest == 1:
         return sp.latex(term)
     if c == 1:
@@ -107,7 +113,7 @@ def _latex_term(term: sp.Expr) -> str:
 
 
 def _str_term(term: sp.Expr) -> str:
-    c, rest = term.as_independent(*[a for a in term.atoms(sp.Function)], as_Add=False)
+    c, rest = term.as_independent(*_objects(term), as_Add=False)
     if rest == 1 or c == 1:
         return str(term)
     if c == -1:

@@ -10,6 +10,13 @@ expectation over them is the sum over perfect matchings of parameter occurrences
 external indices, the δ on input neurons merges two neuron sums into one.  What remains is a
 product of *neuron sums* ``S = Σ_j F(z^{(ℓ)}_j)``, each a random variable of layer ℓ.
 
+A layer map may also use layer-ℓ fields outside every neuron sum, at the leg's own neuron: the
+shortcut ``ξ z^{(ℓ)}_{i;α}`` of a residual network.  Such a factor is a random variable of layer ℓ
+at a *fixed* neuron (the external index i: no sum, no factor n); it becomes a
+:class:`NeuronSum` without summed indices whose ``fixed`` neurons Stage B treats as sites that are
+given, not summed.  Fields at fixed neurons also occur inside neuron sums, e.g. ``H^{(ℓ)}_{i j}`` in
+the NTK's chain rule ``ξ W_{i' j} σ'_j H^{(ℓ)}_{i j}``.
+
 The law of total cumulance then says that the joint cumulant of the legs is the sum, over
 contractions and over partitions of their neuron sums into cumulant groups, of the
 *connected* configurations (legs linked by propagators, propagators by groups):
@@ -57,7 +64,9 @@ class NeuronSum:
 
     indices: tuple
     function: sp.Expr
-    legs: tuple         # external legs attached to this sum through propagators
+    legs: tuple         # external legs attached to this sum (propagators, or factors they own)
+    fixed: tuple = ()   # neurons of layer ℓ the function uses that are not summed (external indices)
+    shortcuts: tuple = ()  # (leg, fixed neuron): the leg whose factor reaches that neuron directly
 
 
 @dataclass(frozen=True)
@@ -195,8 +204,9 @@ def _slot_expansions(monos, theta, phi, a):
             if not phi:
                 yield Monomial(m.coefficient, rest, m.sums, (F,)), theta_occ, ()
                 continue
+            # z at a summed neuron (Σ_j W σ(z_j)) or at the leg's own neuron (a shortcut ξ z_i)
             atoms = sorted((t for t in F.atoms(sp.Function)
-                            if getattr(t.func, "__name__", "") == "z" and t.args[0] in m.sums), key=sp.default_sort_key)
+                            if getattr(t.func, "__name__", "") == "z"), key=sp.default_sort_key)
             for blocks in set_partitions(list(phi)):
                 for chosen in itertools.product(atoms, repeat=len(blocks)):
                     d = F
@@ -303,15 +313,27 @@ def wick_contractions(legs: tuple, rules: RuleSet, first_layer: bool = False) ->
         coeff = sp.Mul(*[m.coefficient for m in choice])
         sums = [j for m in choice for j in m.sums]
         factors = [f for m in choice for f in m.factors]
+        owners = [k for k, m in enumerate(choice) for _f in m.factors]
         tangents = [(k, p, j) for k, m in enumerate(choice) for p, j in m.tangents]
         names = sorted(occurrences)
         for matchings in itertools.product(*[list(_perfect_matchings(occurrences[nm])) for nm in names]):
             out.append(_contract(rules, names, matchings, coeff, sums, factors,
-                                 rules.input_width if first_layer else rules.width, tangents))
+                                 rules.input_width if first_layer else rules.width, tangents, owners))
     return out
 
 
-def _contract(rules, names, matchings, coeff, sums, factors, fan_in, tangents=()):
+def field_neurons(expr: sp.Expr, rules: RuleSet) -> list:
+    """The neuron arguments of the declared fields in ``expr`` (z_{j;α} → j, H_{jk;αβ} → j, k),
+    in a canonical order, without repetition."""
+    out = []
+    for a in sorted(expr.atoms(AppliedUndef), key=sp.default_sort_key):
+        spec = rules.fields.get(a.func.__name__)
+        if spec is not None:
+            out.extend(a.args[:spec.neurons])
+    return list(dict.fromkeys(out))
+
+
+def _contract(rules, names, matchings, coeff, sums, factors, fan_in, tangents=(), owners=()):
     parent = {j: j for j in sums}
 
     def find(j):
@@ -361,18 +383,41 @@ def _contract(rules, names, matchings, coeff, sums, factors, fan_in, tangents=()
     for comp in components.values():
         members = [j for r in comp for j in classes[r]]
         rename = {j: find(j) for j in members}
-        mine = [f.xreplace(rename) for f in factors if f.has(*members)]
-        attached = tuple(sorted({k for (_n, ks, s_) in props if s_ is not None and find(s_) in comp for k in ks}))
+        own = [q for q, f in enumerate(factors) if f.has(*members)]
+        mine = [factors[q].xreplace(rename) for q in own]
+        attached = {k for (_n, ks, s_) in props if s_ is not None and find(s_) in comp for k in ks}
         if not mine:
             coeff *= fan_in ** len(comp)  # empty neuron sums count the neurons
             continue
-        neuron_sums.append(NeuronSum(tuple(comp), sp.Mul(*mine), attached))
-    loose = [f for f in factors if not f.has(*sums)]
-    if loose:
-        raise UnsupportedError(f"layer-ℓ factor(s) {loose} outside every neuron sum (e.g. residual "
-                               "connections) are not supported yet")
+        fixed, shortcuts = _fixed_neurons([(owners[q], f) for q, f in zip(own, mine)], set(comp), rules)
+        attached |= {k for k, _i in shortcuts}
+        neuron_sums.append(NeuronSum(tuple(comp), sp.Mul(*mine), tuple(sorted(attached)), fixed, shortcuts))
+    # layer-ℓ factors outside every neuron sum (shortcuts ξ z_i): one random variable per leg
+    loose: dict = {}
+    for q, f in enumerate(factors):
+        if not f.has(*sums):
+            loose.setdefault(owners[q], []).append(f)
+    for k, fs in sorted(loose.items()):
+        fixed, shortcuts = _fixed_neurons([(k, f) for f in fs], set(), rules)
+        if not fixed:
+            raise UnsupportedError(f"layer-ℓ factor(s) {fs} outside every neuron sum are not fields at the "
+                                   "leg's own neuron")
+        neuron_sums.append(NeuronSum((), sp.Mul(*fs), (k,), fixed, shortcuts))
     propagators = tuple(Propagator(n, ks, find(s) if s is not None else None) for n, ks, s in props)
     return Contraction(coeff, deltas, propagators, tuple(neuron_sums))
+
+
+def _fixed_neurons(owned, summed: set, rules: RuleSet):
+    """(fixed neurons, (leg, neuron) shortcuts) of factors ``owned`` = [(leg, factor)]: the neuron
+    arguments of their fields that are not summed."""
+    fixed, shortcuts = [], []
+    for k, f in owned:
+        for i in field_neurons(f, rules):
+            if i in summed:
+                continue
+            fixed.append(i)
+            shortcuts.append((k, i))
+    return tuple(dict.fromkeys(fixed)), tuple(dict.fromkeys(shortcuts))
 
 
 def connected_groupings(contraction: Contraction, nlegs: int):

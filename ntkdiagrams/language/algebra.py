@@ -136,6 +136,70 @@ def gexp(expr: sp.Expr, layer) -> sp.Expr:
     return out
 
 
+def gaussian(expr: sp.Expr, layer, kernel=None) -> sp.Expr:
+    """:func:`gexp`, and with the kernel class K (the rule file's Gaussian tensor) the expectations
+    of polynomials in bare preactivations done by Isserlis' theorem,
+    ⟨z_{β1} ⋯ z_{β2m}⟩_K = Σ_{pairings} Π K_{ββ'} (odd ones vanish): the shortcut fields of residual
+    networks.  Integrands with activations stay as they are."""
+    out = gexp(expr, layer)
+    if kernel is None:
+        return out
+    rep = {g: isserlis(g.args[0], g.args[1], kernel) for g in out.atoms(GaussianExpectation)
+           if not g.args[0].has(ActivationDerivative)}
+    return sp.expand(out.xreplace(rep)) if rep else out
+
+
+def isserlis(poly: sp.Expr, layer, kernel) -> sp.Expr:
+    """⟨poly(z)⟩ for z ~ N(0, K^{(layer)}), ``poly`` a polynomial in :class:`Z`, by Isserlis' theorem."""
+    total = sp.Integer(0)
+    for term in sp.Add.make_args(sp.expand(poly)):
+        coeff, labels = sp.Integer(1), []
+        for f in sp.Mul.make_args(term):
+            base, e = f.as_base_exp()
+            if isinstance(base, Z) and e.is_Integer and e > 0:
+                labels += [base.args[0]] * int(e)
+            elif f.has(Z):
+                raise ValueError(f"isserlis: {f} is not a power of a preactivation")
+            else:
+                coeff *= f
+        total += coeff * _pairings(tuple(labels), layer, kernel)
+    return sp.expand(total)
+
+
+def _pairings(labels: tuple, layer, kernel) -> sp.Expr:
+    if not labels:
+        return sp.Integer(1)
+    if len(labels) % 2:
+        return sp.Integer(0)
+    first, rest = labels[0], labels[1:]
+    return sp.Add(*[kernel(layer, first, rest[k]) * _pairings(rest[:k] + rest[k + 1:], layer, kernel)
+                    for k in range(len(rest))])
+
+
+class WidthRatio(sp.Function):
+    """r_ℓ = n_ℓ / n: the width of hidden layer ℓ relative to the rule file's width symbol n, for rule
+    files with per-layer widths (``[model] width_ratio``).  Argument: the layer.  Made per name by
+    :func:`width_ratio_class`."""
+
+    nargs = 1
+    is_positive = True
+    ratio_name = "r"
+    latex_name = "r"
+
+    @_with_power
+    def _latex(self, printer):
+        return r"%s_{%s}" % (self.latex_name, printer._print(self.args[0]))
+
+    def _sympystr(self, printer):
+        return f"{self.ratio_name}^({printer._print(self.args[0])})"
+
+
+@lru_cache(maxsize=None)
+def width_ratio_class(name: str, latex: str | None = None):
+    """The sympy class of the width ratio ``name`` (one class per name and LaTeX name)."""
+    return type(name, (WidthRatio,), {"ratio_name": name, "latex_name": latex or name})
+
+
 class InputGram(sp.Function):
     """x_{α1}·x_{α2}/n_0: the normalised inner product of two inputs (layer-1 data)."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from .algebra import InputGram, permutation_group, sigma, tensor_class
+from .algebra import InputGram, permutation_group, sigma, tensor_class, width_ratio_class
 from .builtin import builtin_rules_dir
 from ..errors import ExpressionError, RuleFileError
 from .expressions import parse_expression
@@ -72,6 +72,7 @@ class LayerMap:
     rhs: sp.Expr
     text: str
     width: sp.Symbol        # the fan-in: the range of the sums
+    shortcut: bool = False  # a field of layer ℓ at the map's own neuron, outside every sum (ξ z(i, a))
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class RuleSet:
     statistics: dict
     tensors: dict
     source: str = field(repr=False, default="")
+    width_ratio: type | None = None   # r: hidden layer ℓ has n_ℓ = r_ℓ n neurons (None: all n)
 
     def tensor(self, name: str) -> TensorSpec:
         return self.tensors[name]
@@ -192,9 +194,12 @@ def _ident(path, key, value) -> str:
 
 
 def find_rules(name_or_path: str | Path) -> Path:
-    """A rule file by path, or by name among the built-in rules (``mlp`` → rules/mlp.toml)."""
+    """A rule file by path, or by name among the built-in rules (``mlp`` → rules/mlp.toml).
+
+    A bare name (no ``.toml``, no folder part) is a built-in rule file even if a folder of that
+    name happens to exist in the working directory."""
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
+    if p.suffix == ".toml" or p.is_file():
         return p
     cand = RULES_DIR / f"{name_or_path}.toml"
     if cand.exists():
@@ -222,7 +227,8 @@ def parse_rules(source: str, path: str = "<string>") -> RuleSet:
     _check_keys(path, "top level", data, _TOP_KEYS, {"model", "fields", "parameters", "layer_map", "statistics"})
 
     model = data["model"]
-    _check_keys(path, "model", model, {"name", "description", "width", "input_width", "activation"},
+    _check_keys(path, "model", model, {"name", "description", "width", "input_width", "activation",
+                                       "width_ratio"},
                 {"name", "width", "activation"})
     width = sp.Symbol(_ident(path, "model.width", model["width"]), positive=True)
     input_width = sp.Symbol(_ident(path, "model.input_width", model.get("input_width", "n0")), positive=True)
@@ -298,8 +304,19 @@ def parse_rules(source: str, path: str = "<string>") -> RuleSet:
     extra = set(tensor_meta) - set(tensors)
     if extra:
         raise _err(path, "tensors", f"tensor(s) {sorted(extra)} appear in no statistic's expansion")
+    ratio = None
+    if "width_ratio" in model:
+        rname = _ident(path, "model.width_ratio", model["width_ratio"])
+        taken = set(symbols) | set(fields) | set(parameters) | set(tensors) | _RESERVED | \
+            {width.name, input_width.name, act_name}
+        if rname in taken:
+            raise _err(path, "model.width_ratio", f"name {rname!r} clashes with another declaration")
+        if any(m.shortcut for m in layer_maps.values()):
+            raise _err(path, "model.width_ratio", "a layer map with a shortcut (a field at its own neuron) "
+                                                  "needs equal widths; per-layer width ratios are not allowed")
+        ratio = width_ratio_class(rname)
     rs = RuleSet(path, model["name"], model.get("description", ""), width, input_width, act_name, symbols,
-                 fields, parameters, layer_maps, first_layer, statistics, tensors, source)
+                 fields, parameters, layer_maps, first_layer, statistics, tensors, source, ratio)
     rs.gaussian_tensor()
     return rs
 
@@ -393,7 +410,8 @@ def _parse_map(path, key, fname, spec, fields, parameters, base_names, act_name,
     functions[act_name] = lambda arg: sigma(arg)
     functions["x"] = data
     rhs = _parse(path, f"{key}.rhs", spec["rhs"], {**base_names, **index_names}, functions)
-    return LayerMap(fname, neuron, inp, sums, sp.expand(rhs), spec["rhs"], fan_in)
+    shortcut = any(a.func.__name__ in fields and a.args[0] == neuron for a in rhs.atoms(AppliedUndef))
+    return LayerMap(fname, neuron, inp, sums, sp.expand(rhs), spec["rhs"], fan_in, shortcut)
 
 
 def _parse_statistic(path, key, stname, spec, fields, width, tensor_args, taken):
