@@ -271,8 +271,8 @@ def _message(factors, c, K, inputs, s: float) -> str:
     elif s >= 1:
         verdict = f"diverges (s = {s:.4g} ≥ 1)"
     else:
-        verdict = (f"cannot be computed accurately (s = {s:.4g} > {ACCURATE_GROWTH}, "
-                   "the quadrature's limit; it diverges at s = 1)")
+        verdict = (f"loses accuracy (s = {s:.4g} > {ACCURATE_GROWTH}, beyond what the quadrature "
+                   "resolves; it diverges at s = 1)")
     text = (f"the Gaussian expectation ⟨{integrand}⟩_K at inputs {inputs} {verdict}: log|f| grows "
             f"like c·z² with {rates} against the variance {variances}")
     if len(distinct) == 1 and all(math.isfinite(r) for r in c) and K[distinct[0], distinct[0]] > 0:
