@@ -4,12 +4,16 @@
     ntkdiagrams evaluate --request 'E[z(i1;a1) z(i2;a2)]' --order 1 --out pred.json
 
 Writes :func:`ntkdiagrams.numerics.evaluate.write_result`'s layout (JSON or npz), or prints the
-first component of every tensor per layer.  Building the parser imports nothing heavy.
+first component of every tensor per layer.  The expansion health at ``--width``
+(:mod:`ntkdiagrams.numerics.health`) goes into ``meta["health"]``; above its threshold one
+warning line on stderr names the worst statistic, its layer and ratio (exit status still 0).
+Building the parser imports nothing heavy.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from .. import __version__
 from ..errors import InputError
@@ -44,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``evaluate``: 0 on success (bad input raises :class:`~ntkdiagrams.errors.InputError`)."""
     from ..language.rulefile import load_rules
     from ..numerics.evaluate import evaluate, evaluate_request
+    from ..numerics.health import ExpansionWarning
 
     model = model_from_args(args)
     if args.out and not (args.out.endswith(".json") or args.out.endswith(".npz")):
@@ -53,30 +58,40 @@ def run(args: argparse.Namespace) -> int:
         from ..engine.request import derive_request
         res = derive_request(args.request, load_rules(args.rules), order=args.order, settings=args.settings)
         stats = [res.key(st) for st in res.structures]
-        layers = evaluate_request(res, model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw,
-                                  lb=model.lb, lw=model.lw, degree=args.degree, progress=True, kinks=args.kinks,
-                                  settings=args.settings)
-        layers = [{k: v for k, v in layer.items() if k == "layer" or k in stats} for layer in layers]
+        with warnings.catch_warnings():  # the health is reported in one line by _emit
+            warnings.simplefilter("ignore", ExpansionWarning)
+            result = evaluate_request(res, model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw,
+                                      lb=model.lb, lw=model.lw, degree=args.degree, progress=True,
+                                      kinks=args.kinks, settings=args.settings, width=model.width)
+        layers = [{k: v for k, v in layer.items() if k == "layer" or k in stats} for layer in result]
         meta = {**model.meta(), "request": args.request, "order": res.order, "rules": args.rules,
                 "structures": [{"tensor": res.key(st), "deltas": [[str(i) for i in b] for b in st.deltas],
                                 "order": st.order, "args": [str(a) for a in st.args],
                                 "coefficient": str(st.coefficient), "named": st.named} for st in res.structures],
                 "labels": [str(a) for a in res.request.labels], "package_version": __version__,
-                "kind": "prediction"}
+                "kind": "prediction", "health": result.health}
         return _emit(args, meta, layers)
-    layers = evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,
-                      lw=model.lw, stats=stats, rules=load_rules(args.rules), degree=args.degree, progress=True,
-                      kinks=args.kinks, settings=args.settings)
+    with warnings.catch_warnings():  # the health is reported in one line by _emit
+        warnings.simplefilter("ignore", ExpansionWarning)
+        layers = evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,
+                          lw=model.lw, stats=stats, rules=load_rules(args.rules), degree=args.degree,
+                          progress=True, kinks=args.kinks, settings=args.settings, width=model.width)
     meta = {**model.meta(), "stats": stats, "rules": args.rules, "degree": args.degree, "kinks": args.kinks,
-            "package_version": __version__, "kind": "prediction"}
+            "package_version": __version__, "kind": "prediction", "health": layers.health}
     return _emit(args, meta, layers)
 
 
 def _emit(args, meta, layers) -> int:
-    """Write ``--out``, or print the first component of every tensor per layer."""
+    """Write ``--out``, or print the first component of every tensor per layer; one warning
+    line on stderr when the expansion health (``meta["health"]``) is above its threshold."""
     import numpy as np
 
     from ..numerics.evaluate import write_result
+    from ..numerics.health import describe
+
+    health = meta.get("health")
+    if health is not None and not health["healthy"]:
+        print(f"ntkdiagrams evaluate: warning: {describe(health)}", file=sys.stderr)
 
     if args.out:
         write_result(args.out, meta, layers)
