@@ -27,11 +27,13 @@ MODEL = {"--activation", "--depth", "--width", "--cb", "--cw", "--lb", "--lw", "
 #: every option of every subcommand (the interface; a change here is a change for users)
 OPTIONS = {
     "derive": {"statistics", "--order", "--connected", "--rules", "--latex", "--standalone", "--explicit",
-               "--draw", "--diagonal", "--activation", "--diagrams"},
-    "evaluate": MODEL | {"--stats", "--request", "--order", "--degree", "--kinks", "--rules", "--out"},
-    "sample": MODEL | {"--samples", "--batches", "--stats", "--chunk", "--quiet", "--out"},
-    "compare": {"pred", "mc", "--stats", "--all", "--plot", "--max-z"},
-    "critical": {"--activation", "--depth", "--stats", "--k1", "--lb", "--lw", "--precise", "--json"},
+               "--draw", "--diagonal", "--activation", "--diagrams", "--debug"},
+    "evaluate": MODEL | {"--stats", "--request", "--order", "--degree", "--kinks", "--rules", "--out",
+                         "--max-memory", "--debug"},
+    "sample": MODEL | {"--samples", "--batches", "--stats", "--chunk", "--quiet", "--out", "--max-memory",
+                       "--debug"},
+    "compare": {"pred", "mc", "--stats", "--all", "--plot", "--max-z", "--debug"},
+    "critical": {"--activation", "--depth", "--stats", "--k1", "--lb", "--lw", "--precise", "--json", "--debug"},
 }
 
 

@@ -13,6 +13,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..errors import InputError
+from .files import load_npy
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..sampling.model import ModelSpec
@@ -56,11 +57,14 @@ def model_from_args(args: argparse.Namespace) -> ModelSpec:
         v = getattr(args, name)
         if not np.isfinite(v):
             raise InputError(f"--{name} must be finite; got {v}")
+    if isinstance(args.seed, bool) or args.seed < 0:
+        raise InputError(f"--seed must be a non-negative integer; got {args.seed}")
     if args.inputs:
+        x = load_npy(args.inputs, "--inputs")
         try:
-            x = np.load(args.inputs, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"--inputs {args.inputs}: cannot read a .npy array ({exc})") from None
+            x = check_inputs(x)
+        except InputError as exc:
+            raise InputError(f"--inputs {args.inputs}: {exc}") from None
     else:
         spec = args.random or "2,3"
         try:
@@ -73,3 +77,40 @@ def model_from_args(args: argparse.Namespace) -> ModelSpec:
     return ModelSpec(activation=parse_activation(args.activation), depth=args.depth,
                      width=args.width, cb=args.cb, cw=args.cw, lb=args.lb, lw=args.lw,
                      inputs=check_inputs(x))
+
+
+def add_memory_argument(p: argparse.ArgumentParser) -> None:
+    """Add --max-memory GIB (the memory a run may use; default: what is available now)."""
+    p.add_argument("--max-memory", type=float, default=None, metavar="GIB",
+                   help="memory the run may use, in GiB (default: the memory available now, MemAvailable "
+                        "of /proc/meminfo); a run whose estimate is larger is refused before it starts")
+
+
+def memory_budget(args: argparse.Namespace) -> tuple[int | None, str]:
+    """(bytes the run may use or None if unknown, where that number comes from)."""
+    import math
+
+    from ..numerics.memory import available_memory
+
+    limit = getattr(args, "max_memory", None)
+    if limit is not None:
+        if not math.isfinite(limit) or limit <= 0:
+            raise InputError(f"--max-memory must be a positive number of GiB; got {limit}")
+        return int(limit * 2 ** 30), "allowed by --max-memory"
+    return available_memory(), "available now"
+
+
+def check_memory(estimate, n_inputs: int, args: argparse.Namespace, what: str) -> int:
+    """Refuse (InputError) a run whose estimated memory ``estimate(N)`` exceeds the budget, with the
+    estimate and the largest N that fits.  Returns the estimate in bytes."""
+    from ..numerics.memory import format_bytes, largest_fitting
+
+    need = estimate(n_inputs)
+    budget, source = memory_budget(args)
+    if budget is None or need <= budget:
+        return need
+    best = largest_fitting(estimate, budget, n_inputs)
+    fits = (f"the largest N that fits is {best}" if best else "not even N = 1 fits")
+    raise InputError(f"not enough memory: {what} for N = {n_inputs} inputs needs about {format_bytes(need)}, "
+                     f"more than the {format_bytes(budget)} {source}; {fits} "
+                     "(--max-memory GIB sets the limit)")

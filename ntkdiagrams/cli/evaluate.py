@@ -17,9 +17,11 @@ import warnings
 
 from .. import __version__
 from ..errors import InputError
-from .common import add_model_arguments, model_from_args
+from .common import add_memory_argument, add_model_arguments, check_memory, model_from_args
+from .files import check_output_file, check_rules_option
+from .progress import LayerProgress
 
-__all__ = ["KINKS", "add_parser", "run"]
+__all__ = ["KINKS", "add_parser", "parse_stats", "run"]
 
 #: the meanings of P…U for activations with kinks (``ntkdiagrams.numerics.evaluate.KINKS``, restated
 #: so that building the parser imports no numpy; tests/test_cli.py checks that the two agree)
@@ -40,29 +42,41 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "what `sample` measures) or distributional (keeping the δ(z) terms)")
     p.add_argument("--rules", default="mlp", help="rule file (default mlp)")
     p.add_argument("--out", help="output file .json or .npz (default: print a summary)")
+    add_memory_argument(p)
     p.set_defaults(func=run, settings=None)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``evaluate``: 0 on success (bad input raises :class:`~ntkdiagrams.errors.InputError`)."""
+    """Run ``evaluate``: 0 on success (bad input raises :class:`~ntkdiagrams.errors.InputError`).
+
+    Order: the output path, the inputs and the model, the rule file, the statistics, the memory
+    estimate (:func:`ntkdiagrams.numerics.memory.evaluate_memory`), and only then the numbers."""
     from ..language.rulefile import load_rules
     from ..numerics.evaluate import evaluate, evaluate_request
     from ..numerics.health import ExpansionWarning
+    from ..numerics.memory import evaluate_memory
 
+    if args.out:
+        check_output_file(args.out, "--out", (".json", ".npz"))
     model = model_from_args(args)
-    if args.out and not (args.out.endswith(".json") or args.out.endswith(".npz")):
-        raise InputError(f"--out must end in .json or .npz; got {args.out!r}")
-    stats = "all" if args.stats == "all" else [s.strip() for s in args.stats.split(",") if s.strip()]
+    check_rules_option(args.rules)
+    rules = load_rules(args.rules)
+    output = "json" if args.out and args.out.lower().endswith(".json") else None
     if args.request:
         from ..engine.request import derive_request
-        res = derive_request(args.request, load_rules(args.rules), order=args.order, settings=args.settings)
+        res = derive_request(args.request, rules, order=args.order, settings=args.settings)
         stats = [res.key(st) for st in res.structures]
-        with warnings.catch_warnings():  # the health is reported in one line by _emit
-            warnings.simplefilter("ignore", ExpansionWarning)
-            result = evaluate_request(res, model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw,
-                                      lb=model.lb, lw=model.lw, degree=args.degree, progress=True,
-                                      kinks=args.kinks, settings=args.settings, width=model.width)
+        extra = {res.key(s): s.recursion for s in res.structures}
+        check_memory(lambda n: evaluate_memory(n, model.depth, [], res.rules, activation=model.activation,
+                                               extra=extra, output=output),
+                     model.inputs.shape[0], args, f"evaluate --request at depth {model.depth}")
+        with LayerProgress(model.depth) as progress, warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExpansionWarning)  # the health is reported in one line by _emit
+            result = evaluate_request(res, model.activation, model.depth, model.inputs, cb=model.cb,
+                                      cw=model.cw, lb=model.lb, lw=model.lw, degree=args.degree,
+                                      progress=progress, kinks=args.kinks, settings=args.settings,
+                                      width=model.width)
         layers = [{k: v for k, v in layer.items() if k == "layer" or k in stats} for layer in result]
         meta = {**model.meta(), "request": args.request, "order": res.order, "rules": args.rules,
                 "structures": [{"tensor": res.key(st), "deltas": [[str(i) for i in b] for b in st.deltas],
@@ -71,14 +85,32 @@ def run(args: argparse.Namespace) -> int:
                 "labels": [str(a) for a in res.request.labels], "package_version": __version__,
                 "kind": "prediction", "health": result.health}
         return _emit(args, meta, layers)
-    with warnings.catch_warnings():  # the health is reported in one line by _emit
-        warnings.simplefilter("ignore", ExpansionWarning)
+    stats = parse_stats(args.stats, rules)
+    check_memory(lambda n: evaluate_memory(n, model.depth, stats, rules, activation=model.activation,
+                                           output=output),
+                 model.inputs.shape[0], args, f"evaluate --stats {args.stats} at depth {model.depth}")
+    with LayerProgress(model.depth) as progress, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExpansionWarning)  # the health is reported in one line by _emit
         layers = evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,
-                          lw=model.lw, stats=stats, rules=load_rules(args.rules), degree=args.degree,
-                          progress=True, kinks=args.kinks, settings=args.settings, width=model.width)
+                          lw=model.lw, stats=stats, rules=rules, degree=args.degree, progress=progress,
+                          kinks=args.kinks, settings=args.settings, width=model.width)
     meta = {**model.meta(), "stats": stats, "rules": args.rules, "degree": args.degree, "kinks": args.kinks,
             "package_version": __version__, "kind": "prediction", "health": layers.health}
     return _emit(args, meta, layers)
+
+
+def parse_stats(text: str, rules) -> list[str] | str:
+    """``--stats``: "all", or comma-separated tensor names of the rule file (InputError otherwise)."""
+    if text.strip().lower() == "all":
+        return "all"
+    stats = [s.strip() for s in text.split(",") if s.strip()]
+    if not stats:
+        raise InputError(f"--stats: no statistic given ({text!r}); name tensors such as K,G1,V or 'all'")
+    unknown = [s for s in stats if s not in rules.tensors]
+    if unknown:
+        raise InputError(f"--stats: unknown statistic(s) {', '.join(unknown)}; the rule file derives "
+                         f"{', '.join(rules.tensors)} or 'all'")
+    return list(dict.fromkeys(stats))
 
 
 def _emit(args, meta, layers) -> int:

@@ -9,12 +9,12 @@ nothing heavy; :func:`run` imports the sampler when it runs.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 
 from ..errors import InputError, NtkDiagramsError
-from .common import add_model_arguments, model_from_args
+from .common import add_memory_argument, add_model_arguments, check_memory, model_from_args
+from .files import check_output_file
 
 __all__ = ["DEFAULT_STATS", "add_parser", "run"]
 
@@ -47,6 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=int, default=None, help="networks per vectorised chunk")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.add_argument("--out", required=True, help="output FILE.json or FILE.npz")
+    add_memory_argument(p)
     p.set_defaults(func=run, settings=None)
     return p
 
@@ -54,20 +55,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``sample``: 0 on success, 2 on bad input (nothing written), 130 if interrupted
     (the finished batches are written with meta complete = false)."""
-    from ..sampling.sampler import parse_stats, sample, save_result
+    from ..sampling.sampler import parse_stats, sample, sample_memory, save_result
 
     try:
-        out = args.out
-        if os.path.splitext(out)[1].lower() not in (".json", ".npz"):
-            raise InputError(f"--out {out!r} must end in .json or .npz")
-        if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-            raise InputError(f"--out {out!r}: directory does not exist")
+        out = check_output_file(args.out, "--out", (".json", ".npz"))
         model = model_from_args(args)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DeprecationWarning)
             stats = parse_stats(args.stats)
         for w in caught:
             print(f"ntkdiagrams sample: note: {w.message}", file=sys.stderr)
+        if args.chunk is not None and args.chunk < 1:
+            raise InputError(f"--chunk must be a positive integer; got {args.chunk}")
+        n0, output = model.inputs.shape[1], "json" if out.lower().endswith(".json") else None
+        check_memory(lambda n: sample_memory(n, n0, model.width, model.depth, stats, batches=max(args.batches, 2),
+                                             chunk=args.chunk, output=output),
+                     model.inputs.shape[0], args, f"sample --stats {args.stats} at depth {model.depth}")
         result = sample(model, args.samples, seed=args.seed, batches=args.batches, stats=stats,
                         chunk=getattr(args, "chunk", None),
                         progress=not getattr(args, "quiet", False), allow_partial=True)

@@ -490,13 +490,36 @@ def _progress(progress):
 
 
 def write_result(path: str, meta: dict, layers: list[dict]) -> None:
-    """Write the JSON layout {"meta": …, "layers": [{"layer": ℓ, "K": nested lists, …}]} or npz."""
-    if path.endswith(".json"):
-        doc = {"meta": meta, "layers": [{k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                                         for k, v in layer.items()} for layer in layers]}
-        text = json.dumps(doc, allow_nan=False)  # standard JSON: no NaN/Infinity tokens
-        with open(path, "w") as fh:
-            fh.write(text)
-    else:
-        flat = {f"layer{layer['layer']}/{k}": v for layer in layers for k, v in layer.items() if k != "layer"}
-        np.savez(path, meta=json.dumps(meta, allow_nan=False), **flat)
+    """Write the JSON layout {"meta": …, "layers": [{"layer": ℓ, "K": nested lists, …}]} or npz
+    (keys ``layer{ℓ}/{tensor}`` plus ``meta``, a JSON string).
+
+    The file is written to a temporary name in the same folder and renamed (``os.replace``), so
+    no partial file is ever left, also when writing fails or is interrupted; a folder that does
+    not exist or cannot be written raises :class:`~ntkdiagrams.errors.InputError`."""
+    import os
+    import tempfile
+
+    ext = ".json" if path.endswith(".json") else ".npz"
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=ext)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write in folder {folder!r} ({exc.strerror})") from None
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # the permissions open() would give, not mkstemp's 0600
+        with os.fdopen(fd, "w" if ext == ".json" else "wb") as fh:
+            if ext == ".json":
+                doc = {"meta": meta, "layers": [{k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                                                 for k, v in layer.items()} for layer in layers]}
+                json.dump(doc, fh, allow_nan=False)  # standard JSON: no NaN/Infinity tokens
+            else:
+                flat = {f"layer{layer['layer']}/{k}": v for layer in layers for k, v in layer.items()
+                        if k != "layer"}
+                np.savez(fh, meta=json.dumps(meta, allow_nan=False), **flat)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

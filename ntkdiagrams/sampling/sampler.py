@@ -74,8 +74,8 @@ from ..errors import InputError
 from .networks import (activation_derivatives, draw_ensemble, forward, layer_objects,
                                   layer_widths, parameter_count)
 
-__all__ = ["ALL_STATS", "DEFAULT_STATS", "SAMPLED_SUMS", "STAT_ALIASES", "DEPRECATED_NAMES",
-           "parse_stats", "sample", "save_result", "load_result"]
+__all__ = ["ALL_STATS", "DEFAULT_STATS", "SAMPLED_SUMS", "STAT_ALIASES", "DEPRECATED_NAMES", "default_chunk",
+           "parse_stats", "sample", "sample_memory", "save_result", "load_result"]
 
 #: the sampled means and the rule-file tensors (coefficients of 1/n^0 and 1/n) whose sum each
 #: estimates: result["layers"][ℓ-1]["K+G1"] ≈ K + G1/n, ["Theta+Theta1"] ≈ Θ + Θ1/n
@@ -250,6 +250,52 @@ def _bytes_per_network(widths, N: int, needs: set) -> int:
     return 8 * parameter_count(widths) * 2 + 4 * per_layer * len(widths) + 8 * 4096
 
 
+#: (count, number of input indices) of each raw moment of :func:`_moment_sums`
+_MOMENT_SHAPES = {"zz": (2, 2), "zzzz": (1, 4), "z0z1": (1, 2), "Hd": (2, 2), "H01": (1, 2), "HH_A": (1, 4),
+                  "HH_B": (1, 4), "HZ_D0": (1, 4), "HZ_D1": (1, 4), "HZ_F": (1, 4)}
+
+
+def _moment_entries(name: str, N: int) -> int:
+    count, power = _MOMENT_SHAPES.get(name, (1, 4))   # P0 … U1: four input indices
+    return count * N ** power
+
+
+def default_chunk(widths, N: int, needs: set) -> int:
+    """Networks per vectorised chunk when none is given: about 256 MB of working memory."""
+    return int(max(1, min(4096, 256 * 2 ** 20 // _bytes_per_network(widths, N, needs))))
+
+
+def sample_memory(n_inputs: int, n0: int, width: int, depth: int, stats=DEFAULT_STATS, *, batches: int = 30,
+                  chunk: int | None = None, output: str | None = None) -> int:
+    """Estimated peak memory in bytes of :func:`sample` for N = ``n_inputs`` inputs of dimension
+    ``n0``: the chunk of networks in flight (``chunk`` × a bound of one network's working memory),
+    the running sums of the raw moments per layer, every batch's estimates (``batches`` × depth ×
+    Σ_stats N² or N⁴ float64: four-index statistics cost 8 N⁴ bytes each), mean and stderr, and,
+    with ``output="json"``, about 96 bytes per written number (nested lists, then the text).
+
+    >>> sample_memory(60, 3, 32, 3, ("G", "V")) > 2 ** 30
+    True
+    """
+    stats = parse_stats(stats)
+    N, L = int(n_inputs), int(depth)
+    widths = layer_widths(int(n0), int(width), L)
+    needs = set().union(*(_NEEDS[s] for s in stats))
+    moments = set().union(*(_MOMENTS[s] for s in stats))
+    per_network = _bytes_per_network(widths, N, needs)
+    chunk = default_chunk(widths, N, needs) if chunk is None else int(chunk)
+    # a statistic has as many input indices as its largest raw moment
+    entries = sum(N ** max(_MOMENT_SHAPES.get(m, (1, 4))[1] for m in _MOMENTS[s]) for s in stats)
+    moment_entries = sum(_moment_entries(m, N) for m in moments)
+    big = max(_moment_entries(m, N) for m in moments)
+    total = chunk * per_network                     # networks in flight
+    total += 8 * L * moment_entries + 16 * big      # running sums (+ one chunk's product and sum)
+    total += 8 * int(batches) * L * entries         # every batch's estimates
+    total += 8 * (2 * L * entries + int(batches) * big)  # mean, stderr; the stacked batch values
+    if output == "json":
+        total += 96 * 2 * L * entries
+    return int(total)
+
+
 def _check_model(model: ModelSpec) -> np.ndarray:
     if not isinstance(model, ModelSpec):
         raise InputError(f"model must be a ModelSpec; got {type(model).__name__}")
@@ -345,7 +391,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     order = 3 if "ddIH" in needs else 2 if needs & {"dH", "ddIIH"} else 1 if needs else 0
     derivs = activation_derivatives(model.activation, order)
     if chunk is None:
-        chunk = int(max(1, min(4096, 256 * 2 ** 20 // _bytes_per_network(widths, N, needs))))
+        chunk = default_chunk(widths, N, needs)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), _SEED_TAG]))
 
     reporter = _make_reporter(progress)
@@ -441,13 +487,21 @@ def _jsonable(a):
 def save_result(result: dict, path: str) -> None:
     """Write a result of :func:`sample` as JSON (nested lists, NaN → null) or npz
     (keys ``layer{ℓ}/{stat}/mean`` and ``…/stderr`` plus ``meta``, a JSON string).
-    The file is written to a temporary name and renamed, so it is never half-written."""
+    The file is written to a temporary name in the same folder and renamed (``os.replace``), so
+    it is never half-written, also when writing fails or is interrupted.  A folder that does
+    not exist or cannot be written raises :class:`~ntkdiagrams.errors.InputError`."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".json", ".npz"):
         raise InputError(f"output file {path!r} must end in .json or .npz")
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=ext)
     try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=ext)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write in folder {d!r} ({exc.strerror})") from None
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # the permissions open() would give, not mkstemp's 0600
         with os.fdopen(fd, "wb") as fh:
             if ext == ".json":
                 doc = {"meta": result["meta"], "layers": [
@@ -471,30 +525,58 @@ def save_result(result: dict, path: str) -> None:
 
 
 def load_result(path: str) -> dict:
-    """Read a file written by :func:`save_result` back into the structure of :func:`sample`."""
+    """Read a file written by :func:`save_result` back into the structure of :func:`sample`.
+
+    Raises :class:`~ntkdiagrams.errors.InputError` naming the file and what is wrong for a
+    missing, unreadable or undecodable file, a file of another layout (a prediction written by
+    ``evaluate``, say) and entries that are not numeric arrays of one shape."""
     ext = os.path.splitext(path)[1].lower()
     try:
         if ext == ".npz":
             with np.load(path, allow_pickle=False) as f:
+                if not hasattr(f, "files"):
+                    raise InputError(f"{path}: a single .npy array, not an .npz result of 'sample'")
+                if "meta" not in f.files:
+                    raise InputError(f"{path}: not a result of 'sample' (no 'meta' entry)")
                 meta = json.loads(str(f["meta"]))
                 layers: dict = {}
                 for key in f.files:
                     if key == "meta":
                         continue
-                    lay, stat, kind = key.split("/")
+                    parts = key.split("/")
+                    if len(parts) != 3 or not parts[0].startswith("layer") or parts[2] not in ("mean", "stderr"):
+                        raise InputError(f"{path}: unexpected entry {key!r} (expected layer<l>/<stat>/mean|stderr)")
+                    lay, stat, kind = parts
                     ell = int(lay[len("layer"):])
                     layers.setdefault(ell, {"layer": ell}).setdefault(stat, {})[kind] = f[key]
-            return _rename_deprecated({"meta": meta, "layers": [layers[k] for k in sorted(layers)]})
-        with open(path, "r", encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"{path}: cannot read a Monte Carlo result ({exc})") from None
-    if not isinstance(doc, dict) or "layers" not in doc:
-        raise InputError(f"{path}: not a result file (no 'layers' key)")
+            doc = {"meta": meta, "layers": [layers[k] for k in sorted(layers)]}
+        else:
+            with open(path, "r", encoding="utf-8") as fh:
+                doc = json.load(fh)
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InputError(f"{path}: cannot read a Monte Carlo result ({why})") from None
+    except Exception as exc:  # zipfile.BadZipFile and other decoders' errors
+        raise InputError(f"{path}: cannot read a Monte Carlo result ({type(exc).__name__}: {exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list):
+        raise InputError(f"{path}: not a result of 'sample' (no 'layers' list)")
+    meta = doc.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise InputError(f"{path}: 'meta' is not a table")
+    if isinstance(meta, dict) and meta.get("kind") == "prediction":
+        raise InputError(f"{path}: a prediction written by 'evaluate', not a Monte Carlo result of 'sample'")
     for entry in doc["layers"]:
+        if not isinstance(entry, dict) or isinstance(entry.get("layer"), bool) \
+                or not isinstance(entry.get("layer"), (int, np.integer)):
+            raise InputError(f"{path}: every entry of 'layers' must be a table with an integer 'layer'")
         for k, v in entry.items():
             if isinstance(v, dict):
-                entry[k] = {kk: np.array(vv, dtype=float) for kk, vv in v.items()}
+                try:
+                    entry[k] = {kk: np.array(vv, dtype=float) for kk, vv in v.items()}  # null → NaN
+                except (TypeError, ValueError) as exc:
+                    raise InputError(f"{path}: layer {entry['layer']} {k}: not a numeric array ({exc})") from None
     return _rename_deprecated(doc)
 
 
