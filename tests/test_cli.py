@@ -30,7 +30,7 @@ OPTIONS = {
                "--draw", "--diagonal", "--activation", "--diagrams", "--debug"},
     "evaluate": MODEL | {"--stats", "--request", "--order", "--degree", "--kinks", "--rules", "--out",
                          "--max-memory", "--debug"},
-    "sample": MODEL | {"--samples", "--batches", "--stats", "--chunk", "--quiet", "--out", "--max-memory",
+    "sample": MODEL | {"--rules", "--param", "--samples", "--batches", "--stats", "--chunk", "--quiet", "--out", "--max-memory",
                        "--debug"},
     "compare": {"pred", "mc", "--stats", "--all", "--plot", "--max-z", "--debug"},
     "critical": {"--activation", "--depth", "--stats", "--k1", "--lb", "--lw", "--precise", "--json", "--debug"},

@@ -1,6 +1,7 @@
 """``ntkdiagrams sample``: Monte Carlo estimates from sampled finite-width networks.
 
     ntkdiagrams sample --activation tanh --depth 3 --width 32 --samples 10000 --stats K,G1,Theta,Theta1,V --out mc.json
+    ntkdiagrams sample --rules resmlp --param xi=1 --param C_W=0.6 --depth 4 --out res.json
 
 Statistics are named as in the rule file and in ``evaluate``; the sampled means E[zz] and E[H] are
 stored as "K+G1" and "Theta+Theta1" (what ``compare`` sets against K + G1/n and Θ + Θ1/n).  Writes :func:`ntkdiagrams.sampling.sampler.save_result`'s layout.  Building the parser imports
@@ -13,7 +14,7 @@ import sys
 import warnings
 
 from ..errors import InputError, NtkDiagramsError
-from .common import add_memory_argument, add_model_arguments, check_memory, model_from_args
+from .common import add_memory_argument, add_model_arguments, add_param_argument, check_memory, model_from_args
 from .files import check_output_file
 
 __all__ = ["DEFAULT_STATS", "add_parser", "run"]
@@ -37,6 +38,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "Theta1/n + O(1/n^2)); compare sets them against those sums. "
                     "Ctrl-C writes the finished batches.")
     add_model_arguments(p)
+    p.add_argument("--rules", default="mlp",
+                   help="rule file: a built-in name (mlp, resmlp, mlp_nobias) or a path (default mlp); "
+                        "the sampler builds its networks from the file's layer map")
+    add_param_argument(p)
     p.add_argument("--samples", type=int, default=10000, help="number of networks (default 10000)")
     p.add_argument("--batches", type=int, default=30,
                    help="batches for the batch-means standard error (default 30)")

@@ -5,7 +5,7 @@ with the engine.  Per-network objects (z, NTK, dNTK, ddNTKs) come from
 :mod:`ntkdiagrams.sampling.networks`; this module turns them into estimators with honest
 (batch-means) standard errors; the ``sample`` command is :mod:`ntkdiagrams.cli.sample`.
 
-Estimators (layer ℓ, fan-in width n = n_0 for ℓ = 1, the hidden width for ℓ ≥ 2; the
+Estimators (layer ℓ, fan-in width n = n_{ℓ−1}: n_0 for ℓ = 1, the hidden width for ℓ ≥ 2; the
 statistics use neurons 0 and 1 of layer ℓ and are averaged over the 0 ↔ 1 relabelling).
 The names are the rule file's (rules/mlp.toml), as in ``evaluate``; the two means are not
 separable into their orders in 1/n from one width, so each is stored once, under a name that
@@ -71,8 +71,8 @@ import numpy as np
 from ..numerics.inputs import check_inputs
 from .model import ModelSpec
 from ..errors import InputError
-from .networks import (activation_derivatives, draw_ensemble, forward, layer_objects,
-                                  layer_widths, parameter_count)
+from .interpreter import NetworkProgram, build_program
+from .networks import activation_derivatives, forward, layer_objects, parameter_count
 
 __all__ = ["ALL_STATS", "DEFAULT_STATS", "SAMPLED_SUMS", "STAT_ALIASES", "DEPRECATED_NAMES", "default_chunk",
            "parse_stats", "sample", "sample_memory", "save_result", "load_result"]
@@ -296,23 +296,19 @@ def sample_memory(n_inputs: int, n0: int, width: int, depth: int, stats=DEFAULT_
     return int(total)
 
 
-def _check_model(model: ModelSpec) -> np.ndarray:
+def _check_model(model: ModelSpec) -> tuple[np.ndarray, NetworkProgram]:
+    """The validated inputs and the forward program of the model's rule file."""
     if not isinstance(model, ModelSpec):
         raise InputError(f"model must be a ModelSpec; got {type(model).__name__}")
+    if model.inputs is None:
+        raise InputError("the model has no inputs (an (N, n0) array)")
     x = check_inputs(model.inputs)
     if int(model.depth) != model.depth or model.depth < 1:
         raise InputError(f"depth must be an integer >= 1; got {model.depth}")
     if model.depth >= 2 and (int(model.width) != model.width or model.width < 2):
         raise InputError(f"width must be an integer >= 2 for sampling (statistics use neurons "
                          f"0 and 1 of each layer); got {model.width}")
-    for name in ("cb", "cw"):
-        v = getattr(model, name)
-        if not np.isfinite(v) or v < 0:
-            raise InputError(f"{name} is a variance and must be finite and >= 0; got {v}")
-    for name in ("lb", "lw"):
-        if not np.isfinite(getattr(model, name)):
-            raise InputError(f"{name} must be finite; got {getattr(model, name)}")
-    return x
+    return x, build_program(model, x.shape[1])
 
 
 def _package_version() -> str:
@@ -323,14 +319,15 @@ def _package_version() -> str:
         return "unknown"
 
 
-def network_chunks(rng: np.random.Generator, count: int, chunk: int, widths, x: np.ndarray,
-                   model: ModelSpec, derivs: list):
-    """Draw ``count`` networks of ``model`` from ``rng`` in chunks of at most ``chunk``; yields
-    (networks in the chunk, ensemble, forward pass with σ derivatives ``derivs``)."""
+def network_chunks(rng: np.random.Generator, count: int, chunk: int, program: NetworkProgram,
+                   x: np.ndarray, derivs: list):
+    """Draw ``count`` networks of ``program`` (:mod:`~ntkdiagrams.sampling.interpreter`) from ``rng``
+    in chunks of at most ``chunk``; yields (networks in the chunk, ensemble, forward pass with σ
+    derivatives ``derivs``)."""
     left = count
     while left > 0:
         c = min(chunk, left)
-        ens = draw_ensemble(rng, c, widths, x, model.cb, model.cw, model.lb, model.lw)
+        ens = program.draw(rng, c, x)
         fw = forward(ens, derivs)
         yield c, ens, fw
         del ens, fw  # before the next chunk is drawn
@@ -345,8 +342,10 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
 
     Parameters
     ----------
-    model: the network and data set (docs/conventions.md §1); hidden width ``model.width``, output
-        layer of width 2 (only neurons 0 and 1 of any layer are used).
+    model: the network and data set (docs/conventions.md §1): the rule file ``model.rules`` (default
+        the MLP) with hyper-parameters by symbol name, built by the interpreter of
+        :mod:`ntkdiagrams.sampling.interpreter`; hidden width ``model.width`` (or r_ℓ times it),
+        output layer of width 2 (only neurons 0 and 1 of any layer are used).
     samples: number of networks S (≥ batches).
     seed: seed of the network stream (see module docstring).
     batches: number b of batches for the batch-means standard errors (≥ 2; 30 by default).
@@ -360,14 +359,14 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
 
     Returns
     -------
-    ``{"meta": {...model.meta(), "samples", "seed", "batches", "complete", "stats",
-    "estimates", "fan_in", "package_version"}, "layers": [{"layer": ℓ, stat: {"mean": ndarray,
+    ``{"meta": {...model.meta(), "rules", "params", "widths", "samples", "seed", "batches",
+    "complete", "stats", "estimates", "fan_in", "package_version"}, "layers": [{"layer": ℓ, stat: {"mean": ndarray,
     "stderr": ndarray}, ...}, ...]}`` with stat the stored names of :data:`ALL_STATS` (K and G1
     come back as "K+G1", Theta and Theta1 as "Theta+Theta1"; ``meta["estimates"]`` says what
     they estimate); tensors are N×N or N×N×N×N in the storage order of
     docs/conventions.md §3 (see the module docstring).
     """
-    x = _check_model(model)
+    x, program = _check_model(model)
     stats = parse_stats(stats)
     for name, v in (("samples", samples), ("batches", batches)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -384,8 +383,8 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
 
     L = int(model.depth)
     N = x.shape[0]
-    widths = layer_widths(x.shape[1], int(model.width), L)
-    fan_in = [widths[0]] + [widths[k] for k in range(1, L)]
+    widths = program.widths
+    fan_in = widths[:L]
     needs = set().union(*(_NEEDS[s] for s in stats))
     moments = sorted(set().union(*(_MOMENTS[s] for s in stats)))
     order = 3 if "ddIH" in needs else 2 if needs & {"dH", "ddIIH"} else 1 if needs else 0
@@ -402,7 +401,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     try:
         for bsize in _batch_sizes(int(samples), int(batches)):
             sums = [dict() for _ in range(L)]
-            for c, ens, fw in network_chunks(rng, bsize, chunk, widths, x, model, derivs):
+            for c, ens, fw in network_chunks(rng, bsize, chunk, program, x, derivs):
                 for ell in range(1, L + 1):
                     obj = layer_objects(ens, fw, ell, H=bool(needs), dH="dH" in needs,
                                         ddIH="ddIH" in needs, ddIIH="ddIIH" in needs,
@@ -441,6 +440,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
             entry[s] = {"mean": mean, "stderr": err}
         layers.append(entry)
     meta = dict(model.meta())
+    meta.update(program.meta())
     meta.update({"samples": int(used), "samples_requested": int(samples), "seed": int(seed),
                  "batches": int(nb), "batches_requested": int(batches), "complete": complete,
                  "stats": list(stats),
