@@ -72,7 +72,7 @@ from ..numerics.inputs import check_inputs
 from .model import ModelSpec
 from ..errors import InputError
 from .interpreter import NetworkProgram, build_program
-from .networks import activation_derivatives, forward, layer_objects, parameter_count
+from .networks import activation_derivatives, forward, layer_objects, layer_widths, parameter_count
 
 __all__ = ["ALL_STATS", "DEFAULT_STATS", "SAMPLED_SUMS", "STAT_ALIASES", "DEPRECATED_NAMES", "default_chunk",
            "parse_stats", "sample", "sample_memory", "save_result", "load_result"]
@@ -92,7 +92,7 @@ ALL_STATS = ("K+G1", "Theta+Theta1", "V", "A", "B", "D", "F", "P", "Q", "R", "S"
 DEFAULT_STATS = ("K+G1", "Theta+Theta1", "V", "A", "B", "D", "F")
 #: the names a request may use (rule-file names; the stored names; the deprecated ones)
 _REQUESTABLE = ("K", "G1", "Theta", "Theta1") + ALL_STATS[2:]
-_SEED_TAG = 0x4D43  # "MC": separates the network stream from the input stream of --random
+SEED_TAG = 0x4D43  # "MC": separates the network stream from the input stream of --random
 
 # Which per-network objects each statistic needs.
 _NEEDS = {"K+G1": set(), "V": set(), "Theta+Theta1": {"H"}, "A": {"H"}, "B": {"H"}, "D": {"H"},
@@ -230,12 +230,12 @@ def _estimate(stat: str, m: dict, n: int) -> np.ndarray:
     raise KeyError(stat)  # pragma: no cover
 
 
-def _batch_sizes(samples: int, batches: int) -> list[int]:
+def batch_sizes(samples: int, batches: int) -> list[int]:
     q, r = divmod(samples, batches)
     return [q + (1 if i < r else 0) for i in range(batches)]
 
 
-def _bytes_per_network(widths, N: int, needs: set) -> int:
+def bytes_per_network(widths, N: int, needs: set) -> int:
     """A rough upper bound of the working memory per network (for the default chunk)."""
     n = max(widths[1:-1] or [2])
     A = 2 * N
@@ -262,7 +262,7 @@ def _moment_entries(name: str, N: int) -> int:
 
 def default_chunk(widths, N: int, needs: set) -> int:
     """Networks per vectorised chunk when none is given: about 256 MB of working memory."""
-    return int(max(1, min(4096, 256 * 2 ** 20 // _bytes_per_network(widths, N, needs))))
+    return int(max(1, min(4096, 256 * 2 ** 20 // bytes_per_network(widths, N, needs))))
 
 
 def sample_memory(n_inputs: int, n0: int, width: int, depth: int, stats=DEFAULT_STATS, *, batches: int = 30,
@@ -281,7 +281,7 @@ def sample_memory(n_inputs: int, n0: int, width: int, depth: int, stats=DEFAULT_
     widths = layer_widths(int(n0), int(width), L)
     needs = set().union(*(_NEEDS[s] for s in stats))
     moments = set().union(*(_MOMENTS[s] for s in stats))
-    per_network = _bytes_per_network(widths, N, needs)
+    per_network = bytes_per_network(widths, N, needs)
     chunk = default_chunk(widths, N, needs) if chunk is None else int(chunk)
     # a statistic has as many input indices as its largest raw moment
     entries = sum(N ** max(_MOMENT_SHAPES.get(m, (1, 4))[1] for m in _MOMENTS[s]) for s in stats)
@@ -296,7 +296,7 @@ def sample_memory(n_inputs: int, n0: int, width: int, depth: int, stats=DEFAULT_
     return int(total)
 
 
-def _check_model(model: ModelSpec) -> tuple[np.ndarray, NetworkProgram]:
+def check_model(model: ModelSpec) -> tuple[np.ndarray, NetworkProgram]:
     """The validated inputs and the forward program of the model's rule file."""
     if not isinstance(model, ModelSpec):
         raise InputError(f"model must be a ModelSpec; got {type(model).__name__}")
@@ -366,7 +366,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     they estimate); tensors are N×N or N×N×N×N in the storage order of
     docs/conventions.md §3 (see the module docstring).
     """
-    x, program = _check_model(model)
+    x, program = check_model(model)
     stats = parse_stats(stats)
     for name, v in (("samples", samples), ("batches", batches)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -391,15 +391,15 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     derivs = activation_derivatives(model.activation, order)
     if chunk is None:
         chunk = default_chunk(widths, N, needs)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), _SEED_TAG]))
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), SEED_TAG]))
 
-    reporter = _make_reporter(progress)
+    reporter = make_reporter(progress)
     t0 = time.perf_counter()
     per_batch: list[list[dict]] = []  # per batch: per layer dict stat -> estimate
     done = 0
     complete = True
     try:
-        for bsize in _batch_sizes(int(samples), int(batches)):
+        for bsize in batch_sizes(int(samples), int(batches)):
             sums = [dict() for _ in range(L)]
             for c, ens, fw in network_chunks(rng, bsize, chunk, program, x, derivs):
                 for ell in range(1, L + 1):
@@ -424,7 +424,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
             reporter(None, int(samples), time.perf_counter() - t0)
 
     nb = len(per_batch)
-    used = sum(_batch_sizes(int(samples), int(batches))[:nb])
+    used = sum(batch_sizes(int(samples), int(batches))[:nb])
     layers = []
     for ell in range(L):
         entry: dict = {"layer": ell + 1}
@@ -450,7 +450,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     return {"meta": meta, "layers": layers}
 
 
-def _make_reporter(progress):
+def make_reporter(progress):
     if callable(progress):
         def call(done, total, elapsed):
             if done is not None:
