@@ -43,7 +43,9 @@ def s(a, k=0):
 
 # ---- (a) ξ = 0 is the MLP ----
 
-@pytest.mark.parametrize("name", TENSORS)
+# the two-point and NTK-mean tensors in the fast subset; the rest derive the whole residual set (slow)
+@pytest.mark.parametrize("name", [n if n in ("K", "G1", "V", "Theta", "Theta1") else
+                                  pytest.param(n, marks=pytest.mark.slow) for n in TENSORS])
 def test_residual_recursions_at_xi_zero_are_the_mlp_recursions(name):
     res, mlp = nd.derive(name, "resmlp"), nd.derive(name)
     assert res.rhs.has(xi) or name in ()          # the shortcut enters every recursion
@@ -155,6 +157,7 @@ def test_bias_free_mlp_has_no_bias_and_is_the_mlp_at_zero_bias(name):
 
 # ---- consistency of the Kronecker decomposition and the truncation ----
 
+@pytest.mark.slow
 def test_all_equal_neurons_give_the_sum_of_the_kronecker_structures():
     """κ(z_i, z_i, z_i, z_i) at one neuron: (V(1234) + V(1324) + V(1423))/n.  With shortcuts the
     fixed neurons could in principle add a structure δ_{i1 i2 i3 i4} the rule file does not declare;

@@ -41,6 +41,7 @@ def test_diagrams_add_up_to_the_recursion(name):
     assert all(nx.is_connected(d.graph) for d in rec.diagrams)  # a cumulant: connected diagrams only
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text, order", REQUESTS)
 def test_request_diagrams_add_up_to_each_coefficient(text, order):
     res = nd.derive_request(text, order=order)

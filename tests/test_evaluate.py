@@ -153,6 +153,7 @@ def test_relu_g1_diagonal_vanishes_and_matches_sharp_softplus():
 ALL_FIRST_ORDER = ["K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F"]
 
 
+@pytest.mark.slow
 def test_integration_by_parts_for_every_statistic():
     """Every blob sum integrated by parts equals the explicit derivatives (smooth σ, a duplicated input)."""
     x = np.array([[1.0, 0.2, -0.4], [0.3, -0.9, 0.5], [1.0, 0.2, -0.4]])

@@ -95,6 +95,7 @@ def test_without_width_nothing_changes():
             np.testing.assert_array_equal(a[k], b[k])  # bit-identical
 
 
+@pytest.mark.slow
 def test_relu_at_criticality_depth_10_width_64_warns():
     """Issue 16: ReLU (C_b = 0, C_W = 2), depth 10, n = 64, five inputs, statistics with A: the
     prediction of A is 30–45 % below sampled networks; V/K² = 5(ℓ−1) gives r_V = 45/64."""

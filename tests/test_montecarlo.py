@@ -204,6 +204,7 @@ def test_deep_linear_layer3_exact():
     assert np.max(lay3["V"]["stderr"]) < 0.15 * np.max(np.abs(V3))
 
 
+@pytest.mark.slow
 def test_relu_criticality_four_point_vertex():
     """ReLU, C_b = 0, C_W = 2, one input: K^(ℓ) = K^(1), V^(ℓ) = 5(ℓ−1)K² (layer 2 exact,
     layer 3 up to O(1/n) = O(1/64))."""

@@ -31,6 +31,7 @@ def _require(module: str):
                 "python3 -m pip install -e '.[test]'", pytrace=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_executes(name):
     nbformat = _require("nbformat")

@@ -85,6 +85,7 @@ def _layer2_linear(name):
                                   lambda e: sp.Integer(0)))
 
 
+@pytest.mark.slow
 def test_deep_linear_ntk_fluctuations_at_layer_two():
     """σ = z: B = C_W² Θ13 Θ24, F = C_W² Θ13 K24, D = C_W λ_W (K13 K24 + K14 K23),
     A = λ_W² (K13 K24 + K14 K23) + 2 C_W λ_W (...) — derived, against hand-derived closed forms."""
@@ -97,6 +98,7 @@ def test_deep_linear_ntk_fluctuations_at_layer_two():
     assert sp.expand(_layer2_linear("A") - lw ** 2 * kk) == 0
 
 
+@pytest.mark.slow
 def test_ntk_fluctuations_against_sampled_networks():
     """tanh, layer 3, n = 32: A, B, D, F and the NTK mean Θ + Θ1/n within error bars; the error
     bars (< 15 % of each value) are tight enough that a factor of two cannot pass.  (Θ1/n is
@@ -133,6 +135,7 @@ def test_dntk_forward_equation_is_derived():
     assert tangent_monomials(leg, 0, RULES, RULES.first_layer["z"], True) == []  # dH^(1) = 0
 
 
+@pytest.mark.slow
 def test_p_q_against_sampled_networks():
     """tanh, n = 32: P and Q exact at layer 2 (no 1/n remainder there), within error bars at layer 3;
     error bars tight enough that a factor of two cannot pass."""
@@ -148,6 +151,7 @@ def test_p_q_against_sampled_networks():
             assert e < 0.2 * abs(p), (layer + 1, s, idx, e, p)
 
 
+@pytest.mark.slow
 def test_dntk_statistics_for_kinks_per_network_and_distributional():
     """ReLU, layer 2 (exact at every width): the per-network statistics (σ'' = 0 almost
     everywhere, the default) agree with sampled networks, P and U vanish identically; the
@@ -174,6 +178,7 @@ def test_dntk_statistics_for_kinks_per_network_and_distributional():
         evaluate("relu", 2, x, stats=["P"], kinks="smoothed")
 
 
+@pytest.mark.slow
 def test_ddntk_means_at_layer_two_against_sampled_networks():
     """R, S, T, U at layer 2, where the first-order result is exact at every width (tanh, n = 16)."""
     x = np.array([[1.0, 0.2, -0.4], [0.3, -0.9, 0.5]])

@@ -65,6 +65,7 @@ def test_two_point_request_is_K_plus_G1():
     assert got == [("K", 0, (("i1", "i2"),)), ("G1", 1, (("i1", "i2"),))]
 
 
+@pytest.mark.slow
 def test_permuted_legs_are_recognised_as_V_with_permuted_slots():
     res = derive_request("Ec[z(i3;a3) z(i1;a1) z(i4;a4) z(i2;a2)]")
     assert {s.name for s in res.structures} == {"V"}
@@ -78,6 +79,7 @@ def test_permuted_legs_are_recognised_as_V_with_permuted_slots():
     assert len(res.structures) == 3
 
 
+@pytest.mark.slow
 def test_dNTK_request_is_P_and_Q():
     res = derive_request("E[dH(i0,i1,i2;a0,a1,a2) z(i3;a3)]")
     assert res.order == 1
@@ -119,6 +121,7 @@ def _check_against_sampler(text, patterns, order, samples=100_000, width=4):
     # one neuron, connected: V(12)(34) + V(13)(24) + V(14)(23), a new tensor
     ("Ec[z(i;a1) z(i;a2) z(i;a3) z(i;a4)]", [dict(i=0)], None, {"C1_zzzz_1"}),
 ])
+@pytest.mark.slow
 def test_requests_confirmed_by_the_sampler(text, patterns, order, new):
     res, zs = _check_against_sampler(text, patterns, order)
     assert new <= {s.name for s in res.structures}
@@ -136,6 +139,7 @@ def test_cli_derive_request(capsys):
     assert main(["derive", "V", "E[z(i1;a1) z(i2;a2)]"]) == 2
 
 
+@pytest.mark.slow
 def test_full_moments_are_written_through_named_cumulants():
     """E[zzzz] = Σ_partitions Π κ: the order-1 coefficient is K·G1 + G1·K + V, and the engine's
     coefficient equals that product of the named recursions symbolically (checked at derive)."""
@@ -161,6 +165,7 @@ def test_cli_evaluate_request(tmp_path):
     assert not (tmp_path / "bad.json").exists()
 
 
+@pytest.mark.slow
 def test_latex_with_coinciding_input_labels():
     """Coinciding labels square an activation inside an expectation: the LaTeX printer must cope."""
     tex = derive_request("Ec[z(i;a1) z(i;a2) z(i;b) z(i;b)]").latex()

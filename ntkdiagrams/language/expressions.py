@@ -81,6 +81,10 @@ def parse_expression(
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"{where}: cannot parse {text!r}: {exc.msg} (column {exc.offset})") from None
+    except ValueError as exc:       # Python 3.10: null bytes
+        raise ExpressionError(f"{where}: cannot parse {text!r}: {exc}") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"{where}: cannot parse {text!r}: nested too deeply for Python's parser") from None
     src = text.strip()
 
     def bad(node: ast.AST, why: str) -> ExpressionError:

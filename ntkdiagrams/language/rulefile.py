@@ -23,7 +23,7 @@ from sympy.core.function import AppliedUndef
 from .algebra import InputGram, permutation_group, sigma, tensor_class, width_ratio_class
 from .builtin import builtin_rules_dir
 from ..errors import ExpressionError, RuleFileError
-from .expressions import parse_expression
+from .expressions import MAX_LENGTH, parse_expression
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -186,6 +186,12 @@ def _str(path, key, value) -> str:
     return value
 
 
+def _list(path, key, value) -> list:
+    if not isinstance(value, list):
+        raise _err(path, key, f"must be a list, got {type(value).__name__} {value!r}")
+    return value
+
+
 def _ident(path, key, value) -> str:
     value = _str(path, key, value)
     if not value.isidentifier() or value.startswith("_"):
@@ -225,6 +231,10 @@ def parse_rules(source: str, path: str = "<string>") -> RuleSet:
     except tomllib.TOMLDecodeError as exc:
         raise RuleFileError(f"{path}: not valid TOML: {exc}") from None
     _check_keys(path, "top level", data, _TOP_KEYS, {"model", "fields", "parameters", "layer_map", "statistics"})
+    for section in sorted(set(data) - {"model"}):
+        if not isinstance(data[section], dict):
+            raise _err(path, section, f"must be a table of tables such as [{section}.name], "
+                                      f"got {type(data[section]).__name__}")
 
     model = data["model"]
     _check_keys(path, "model", model, {"name", "description", "width", "input_width", "activation",
@@ -252,7 +262,8 @@ def parse_rules(source: str, path: str = "<string>") -> RuleSet:
             if not isinstance(spec[k], int) or isinstance(spec[k], bool) or not 1 <= spec[k] <= 8:
                 raise _err(path, f"fields.{fname}.{k}", f"must be an integer in 1..8, got {spec[k]!r}")
         fields[fname] = FieldSpec(fname, spec["neurons"], spec["inputs"], spec.get("latex", fname),
-                                  spec.get("description", ""), tuple(spec.get("tangent", ())),
+                                  spec.get("description", ""),
+                                  tuple(_list(path, f"fields.{fname}.tangent", spec.get("tangent", []))),
                                   _slot_symmetries(path, f"fields.{fname}.slot_symmetries",
                                                    spec.get("slot_symmetries", []), spec["neurons"]),
                                   _derivative_pattern(path, f"fields.{fname}.derivatives",
@@ -343,7 +354,7 @@ def _slot_symmetries(path, key, value, k) -> tuple:
         raise _err(path, key, "must be a list of permutations such as [[1, 0]]")
     out = []
     for perm in value:
-        if not isinstance(perm, list) or sorted(perm) != list(range(k)):
+        if not isinstance(perm, list) or not all(type(q) is int for q in perm) or sorted(perm) != list(range(k)):
             raise _err(path, key, f"{perm!r} is not a permutation of 0..{k - 1}")
         out.append(tuple(perm))
     return tuple(out)
@@ -365,7 +376,8 @@ def _parse_map(path, key, fname, spec, fields, parameters, base_names, act_name,
                               "are derived from the layer map by the chain rule")
     neuron = sp.Symbol(_ident(path, f"{key}.neuron", spec["neuron"]), integer=True)
     inp = sp.Symbol(_ident(path, f"{key}.input", spec["input"]))
-    sums = tuple(sp.Symbol(_ident(path, f"{key}.sum_indices", s), integer=True) for s in spec.get("sum_indices", []))
+    sums = tuple(sp.Symbol(_ident(path, f"{key}.sum_indices", s), integer=True)
+                 for s in _list(path, f"{key}.sum_indices", spec.get("sum_indices", [])))
     index_names = {s.name: s for s in (neuron, inp, *sums)}
     clash = set(index_names) & (set(base_names) | set(parameters) | set(fields))
     if clash:
@@ -414,6 +426,22 @@ def _parse_map(path, key, fname, spec, fields, parameters, base_names, act_name,
     return LayerMap(fname, neuron, inp, sums, sp.expand(rhs), spec["rhs"], fan_in, shortcut)
 
 
+def _syntax_tree(path, key, text):
+    """Python's syntax tree of an expression, read only to collect its names (the restricted
+    parser builds the expression); every failure is a RuleFileError."""
+    import ast as _ast
+    if len(text) > MAX_LENGTH:
+        raise _err(path, key, f"expression longer than {MAX_LENGTH} characters")
+    try:
+        return _ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise _err(path, key, f"cannot parse: {exc.msg}") from None
+    except ValueError as exc:       # Python 3.10: null bytes
+        raise _err(path, key, f"cannot parse: {exc}") from None
+    except (RecursionError, MemoryError):
+        raise _err(path, key, "cannot parse: nested too deeply for Python's parser") from None
+
+
 def _parse_statistic(path, key, stname, spec, fields, width, tensor_args, taken):
     legs = []
 
@@ -430,10 +458,7 @@ def _parse_statistic(path, key, stname, spec, fields, width, tensor_args, taken)
 
     # indices: every identifier not a field; collect by a first pass over the text
     import ast as _ast
-    try:
-        tree = _ast.parse(_str(path, f"{key}.cumulant", spec["cumulant"]).strip(), mode="eval")
-    except SyntaxError as exc:
-        raise _err(path, f"{key}.cumulant", f"cannot parse: {exc.msg}") from None
+    tree = _syntax_tree(path, f"{key}.cumulant", _str(path, f"{key}.cumulant", spec["cumulant"]))
     idx_names = sorted({n.id for n in _ast.walk(tree) if isinstance(n, _ast.Name)} - set(fields))
     for nm in idx_names:
         if nm.startswith("_") or nm in taken or nm in _RESERVED:
@@ -467,10 +492,7 @@ def _parse_statistic(path, key, stname, spec, fields, width, tensor_args, taken)
         return build
 
     text = _str(path, f"{key}.expansion", spec["expansion"])
-    try:
-        etree = _ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise _err(path, f"{key}.expansion", f"cannot parse: {exc.msg}") from None
+    etree = _syntax_tree(path, f"{key}.expansion", text)
     called = {n.func.id for n in _ast.walk(etree) if isinstance(n, _ast.Call) and isinstance(n.func, _ast.Name)}
     tnames = sorted(called - {"delta"})
     for tn in tnames:

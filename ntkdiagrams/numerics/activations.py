@@ -21,10 +21,11 @@ Max(0, z)
 >>> act.derivative(1)
 Heaviside(z)
 >>> parse_activation("leaky_relu:0.1").scale_invariant
-(1, 0.1)
+(1, 1/10)
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
@@ -121,8 +122,53 @@ def lambdify_z(expr: sp.Expr) -> Callable[[np.ndarray], np.ndarray]:
     return fn
 
 
+#: floating-point versions of the functions a user activation may contain (for the screen below)
+_FLOAT_FUNCTIONS = {sp.tanh: math.tanh, sp.erf: math.erf, sp.exp: math.exp, sp.log: math.log, sp.sin: math.sin,
+                    sp.cos: math.cos, sp.Abs: abs, sp.atan: math.atan, sp.sinh: math.sinh, sp.cosh: math.cosh,
+                    sp.Max: max, sp.Min: min, sp.Heaviside: lambda x, h0=0.5: 1.0 if x > 0 else 0.0 if x < 0 else h0}
+
+
+def _float_at(expr: sp.Expr, t: float):
+    """σ(t) in floating point, or None where that fails (overflow, complex, unknown function)."""
+    if expr == z:
+        return t
+    try:
+        if expr.is_Number or expr.is_NumberSymbol:
+            value = float(expr)
+            return value if math.isfinite(value) else None
+        args = [_float_at(a, t) for a in expr.args]
+        if any(a is None for a in args):
+            return None
+        if expr.is_Add:
+            value = math.fsum(args)
+        elif expr.is_Mul:
+            value = math.prod(args)
+        elif expr.is_Pow:
+            value = args[0] ** args[1]
+        else:
+            f = _FLOAT_FUNCTIONS.get(expr.func)
+            value = f(*args) if f is not None else None
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _not_homogeneous(expr: sp.Expr) -> bool:
+    """A cheap screen before the exact test of :func:`_scale_invariant_slopes` (whose ``simplify``
+    can take minutes on deeply nested functions): True when σ(t)/t takes clearly different values
+    at two points of the same sign, so σ is not a₊ z for z > 0 and a₋ z for z < 0."""
+    for sign in (1.0, -1.0):
+        ratios = [v / t for t in (sign * 0.25, sign * 0.5, sign * 1.0, sign * 1.5, sign * 2.0)
+                  if (v := _float_at(expr, t)) is not None]
+        if len(ratios) >= 2 and max(ratios) - min(ratios) > 1e-6 * max(1.0, max(map(abs, ratios))):
+            return True
+    return False
+
+
 def _scale_invariant_slopes(expr: sp.Expr):
     """Return (a₊, a₋) if expr = a₊ z (z>0), a₋ z (z<0) exactly, else None."""
+    if _not_homogeneous(expr):
+        return None
     zp = sp.Symbol("zp", positive=True)
     try:
         plus = sp.simplify(expr.subs(z, zp) / zp)
@@ -133,16 +179,99 @@ def _scale_invariant_slopes(expr: sp.Expr):
         return None
     if not (plus.is_number and minus.is_number):
         return None
-    return (sp.nsimplify(plus), sp.nsimplify(minus)) if (plus.is_real and minus.is_real) else None
+    return (_nsimplify(plus), _nsimplify(minus)) if (plus.is_real and minus.is_real) else None
 
 
-@lru_cache(maxsize=128)
+#: the functions in mpmath.identify's formulas (called without constants)
+_IDENTIFY_FUNCTIONS = {"sqrt": sp.sqrt, "log": sp.log, "exp": sp.exp}
+
+
+def _nsimplify(x: sp.Expr, rational: bool | None = None) -> sp.Expr:
+    """``sympy.nsimplify(x)`` of a number ``x`` (default options), step for step, except that the
+    formula mpmath.identify finds (``'(1/10)'``, ``'(sqrt(2)/2)'``) is read by the restricted
+    parser: sympy reads it with ``sympify``, which ``eval``s it.  Same results (0.1 → 1/10,
+    0.7071067811865476 → sqrt(2)/2), nothing executed."""
+    import mpmath
+
+    if x.is_Integer:
+        return x
+    x = x.xreplace({sp.Float("inf"): sp.oo, sp.Float("-inf"): -sp.oo})
+    if x is sp.oo or x is -sp.oo:
+        return x
+    tolerance = 10 ** -min([15] + [mpmath.libmp.libmpf.prec_to_dps(f._prec) for f in x.atoms(sp.Float)])
+    prec = 30
+    bprec = int(prec * 3.33)
+    re, im = x.evalf(prec, chop=True).as_real_imag()
+    if not (re.is_Number and im.is_Number):
+        return x
+
+    def identify(v):
+        orig = mpmath.mp.dps
+        xv = v._to_mpmath(bprec)
+        try:
+            mpmath.mp.dps = prec
+            formula = mpmath.identify(xv, constants={}, tol=tolerance, full=False)
+            if not formula:
+                raise ValueError
+            found = parse_expression(formula, functions=_IDENTIFY_FUNCTIONS, where="mpmath.identify")
+            if v and not found:
+                raise ValueError
+            if found.is_finite is False and xv not in [mpmath.inf, mpmath.ninf]:
+                raise ValueError
+            return found
+        finally:
+            mpmath.mp.dps = orig
+
+    try:
+        if re:
+            re = identify(re)
+        if im:
+            im = identify(im)
+    except ValueError:      # ExpressionError included
+        return _real_to_rational(x) if rational is None else x
+    rv = re + im * sp.I
+    if rv != x or rational is False:
+        return rv
+    return _real_to_rational(x)
+
+
+def _real_to_rational(x: sp.Expr) -> sp.Expr:
+    """sympy's ``_real_to_rational(x)`` (base-10 conversion of each Float), through :func:`_nsimplify`."""
+    import mpmath
+
+    reps = {}
+    for fl in x.atoms(sp.Float):
+        key = fl
+        r = _nsimplify(fl, rational=False)
+        if fl and not r:
+            r = sp.Rational(fl)
+        elif not r.is_Rational:
+            if fl in (sp.Float("inf"), sp.Float("-inf")):
+                r = sp.zoo
+            elif fl < 0:
+                fl = -fl
+                d = sp.Pow(10, int(mpmath.log(fl) / mpmath.log(10)))
+                r = -sp.Rational(str(fl / d)) * d
+            elif fl > 0:
+                d = sp.Pow(10, int(mpmath.log(fl) / mpmath.log(10)))
+                r = sp.Rational(str(fl / d)) * d
+            else:
+                r = sp.Integer(0)
+        reps[key] = r
+    return x.subs(reps, simultaneous=True)
+
+
 def parse_activation(text: str) -> Activation:
     """Parse an activation: a shortcut name, ``leaky_relu:a``, or an expression in ``z``."""
     if not isinstance(text, str) or not text.strip():
         raise ActivationError("activation must be a non-empty string such as 'tanh' or 'z*tanh(z)'")
+    return _parse_activation(text)
+
+
+@lru_cache(maxsize=128)
+def _parse_activation(text: str) -> Activation:
     t = text.strip()
-    if t.startswith("leaky_relu"):
+    if t == "leaky_relu" or t.startswith("leaky_relu:"):
         _, _, slope = t.partition(":")
         slope = slope.strip() or "0.01"
         try:

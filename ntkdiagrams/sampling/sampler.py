@@ -50,8 +50,11 @@ Examples
 >>> m = ModelSpec(parse_activation("linear"), depth=2, width=8, cb=0.0, cw=1.0, lb=1.0,
 ...               lw=1.0, inputs=np.array([[1.0, 0.0]]))
 >>> r = sample(m, 600, stats=("K",), batches=30)
->>> r["layers"][0]["K+G1"]["mean"].shape
+>>> G = r["layers"][1]["K+G1"]    # layer 2 of a linear network: E[z z] = K = C_W x·x/n0 = 1/2, no 1/n term
+>>> G["mean"].shape
 (1, 1)
+>>> bool(abs(G["mean"][0, 0] - 0.5) < 3 * G["stderr"][0, 0])
+True
 
 The names ``G`` (for K+G1) and ``NTK`` (for Theta+Theta1) of earlier versions are accepted
 with a DeprecationWarning, and :func:`load_result` renames them in files written before.
