@@ -28,10 +28,10 @@ MODEL = {"--activation", "--depth", "--width", "--cb", "--cw", "--lb", "--lw", "
 OPTIONS = {
     "derive": {"statistics", "--order", "--connected", "--rules", "--latex", "--standalone", "--explicit",
                "--draw", "--diagonal", "--activation", "--diagrams"},
-    "evaluate": MODEL | {"--stats", "--request", "--order", "--degree", "--kinks", "--rules", "--out"},
+    "evaluate": MODEL | {"--param", "--stats", "--request", "--order", "--degree", "--kinks", "--rules", "--out"},
     "sample": MODEL | {"--samples", "--batches", "--stats", "--chunk", "--quiet", "--out"},
     "compare": {"pred", "mc", "--stats", "--all", "--plot", "--max-z"},
-    "critical": {"--activation", "--depth", "--stats", "--k1", "--lb", "--lw", "--precise", "--json"},
+    "critical": {"--activation", "--depth", "--stats", "--k1", "--lb", "--lw", "--precise", "--json", "--rules"},
 }
 
 

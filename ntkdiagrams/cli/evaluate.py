@@ -1,6 +1,7 @@
 """``ntkdiagrams evaluate``: the derived recursions iterated for a data set (numbers).
 
     ntkdiagrams evaluate --activation tanh --depth 5 --width 32 --random 4,3 --out pred.json
+    ntkdiagrams evaluate --rules resmlp --param xi=1 --param C_W=0.6 --depth 4 --out pred.json
     ntkdiagrams evaluate --request 'E[z(i1;a1) z(i2;a2)]' --order 1 --out pred.json
 
 Writes :func:`ntkdiagrams.numerics.evaluate.write_result`'s layout (JSON or npz), or prints the
@@ -13,7 +14,8 @@ import sys
 
 from .. import __version__
 from ..errors import InputError
-from .common import add_model_arguments, model_from_args
+from .common import add_model_arguments, add_param_arguments, model_from_args, params_from_args, \
+    shorthands_from_args
 
 __all__ = ["KINKS", "add_parser", "run"]
 
@@ -26,6 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``evaluate`` (sets ``func=run``)."""
     p = subparsers.add_parser("evaluate", help="evaluate derived recursions for a data set (numbers)")
     add_model_arguments(p)
+    add_param_arguments(p)
     p.add_argument("--stats", default="K,G1,V", help="comma-separated tensors, or 'all' (default K,G1,V)")
     p.add_argument("--request", help="a correlator request 'E[...]' / 'Ec[...]' instead of --stats: every "
                                      "coefficient of its decomposition (see `ntkdiagrams derive 'E[...]'`)")
@@ -44,32 +47,51 @@ def run(args: argparse.Namespace) -> int:
     """Run ``evaluate``: 0 on success (bad input raises :class:`~ntkdiagrams.errors.InputError`)."""
     from ..language.rulefile import load_rules
     from ..numerics.evaluate import evaluate, evaluate_request
+    from ..numerics.hyperparameters import resolve_hyperparameters
 
     model = model_from_args(args)
     if args.out and not (args.out.endswith(".json") or args.out.endswith(".npz")):
         raise InputError(f"--out must end in .json or .npz; got {args.out!r}")
+    rules = load_rules(args.rules)
+    hyper = dict(params=params_from_args(args), **shorthands_from_args(args))
+    # the values by symbol name, for the meta (evaluate checks the same way)
+    values = resolve_hyperparameters(rules, model.depth, hyper["params"],
+                                     {k: v for k, v in hyper.items() if k != "params"}).meta()
     stats = "all" if args.stats == "all" else [s.strip() for s in args.stats.split(",") if s.strip()]
     if args.request:
         from ..engine.request import derive_request
-        res = derive_request(args.request, load_rules(args.rules), order=args.order, settings=args.settings)
+        res = derive_request(args.request, rules, order=args.order, settings=args.settings)
         stats = [res.key(st) for st in res.structures]
-        layers = evaluate_request(res, model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw,
-                                  lb=model.lb, lw=model.lw, degree=args.degree, progress=True, kinks=args.kinks,
-                                  settings=args.settings)
+        layers = evaluate_request(res, model.activation, model.depth, model.inputs, **hyper, degree=args.degree,
+                                  progress=True, kinks=args.kinks, settings=args.settings)
         layers = [{k: v for k, v in layer.items() if k == "layer" or k in stats} for layer in layers]
-        meta = {**model.meta(), "request": args.request, "order": res.order, "rules": args.rules,
+        meta = {**_model_meta(model, values), "request": args.request, "order": res.order, "rules": args.rules,
                 "structures": [{"tensor": res.key(st), "deltas": [[str(i) for i in b] for b in st.deltas],
                                 "order": st.order, "args": [str(a) for a in st.args],
                                 "coefficient": str(st.coefficient), "named": st.named} for st in res.structures],
                 "labels": [str(a) for a in res.request.labels], "package_version": __version__,
                 "kind": "prediction"}
         return _emit(args, meta, layers)
-    layers = evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,
-                      lw=model.lw, stats=stats, rules=load_rules(args.rules), degree=args.degree, progress=True,
-                      kinks=args.kinks, settings=args.settings)
-    meta = {**model.meta(), "stats": stats, "rules": args.rules, "degree": args.degree, "kinks": args.kinks,
-            "package_version": __version__, "kind": "prediction"}
+    layers = evaluate(model.activation, model.depth, model.inputs, **hyper, stats=stats, rules=rules,
+                      degree=args.degree, progress=True, kinks=args.kinks, settings=args.settings)
+    meta = {**_model_meta(model, values), "stats": stats, "rules": args.rules, "degree": args.degree,
+            "kinks": args.kinks, "package_version": __version__, "kind": "prediction"}
     return _emit(args, meta, layers)
+
+
+def _model_meta(model, values: dict) -> dict:
+    """The model's meta with the hyper-parameters by symbol name (``params``: a number, or the list of
+    per-layer values); cb/cw/lb/lw only where the rule file declares C_b, C_W, λ_b, λ_W."""
+    from ..numerics.hyperparameters import SHORTHANDS
+
+    meta = model.meta()
+    for short, sym in SHORTHANDS.items():
+        if sym in values:
+            meta[short] = values[sym]
+        else:
+            meta.pop(short, None)
+    meta["params"] = values
+    return meta
 
 
 def _emit(args, meta, layers) -> int:

@@ -347,7 +347,8 @@ def max_derivative_order(expr: sp.Expr) -> int:
 
 
 def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict | None = None,
-             cb=None, cw=None, lb=None, lw=None, stats: Sequence[str] | str = ("K", "G1", "V"), rules: RuleSet | str | None = None,
+             cb=None, cw=None, lb=None, lw=None,
+             stats: Sequence[str] | str = ("K", "G1", "V"), rules: RuleSet | str | None = None,
              degree: int | None = None, progress: bool | Callable = False,
              blob_method: str = "auto", extra: dict | None = None,
              kinks: str = "per-network", settings: Settings | None = None) -> list[dict]:

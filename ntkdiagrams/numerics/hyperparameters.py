@@ -89,8 +89,10 @@ class HyperParameters:
         if missing:
             parts = [f"{k} (in the recursion of {', '.join(sorted(set(used[k])))})" for k in missing]
             example = ", ".join(f"{k!r}: …" for k in missing)
+            flags = " ".join(f"--param {k}=…" for k in missing)
             raise InputError(f"{_where(self.rules)}: no value for {'; '.join(parts)}; give it as "
-                             f"params={{{example}}} (a number, or one per layer 1..{self.depth})")
+                             f"params={{{example}}} (command line: {flags}), a number or one per layer "
+                             f"1..{self.depth}")
 
     def meta(self) -> dict:
         """Name → value (a number when equal in every layer, else the list) for JSON files."""
@@ -150,7 +152,8 @@ def resolve_hyperparameters(rules: RuleSet, depth: int, params: Mapping | None =
             raise InputError(f"{where}: {short} sets {sym}, which this rule file does not declare; "
                              f"its names are {', '.join(names) or '(none)'}")
         if sym in given:
-            raise InputError(f"{sym} given twice: as {short}= and in params; give one")
+            raise InputError(f"{sym} given twice: by its shorthand {short} (--{short}) and by name (params, "
+                             f"--param {sym}=…); give one")
         given[sym] = v
     values = {k: _per_layer(v, depth, k, where) for k, v in given.items()}
     for k in rules.symbols:
