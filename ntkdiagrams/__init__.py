@@ -27,7 +27,14 @@ Public API
 ``depth_scaling(activation, depth, stats="all") -> DepthScaling``
     Normalised first-order tensors (V/K², A/Θ², …) per layer at criticality, with tail fits.
 
-Errors derive from :class:`ntkdiagrams.errors.NtkDiagramsError`.
+``Settings`` (``ntkdiagrams.settings``)
+    How to run (compiled kernel, threads, cache folder, allocator), never what to compute; every
+    entry point takes ``settings=None`` (read from the ``NTKDIAGRAMS_*`` environment variables).
+
+Errors derive from :class:`ntkdiagrams.errors.NtkDiagramsError` (a divergent or non-finite
+number: :class:`~ntkdiagrams.errors.NumericsError`); ``evaluate(..., width=n)`` attaches the
+expansion health and warns with :class:`~ntkdiagrams.numerics.health.ExpansionWarning` where the
+1/n expansion is out of its range.
 """
 __version__ = "0.1.0"
 
@@ -38,6 +45,9 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "parse_activation": "ntkdiagrams.numerics.activations",
     "NtkDiagramsError": "ntkdiagrams.errors",
+    "NumericsError": "ntkdiagrams.errors",
+    "ExpansionWarning": "ntkdiagrams.numerics.health",
+    "Settings": "ntkdiagrams.settings",
     "Recursion": "ntkdiagrams.engine.recursion",
     "derive": "ntkdiagrams.engine.derivation",
     "derive_request": "ntkdiagrams.engine.request",
@@ -53,8 +63,8 @@ _PUBLIC = {
 }
 
 __all__ = ["ModelSpec", "load_rules", "derive", "derive_request", "Recursion", "RequestResult", "evaluate",
-           "evaluate_request", "sample", "parse_activation", "NtkDiagramsError", "critical_point", "depth_scaling",
-           "CriticalPoint"]
+           "evaluate_request", "sample", "parse_activation", "NtkDiagramsError", "NumericsError", "ExpansionWarning",
+           "Settings", "critical_point", "depth_scaling", "CriticalPoint"]
 
 
 def __getattr__(name: str):

@@ -30,3 +30,22 @@ class InputError(NtkDiagramsError, ValueError):
 
 class UnsupportedError(NtkDiagramsError, NotImplementedError):
     """A request the engine understands but cannot (yet) answer at the asked order."""
+
+
+class NumericsError(InputError):
+    """A number that cannot be trusted: a Gaussian expectation that diverges or cannot be
+    computed accurately for the given activation and variances, or a NaN/inf in a result.
+
+    A subclass of :class:`InputError` (the cause is the input: activation, hyper-parameters,
+    depth).  Optional attributes, None when unknown: ``layer``, ``statistic``, ``inputs`` (the
+    tuple of input indices), ``reason`` (e.g. "diverges", "loses accuracy", "not finite") and
+    ``growth`` (the divergence measure s of :mod:`ntkdiagrams.numerics.gaussian.growth`)."""
+
+    def __init__(self, message: str, *, layer=None, statistic=None, inputs=None, reason=None,
+                 growth=None):
+        super().__init__(message)
+        self.layer = layer
+        self.statistic = statistic
+        self.inputs = inputs
+        self.reason = reason
+        self.growth = growth

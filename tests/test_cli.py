@@ -27,11 +27,14 @@ MODEL = {"--activation", "--depth", "--width", "--cb", "--cw", "--lb", "--lw", "
 #: every option of every subcommand (the interface; a change here is a change for users)
 OPTIONS = {
     "derive": {"statistics", "--order", "--connected", "--rules", "--latex", "--standalone", "--explicit",
-               "--draw", "--diagonal", "--activation", "--diagrams"},
-    "evaluate": MODEL | {"--param", "--stats", "--request", "--order", "--degree", "--kinks", "--rules", "--out"},
-    "sample": MODEL | {"--samples", "--batches", "--stats", "--chunk", "--quiet", "--out"},
-    "compare": {"pred", "mc", "--stats", "--all", "--plot", "--max-z"},
-    "critical": {"--activation", "--depth", "--stats", "--k1", "--lb", "--lw", "--precise", "--json", "--rules"},
+               "--draw", "--diagonal", "--activation", "--diagrams", "--debug"},
+    "evaluate": MODEL | {"--param", "--stats", "--request", "--order", "--degree", "--kinks", "--rules", "--out",
+                         "--max-memory", "--debug"},
+    "sample": MODEL | {"--rules", "--param", "--samples", "--batches", "--stats", "--chunk", "--quiet", "--out", "--max-memory",
+                       "--debug"},
+    "compare": {"pred", "mc", "--stats", "--all", "--plot", "--max-z", "--debug"},
+    "critical": {"--activation", "--depth", "--stats", "--k1", "--lb", "--lw", "--precise", "--json", "--debug",
+                 "--rules"},
 }
 
 
@@ -87,7 +90,9 @@ def test_subcommand_help_exits_0_and_lists_its_options(name):
 
 def test_derive_help_lists_the_builtin_rule_files():
     r = _python("-m", "ntkdiagrams", "derive", "--help")
-    assert "built-in name: mlp;" in " ".join(r.stdout.split())
+    text = " ".join(r.stdout.split())
+    for name in ("mlp", "mlp_nobias", "resmlp"):
+        assert name in text.split("built-in name:")[1].split(";")[0]
 
 
 def test_version(capsys):
@@ -125,7 +130,7 @@ def test_usage_error_from_a_fresh_interpreter():
     (["evaluate", "--depth", "0"], "ntkdiagrams evaluate: error: --depth must be >= 1"),
     (["evaluate", "--random", "2"], "ntkdiagrams evaluate: error: --random expects N,n0"),
     (["derive", "K", "--rules", "nosuch"], "ntkdiagrams derive: error: no rule file 'nosuch' (built-in rule "
-                                            "files: ['mlp'])"),
+                                            "files: ['mlp', 'mlp_nobias', 'resmlp'])"),
     (["critical", "--depth", "-1", "--activation", "softplus"], "ntkdiagrams critical: error: --depth must be"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, capsys):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ntkdiagrams.cli import main
-from ntkdiagrams.errors import ActivationError, InputError, UnsupportedError
+from ntkdiagrams.errors import ActivationError, InputError, NumericsError, UnsupportedError
 from ntkdiagrams.numerics.evaluate import evaluate
 
 RNG = np.random.default_rng(7)
@@ -180,3 +180,94 @@ def test_scale_invariant_theta1_vanishes_on_the_diagonal(act):
 def test_tanh_theta1_diagonal_does_not_vanish():
     x = np.array([[1.0, 0.2, -0.4]])
     assert abs(evaluate("tanh", 3, x, cb=0.1, cw=1.5, stats=["Theta1"])[-1]["Theta1"][0, 0]) > 1e-3
+
+
+# --- issue 16: divergent or non-finite results are errors, never numbers -------------------------
+
+def test_exp_z2_diverges_at_layer_2_with_inputs_and_reason():
+    """⟨e^{4z²}⟩ diverges for K ≥ 1/8: V^(2) (once 8.5e28 in silence) is refused."""
+    x = np.random.default_rng(0).standard_normal((2, 3))  # as the CLI's default --random 2,3
+    with pytest.raises(NumericsError) as info:
+        evaluate("exp(z**2)", 3, x)
+    err = info.value
+    assert (err.layer, err.statistic, err.inputs, err.reason) == (2, "V", (0, 0, 0, 0), "diverges")
+    assert "layer 2, V" in str(err) and "(0, 0, 0, 0)" in str(err) and "c = 1 per factor" in str(err)
+    assert isinstance(err, InputError)
+
+
+def test_exp_z2_kernel_diverges_at_layer_3():
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    with pytest.raises(NumericsError, match=r"layer 3, K: .*inputs \(0, 0\) diverges") as info:
+        evaluate("exp(z**2)", 4, x, stats=["K"])
+    assert info.value.growth > 1
+
+
+@pytest.mark.parametrize("cw, reason", [(0.1, None), (0.8, "loses accuracy"), (1.01, "diverges")])
+def test_growth_against_variance_threshold(cw, reason):
+    """σ = e^{z²/4} on one input with K^(1) = C_W: ⟨σσ⟩ has s = K; exact up to s = 0.6."""
+    x = np.array([[1.0, -1.0]])
+    if reason is None:
+        layers = evaluate("exp(z**2/4)", 2, x, cw=cw, stats=["K"])
+        assert layers[1]["K"][0, 0] == pytest.approx(cw * (1 - cw) ** -0.5, rel=1e-12)  # C_W ⟨σ²⟩
+    else:
+        with pytest.raises(NumericsError, match=reason) as info:
+            evaluate("exp(z**2/4)", 2, x, cw=cw, stats=["K"])
+        assert info.value.reason == reason and info.value.inputs == (0, 0)
+
+
+@pytest.mark.parametrize("act, stats, stat, text", [
+    ("relu", ["K"], "K", r"layer 2: K\[0, 0\] = inf is not finite"),
+    ("linear", ["K", "V"], "V", "coefficient of the recursion overflows"),
+])
+def test_overflow_is_an_error_naming_statistic_layer_and_component(act, stats, stat, text):
+    with pytest.raises(NumericsError, match=text) as info:
+        evaluate(act, 3, np.array([[1.0, 1.0]]), cw=1e200, stats=stats)
+    assert info.value.layer == 2 and info.value.statistic == stat
+
+
+def test_quadratic_growth_rates():
+    import sympy as sp
+
+    from ntkdiagrams.numerics.activations import parse_activation, z
+    from ntkdiagrams.numerics.gaussian.growth import numeric_growth, quadratic_growth
+    cases = [(sp.exp(z ** 2) * sp.tanh(z), 1.0, 1.0), (sp.tanh(z) ** 4, 0.0, 0.0),
+             (sp.exp(-z ** 2 / 2), -0.5, -0.5), (sp.exp(z ** 3), np.inf, -np.inf),
+             (sp.cosh(z) ** 3, 0.0, 0.0), (1 / (1 + sp.exp(-z ** 2)), 0.0, 0.0),
+             (parse_activation("gelu").derivative(2), -0.5, -0.5), (sp.exp(sp.exp(z)), np.inf, 0.0)]
+    for expr, plus, minus in cases:
+        assert (quadratic_growth(expr, 1), quadratic_growth(expr, -1)) == (plus, minus), expr
+    assert numeric_growth(sp.exp(z ** 2) * sp.sin(z)) == pytest.approx(1.0, abs=1e-6)
+    assert numeric_growth(sp.exp(3 * z) * z ** 5) == 0.0
+
+
+def test_growth_excess_matches_the_closed_form_of_a_bivariate_gaussian():
+    """⟨e^{z1²} e^{z2²}⟩ = 1/√(det C det(C⁻¹ − 2I)) exists iff s = λmax(2C) < 1."""
+    import sympy as sp
+
+    from ntkdiagrams.numerics.activations import z
+    from ntkdiagrams.numerics.gaussian import expectation_tensor
+    from ntkdiagrams.numerics.gaussian.growth import growth_excess
+    C = np.array([[0.12, 0.06], [0.06, 0.1]])  # every tuple, (0, 0) included, has s ≤ 0.48
+    s = growth_excess([1.0, 1.0], C[None])[0]
+    assert s == pytest.approx(2 * np.linalg.eigvalsh(C)[-1], rel=1e-12)
+    T = expectation_tensor([sp.exp(z ** 2)] * 2, C)
+    exact = 1 / np.sqrt(np.linalg.det(C) * np.linalg.det(np.linalg.inv(C) - 2 * np.eye(2)))
+    assert T[0, 1] == pytest.approx(exact, rel=1e-9)
+    with pytest.raises(NumericsError, match=r"inputs \(0, 0\) diverges"):
+        expectation_tensor([sp.exp(z ** 2)] * 2, 4 * C)
+
+
+def test_cli_exp_z2_is_an_error_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    assert main(["evaluate", "--activation", "exp(z**2)", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "error: layer 2, V:" in err and "diverges" in err and "RuntimeWarning" not in err
+    assert not out.exists()
+
+
+def test_json_output_is_standard(tmp_path):
+    from ntkdiagrams.numerics.evaluate import write_result
+    out = tmp_path / "p.json"
+    with pytest.raises(ValueError):
+        write_result(str(out), {"x": float("nan")}, [{"layer": 1, "K": np.eye(1)}])
+    assert not out.exists()

@@ -401,18 +401,64 @@ def format_table(rows: list[dict], symmetries: dict | None = None, *, header: bo
 
 def load_prediction(path: str) -> dict:
     """Read a prediction file written by ``evaluate`` (:func:`ntkdiagrams.numerics.evaluate.write_result`):
-    JSON, or npz (read like a Monte Carlo result).  Raises InputError for an unreadable file."""
+    JSON, or npz (read like a Monte Carlo result).  Raises InputError naming the file for a
+    missing, unreadable or undecodable file, a Monte Carlo result given in its place, and
+    entries that are not tables with an integer 'layer'."""
     if os.path.splitext(path)[1].lower() == ".npz":
-        from ..sampling.sampler import load_result
-        return load_result(path)
+        return _load_npz_prediction(path)
     try:
         with open(path, "r", encoding="utf-8") as fh:
             doc = json.load(fh)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read a JSON prediction ({exc.strerror or exc})") from None
+    except ValueError as exc:  # also UnicodeDecodeError: a binary file
         raise InputError(f"{path}: cannot read a JSON prediction ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list):
         raise InputError(f"{path}: not a prediction file (no 'layers' list)")
+    _check_prediction(doc, path)
     return doc
+
+
+def _load_npz_prediction(path: str) -> dict:
+    import zipfile
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not hasattr(f, "files"):
+                raise InputError(f"{path}: a single .npy array, not an .npz prediction of 'evaluate'")
+            meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
+            layers: dict = {}
+            for key in f.files:
+                if key == "meta":
+                    continue
+                lay, _, stat = key.partition("/")
+                if not lay.startswith("layer") or not stat:
+                    raise InputError(f"{path}: unexpected entry {key!r} (expected layer<l>/<tensor>)")
+                ell = int(lay[len("layer"):])
+                if "/" in stat:  # layer<l>/<stat>/mean: a Monte Carlo result
+                    raise InputError(f"{path}: a Monte Carlo result of 'sample', not a prediction of 'evaluate'")
+                layers.setdefault(ell, {"layer": ell})[stat] = f[key]
+    except InputError:
+        raise
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read an npz prediction ({exc.strerror or exc})") from None
+    except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: cannot read an npz prediction ({exc})") from None
+    doc = {"meta": meta, "layers": [layers[k] for k in sorted(layers)]}
+    _check_prediction(doc, path)
+    return doc
+
+
+def _check_prediction(doc: dict, path: str) -> None:
+    meta = doc.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise InputError(f"{path}: 'meta' is not a table")
+    if isinstance(meta, dict) and meta.get("method") == "monte-carlo":
+        raise InputError(f"{path}: a Monte Carlo result of 'sample', not a prediction of 'evaluate' "
+                         "(the order is PRED MC)")
+    for entry in doc["layers"]:
+        if not isinstance(entry, dict) or isinstance(entry.get("layer"), bool) \
+                or not isinstance(entry.get("layer"), (int, np.integer)):
+            raise InputError(f"{path}: every entry of 'layers' must be a table with an integer 'layer'")
 
 
 def plot(rows: list[dict], path: str) -> None:

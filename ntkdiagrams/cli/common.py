@@ -2,10 +2,10 @@
 
 The model options are those of docs/conventions.md §1: activation σ, depth L, hidden width n,
 C_b, C_W, λ_b, λ_W, and the data set of N inputs (``--inputs FILE.npy`` or
-``--random N,n0 --seed s``).  ``--param NAME=VALUE`` (repeatable; per-layer values as a comma
-list ``--param C_W=1,1.2,0.8``) sets any hyper-parameter of the rule file by its symbol name
-(:mod:`ntkdiagrams.numerics.hyperparameters`); ``--cb --cw --lb --lw`` are the MLP's shorthands for
-C_b, C_W, λ_b, λ_W.
+``--random N,n0 --seed s``).  A subcommand that takes a rule file's hyper-parameters by name
+adds ``--param NAME=VALUE`` (:func:`add_param_argument`; per-layer values as NAME=V1,V2,…); there
+--cb/--cw/--lb/--lw are shorthands for C_b, C_W, lambda_b, lambda_W, and their defaults apply to
+the symbols the rule file declares.
 
 Building the options imports nothing beyond argparse; :func:`model_from_args` imports numpy and
 the model when it runs.
@@ -16,6 +16,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..errors import InputError
+from .files import load_npy
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..sampling.model import ModelSpec
@@ -39,39 +40,41 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
-#: the values of --cb --cw --lb --lw when not given (the MLP's defaults)
+#: the defaults of the MLP shorthands
 SHORTHAND_DEFAULTS = {"cb": 0.0, "cw": 1.0, "lb": 1.0, "lw": 1.0}
+_SHORTHAND_SYMBOLS = {"cb": "C_b", "cw": "C_W", "lb": "lambda_b", "lw": "lambda_W"}
 
 
-def add_param_arguments(p: argparse.ArgumentParser) -> None:
-    """Add --param NAME=VALUE (repeatable): a rule-file hyper-parameter by its symbol name."""
+def add_param_argument(p: argparse.ArgumentParser) -> None:
+    """Add --param NAME=VALUE (repeatable; per-layer values as NAME=V1,V2,...)."""
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="a hyper-parameter of the rule file by its symbol name, e.g. --param xi=1 --param "
-                        "C_W=0.6; per-layer values (layer 1..L) as a comma list --param C_W=1,1.2,0.8 "
-                        "(repeatable)")
+                   help="a hyper-parameter of the rule file by its symbol name, e.g. --param xi=1 "
+                        "--param C_W=0.6 (repeatable); one value per layer l = 1..L as NAME=V1,V2,...")
 
 
-def params_from_args(args: argparse.Namespace) -> dict:
-    """The --param values as {name: float or [floats]} (InputError for a malformed or repeated one)."""
+def parse_params(items) -> dict:
+    """{name: float or list of floats} from --param items (raises InputError)."""
+    import math
+
     out: dict = {}
-    for item in getattr(args, "param", None) or []:
-        name, eq, text = item.partition("=")
+    for item in items or []:
+        name, sep, text = item.partition("=")
         name = name.strip()
-        if not eq or not name.isidentifier() or not text.strip():
+        if not sep or not name.isidentifier() or not text.strip():
             raise InputError(f"--param expects NAME=VALUE or NAME=V1,V2,... (one value per layer); got {item!r}")
         if name in out:
             raise InputError(f"--param {name} given twice")
-        try:
-            values = [float(t) for t in text.split(",")]
-        except ValueError:
-            raise InputError(f"--param {name}: {text!r} is not a number or a comma list of numbers") from None
-        out[name] = values[0] if len(values) == 1 else values
+        vals = []
+        for t in text.split(","):
+            try:
+                v = float(t)
+            except ValueError:
+                raise InputError(f"--param {name}: {t.strip()!r} is not a number") from None
+            if not math.isfinite(v):
+                raise InputError(f"--param {name}: {t.strip()!r} is not a finite number")
+            vals.append(v)
+        out[name] = vals[0] if len(vals) == 1 else vals
     return out
-
-
-def shorthands_from_args(args: argparse.Namespace) -> dict:
-    """The given --cb --cw --lb --lw ({name: value}, None where not given)."""
-    return {k: getattr(args, k, None) for k in SHORTHAND_DEFAULTS}
 
 
 def model_from_args(args: argparse.Namespace) -> ModelSpec:
@@ -86,20 +89,35 @@ def model_from_args(args: argparse.Namespace) -> ModelSpec:
         raise InputError(f"--depth must be >= 1; got {args.depth}")
     if args.width < 1:
         raise InputError(f"--width must be >= 1; got {args.width}")
-    hyper = {k: (SHORTHAND_DEFAULTS[k] if v is None else v) for k, v in shorthands_from_args(args).items()}
     for name in ("cb", "cw"):
-        v = hyper[name]
-        if not np.isfinite(v) or v < 0:
+        v = getattr(args, name)
+        if v is not None and (not np.isfinite(v) or v < 0):
             raise InputError(f"--{name} is a variance and must be finite and >= 0; got {v}")
     for name in ("lb", "lw"):
-        v = hyper[name]
-        if not np.isfinite(v):
+        v = getattr(args, name)
+        if v is not None and not np.isfinite(v):
             raise InputError(f"--{name} must be finite; got {v}")
+    if isinstance(args.seed, bool) or args.seed < 0:
+        raise InputError(f"--seed must be a non-negative integer; got {args.seed}")
+    hyper = {k: getattr(args, k) for k in SHORTHAND_DEFAULTS if getattr(args, k) is not None}
+    rules, params = None, None
+    if hasattr(args, "param"):  # a rule file's hyper-parameters by name
+        from ..language.rulefile import load_rules
+
+        rules = getattr(args, "rules", None) or "mlp"
+        params = parse_params(args.param)
+        declared = load_rules(rules).symbols
+        for k, v in SHORTHAND_DEFAULTS.items():
+            if k not in hyper and _SHORTHAND_SYMBOLS[k] in declared and _SHORTHAND_SYMBOLS[k] not in params:
+                hyper[k] = v
+    else:
+        hyper = {**SHORTHAND_DEFAULTS, **hyper}
     if args.inputs:
+        x = load_npy(args.inputs, "--inputs")
         try:
-            x = np.load(args.inputs, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"--inputs {args.inputs}: cannot read a .npy array ({exc})") from None
+            x = check_inputs(x)
+        except InputError as exc:
+            raise InputError(f"--inputs {args.inputs}: {exc}") from None
     else:
         spec = args.random or "2,3"
         try:
@@ -110,5 +128,42 @@ def model_from_args(args: argparse.Namespace) -> ModelSpec:
             raise InputError(f"--random N,n0 needs N >= 1 and n0 >= 1; got {spec!r}")
         x = np.random.default_rng(args.seed).standard_normal((n_inputs, n0))
     return ModelSpec(activation=parse_activation(args.activation), depth=args.depth,
-                     width=args.width, **hyper,
-                     inputs=check_inputs(x))
+                     width=args.width, cb=hyper.get("cb"), cw=hyper.get("cw"), lb=hyper.get("lb"),
+                     lw=hyper.get("lw"), inputs=check_inputs(x), rules=rules, params=params or None)
+
+
+def add_memory_argument(p: argparse.ArgumentParser) -> None:
+    """Add --max-memory GIB (the memory a run may use; default: what is available now)."""
+    p.add_argument("--max-memory", type=float, default=None, metavar="GIB",
+                   help="memory the run may use, in GiB (default: the memory available now, MemAvailable "
+                        "of /proc/meminfo); a run whose estimate is larger is refused before it starts")
+
+
+def memory_budget(args: argparse.Namespace) -> tuple[int | None, str]:
+    """(bytes the run may use or None if unknown, where that number comes from)."""
+    import math
+
+    from ..numerics.memory import available_memory
+
+    limit = getattr(args, "max_memory", None)
+    if limit is not None:
+        if not math.isfinite(limit) or limit <= 0:
+            raise InputError(f"--max-memory must be a positive number of GiB; got {limit}")
+        return int(limit * 2 ** 30), "allowed by --max-memory"
+    return available_memory(), "available now"
+
+
+def check_memory(estimate, n_inputs: int, args: argparse.Namespace, what: str) -> int:
+    """Refuse (InputError) a run whose estimated memory ``estimate(N)`` exceeds the budget, with the
+    estimate and the largest N that fits.  Returns the estimate in bytes."""
+    from ..numerics.memory import format_bytes, largest_fitting
+
+    need = estimate(n_inputs)
+    budget, source = memory_budget(args)
+    if budget is None or need <= budget:
+        return need
+    best = largest_fitting(estimate, budget, n_inputs)
+    fits = (f"the largest N that fits is {best}" if best else "not even N = 1 fits")
+    raise InputError(f"not enough memory: {what} for N = {n_inputs} inputs needs about {format_bytes(need)}, "
+                     f"more than the {format_bytes(budget)} {source}; {fits} "
+                     "(--max-memory GIB sets the limit)")

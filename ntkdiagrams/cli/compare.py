@@ -12,7 +12,8 @@ import argparse
 import sys
 import warnings
 
-from ..errors import NtkDiagramsError
+from ..errors import InputError, NtkDiagramsError
+from .files import PLOT_SUFFIXES, atomic_output, check_input_file, check_output_file
 
 __all__ = ["add_parser", "run"]
 
@@ -44,6 +45,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """0: compared (1 if --max-z is exceeded); 2: bad input or matplotlib missing."""
+    try:
+        check_input_file(args.pred, "prediction")
+        check_input_file(args.mc, "Monte Carlo file")
+        if args.plot:
+            check_output_file(args.plot, "--plot", PLOT_SUFFIXES)
+    except NtkDiagramsError as exc:
+        print(f"ntkdiagrams compare: error: {exc}", file=sys.stderr)
+        return 2
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -58,8 +67,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         pred = load_prediction(args.pred)
         mc = load_result(args.mc)
+        check_same_model(pred, mc, args.pred, args.mc)
         stats = None
         if args.stats:
+            if not [s for s in args.stats.split(",") if s.strip()]:
+                raise InputError(f"--stats: no statistic given ({args.stats!r})")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", DeprecationWarning)
                 stats = set(parse_stats(args.stats))
@@ -82,8 +94,26 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(format_table(rows, symmetries, notes=notes))
     if args.plot:
-        plot(rows, args.plot)
+        with atomic_output(args.plot) as tmp:
+            plot(rows, tmp)
     s = summary(rows)
     if args.max_z is not None and not (s["max_abs_z"] <= args.max_z):
         return 1
     return 0
+
+
+#: the model and data set of the two files must agree (the width may differ: a warning)
+SAME_MODEL = ("activation", "depth", "cb", "cw", "lb", "lw", "n_inputs", "n0", "inputs")
+
+
+def check_same_model(pred: dict, mc: dict, pred_path: str, mc_path: str) -> None:
+    """InputError when the two files' meta describe different models or data sets."""
+    pm, mm = pred.get("meta") or {}, mc.get("meta") or {}
+    for key in SAME_MODEL:
+        if key in pm and key in mm and pm[key] != mm[key]:
+            if key == "inputs":
+                raise InputError(f"{pred_path} and {mc_path} are for different data sets (their inputs differ)")
+            if key == "depth":
+                continue  # the common layers are compared
+            raise InputError(f"{pred_path} and {mc_path} are for different models: {key} = {pm[key]!r} "
+                             f"in the prediction, {mm[key]!r} in the Monte Carlo file")

@@ -34,16 +34,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``critical``: print the critical point and, with --depth > 0, the depth-scaling table."""
     import json
+    import math
 
     from ..analysis.criticality import critical_point, depth_scaling
 
+    if args.depth < 0:
+        raise InputError(f"--depth must be >= 0; got {args.depth}")
+    for name in ("lb", "lw", "k1"):
+        v = getattr(args, name)
+        if v is not None and not math.isfinite(v):
+            raise InputError(f"--{name} must be finite; got {v}")
     cp = critical_point(args.activation, precise=args.precise, rules=args.rules)
     table = None
     if args.depth and cp.critical:
         table = depth_scaling(args.activation, args.depth, stats=args.stats, point=cp, k1=args.k1,
                               lb=args.lb, lw=args.lw, rules=args.rules)
-    elif args.depth < 0:
-        raise InputError(f"--depth must be >= 0; got {args.depth}")
     if args.json:
         print(json.dumps({"critical_point": cp.to_dict(), "depth_scaling": table.to_dict() if table else None}))
     else:

@@ -13,6 +13,7 @@ import argparse
 from .. import __version__
 from ..errors import InputError
 from ..language.builtin import builtin_rule_names
+from .files import check_output_folder, check_rules_option
 
 __all__ = ["LATEX_HEADER", "add_parser", "run"]
 
@@ -59,12 +60,20 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.derivation import derive
     from ..language.rulefile import load_rules
 
-    rules = load_rules(args.rules)
+    if args.draw:
+        check_output_folder(args.draw, "--draw")
+    check_rules_option(args.rules)
     names = args.statistics or ["K", "G1", "V"]
     requests = [nm for nm in names if "[" in nm]
+    if requests and len(requests) != len(names):
+        raise InputError("give either tensor names or correlator requests E[...], not both")
+    if not requests and (args.order is not None or args.connected):
+        raise InputError("--order and --connected apply to correlator requests E[...] only; "
+                         f"{', '.join(names)} are tensors of the rule file")
+    if requests and args.draw:
+        raise InputError("--draw draws the diagrams of rule-file tensors, not of correlator requests")
+    rules = load_rules(args.rules)
     if requests:
-        if len(requests) != len(names):
-            raise InputError("give either tensor names or correlator requests E[...], not both")
         return _requests(requests, rules, args)
     if args.diagonal:
         return _diagonal(names, rules, args)

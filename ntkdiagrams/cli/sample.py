@@ -1,6 +1,7 @@
 """``ntkdiagrams sample``: Monte Carlo estimates from sampled finite-width networks.
 
     ntkdiagrams sample --activation tanh --depth 3 --width 32 --samples 10000 --stats K,G1,Theta,Theta1,V --out mc.json
+    ntkdiagrams sample --rules resmlp --param xi=1 --param C_W=0.6 --depth 4 --out res.json
 
 Statistics are named as in the rule file and in ``evaluate``; the sampled means E[zz] and E[H] are
 stored as "K+G1" and "Theta+Theta1" (what ``compare`` sets against K + G1/n and Θ + Θ1/n).  Writes :func:`ntkdiagrams.sampling.sampler.save_result`'s layout.  Building the parser imports
@@ -9,12 +10,12 @@ nothing heavy; :func:`run` imports the sampler when it runs.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 
 from ..errors import InputError, NtkDiagramsError
-from .common import add_model_arguments, model_from_args
+from .common import add_memory_argument, add_model_arguments, add_param_argument, check_memory, model_from_args
+from .files import check_output_file
 
 __all__ = ["DEFAULT_STATS", "add_parser", "run"]
 
@@ -37,6 +38,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "Theta1/n + O(1/n^2)); compare sets them against those sums. "
                     "Ctrl-C writes the finished batches.")
     add_model_arguments(p)
+    p.add_argument("--rules", default="mlp",
+                   help="rule file: a built-in name (mlp, resmlp, mlp_nobias) or a path (default mlp); "
+                        "the sampler builds its networks from the file's layer map")
+    add_param_argument(p)
     p.add_argument("--samples", type=int, default=10000, help="number of networks (default 10000)")
     p.add_argument("--batches", type=int, default=30,
                    help="batches for the batch-means standard error (default 30)")
@@ -47,6 +52,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=int, default=None, help="networks per vectorised chunk")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.add_argument("--out", required=True, help="output FILE.json or FILE.npz")
+    add_memory_argument(p)
     p.set_defaults(func=run, settings=None)
     return p
 
@@ -54,20 +60,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``sample``: 0 on success, 2 on bad input (nothing written), 130 if interrupted
     (the finished batches are written with meta complete = false)."""
-    from ..sampling.sampler import parse_stats, sample, save_result
+    from ..sampling.sampler import parse_stats, sample, sample_memory, save_result
 
     try:
-        out = args.out
-        if os.path.splitext(out)[1].lower() not in (".json", ".npz"):
-            raise InputError(f"--out {out!r} must end in .json or .npz")
-        if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-            raise InputError(f"--out {out!r}: directory does not exist")
+        out = check_output_file(args.out, "--out", (".json", ".npz"))
         model = model_from_args(args)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DeprecationWarning)
             stats = parse_stats(args.stats)
         for w in caught:
             print(f"ntkdiagrams sample: note: {w.message}", file=sys.stderr)
+        if args.chunk is not None and args.chunk < 1:
+            raise InputError(f"--chunk must be a positive integer; got {args.chunk}")
+        n0, output = model.inputs.shape[1], "json" if out.lower().endswith(".json") else None
+        check_memory(lambda n: sample_memory(n, n0, model.width, model.depth, stats, batches=max(args.batches, 2),
+                                             chunk=args.chunk, output=output),
+                     model.inputs.shape[0], args, f"sample --stats {args.stats} at depth {model.depth}")
         result = sample(model, args.samples, seed=args.seed, batches=args.batches, stats=stats,
                         chunk=getattr(args, "chunk", None),
                         progress=not getattr(args, "quiet", False), allow_partial=True)

@@ -18,7 +18,11 @@ kernel, thread pool) serves all layers of an :func:`evaluate` call and is closed
 
 :func:`evaluate` iterates from the first layer (the rule file's ``first_layer`` values, e.g.
 K^{(1)} = C_b + C_W x·x/n0) to layer L and returns per-layer arrays whose names and index
-order are those of docs/conventions.md §3.
+order are those of docs/conventions.md §3.  It never returns a wrong number in silence: a
+Gaussian expectation that diverges or cannot be computed accurately
+(:mod:`ntkdiagrams.numerics.gaussian.growth`) and a NaN/inf in any tensor after a layer
+(:func:`check_finite`) are :class:`~ntkdiagrams.errors.NumericsError`; given the width n, the
+result carries the size of the 1/n corrections (:mod:`ntkdiagrams.numerics.health`).
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import json
 import string
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -39,8 +44,9 @@ from .activations import z as zsym
 from ..language.algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor,
                                 WidthRatio, Z)
 from ..language.algebra import ell as LAYER
+from .health import ExpansionWarning, describe, layer_health, summary
 from .inputs import check_inputs
-from ..errors import InputError, UnsupportedError
+from ..errors import InputError, NumericsError, UnsupportedError
 from ..engine.derivation import derive, resolve_rules
 from ..engine.recursion import Recursion
 from ..engine.request import RequestResult
@@ -283,7 +289,11 @@ class CompiledRecursion:
         letters = string.ascii_lowercase
         target = letters[:m]
         for fn, factors in (self.initial_terms if initial else self.terms):
-            c = float(fn(*hyper))
+            try:
+                c = float(fn(*hyper))
+            except OverflowError:
+                raise NumericsError(f"a coefficient of the recursion overflows in floating point for the "
+                                    f"hyper-parameters {hyper}", reason="not finite") from None
             if c == 0:
                 continue
             arrays, subs = [], []
@@ -351,7 +361,8 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict |
              stats: Sequence[str] | str = ("K", "G1", "V"), rules: RuleSet | str | None = None,
              degree: int | None = None, progress: bool | Callable = False,
              blob_method: str = "auto", extra: dict | None = None,
-             kinks: str = "per-network", settings: Settings | None = None) -> list[dict]:
+             kinks: str = "per-network", settings: Settings | None = None,
+             width: int | None = None) -> Evaluation:
     """Iterate the derived recursions from layer 1 to ``depth`` for a data set.
 
     Parameters
@@ -379,10 +390,23 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict |
     settings: run-time settings of the Gaussian quadrature (compiled kernel, threads, allocator;
         :class:`ntkdiagrams.settings.Settings`); None: those of the environment
         (:func:`ntkdiagrams.settings.resolve`).  They never change a number.
+    width: the hidden width n the result is meant for (optional, new): when given, the result
+        carries the expansion health at that width (:mod:`ntkdiagrams.numerics.health`), and an
+        :class:`~ntkdiagrams.numerics.health.ExpansionWarning` is issued when a ratio exceeds
+        :data:`~ntkdiagrams.numerics.health.THRESHOLD`.  No effect on the numbers.
 
-    Returns a list with one dict per layer: ``{"layer": ℓ, "K": (N,N), "G1": (N,N), "V": (N,N,N,N), …}``.
-    With per-layer widths, a layer-ℓ tensor of order k is the coefficient of 1/n_{ℓ−1}^k
-    (docs/rules.md, "Per-layer widths").
+    Returns an :class:`Evaluation`: a list with one dict per layer, ``{"layer": ℓ, "K": (N,N),
+    "G1": (N,N), "V": (N,N,N,N), …}`` (as before), with the new attributes ``health`` (None
+    without ``width``; else the dict of :func:`ntkdiagrams.numerics.health.expansion_health`:
+    ``{"width", "threshold", "healthy", "worst", "layers": [{"layer": ℓ, "G1": r, "V": r, …}]}``,
+    ratios for every tensor the run computed, requested or needed) and ``healthy`` (True/False,
+    None without ``width``).
+
+    Raises :class:`~ntkdiagrams.errors.NumericsError` (an InputError) naming the layer, the
+    statistic and the inputs when a Gaussian expectation diverges or cannot be computed
+    accurately (the activation's growth e^{c z²} against the variance:
+    :mod:`ntkdiagrams.numerics.gaussian.growth`), or when a tensor has a NaN or infinite component
+    (its first one is named).  No non-finite number is ever returned.
     """
     rules = resolve_rules(rules)
     settings = resolve(settings)
@@ -417,23 +441,75 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict |
     report = _progress(progress)
     t0 = time.perf_counter()
 
+    if width is not None and (isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1):
+        raise InputError(f"width must be an integer >= 1; got {width!r}")
+    health = []
+
+    def record(layer: dict, full: dict) -> None:
+        check_finite(full, layer["layer"])
+        if width is not None:
+            health.append((layer["layer"], layer_health(full, int(width))))
+
     hyper = hp.layer(keys, 1) + (hp.ratios(1) if hp.ratio is not None else ())
     prev = {t: compiled[t]({}, None, hyper, N, gram=gram, initial=True) for t in needed}
-    layers = [{"layer": 1, **{t: prev[t] for t in names},
-               **{t: c({}, None, hyper, N, gram=gram, initial=True) for t, c in extras.items()}}]
-    with Quadrature(settings) as quad:
+    more = {t: c({}, None, hyper, N, gram=gram, initial=True) for t, c in extras.items()}
+    layers = [{"layer": 1, **{t: prev[t] for t in names}, **more}]
+    record(layers[-1], {**prev, **more})
+    # overflow warnings carry nothing that check_finite does not report, with the layer
+    with Quadrature(settings) as quad, np.errstate(over="ignore", invalid="ignore"):
         for ell in range(1, depth):
             K = prev[gauss]
-            if not np.all(np.isfinite(K)):
-                raise InputError(f"non-finite kernel at layer {ell}: the kernel diverged (choose a smaller C_W "
-                                 "or fewer layers) or the activation overflowed in floating point")
             cache = GaussianCache(0.5 * (K + K.T), degree, quad)
             hyper = hp.layer(keys, ell + 1) + (hp.ratios(ell) if hp.ratio is not None else ())
-            more = {t: c(prev, cache, hyper, N) for t, c in extras.items()}
-            prev = {t: compiled[t](prev, cache, hyper, N) for t in needed}
+            more = _step(extras, prev, cache, hyper, N, ell + 1)
+            prev = _step(compiled, prev, cache, hyper, N, ell + 1)
             layers.append({"layer": ell + 1, **{t: prev[t] for t in names}, **more})
+            record(layers[-1], {**prev, **more})
             report(ell + 1, depth, time.perf_counter() - t0)
-    return layers
+    result = Evaluation(layers, summary(health, int(width)) if width is not None else None)
+    if result.healthy is False:
+        warnings.warn(describe(result.health), ExpansionWarning, stacklevel=2)
+    return result
+
+
+class Evaluation(list):
+    """:func:`evaluate`'s result: the list of layer dicts, with the expansion health.
+
+    ``health``: None, or :func:`ntkdiagrams.numerics.health.expansion_health`'s dict at the
+    requested width; ``healthy``: its flag (None without a width)."""
+
+    def __init__(self, layers=(), health: dict | None = None):
+        super().__init__(layers)
+        self.health = health
+
+    @property
+    def healthy(self) -> bool | None:
+        return None if self.health is None else bool(self.health["healthy"])
+
+
+def _step(compiled: dict, prev: dict, cache: GaussianCache, hyper: tuple, N: int, layer: int) -> dict:
+    """Layer ``layer``'s tensors from layer ℓ = layer − 1's, in order; a NumericsError from a
+    Gaussian expectation gets the layer and the statistic."""
+    out = {}
+    for t, c in compiled.items():
+        try:
+            out[t] = c(prev, cache, hyper, N)
+        except NumericsError as exc:
+            raise NumericsError(f"layer {layer}, {t}: {exc}", layer=layer, statistic=t, inputs=exc.inputs,
+                                reason=exc.reason, growth=exc.growth) from None
+    return out
+
+
+def check_finite(tensors: dict, layer: int) -> None:
+    """NumericsError naming the statistic, the layer and the first NaN/inf component."""
+    for t, arr in tensors.items():
+        arr = np.asarray(arr)
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            raise NumericsError(
+                f"layer {layer}: {t}{list(idx)} = {arr[idx]} is not finite: the recursion overflowed "
+                "(a kernel growing without bound: choose a smaller C_W, fewer layers or a "
+                "slower-growing activation)", layer=layer, statistic=t, inputs=idx, reason="not finite")
 
 
 def _require_values(hp, compiled: dict) -> None:
@@ -468,12 +544,36 @@ def _progress(progress):
 
 
 def write_result(path: str, meta: dict, layers: list[dict]) -> None:
-    """Write the JSON layout {"meta": …, "layers": [{"layer": ℓ, "K": nested lists, …}]} or npz."""
-    if path.endswith(".json"):
-        doc = {"meta": meta, "layers": [{k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                                         for k, v in layer.items()} for layer in layers]}
-        with open(path, "w") as fh:
-            json.dump(doc, fh)
-    else:
-        flat = {f"layer{layer['layer']}/{k}": v for layer in layers for k, v in layer.items() if k != "layer"}
-        np.savez(path, meta=json.dumps(meta), **flat)
+    """Write the JSON layout {"meta": …, "layers": [{"layer": ℓ, "K": nested lists, …}]} or npz
+    (keys ``layer{ℓ}/{tensor}`` plus ``meta``, a JSON string).
+
+    The file is written to a temporary name in the same folder and renamed (``os.replace``), so
+    no partial file is ever left, also when writing fails or is interrupted; a folder that does
+    not exist or cannot be written raises :class:`~ntkdiagrams.errors.InputError`."""
+    import os
+    import tempfile
+
+    ext = ".json" if path.endswith(".json") else ".npz"
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=ext)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write in folder {folder!r} ({exc.strerror})") from None
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # the permissions open() would give, not mkstemp's 0600
+        with os.fdopen(fd, "w" if ext == ".json" else "wb") as fh:
+            if ext == ".json":
+                doc = {"meta": meta, "layers": [{k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                                                 for k, v in layer.items()} for layer in layers]}
+                json.dump(doc, fh, allow_nan=False)  # standard JSON: no NaN/Infinity tokens
+            else:
+                flat = {f"layer{layer['layer']}/{k}": v for layer in layers for k, v in layer.items()
+                        if k != "layer"}
+                np.savez(fh, meta=json.dumps(meta, allow_nan=False), **flat)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

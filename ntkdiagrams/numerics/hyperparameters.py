@@ -16,7 +16,8 @@ each a number (every layer) or a list of one value per layer 1..L.  Which layer 
 * the width ratio r: entry ℓ−1 is r_ℓ = n_ℓ / n, the width of hidden layer ℓ.  The map that makes
   layer ℓ+1 uses r_ℓ and r_{ℓ−1}; r_0 only multiplies layer-1 tensors of order ≥ 1, which vanish
   (the first layer is Gaussian), and is set to 1; the last entry r_L enters no statistic of layers
-  ≤ L (layer-L statistics are expanded in 1/n_{L−1}).
+  ≤ L (layer-L statistics are expanded in 1/n_{L−1}), so L − 1 values r_1 … r_{L−1} may be given
+  instead of L (as for the sampler's ModelSpec).
 
 Defaults: :data:`MLP_DEFAULTS` (C_b = 0, C_W = 1, λ_b = λ_W = 1) for those names where the rule
 file declares them, overridden by a rule file's own ``[symbols.X] default``; any other symbol (ξ,
@@ -102,7 +103,7 @@ class HyperParameters:
         return out
 
 
-def _per_layer(value, depth: int, name: str, where: str) -> tuple:
+def _per_layer(value, depth: int, name: str, where: str, ratio: bool = False) -> tuple:
     if isinstance(value, (bool, np.bool_, str, bytes)):
         raise InputError(f"{where}: {name} must be a number or a list of numbers; got {value!r}")
     try:
@@ -111,6 +112,8 @@ def _per_layer(value, depth: int, name: str, where: str) -> tuple:
         raise InputError(f"{where}: {name} must be a number or a list of numbers; got {value!r}") from None
     if arr.ndim != 1:
         raise InputError(f"{where}: {name} must be a number or a flat list; got shape {arr.shape}")
+    if ratio and arr.size == depth - 1 and depth > 2:
+        arr = np.append(arr, arr[-1])  # r_1 … r_{L−1}: r_L enters nothing
     if arr.size == 1:
         vals = (float(arr[0]),) * depth
     elif arr.size != depth:
@@ -155,7 +158,8 @@ def resolve_hyperparameters(rules: RuleSet, depth: int, params: Mapping | None =
             raise InputError(f"{sym} given twice: by its shorthand {short} (--{short}) and by name (params, "
                              f"--param {sym}=…); give one")
         given[sym] = v
-    values = {k: _per_layer(v, depth, k, where) for k, v in given.items()}
+    ratio = rules.width_ratio.ratio_name if rules.width_ratio is not None else None
+    values = {k: _per_layer(v, depth, k, where, ratio=k == ratio) for k, v in given.items()}
     for k in rules.symbols:
         if k in values:
             continue

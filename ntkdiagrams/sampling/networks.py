@@ -1,4 +1,4 @@
-"""Exact per-network objects of an ensemble of finite-width MLPs (docs/conventions.md §1–§2).
+"""Exact per-network objects of an ensemble of finite-width networks (docs/conventions.md §1–§2, §8).
 
 This module is the numerical ground truth of the package and shares no code with the
 diagram engine.  For an ensemble of C networks (numpy float64, vectorised over the leading
@@ -11,6 +11,15 @@ axis) it computes, for every layer ℓ and the two neurons i ∈ {0, 1} of that 
 
 with the definitions of docs/conventions.md §2 (sums over all parameters of layers 1..ℓ weighted by
 the diagonal learning rates λ_b and λ_W/n_{k-1}).
+
+The networks are those the interpreter of rule files builds
+(:mod:`ntkdiagrams.sampling.interpreter`): every layer is
+
+    z^(k) = ξ_k z^(k-1) + b^(k) + W^(k) σ(z^(k-1))      (z^(0) ↦ the data x, no σ, no shortcut)
+
+with a bias or none, per-layer widths n_k, per-layer per-entry learning rates η_b^(k), η_W^(k)
+(λ_b and λ_W/n_{k-1} in the MLP) and an optional shortcut weight ξ_k (the residual MLP of
+docs/conventions.md §8); the plain MLP has ξ_k absent and biases everywhere.
 
 How (no parameter Hessians are ever formed)
 -------------------------------------------
@@ -27,6 +36,10 @@ learning rates are diagonal, the layer-k block of u_a is rank one: δb^(k) = λ_
 the backward Jacobian; w is rank two per layer.  Directional derivatives are propagated
 forward through z^(k+1) = b + W σ(z^(k)) with Faà di Bruno, so one target layer costs a
 handful of batched (C, n, n) @ (C, n, ·) matrix products per layer.
+
+The shortcut is linear in z and carries no parameter, so it adds ξ times the previous layer's
+value to every propagated object: J^(k) = σ'(z^(k)) ⊙ W^(k+1)ᵀ J^(k+1) + ξ_{k+1} J^(k+1),
+D J^(k) gets ξ_{k+1} D J^(k+1), and every forward jet D…D z^(k+1) gets ξ_{k+1} D…D z^(k).
 
 Dirac deltas
 ------------
@@ -49,8 +62,8 @@ import sympy as sp
 from ..numerics.activations import Activation, lambdify_z, z as _z
 from ..errors import InputError
 
-__all__ = ["Ensemble", "activation_derivatives", "draw_ensemble", "forward", "layer_objects",
-           "parameter_count"]
+__all__ = ["Ensemble", "activation_derivatives", "draw_ensemble", "draw_parameters", "forward",
+           "layer_objects", "layer_widths", "parameter_count"]
 
 
 def activation_derivatives(act: Activation, order: int) -> list[Callable[[np.ndarray], np.ndarray]]:
@@ -76,15 +89,21 @@ class Ensemble:
     """C networks with explicit parameters.
 
     ``W[k]`` has shape (C, n_{k+1}, n_k) and ``b[k]`` shape (C, n_{k+1}) for the layer k+1
-    (0-based list, layer 1 first); ``x`` is the (N, n0) data set.  Learning rates are
-    λ_b for biases and λ_W/n_{k} for the weights of layer k+1 (fan-in n_k).
+    (0-based list, layer 1 first; ``b[k] = None``: layer k+1 has no bias); ``x`` is the (N, n0)
+    data set.  Per-entry learning rates are λ_b for biases and λ_W/n_{k} for the weights of
+    layer k+1 (fan-in n_k), unless ``bias_rates`` / ``weight_rates`` give them per layer.
+    ``xi[k]``: the shortcut weight of layer k+1, z^(k+1) += ξ z^(k) (None, or a None entry: no
+    shortcut; layer 1 has none).
     """
 
     W: list
     b: list
     x: np.ndarray
-    lb: float
-    lw: float
+    lb: float = 1.0
+    lw: float = 1.0
+    xi: Sequence | None = None
+    weight_rates: Sequence | None = None
+    bias_rates: Sequence | None = None
 
     @property
     def size(self) -> int:
@@ -94,32 +113,66 @@ class Ensemble:
     def depth(self) -> int:
         return len(self.W)
 
+    def weight_rate(self, k: int) -> float:
+        """Per-entry learning rate of W^(k+1) (0-based k): λ_W / n_k unless given."""
+        if self.weight_rates is not None:
+            return self.weight_rates[k]
+        return self.lw / self.W[k].shape[2]
+
+    def bias_rate(self, k: int) -> float:
+        """Per-entry learning rate of b^(k+1) (0-based k): λ_b unless given."""
+        if self.bias_rates is not None:
+            return self.bias_rates[k]
+        return self.lb
+
+    def shortcut(self, k: int):
+        """ξ of layer k+1 (0-based k), or None."""
+        if self.xi is None:
+            return None
+        return self.xi[k]
+
 
 def layer_widths(n0: int, width: int, depth: int, out_width: int = 2) -> list[int]:
     """[n0, n, …, n, out_width]: hidden widths n, output layer of width out_width."""
     return [n0] + [width] * (depth - 1) + [out_width]
 
 
-def parameter_count(widths: Sequence[int]) -> int:
-    return sum(widths[k + 1] * widths[k] + widths[k + 1] for k in range(len(widths) - 1))
+def parameter_count(widths: Sequence[int], biases: Sequence[bool] | None = None) -> int:
+    """Number of parameters; ``biases[k]``: whether layer k+1 has a bias (default: all)."""
+    return sum(widths[k + 1] * widths[k] + (widths[k + 1] if biases is None or biases[k] else 0)
+               for k in range(len(widths) - 1))
 
 
-def draw_ensemble(rng: np.random.Generator, count: int, widths: Sequence[int], x: np.ndarray,
-                  cb: float, cw: float, lb: float, lw: float) -> Ensemble:
-    """Draw ``count`` networks.  All standard normals of one network are drawn contiguously
-    (one (count, P) block), so the networks drawn from a stream do not depend on how the
-    stream is cut into chunks."""
-    P = parameter_count(widths)
+def draw_parameters(rng: np.random.Generator, count: int, widths: Sequence[int],
+                    weight_std: Sequence[float], bias_std: Sequence) -> tuple[list, list]:
+    """Draw the weights and biases of ``count`` networks: W^(k+1) ~ weight_std[k] · N(0, 1),
+    b^(k+1) ~ bias_std[k] · N(0, 1) (``bias_std[k] = None``: no bias).  All standard normals of
+    one network are drawn contiguously (one (count, P) block, per layer the weights then the
+    bias), so the networks drawn from a stream do not depend on how the stream is cut into chunks."""
+    P = parameter_count(widths, [s is not None for s in bias_std])
     flat = rng.standard_normal((count, P))
     W, b, pos = [], [], 0
     for k in range(len(widths) - 1):
         fan_in, fan_out = widths[k], widths[k + 1]
         w = flat[:, pos:pos + fan_out * fan_in].reshape(count, fan_out, fan_in)
         pos += fan_out * fan_in
+        W.append(w * weight_std[k])
+        if bias_std[k] is None:
+            b.append(None)
+            continue
         bb = flat[:, pos:pos + fan_out]
         pos += fan_out
-        W.append(w * np.sqrt(cw / fan_in))
-        b.append(bb * np.sqrt(cb))
+        b.append(bb * bias_std[k])
+    return W, b
+
+
+def draw_ensemble(rng: np.random.Generator, count: int, widths: Sequence[int], x: np.ndarray,
+                  cb: float, cw: float, lb: float, lw: float) -> Ensemble:
+    """Draw ``count`` MLPs (C_W/n_k weight variance, C_b bias variance, every layer); see
+    :func:`draw_parameters`.  Networks of a rule file: :mod:`ntkdiagrams.sampling.interpreter`."""
+    L = len(widths) - 1
+    W, b = draw_parameters(rng, count, widths, [np.sqrt(cw / widths[k]) for k in range(L)],
+                           [np.sqrt(cb)] * L)
     return Ensemble(W=W, b=b, x=np.asarray(x, dtype=float), lb=float(lb), lw=float(lw))
 
 
@@ -139,7 +192,14 @@ def forward(ens: Ensemble, derivs: list) -> Forward:
     ss: list = [[x]]
     prev = x
     for k in range(ens.depth):
-        zk = np.matmul(ens.W[k], prev) + ens.b[k][:, :, None]
+        zk = np.matmul(ens.W[k], prev)
+        if ens.b[k] is not None:
+            zk = zk + ens.b[k][:, :, None]
+        xi = ens.shortcut(k)
+        if xi is not None:
+            if k == 0:
+                raise InputError("layer 1 acts on the data and has no shortcut")
+            zk = zk + xi * zs[k][:, :zk.shape[1]]
         zs.append(zk)
         if k < ens.depth - 1:
             sk = [f(zk) for f in derivs]
@@ -185,10 +245,13 @@ def layer_objects(ens: Ensemble, fw: Forward, ell: int, *, H: bool = False, dH: 
     A = 2 * N
     alpha = np.tile(np.arange(N), 2)           # α_a for a = i*N + α
     neuron = np.repeat(np.arange(2), N)        # i_a
-    lb, lw = ens.lb, ens.lw
+    # Per layer k = 1..ell: per-entry learning rates of b^(k) (None: no bias) and W^(k), shortcut ξ_k.
+    rb = [None] + [ens.bias_rate(k - 1) if ens.b[k - 1] is not None else None for k in range(1, ell + 1)]
+    rw = [None] + [ens.weight_rate(k - 1) for k in range(1, ell + 1)]
+    xi = [None] + [ens.shortcut(k - 1) for k in range(1, ell + 1)]
     # Restricted weights of the target layer (rows 0, 1); others full.
     Ws = [None] + [ens.W[k - 1] for k in range(1, ell)] + [ens.W[ell - 1][:, :2, :]]
-    fan = [None] + [ens.W[k - 1].shape[2] for k in range(1, ell + 1)]
+    rows = [None] + [Ws[k].shape[1] for k in range(1, ell + 1)]   # rows computed at layer k
     s = fw.s  # s[k][m]
 
     # Backward Jacobians J[k] (C, n_k, A) and Y[k] = W^(k+1)^T J^(k+1).
@@ -200,6 +263,8 @@ def layer_objects(ens: Ensemble, fw: Forward, ell: int, *, H: bool = False, dH: 
     for k in range(ell - 1, 0, -1):
         Y[k] = _mmT(Ws[k + 1], J[k + 1])
         J[k] = s[k][1][:, :, alpha] * Y[k]
+        if xi[k + 1] is not None:  # ∂z^(k+1)/∂z^(k) ∋ ξ 1 (rows of J[k+1] are neurons 0.. of layer k)
+            J[k][:, :rows[k + 1]] += xi[k + 1] * J[k + 1]
     # Gathered activations S[k] (C, n_k, A) and Gram G[k][c, β, a] = s^(k)_β · s^(k)_{α_a}.
     S: list = [None] * ell
     Gm: list = [None] * ell
@@ -213,9 +278,13 @@ def layer_objects(ens: Ensemble, fw: Forward, ell: int, *, H: bool = False, dH: 
     D1s: list = [None] * ell
     for k in range(1, ell + 1):
         Jk = J[k][:, :, None, :]
-        t = lb * Jk + (lw / fan[k]) * Jk * Gm[k - 1][:, None, :, :]
+        t = rw[k] * Jk * Gm[k - 1][:, None, :, :]
+        if rb[k] is not None:
+            t = rb[k] * Jk + t
         if k > 1:
             t = t + _mm(Ws[k], D1s[k - 1])
+        if xi[k] is not None:
+            t = t + xi[k] * Z1[k - 1][:, :rows[k]]
         Z1[k] = np.broadcast_to(t, (C,) + t.shape[1:]) if t.shape[0] != C else t
         if k < ell:
             D1s[k] = s[k][1][..., None] * Z1[k]
@@ -233,11 +302,13 @@ def layer_objects(ens: Ensemble, fw: Forward, ell: int, *, H: bool = False, dH: 
                 # X1[c, β, a, b] = Σ_m S[m,a] D1s[m,β,b]
                 X1k = np.swapaxes(_mmT(S[k - 1], D1s[k - 1]), 1, 2)  # (C, N, A, A)
                 X1[k - 1] = X1k
-                lwk = lw / fan[k]
+                lwk = rw[k]
                 Jk = J[k]
                 t = _mm(Ws[k], D2s[k - 1])
                 t = t + lwk * (Jk[:, :, None, :, None] * X1k[:, None, :, :, :]
                                + Jk[:, :, None, None, :] * np.swapaxes(X1k, 2, 3)[:, None])
+                if xi[k] is not None:
+                    t = t + xi[k] * Z2[k - 1][:, :rows[k]]
                 Z2[k] = t
             if k < ell:
                 z1 = Z1[k]
@@ -259,12 +330,14 @@ def layer_objects(ens: Ensemble, fw: Forward, ell: int, *, H: bool = False, dH: 
                 Z3 = np.zeros((C, Ws[1].shape[1], N, len(trip)))
             else:
                 X2 = np.swapaxes(_mmT(S[k - 1], D2s[k - 1]), 1, 2)  # (C, N, a, b, c)
-                lwk = lw / fan[k]
+                lwk = rw[k]
                 Jk = J[k]
                 t = _mm(Ws[k], D3s)
                 t = t + lwk * (Jk[:, :, None, ia] * X2[:, None, :, ia, ib, ic]
                                + Jk[:, :, None, ib] * X2[:, None, :, ib, ia, ic]
                                + Jk[:, :, None, ic] * X2[:, None, :, ic, ia, ib])
+                if xi[k] is not None:
+                    t = t + xi[k] * Z3[:, :rows[k]]
                 Z3 = t
             if k < ell:
                 z1 = Z1[k]
@@ -285,13 +358,15 @@ def layer_objects(ens: Ensemble, fw: Forward, ell: int, *, H: bool = False, dH: 
         for k in range(ell - 1, 0, -1):
             JJ = _mmT(J[k + 1], J[k + 1])
             # JJ[c, e, d] = J_e · J_d (symmetric)
-            term = (lw / fan[k + 1]) * S[k][:, :, None, :] * JJ[:, None, :, :]  # [c,j,d,e]
+            term = rw[k + 1] * S[k][:, :, None, :] * JJ[:, None, :, :]  # [c,j,d,e]
             if DJ[k + 1] is not None:
                 term = term + _mmT(Ws[k + 1], DJ[k + 1])
             s1g = s[k][1][:, :, alpha]                  # (C, n, A) [j, d]
             s2g = s[k][2][:, :, alpha]
             z1g = Z1[k][:, :, alpha, :]                 # (C, n, A(d), A(e))
             DJ[k] = s2g[..., None] * z1g * Y[k][..., None] + s1g[..., None] * term
+            if xi[k + 1] is not None and DJ[k + 1] is not None:
+                DJ[k] = DJ[k] + xi[k + 1] * DJ[k + 1]
         # DS[k][c, m, d, e] = D_e σ(z^(k)_{α_d}) (k >= 1)
         DS = [None] + [D1s[k][:, :, alpha, :] for k in range(1, ell)]
         Zw1: list = [None] * (ell + 1)
@@ -299,15 +374,19 @@ def layer_objects(ens: Ensemble, fw: Forward, ell: int, *, H: bool = False, dH: 
         Zwu = None
         Dwus = None
         for k in range(1, ell + 1):
-            lwk = lw / fan[k]
+            lwk = rw[k]
             Jk = J[k]
             t = 0.0
             if DJ[k] is not None:
-                t = lb * DJ[k][:, :, None] + lwk * DJ[k][:, :, None] * Gm[k - 1][:, None, :, :, None]
+                t = lwk * DJ[k][:, :, None] * Gm[k - 1][:, None, :, :, None]
+                if rb[k] is not None:
+                    t = rb[k] * DJ[k][:, :, None] + t
             if k > 1:
                 GD = _mmT(s[k - 1][0], DS[k - 1])        # (C, β, d, e)
                 t = t + lwk * Jk[:, :, None, :, None] * GD[:, None]
                 t = t + _mm(Ws[k], Dws[k - 1])
+                if xi[k] is not None:
+                    t = t + xi[k] * Zw1[k - 1][:, :rows[k]]
             if np.isscalar(t):
                 t = np.zeros((C, Ws[k].shape[1], N, A, A))
             Zw1[k] = t
@@ -324,6 +403,8 @@ def layer_objects(ens: Ensemble, fw: Forward, ell: int, *, H: bool = False, dH: 
                     t = t + lwk * DJ[k][:, :, None, :, :, None] * X1k[:, None, :, :, None, :]
                 t = t + lwk * Jk[:, :, None, :, None, None] * XD[:, None]
                 t = t + lwk * Jk[:, :, None, None, None, :] * np.transpose(XW, (0, 1, 3, 4, 2))[:, None]
+                if xi[k] is not None:
+                    t = t + xi[k] * Zwu[:, :rows[k]]
                 Zwu = t
             if k < ell:
                 Dws[k] = s[k][1][..., None, None] * Zw1[k]

@@ -21,9 +21,9 @@ import numpy as np
 
 from .model import ModelSpec
 from ..errors import InputError, UnsupportedError
-from .sampler import (_SEED_TAG, _batch_sizes, _bytes_per_network, _check_model, _make_reporter,
+from .sampler import (SEED_TAG, batch_sizes, check_model, default_chunk, make_reporter,
                          network_chunks)
-from .networks import activation_derivatives, layer_objects, layer_widths
+from .networks import activation_derivatives, layer_objects
 from ..combinatorics import set_partitions
 
 _DERIVATIVE_ORDER = {"z": 0, "H": 1, "dH": 2, "ddIIH": 2, "ddIH": 3}
@@ -46,7 +46,7 @@ def sample_request(request, model: ModelSpec, pattern: dict, samples: int, *, se
     Returns one dict per layer, ``{"layer": ℓ, "mean": array, "stderr": array}``, axes = the
     request's distinct input labels in order of appearance."""
     req = getattr(request, "request", request)
-    x = _check_model(model)
+    x, program = check_model(model)
     missing = [str(i) for i in req.neurons if str(i) not in pattern]
     if missing:
         raise InputError(f"pattern gives no value for neuron index(es) {', '.join(missing)} of {req}")
@@ -62,7 +62,7 @@ def sample_request(request, model: ModelSpec, pattern: dict, samples: int, *, se
     order = max(_DERIVATIVE_ORDER[f] for f in fields)
     derivs = activation_derivatives(model.activation, order)
     L, N = int(model.depth), x.shape[0]
-    widths = layer_widths(x.shape[1], int(model.width), L)
+    widths = program.widths
     letters = {a: string.ascii_letters[q] for q, a in enumerate(req.labels)}
     k = len(req.legs)
     subsets = _subsets_needed(k, req.connected)
@@ -71,15 +71,15 @@ def sample_request(request, model: ModelSpec, pattern: dict, samples: int, *, se
               + "".join(letters[a] for a in sub_labels[B]) for B in subsets}
     triples = sorted({tuple(vals[i] for i in leg.neurons[1:]) for leg in req.legs if leg.field == "ddIH"})
     if chunk is None:
-        chunk = int(max(1, min(4096, 256 * 2 ** 20 // _bytes_per_network(widths, N, fields - {"z"}))))
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), _SEED_TAG]))
-    report = _make_reporter(progress)
+        chunk = default_chunk(widths, N, fields - {"z"})
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), SEED_TAG]))
+    report = make_reporter(progress)
     t0 = time.perf_counter()
     per_batch = []
     done = 0
-    for bsize in _batch_sizes(int(samples), int(batches)):
+    for bsize in batch_sizes(int(samples), int(batches)):
         sums = [{B: 0.0 for B in subsets} for _ in range(L)]
-        for c, ens, fw in network_chunks(rng, bsize, chunk, widths, x, model, derivs):
+        for c, ens, fw in network_chunks(rng, bsize, chunk, program, x, derivs):
             for ell in range(1, L + 1):
                 obj = layer_objects(ens, fw, ell, H="H" in fields, dH="dH" in fields, ddIH="ddIH" in fields,
                                     ddIIH="ddIIH" in fields, ddIH_neurons=triples or None)

@@ -5,7 +5,7 @@ with the engine.  Per-network objects (z, NTK, dNTK, ddNTKs) come from
 :mod:`ntkdiagrams.sampling.networks`; this module turns them into estimators with honest
 (batch-means) standard errors; the ``sample`` command is :mod:`ntkdiagrams.cli.sample`.
 
-Estimators (layer ℓ, fan-in width n = n_0 for ℓ = 1, the hidden width for ℓ ≥ 2; the
+Estimators (layer ℓ, fan-in width n = n_{ℓ−1}: n_0 for ℓ = 1, the hidden width for ℓ ≥ 2; the
 statistics use neurons 0 and 1 of layer ℓ and are averaged over the 0 ↔ 1 relabelling).
 The names are the rule file's (rules/mlp.toml), as in ``evaluate``; the two means are not
 separable into their orders in 1/n from one width, so each is stored once, under a name that
@@ -71,11 +71,11 @@ import numpy as np
 from ..numerics.inputs import check_inputs
 from .model import ModelSpec
 from ..errors import InputError
-from .networks import (activation_derivatives, draw_ensemble, forward, layer_objects,
-                                  layer_widths, parameter_count)
+from .interpreter import NetworkProgram, build_program
+from .networks import activation_derivatives, forward, layer_objects, layer_widths, parameter_count
 
-__all__ = ["ALL_STATS", "DEFAULT_STATS", "SAMPLED_SUMS", "STAT_ALIASES", "DEPRECATED_NAMES",
-           "parse_stats", "sample", "save_result", "load_result"]
+__all__ = ["ALL_STATS", "DEFAULT_STATS", "SAMPLED_SUMS", "STAT_ALIASES", "DEPRECATED_NAMES", "default_chunk",
+           "parse_stats", "sample", "sample_memory", "save_result", "load_result"]
 
 #: the sampled means and the rule-file tensors (coefficients of 1/n^0 and 1/n) whose sum each
 #: estimates: result["layers"][ℓ-1]["K+G1"] ≈ K + G1/n, ["Theta+Theta1"] ≈ Θ + Θ1/n
@@ -92,7 +92,7 @@ ALL_STATS = ("K+G1", "Theta+Theta1", "V", "A", "B", "D", "F", "P", "Q", "R", "S"
 DEFAULT_STATS = ("K+G1", "Theta+Theta1", "V", "A", "B", "D", "F")
 #: the names a request may use (rule-file names; the stored names; the deprecated ones)
 _REQUESTABLE = ("K", "G1", "Theta", "Theta1") + ALL_STATS[2:]
-_SEED_TAG = 0x4D43  # "MC": separates the network stream from the input stream of --random
+SEED_TAG = 0x4D43  # "MC": separates the network stream from the input stream of --random
 
 # Which per-network objects each statistic needs.
 _NEEDS = {"K+G1": set(), "V": set(), "Theta+Theta1": {"H"}, "A": {"H"}, "B": {"H"}, "D": {"H"},
@@ -230,12 +230,12 @@ def _estimate(stat: str, m: dict, n: int) -> np.ndarray:
     raise KeyError(stat)  # pragma: no cover
 
 
-def _batch_sizes(samples: int, batches: int) -> list[int]:
+def batch_sizes(samples: int, batches: int) -> list[int]:
     q, r = divmod(samples, batches)
     return [q + (1 if i < r else 0) for i in range(batches)]
 
 
-def _bytes_per_network(widths, N: int, needs: set) -> int:
+def bytes_per_network(widths, N: int, needs: set) -> int:
     """A rough upper bound of the working memory per network (for the default chunk)."""
     n = max(widths[1:-1] or [2])
     A = 2 * N
@@ -250,23 +250,65 @@ def _bytes_per_network(widths, N: int, needs: set) -> int:
     return 8 * parameter_count(widths) * 2 + 4 * per_layer * len(widths) + 8 * 4096
 
 
-def _check_model(model: ModelSpec) -> np.ndarray:
+#: (count, number of input indices) of each raw moment of :func:`_moment_sums`
+_MOMENT_SHAPES = {"zz": (2, 2), "zzzz": (1, 4), "z0z1": (1, 2), "Hd": (2, 2), "H01": (1, 2), "HH_A": (1, 4),
+                  "HH_B": (1, 4), "HZ_D0": (1, 4), "HZ_D1": (1, 4), "HZ_F": (1, 4)}
+
+
+def _moment_entries(name: str, N: int) -> int:
+    count, power = _MOMENT_SHAPES.get(name, (1, 4))   # P0 … U1: four input indices
+    return count * N ** power
+
+
+def default_chunk(widths, N: int, needs: set) -> int:
+    """Networks per vectorised chunk when none is given: about 256 MB of working memory."""
+    return int(max(1, min(4096, 256 * 2 ** 20 // bytes_per_network(widths, N, needs))))
+
+
+def sample_memory(n_inputs: int, n0: int, width: int, depth: int, stats=DEFAULT_STATS, *, batches: int = 30,
+                  chunk: int | None = None, output: str | None = None) -> int:
+    """Estimated peak memory in bytes of :func:`sample` for N = ``n_inputs`` inputs of dimension
+    ``n0``: the chunk of networks in flight (``chunk`` × a bound of one network's working memory),
+    the running sums of the raw moments per layer, every batch's estimates (``batches`` × depth ×
+    Σ_stats N² or N⁴ float64: four-index statistics cost 8 N⁴ bytes each), mean and stderr, and,
+    with ``output="json"``, about 96 bytes per written number (nested lists, then the text).
+
+    >>> sample_memory(60, 3, 32, 3, ("G", "V")) > 2 ** 30
+    True
+    """
+    stats = parse_stats(stats)
+    N, L = int(n_inputs), int(depth)
+    widths = layer_widths(int(n0), int(width), L)
+    needs = set().union(*(_NEEDS[s] for s in stats))
+    moments = set().union(*(_MOMENTS[s] for s in stats))
+    per_network = bytes_per_network(widths, N, needs)
+    chunk = default_chunk(widths, N, needs) if chunk is None else int(chunk)
+    # a statistic has as many input indices as its largest raw moment
+    entries = sum(N ** max(_MOMENT_SHAPES.get(m, (1, 4))[1] for m in _MOMENTS[s]) for s in stats)
+    moment_entries = sum(_moment_entries(m, N) for m in moments)
+    big = max(_moment_entries(m, N) for m in moments)
+    total = chunk * per_network                     # networks in flight
+    total += 8 * L * moment_entries + 16 * big      # running sums (+ one chunk's product and sum)
+    total += 8 * int(batches) * L * entries         # every batch's estimates
+    total += 8 * (2 * L * entries + int(batches) * big)  # mean, stderr; the stacked batch values
+    if output == "json":
+        total += 96 * 2 * L * entries
+    return int(total)
+
+
+def check_model(model: ModelSpec) -> tuple[np.ndarray, NetworkProgram]:
+    """The validated inputs and the forward program of the model's rule file."""
     if not isinstance(model, ModelSpec):
         raise InputError(f"model must be a ModelSpec; got {type(model).__name__}")
+    if model.inputs is None:
+        raise InputError("the model has no inputs (an (N, n0) array)")
     x = check_inputs(model.inputs)
     if int(model.depth) != model.depth or model.depth < 1:
         raise InputError(f"depth must be an integer >= 1; got {model.depth}")
     if model.depth >= 2 and (int(model.width) != model.width or model.width < 2):
         raise InputError(f"width must be an integer >= 2 for sampling (statistics use neurons "
                          f"0 and 1 of each layer); got {model.width}")
-    for name in ("cb", "cw"):
-        v = getattr(model, name)
-        if not np.isfinite(v) or v < 0:
-            raise InputError(f"{name} is a variance and must be finite and >= 0; got {v}")
-    for name in ("lb", "lw"):
-        if not np.isfinite(getattr(model, name)):
-            raise InputError(f"{name} must be finite; got {getattr(model, name)}")
-    return x
+    return x, build_program(model, x.shape[1])
 
 
 def _package_version() -> str:
@@ -277,14 +319,15 @@ def _package_version() -> str:
         return "unknown"
 
 
-def network_chunks(rng: np.random.Generator, count: int, chunk: int, widths, x: np.ndarray,
-                   model: ModelSpec, derivs: list):
-    """Draw ``count`` networks of ``model`` from ``rng`` in chunks of at most ``chunk``; yields
-    (networks in the chunk, ensemble, forward pass with σ derivatives ``derivs``)."""
+def network_chunks(rng: np.random.Generator, count: int, chunk: int, program: NetworkProgram,
+                   x: np.ndarray, derivs: list):
+    """Draw ``count`` networks of ``program`` (:mod:`~ntkdiagrams.sampling.interpreter`) from ``rng``
+    in chunks of at most ``chunk``; yields (networks in the chunk, ensemble, forward pass with σ
+    derivatives ``derivs``)."""
     left = count
     while left > 0:
         c = min(chunk, left)
-        ens = draw_ensemble(rng, c, widths, x, model.cb, model.cw, model.lb, model.lw)
+        ens = program.draw(rng, c, x)
         fw = forward(ens, derivs)
         yield c, ens, fw
         del ens, fw  # before the next chunk is drawn
@@ -299,8 +342,10 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
 
     Parameters
     ----------
-    model: the network and data set (docs/conventions.md §1); hidden width ``model.width``, output
-        layer of width 2 (only neurons 0 and 1 of any layer are used).
+    model: the network and data set (docs/conventions.md §1): the rule file ``model.rules`` (default
+        the MLP) with hyper-parameters by symbol name, built by the interpreter of
+        :mod:`ntkdiagrams.sampling.interpreter`; hidden width ``model.width`` (or r_ℓ times it),
+        output layer of width 2 (only neurons 0 and 1 of any layer are used).
     samples: number of networks S (≥ batches).
     seed: seed of the network stream (see module docstring).
     batches: number b of batches for the batch-means standard errors (≥ 2; 30 by default).
@@ -314,14 +359,14 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
 
     Returns
     -------
-    ``{"meta": {...model.meta(), "samples", "seed", "batches", "complete", "stats",
-    "estimates", "fan_in", "package_version"}, "layers": [{"layer": ℓ, stat: {"mean": ndarray,
+    ``{"meta": {...model.meta(), "rules", "params", "widths", "samples", "seed", "batches",
+    "complete", "stats", "estimates", "fan_in", "package_version"}, "layers": [{"layer": ℓ, stat: {"mean": ndarray,
     "stderr": ndarray}, ...}, ...]}`` with stat the stored names of :data:`ALL_STATS` (K and G1
     come back as "K+G1", Theta and Theta1 as "Theta+Theta1"; ``meta["estimates"]`` says what
     they estimate); tensors are N×N or N×N×N×N in the storage order of
     docs/conventions.md §3 (see the module docstring).
     """
-    x = _check_model(model)
+    x, program = check_model(model)
     stats = parse_stats(stats)
     for name, v in (("samples", samples), ("batches", batches)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -338,25 +383,25 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
 
     L = int(model.depth)
     N = x.shape[0]
-    widths = layer_widths(x.shape[1], int(model.width), L)
-    fan_in = [widths[0]] + [widths[k] for k in range(1, L)]
+    widths = program.widths
+    fan_in = widths[:L]
     needs = set().union(*(_NEEDS[s] for s in stats))
     moments = sorted(set().union(*(_MOMENTS[s] for s in stats)))
     order = 3 if "ddIH" in needs else 2 if needs & {"dH", "ddIIH"} else 1 if needs else 0
     derivs = activation_derivatives(model.activation, order)
     if chunk is None:
-        chunk = int(max(1, min(4096, 256 * 2 ** 20 // _bytes_per_network(widths, N, needs))))
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), _SEED_TAG]))
+        chunk = default_chunk(widths, N, needs)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), SEED_TAG]))
 
-    reporter = _make_reporter(progress)
+    reporter = make_reporter(progress)
     t0 = time.perf_counter()
     per_batch: list[list[dict]] = []  # per batch: per layer dict stat -> estimate
     done = 0
     complete = True
     try:
-        for bsize in _batch_sizes(int(samples), int(batches)):
+        for bsize in batch_sizes(int(samples), int(batches)):
             sums = [dict() for _ in range(L)]
-            for c, ens, fw in network_chunks(rng, bsize, chunk, widths, x, model, derivs):
+            for c, ens, fw in network_chunks(rng, bsize, chunk, program, x, derivs):
                 for ell in range(1, L + 1):
                     obj = layer_objects(ens, fw, ell, H=bool(needs), dH="dH" in needs,
                                         ddIH="ddIH" in needs, ddIIH="ddIIH" in needs,
@@ -379,7 +424,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
             reporter(None, int(samples), time.perf_counter() - t0)
 
     nb = len(per_batch)
-    used = sum(_batch_sizes(int(samples), int(batches))[:nb])
+    used = sum(batch_sizes(int(samples), int(batches))[:nb])
     layers = []
     for ell in range(L):
         entry: dict = {"layer": ell + 1}
@@ -395,6 +440,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
             entry[s] = {"mean": mean, "stderr": err}
         layers.append(entry)
     meta = dict(model.meta())
+    meta.update(program.meta())
     meta.update({"samples": int(used), "samples_requested": int(samples), "seed": int(seed),
                  "batches": int(nb), "batches_requested": int(batches), "complete": complete,
                  "stats": list(stats),
@@ -404,7 +450,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     return {"meta": meta, "layers": layers}
 
 
-def _make_reporter(progress):
+def make_reporter(progress):
     if callable(progress):
         def call(done, total, elapsed):
             if done is not None:
@@ -441,13 +487,21 @@ def _jsonable(a):
 def save_result(result: dict, path: str) -> None:
     """Write a result of :func:`sample` as JSON (nested lists, NaN → null) or npz
     (keys ``layer{ℓ}/{stat}/mean`` and ``…/stderr`` plus ``meta``, a JSON string).
-    The file is written to a temporary name and renamed, so it is never half-written."""
+    The file is written to a temporary name in the same folder and renamed (``os.replace``), so
+    it is never half-written, also when writing fails or is interrupted.  A folder that does
+    not exist or cannot be written raises :class:`~ntkdiagrams.errors.InputError`."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".json", ".npz"):
         raise InputError(f"output file {path!r} must end in .json or .npz")
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=ext)
     try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=ext)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write in folder {d!r} ({exc.strerror})") from None
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # the permissions open() would give, not mkstemp's 0600
         with os.fdopen(fd, "wb") as fh:
             if ext == ".json":
                 doc = {"meta": result["meta"], "layers": [
@@ -471,30 +525,58 @@ def save_result(result: dict, path: str) -> None:
 
 
 def load_result(path: str) -> dict:
-    """Read a file written by :func:`save_result` back into the structure of :func:`sample`."""
+    """Read a file written by :func:`save_result` back into the structure of :func:`sample`.
+
+    Raises :class:`~ntkdiagrams.errors.InputError` naming the file and what is wrong for a
+    missing, unreadable or undecodable file, a file of another layout (a prediction written by
+    ``evaluate``, say) and entries that are not numeric arrays of one shape."""
     ext = os.path.splitext(path)[1].lower()
     try:
         if ext == ".npz":
             with np.load(path, allow_pickle=False) as f:
+                if not hasattr(f, "files"):
+                    raise InputError(f"{path}: a single .npy array, not an .npz result of 'sample'")
+                if "meta" not in f.files:
+                    raise InputError(f"{path}: not a result of 'sample' (no 'meta' entry)")
                 meta = json.loads(str(f["meta"]))
                 layers: dict = {}
                 for key in f.files:
                     if key == "meta":
                         continue
-                    lay, stat, kind = key.split("/")
+                    parts = key.split("/")
+                    if len(parts) != 3 or not parts[0].startswith("layer") or parts[2] not in ("mean", "stderr"):
+                        raise InputError(f"{path}: unexpected entry {key!r} (expected layer<l>/<stat>/mean|stderr)")
+                    lay, stat, kind = parts
                     ell = int(lay[len("layer"):])
                     layers.setdefault(ell, {"layer": ell}).setdefault(stat, {})[kind] = f[key]
-            return _rename_deprecated({"meta": meta, "layers": [layers[k] for k in sorted(layers)]})
-        with open(path, "r", encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"{path}: cannot read a Monte Carlo result ({exc})") from None
-    if not isinstance(doc, dict) or "layers" not in doc:
-        raise InputError(f"{path}: not a result file (no 'layers' key)")
+            doc = {"meta": meta, "layers": [layers[k] for k in sorted(layers)]}
+        else:
+            with open(path, "r", encoding="utf-8") as fh:
+                doc = json.load(fh)
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InputError(f"{path}: cannot read a Monte Carlo result ({why})") from None
+    except Exception as exc:  # zipfile.BadZipFile and other decoders' errors
+        raise InputError(f"{path}: cannot read a Monte Carlo result ({type(exc).__name__}: {exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list):
+        raise InputError(f"{path}: not a result of 'sample' (no 'layers' list)")
+    meta = doc.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise InputError(f"{path}: 'meta' is not a table")
+    if isinstance(meta, dict) and meta.get("kind") == "prediction":
+        raise InputError(f"{path}: a prediction written by 'evaluate', not a Monte Carlo result of 'sample'")
     for entry in doc["layers"]:
+        if not isinstance(entry, dict) or isinstance(entry.get("layer"), bool) \
+                or not isinstance(entry.get("layer"), (int, np.integer)):
+            raise InputError(f"{path}: every entry of 'layers' must be a table with an integer 'layer'")
         for k, v in entry.items():
             if isinstance(v, dict):
-                entry[k] = {kk: np.array(vv, dtype=float) for kk, vv in v.items()}
+                try:
+                    entry[k] = {kk: np.array(vv, dtype=float) for kk, vv in v.items()}  # null → NaN
+                except (TypeError, ValueError) as exc:
+                    raise InputError(f"{path}: layer {entry['layer']} {k}: not a numeric array ({exc})") from None
     return _rename_deprecated(doc)
 
 

@@ -12,6 +12,7 @@ The package, by concern (docs/gaussian.md has the overview, the measurements and
 =================  ==========================================================================
 ``tensor``         the entry points; symmetric slots, batches of index tuples
 ``factors``        a factor f = g + c δ(z): its branches at z ≷ 0, its exponential form
+``growth``         growth rates log|f|/z² at ±∞; divergent or inaccurate expectations refused
 ``blocks``         the product of the factors that share one variable, per tuple
 ``merge``          coinciding inputs (merging) and Dirac deltas (conditioning)
 ``paths``          the choice between the fast path and the exact cone method

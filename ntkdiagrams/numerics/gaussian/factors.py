@@ -10,6 +10,10 @@ so that δ(z)·Max(0, z) = 0, and g is cut into its two analytic *branches* g₊
 functions unchanged.  g(0) uses Heaviside(0) = 1/2 (sympy's convention).  Kinks must sit at z = 0;
 only DiracDelta(z) itself (first order) is accepted.
 
+Growth.  Each factor carries the quadratic growth rates c± = limsup log|g|/z² of its branches at
+±∞ (:func:`.growth.quadratic_growth`), from which :func:`.growth.check_integrable` tells whether
+an expectation of factors converges and can be computed accurately.
+
 Exponential forms.  A smooth g may be a rational function of one exponential,
 
     g(z) = R(E),   E = e^{κz},   R = P/Q with polynomials P, Q of degree ≤ d,
@@ -32,6 +36,7 @@ from typing import Callable, NamedTuple
 import sympy as sp
 
 from ..activations import lambdify_z, z
+from .growth import quadratic_growth
 from ...errors import InputError, UnsupportedError
 
 __all__ = ["EXPO_MAX_EXPONENT", "KINK_FUNCTIONS", "ExponentialForm", "Factor", "as_sympy",
@@ -72,6 +77,7 @@ class Factor:
     zero_minus: bool
     degree: int | None      # polynomial degree of the branches, None if not polynomial
     expo: ExponentialForm | None = None  # g(z) = R(e^{κz}) (smooth factors only)
+    growth: tuple = (0.0, 0.0)  # (c₊, c₋): limsup log|g|/z² at ±∞, None where unknown (.growth)
 
 
 def as_sympy(expr, what: str) -> sp.Basic:
@@ -213,6 +219,8 @@ def prepare_factor(e: sp.Expr) -> Factor:
     smooth = sp.simplify(plus - minus) == 0
     fp = lambdify_z(plus)
     fm = fp if smooth else lambdify_z(minus)
+    growth = (-math.inf if plus == 0 else quadratic_growth(plus, +1),
+              -math.inf if minus == 0 else quadratic_growth(minus, -1))
     return Factor(expr=e, delta=delta, at0=at0, plus=fp, minus=fm, smooth=smooth,
                   zero_plus=(plus == 0), zero_minus=(minus == 0), degree=degree,
-                  expo=exponential_form(plus) if smooth else None)
+                  expo=exponential_form(plus) if smooth else None, growth=growth)

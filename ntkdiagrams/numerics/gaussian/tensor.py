@@ -30,6 +30,7 @@ from ...settings import Settings
 from .blocks import Block
 from .context import Quadrature
 from .factors import Factor, as_sympy, canonical_z, prepare_factor
+from .growth import check_integrable
 from .merge import expect
 from .paths import METHODS
 
@@ -94,13 +95,24 @@ def prepare_factors(factors) -> list[Factor]:
 
 def tensor_values(facs: list[Factor], K: np.ndarray, tuples: np.ndarray, degree,
                   method: str, quad: Quadrature) -> np.ndarray:
-    """E[Π_s f_s(z_{a_s})] for the index tuples (n, k) of a checked kernel K."""
+    """E[Π_s f_s(z_{a_s})] for the index tuples (n, k) of a checked kernel K.
+
+    :class:`~ntkdiagrams.errors.NumericsError` (with ``inputs``, the first offending tuple, and
+    ``reason``) when the expectation diverges or cannot be computed accurately: the factors'
+    growth against the variance (:func:`.growth.check_integrable`)."""
+    check_integrable([f.expr for f in facs], [_rate(f) for f in facs], K, tuples)
     C = K[tuples[:, :, None], tuples[:, None, :]]
     blocks = [Block([(f, np.ones(tuples.shape[0]))]) for f in facs]
     deltas = [np.full(tuples.shape[0], f.delta) for f in facs]
     if not any(f.delta for f in facs):
         deltas = None
     return expect(blocks, C, deltas, degree, method, quad)
+
+
+def _rate(f: Factor):
+    """The factor's quadratic growth rate max(c₊, c₋) over the known sides (None: both unknown)."""
+    known = [c for c in f.growth if c is not None]
+    return max(known) if known else None
 
 
 def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Settings | None = None,
@@ -127,6 +139,9 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
         instead (its pool is shared between calls); not together with ``settings``.
 
     Returns an array of shape (N,)*k.  Entries with two deltas on the same variable are NaN.
+    Raises :class:`~ntkdiagrams.errors.NumericsError` (attributes ``inputs``, ``reason``) when an
+    entry diverges or loses accuracy: a factor product growing like e^{c z²} against the
+    variance, c ≥ 1/(2K) for one variable (:mod:`ntkdiagrams.numerics.gaussian.growth`).
 
     Examples
     --------
