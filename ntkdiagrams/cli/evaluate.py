@@ -56,7 +56,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``evaluate``: 0 on success (bad input raises :class:`~ntkdiagrams.errors.InputError`).
 
-    Order: the output path, the inputs and the model, the rule file, the statistics, the memory
+    Order: the output path, the rule file, the inputs and the model, the statistics, the memory
     estimate (:func:`ntkdiagrams.numerics.memory.evaluate_memory`), and only then the numbers."""
     from ..language.rulefile import load_rules
     from ..numerics.evaluate import evaluate, evaluate_request
@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out:
         check_output_file(args.out, "--out", (".json", ".npz"))
+    check_rules_option(args.rules)  # before model_from_args, which reads the rule file for --param
     model = model_from_args(args)
-    check_rules_option(args.rules)
     rules = load_rules(args.rules)
     # the rule file's hyper-parameters by symbol name (--param) and the MLP shorthands; their values
     # with the defaults, for the meta (evaluate resolves them the same way)
