@@ -28,12 +28,13 @@ MODEL = {"--activation", "--depth", "--width", "--cb", "--cw", "--lb", "--lw", "
 OPTIONS = {
     "derive": {"statistics", "--order", "--connected", "--rules", "--latex", "--standalone", "--explicit",
                "--draw", "--diagonal", "--activation", "--diagrams", "--debug"},
-    "evaluate": MODEL | {"--stats", "--request", "--order", "--degree", "--kinks", "--rules", "--out",
+    "evaluate": MODEL | {"--param", "--stats", "--request", "--order", "--degree", "--kinks", "--rules", "--out",
                          "--max-memory", "--debug"},
     "sample": MODEL | {"--rules", "--param", "--samples", "--batches", "--stats", "--chunk", "--quiet", "--out", "--max-memory",
                        "--debug"},
     "compare": {"pred", "mc", "--stats", "--all", "--plot", "--max-z", "--debug"},
-    "critical": {"--activation", "--depth", "--stats", "--k1", "--lb", "--lw", "--precise", "--json", "--debug"},
+    "critical": {"--activation", "--depth", "--stats", "--k1", "--lb", "--lw", "--precise", "--json", "--debug",
+                 "--rules"},
 }
 
 

@@ -53,6 +53,9 @@ evaluate`) for one input at the critical point, normalised to dimensionless rati
 
 (each the coefficient of 1/n; dimensions: z ~ √K, H ~ Θ, dH ~ Θ²/√K, ddH ~ Θ³/K), with a fit
 r(ℓ) ≈ c ℓ^p over the tail ℓ ∈ [L/2, L] and the linear slope dr/dℓ there.
+
+Only the MLP (rules/mlp.toml) is covered: the kernel map above is the MLP's, so both functions
+refuse any other rule file (``rules=``; :func:`require_mlp`).
 """
 from __future__ import annotations
 
@@ -77,6 +80,18 @@ _KINKS = (sp.Max, sp.Min, sp.Abs, sp.Heaviside, sp.sign, sp.Piecewise, sp.DiracD
 
 
 # ---------------------------------------------------------------- Gaussian expectations
+
+def require_mlp(rules, what: str) -> None:
+    """UnsupportedError unless ``rules`` (a name, path or RuleSet; None = mlp) is the built-in MLP
+    (the same rule-file text): criticality is implemented for the MLP only."""
+    if rules is None or (isinstance(rules, str) and rules == "mlp"):
+        return
+    from ..language.rulefile import RuleSet, load_rules
+    rs = rules if isinstance(rules, RuleSet) else load_rules(rules)
+    if rs.source != load_rules("mlp").source:
+        raise UnsupportedError(f"{what}: criticality is implemented for the MLP of rules/mlp.toml only; "
+                               f"rule file {rs.name!r} ({rs.path}) is not supported")
+
 
 def _activation(activation) -> Activation:
     if isinstance(activation, Activation):
@@ -307,7 +322,7 @@ def _brent(fn, a: float, b: float, fa: float, fb: float, tol: float = 1e-13) -> 
 
 
 def critical_point(activation, *, k_min: float = K_MIN, k_max: float = K_MAX, points: int = K_POINTS,
-                   precise: bool = False) -> CriticalPoint:
+                   precise: bool = False, rules=None) -> CriticalPoint:
     """Find the critical (C_b, C_W) of an activation, or report that none exists.
 
     Parameters
@@ -318,6 +333,7 @@ def critical_point(activation, *, k_min: float = K_MIN, k_max: float = K_MAX, po
         changes (a root where h touches 0 without changing sign is not found; stated in notes).
     precise: refine non-zero roots by Newton steps with mpmath quadrature at 20 digits
         (smooth activations), an independent check of the package's quadrature.
+    rules: the rule file (None or ``"mlp"``); any other is refused (MLP only).
 
     Returns a :class:`CriticalPoint`.  Formulas: module docstring.  Examples
     --------
@@ -325,6 +341,7 @@ def critical_point(activation, *, k_min: float = K_MIN, k_max: float = K_MAX, po
     >>> cp.universality, cp.cb, cp.cw
     ('scale-invariant', 0.0, 2.0)
     """
+    require_mlp(rules, "critical_point")
     act = _activation(activation)
     if not (isinstance(points, (int, np.integer)) and points >= 3):
         raise InputError(f"points must be an integer >= 3; got {points!r}")
@@ -578,7 +595,7 @@ def _evaluate_groups(act, depth, x, hyper, stats) -> tuple[list[dict], dict]:
 def depth_scaling(activation, depth: int = 40, stats: Sequence[str] | str = "all", *,
                   point: CriticalPoint | None = None, cb: float | None = None, cw: float | None = None,
                   k1: float | None = None, lb: float = 1.0, lw: float = 1.0,
-                  tail: float = 0.5) -> DepthScaling:
+                  tail: float = 0.5, rules=None) -> DepthScaling:
     """The normalised first-order tensors per layer at criticality, and their growth with ℓ.
 
     Parameters
@@ -593,10 +610,12 @@ def depth_scaling(activation, depth: int = 40, stats: Sequence[str] | str = "all
         K* for a half-stable point, 1 otherwise (K*=0 class: K flows to 0 like 1/(−a1 ℓ)).
     lb, lw: λ_b, λ_W.
     tail: the fits use ℓ from ⌈tail·L⌉ to L.
+    rules: the rule file (None or ``"mlp"``); any other is refused (MLP only).
 
     Ratios: :data:`RATIOS` (coefficients of 1/n, normalised by the leading K^(ℓ), Θ^(ℓ) of the
     same layer).
     """
+    require_mlp(rules, "depth_scaling")
     act = _activation(activation)
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 3:
         raise InputError(f"depth must be an integer >= 3 for a depth scaling; got {depth!r}")

@@ -25,6 +25,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--lw", type=float, default=1.0, help="lambda_W (default 1)")
     p.add_argument("--precise", action="store_true", help="refine non-zero K* with mpmath (smooth activations)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--rules", default="mlp", help="rule file (default mlp; criticality is implemented for the "
+                                                  "MLP only and refuses others)")
     p.set_defaults(func=run, settings=None)
     return p
 
@@ -42,11 +44,11 @@ def run(args: argparse.Namespace) -> int:
         v = getattr(args, name)
         if v is not None and not math.isfinite(v):
             raise InputError(f"--{name} must be finite; got {v}")
-    cp = critical_point(args.activation, precise=args.precise)
+    cp = critical_point(args.activation, precise=args.precise, rules=args.rules)
     table = None
     if args.depth and cp.critical:
         table = depth_scaling(args.activation, args.depth, stats=args.stats, point=cp, k1=args.k1,
-                              lb=args.lb, lw=args.lw)
+                              lb=args.lb, lw=args.lw, rules=args.rules)
     if args.json:
         print(json.dumps({"critical_point": cp.to_dict(), "depth_scaling": table.to_dict() if table else None}))
     else:

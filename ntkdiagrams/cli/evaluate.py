@@ -2,6 +2,11 @@
 
     ntkdiagrams evaluate --activation tanh --depth 5 --width 32 --random 4,3 --out pred.json
     ntkdiagrams evaluate --request 'E[z(i1;a1) z(i2;a2)]' --order 1 --out pred.json
+    ntkdiagrams evaluate --rules resmlp --param xi=1 --param C_W=0.6,0.7,0.8 --depth 3 --out pred.json
+
+``--param NAME=VALUE`` (repeatable; per-layer values as a comma list) sets a hyper-parameter of the
+rule file by its symbol name; ``--cb --cw --lb --lw`` are the MLP's shorthands for C_b, C_W, λ_b,
+λ_W.  ``meta["params"]`` records every value by symbol name (defaults included).
 
 Writes :func:`ntkdiagrams.numerics.evaluate.write_result`'s layout (JSON or npz), or prints the
 first component of every tensor per layer.  The expansion health at ``--width``
@@ -17,7 +22,7 @@ import warnings
 
 from .. import __version__
 from ..errors import InputError
-from .common import add_memory_argument, add_model_arguments, check_memory, model_from_args
+from .common import add_memory_argument, add_model_arguments, add_param_argument, check_memory, model_from_args
 from .files import check_output_file, check_rules_option
 from .progress import LayerProgress
 
@@ -32,6 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``evaluate`` (sets ``func=run``)."""
     p = subparsers.add_parser("evaluate", help="evaluate derived recursions for a data set (numbers)")
     add_model_arguments(p)
+    add_param_argument(p)
     p.add_argument("--stats", default="K,G1,V", help="comma-separated tensors, or 'all' (default K,G1,V)")
     p.add_argument("--request", help="a correlator request 'E[...]' / 'Ec[...]' instead of --stats: every "
                                      "coefficient of its decomposition (see `ntkdiagrams derive 'E[...]'`)")
@@ -50,18 +56,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``evaluate``: 0 on success (bad input raises :class:`~ntkdiagrams.errors.InputError`).
 
-    Order: the output path, the inputs and the model, the rule file, the statistics, the memory
+    Order: the output path, the rule file, the inputs and the model, the statistics, the memory
     estimate (:func:`ntkdiagrams.numerics.memory.evaluate_memory`), and only then the numbers."""
     from ..language.rulefile import load_rules
     from ..numerics.evaluate import evaluate, evaluate_request
     from ..numerics.health import ExpansionWarning
+    from ..numerics.hyperparameters import resolve_hyperparameters
     from ..numerics.memory import evaluate_memory
 
     if args.out:
         check_output_file(args.out, "--out", (".json", ".npz"))
+    check_rules_option(args.rules)  # before model_from_args, which reads the rule file for --param
     model = model_from_args(args)
-    check_rules_option(args.rules)
     rules = load_rules(args.rules)
+    # the rule file's hyper-parameters by symbol name (--param) and the MLP shorthands; their values
+    # with the defaults, for the meta (evaluate resolves them the same way)
+    hyper = dict(params=model.params, cb=model.cb, cw=model.cw, lb=model.lb, lw=model.lw)
+    values = resolve_hyperparameters(rules, model.depth, model.params,
+                                     {k: v for k, v in hyper.items() if k != "params"}).meta()
     output = "json" if args.out and args.out.lower().endswith(".json") else None
     if args.request:
         from ..engine.request import derive_request
@@ -73,12 +85,11 @@ def run(args: argparse.Namespace) -> int:
                      model.inputs.shape[0], args, f"evaluate --request at depth {model.depth}")
         with LayerProgress(model.depth) as progress, warnings.catch_warnings():
             warnings.simplefilter("ignore", ExpansionWarning)  # the health is reported in one line by _emit
-            result = evaluate_request(res, model.activation, model.depth, model.inputs, cb=model.cb,
-                                      cw=model.cw, lb=model.lb, lw=model.lw, degree=args.degree,
-                                      progress=progress, kinks=args.kinks, settings=args.settings,
-                                      width=model.width)
+            result = evaluate_request(res, model.activation, model.depth, model.inputs, **hyper,
+                                      degree=args.degree, progress=progress, kinks=args.kinks,
+                                      settings=args.settings, width=model.width)
         layers = [{k: v for k, v in layer.items() if k == "layer" or k in stats} for layer in result]
-        meta = {**model.meta(), "request": args.request, "order": res.order, "rules": args.rules,
+        meta = {**_model_meta(model, values), "request": args.request, "order": res.order, "rules": args.rules,
                 "structures": [{"tensor": res.key(st), "deltas": [[str(i) for i in b] for b in st.deltas],
                                 "order": st.order, "args": [str(a) for a in st.args],
                                 "coefficient": str(st.coefficient), "named": st.named} for st in res.structures],
@@ -91,12 +102,28 @@ def run(args: argparse.Namespace) -> int:
                  model.inputs.shape[0], args, f"evaluate --stats {args.stats} at depth {model.depth}")
     with LayerProgress(model.depth) as progress, warnings.catch_warnings():
         warnings.simplefilter("ignore", ExpansionWarning)  # the health is reported in one line by _emit
-        layers = evaluate(model.activation, model.depth, model.inputs, cb=model.cb, cw=model.cw, lb=model.lb,
-                          lw=model.lw, stats=stats, rules=rules, degree=args.degree, progress=progress,
-                          kinks=args.kinks, settings=args.settings, width=model.width)
-    meta = {**model.meta(), "stats": stats, "rules": args.rules, "degree": args.degree, "kinks": args.kinks,
+        layers = evaluate(model.activation, model.depth, model.inputs, **hyper, stats=stats, rules=rules,
+                          degree=args.degree, progress=progress, kinks=args.kinks, settings=args.settings,
+                          width=model.width)
+    meta = {**_model_meta(model, values), "stats": stats, "rules": args.rules, "degree": args.degree, "kinks": args.kinks,
             "package_version": __version__, "kind": "prediction", "health": layers.health}
     return _emit(args, meta, layers)
+
+
+def _model_meta(model, values: dict) -> dict:
+    """The model's meta with the hyper-parameters by symbol name (``params``: a number, or the list
+    of per-layer values, defaults included); cb/cw/lb/lw only where the rule file declares C_b, C_W,
+    λ_b, λ_W."""
+    from ..numerics.hyperparameters import SHORTHANDS
+
+    meta = model.meta()
+    for short, sym in SHORTHANDS.items():
+        if sym in values:
+            meta[short] = values[sym]
+        else:
+            meta.pop(short, None)
+    meta["params"] = values
+    return meta
 
 
 def parse_stats(text: str, rules) -> list[str] | str:

@@ -13,6 +13,7 @@ is built by the whitelisting parser of :mod:`ntkdiagrams.language.expressions`. 
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,7 @@ class RuleSet:
     tensors: dict
     source: str = field(repr=False, default="")
     width_ratio: type | None = None   # r: hidden layer ℓ has n_ℓ = r_ℓ n neurons (None: all n)
+    symbol_defaults: dict = field(default_factory=dict)   # [symbols.X] default: name -> float
 
     def tensor(self, name: str) -> TensorSpec:
         return self.tensors[name]
@@ -244,13 +246,18 @@ def parse_rules(source: str, path: str = "<string>") -> RuleSet:
     input_width = sp.Symbol(_ident(path, "model.input_width", model.get("input_width", "n0")), positive=True)
     act_name = _ident(path, "model.activation", model["activation"])
 
-    symbols = {}
+    symbols, defaults = {}, {}
     for sname, spec in data.get("symbols", {}).items():
         _ident(path, f"symbols.{sname}", sname)
-        _check_keys(path, f"symbols.{sname}", spec, {"latex", "description"})
+        _check_keys(path, f"symbols.{sname}", spec, {"latex", "description", "default"})
         if sname in _RESERVED:
             raise _err(path, f"symbols.{sname}", f"{sname!r} is reserved")
         symbols[sname] = sp.Symbol(sname, real=True)
+        if "default" in spec:
+            d = spec["default"]
+            if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d):
+                raise _err(path, f"symbols.{sname}.default", f"must be a finite number, got {d!r}")
+            defaults[sname] = float(d)
 
     fields = {}
     for fname, spec in data["fields"].items():
@@ -327,7 +334,8 @@ def parse_rules(source: str, path: str = "<string>") -> RuleSet:
                                                   "needs equal widths; per-layer width ratios are not allowed")
         ratio = width_ratio_class(rname)
     rs = RuleSet(path, model["name"], model.get("description", ""), width, input_width, act_name, symbols,
-                 fields, parameters, layer_maps, first_layer, statistics, tensors, source, ratio)
+                 fields, parameters, layer_maps, first_layer, statistics, tensors, source, ratio,
+                 symbol_defaults=defaults)
     rs.gaussian_tensor()
     return rs
 

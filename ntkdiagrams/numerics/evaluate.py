@@ -41,7 +41,9 @@ import sympy as sp
 from .activations import Activation, parse_activation
 from .gaussian import Quadrature, expectation_tensor
 from .activations import z as zsym
-from ..language.algebra import ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor, Z
+from ..language.algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor,
+                                WidthRatio, Z)
+from ..language.algebra import ell as LAYER
 from .health import ExpansionWarning, describe, layer_health, summary
 from .inputs import check_inputs
 from ..errors import InputError, NumericsError, UnsupportedError
@@ -50,9 +52,14 @@ from ..engine.recursion import Recursion
 from ..engine.request import RequestResult
 from ..language.rulefile import RuleSet
 from ..settings import Settings, resolve
+from .hyperparameters import SHORTHANDS, resolve_hyperparameters
+from .stein import reduce_bare_z
 
-#: command-line names of the hyper-parameters and their rule-file symbols
-HYPER = {"cb": "C_b", "cw": "C_W", "lb": "lambda_b", "lw": "lambda_W"}
+#: keyword names of the MLP's hyper-parameters and their rule-file symbols (:data:`.hyperparameters.SHORTHANDS`)
+HYPER = SHORTHANDS
+
+#: stand-ins for the width ratios r_ℓ and r_{ℓ−1} in the compiled coefficients of a recursion of layer ℓ+1
+RATIO_SYMBOLS = (sp.Dummy("r_ell"), sp.Dummy("r_ell_minus_1"))
 
 
 @dataclass(frozen=True)
@@ -145,13 +152,23 @@ def per_network(expr: sp.Expr) -> sp.Expr:
 
 
 class CompiledRecursion:
-    """A :class:`Recursion` compiled for one activation into einsum plans."""
+    """A :class:`Recursion` compiled for one activation into einsum plans.
+
+    ``symbols``: the arguments of the coefficient functions, in the order of the ``hyper`` values
+    of :meth:`__call__`: the rule file's symbols and, for per-layer widths, :data:`RATIO_SYMBOLS`
+    (r_ℓ, r_{ℓ−1}).  ``used``: the names of those that occur in a coefficient.
+
+    ``kernel``: the class of the rule file's Gaussian tensor K (default: from ``rec.rules``).  Bare
+    preactivations in expectations (shortcut fields) are then integrated by parts into kernel
+    entries and derivatives of σ where σ is smooth enough (:mod:`ntkdiagrams.numerics.stein`), and
+    otherwise integrated as the identity factor z."""
 
     def __init__(self, rec: Recursion, activation: Activation, symbols: Sequence[sp.Symbol],
-                 blob_method: str = "auto", kinks: str = "per-network"):
+                 blob_method: str = "auto", kinks: str = "per-network", kernel=None):
         self.rec = rec
         self.labels = rec.labels
         self.symbols = tuple(symbols)
+        self.used: set = set()
         # activations with kinks: keep blob contractions whole (integration by parts);
         # blob_method "hermite"/"explicit" forces one way (tests compare the two)
         if blob_method not in ("auto", "hermite", "explicit"):
@@ -162,6 +179,11 @@ class CompiledRecursion:
             raise InputError(f"kinks must be one of {', '.join(KINKS)}; got {kinks!r}")
         if kinks == "per-network" and activation.has_delta(2):
             rhs = per_network(rec.compact if rec.compact is not None else rec.rhs)
+        if kernel is None and rec.rules is not None:
+            kernel = rec.rules.tensors[rec.rules.gaussian_tensor()].cls
+        if kernel is not None:
+            rhs = reduce_bare_z(rhs, kernel, lambda f: not any(activation.has_delta(int(a.args[0]))
+                                                               for a in f.atoms(ActivationDerivative)))
         self.terms = [c for t in sp.Add.make_args(rhs) if t != 0 for c in self._compile_term(t, activation)]
         self.initial_terms = [c for t in sp.Add.make_args(rec.initial) if t != 0
                               for c in self._compile_term(t, activation)]
@@ -202,11 +224,26 @@ class CompiledRecursion:
                 factors += [_Factor("gram", None, tuple(self._axis(a) for a in base.args))] * reps
             else:
                 coeff *= f
+        coeff = self._ratios(coeff)
         extra = coeff.free_symbols - set(self.symbols)
+        self.used |= coeff.free_symbols & set(self.symbols)
         if extra:
             raise UnsupportedError(f"{self.rec.tensor}: coefficient {coeff} has symbols {extra} with no value")
         fn = sp.lambdify(self.symbols, coeff, modules="numpy")
         return [(fn, factors)]
+
+    def _ratios(self, coeff: sp.Expr) -> sp.Expr:
+        """Width ratios r(ℓ), r(ℓ−1) of the recursion's layer ℓ → :data:`RATIO_SYMBOLS`."""
+        ratios = coeff.atoms(WidthRatio)
+        if not ratios:
+            return coeff
+        rep = {}
+        for r in ratios:
+            shift = sp.expand(r.args[0] - LAYER)
+            if shift not in (0, -1):
+                raise UnsupportedError(f"{self.rec.tensor}: width ratio {r} is not of layer ℓ or ℓ−1")
+            rep[r] = RATIO_SYMBOLS[0] if shift == 0 else RATIO_SYMBOLS[1]
+        return coeff.xreplace(rep)
 
     def _hermite_factor(self, b: BlobSum, act: Activation) -> _Factor:
         """A whole blob sum, to be integrated by parts (see :mod:`ntkdiagrams.numerics.hermite`)."""
@@ -229,13 +266,18 @@ class CompiledRecursion:
 
     @staticmethod
     def _gauss_factor(ge: GaussianExpectation, act: Activation) -> _Factor:
+        """⟨Π f(z_β)⟩_K as one univariate function of z per distinct label β: σ^{(k)}(z_β) is the
+        activation's k-th derivative, a bare preactivation z_β (shortcut fields) the identity z."""
         per_label: dict = {}
         for f in sp.Mul.make_args(ge.integrand):
             base, exp = f.as_base_exp()
-            if not isinstance(base, ActivationDerivative) or not isinstance(base.args[1], Z):
+            if isinstance(base, Z):
+                zarg, fn = base, zsym
+            elif isinstance(base, ActivationDerivative) and isinstance(base.args[1], Z):
+                zarg, fn = base.args[1], act.derivative(int(base.args[0]))
+            else:
                 raise UnsupportedError(f"cannot evaluate integrand factor {f}")
-            k, zarg = base.args
-            per_label.setdefault(zarg.args[0], []).append(act.derivative(int(k)) ** exp)
+            per_label.setdefault(zarg.args[0], []).append(fn ** exp)
         labels = sorted(per_label, key=str)
         funcs = tuple(sp.Mul(*per_label[a]) for a in labels)
         return _Factor("gauss", (funcs, tuple(labels)), tuple(labels))
@@ -314,16 +356,8 @@ def max_derivative_order(expr: sp.Expr) -> int:
     return max((int(a.args[0]) for a in expr.atoms(ActivationDerivative)), default=0)
 
 
-def _per_layer(value, depth: int, name: str) -> list:
-    arr = np.atleast_1d(np.asarray(value, dtype=float))
-    if arr.size == 1:
-        return [float(arr[0])] * depth
-    if arr.size != depth:
-        raise InputError(f"{name}: give one value or one per layer ({depth}); got {arr.size}")
-    return [float(v) for v in arr]
-
-
-def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0, lb=1.0, lw=1.0,
+def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict | None = None,
+             cb=None, cw=None, lb=None, lw=None,
              stats: Sequence[str] | str = ("K", "G1", "V"), rules: RuleSet | str | None = None,
              degree: int | None = None, progress: bool | Callable = False,
              blob_method: str = "auto", extra: dict | None = None,
@@ -336,7 +370,15 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
     activation: a shortcut or an expression in z (see :mod:`ntkdiagrams.numerics.activations`).
     depth: number of layers L ≥ 1.
     inputs: (N, n0) array of inputs x_α.
-    cb, cw, lb, lw: C_b, C_W, λ_b, λ_W; a scalar, or one value per layer 1..L.
+    params: the rule file's hyper-parameters by symbol name, e.g. ``{"C_W": 0.6, "xi": 1.0}`` for
+        rules/resmlp.toml; each a number or a list of one value per layer 1..L, entry ℓ−1 being the
+        value in the map that makes layer ℓ (entry 0: layer 1, from the data).  A width ratio
+        (``[model] width_ratio = "r"``) is given the same way, entry ℓ−1 being r_ℓ = n_ℓ/n.
+        Defaults: C_b = 0, C_W = 1, λ_b = λ_W = 1 where the rule file declares these names, and a
+        rule file's ``[symbols.X] default``; a symbol that enters a needed recursion without a
+        value is an InputError.  See :mod:`ntkdiagrams.numerics.hyperparameters`.
+    cb, cw, lb, lw: shorthands for C_b, C_W, λ_b, λ_W (same forms); giving one of them and its
+        symbol in ``params`` is an error.
     stats: tensor names (docs/conventions.md §3), or "all" for every tensor the rule file derives.
     kinks: for activations with kinks, the meaning of the dNTK/ddNTK statistics P…U:
         "per-network" (default: expectations of the objects of docs/conventions.md §2, network by network,
@@ -379,18 +421,20 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
     if unknown:
         raise UnsupportedError(f"unknown or unsupported statistic(s) {unknown}; this rule file derives "
                                f"{sorted(rules.tensors)}")
-    hyper_layers = {k: _per_layer(v, depth, k) for k, v in dict(cb=cb, cw=cw, lb=lb, lw=lw).items()}
-    for k in ("cb", "cw"):
-        if any(v < 0 or not np.isfinite(v) for v in hyper_layers[k]):
-            raise InputError(f"{k} is a variance: it must be finite and >= 0")
-    symbols = [rules.symbols[HYPER[k]] for k in HYPER if HYPER[k] in rules.symbols]
-    keys = [k for k in HYPER if HYPER[k] in rules.symbols]
+    hp = resolve_hyperparameters(rules, int(depth), params, dict(cb=cb, cw=cw, lb=lb, lw=lw))
+    keys = list(rules.symbols)
+    symbols = [rules.symbols[k] for k in keys]
+    if hp.ratio is not None:
+        symbols += RATIO_SYMBOLS
     extra = dict(extra or {})
     needed = required_tensors(names + sorted(set().union(*(r.layer_tensors for r in extra.values()))), rules, settings)
     if kinks not in KINKS:
         raise InputError(f"kinks must be one of {', '.join(KINKS)}; got {kinks!r}")
-    compiled = {t: CompiledRecursion(derive(t, rules, settings=settings), act, symbols, blob_method, kinks) for t in needed}
-    extras = {t: CompiledRecursion(r, act, symbols, blob_method, kinks) for t, r in extra.items()}
+    kernel = rules.tensors[rules.gaussian_tensor()].cls
+    compiled = {t: CompiledRecursion(derive(t, rules, settings=settings), act, symbols, blob_method, kinks, kernel)
+                for t in needed}
+    extras = {t: CompiledRecursion(r, act, symbols, blob_method, kinks, kernel) for t, r in extra.items()}
+    _require_values(hp, {**compiled, **extras})
     gauss = rules.gaussian_tensor()
     N, n0 = x.shape
     gram = x @ x.T / n0
@@ -406,7 +450,7 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
         if width is not None:
             health.append((layer["layer"], layer_health(full, int(width))))
 
-    hyper = tuple(hyper_layers[k][0] for k in keys)
+    hyper = hp.layer(keys, 1) + (hp.ratios(1) if hp.ratio is not None else ())
     prev = {t: compiled[t]({}, None, hyper, N, gram=gram, initial=True) for t in needed}
     more = {t: c({}, None, hyper, N, gram=gram, initial=True) for t, c in extras.items()}
     layers = [{"layer": 1, **{t: prev[t] for t in names}, **more}]
@@ -416,7 +460,7 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, cb=0.0, cw=1.0
         for ell in range(1, depth):
             K = prev[gauss]
             cache = GaussianCache(0.5 * (K + K.T), degree, quad)
-            hyper = tuple(hyper_layers[k][ell] for k in keys)
+            hyper = hp.layer(keys, ell + 1) + (hp.ratios(ell) if hp.ratio is not None else ())
             more = _step(extras, prev, cache, hyper, N, ell + 1)
             prev = _step(compiled, prev, cache, hyper, N, ell + 1)
             layers.append({"layer": ell + 1, **{t: prev[t] for t in names}, **more})
@@ -468,11 +512,21 @@ def check_finite(tensors: dict, layer: int) -> None:
                 "slower-growing activation)", layer=layer, statistic=t, inputs=idx, reason="not finite")
 
 
+def _require_values(hp, compiled: dict) -> None:
+    """Every rule-file symbol (or width ratio) in a compiled coefficient must have a value."""
+    used: dict = {}
+    for t, c in compiled.items():
+        for s in c.used:
+            name = hp.ratio if s in RATIO_SYMBOLS else s.name
+            used.setdefault(name, []).append(t)
+    hp.require(used)
+
+
 def evaluate_request(result: RequestResult, activation: str | Activation, depth: int, inputs, **kwargs) -> list[dict]:
     """Every coefficient of a correlator request per layer: ``[{"layer": ℓ, name: array over the
     request's input labels (one axis per distinct label, in order of appearance)}, …]``, names as
     :meth:`~ntkdiagrams.engine.request.RequestResult.key`; keyword arguments as :func:`evaluate`
-    (``cb, cw, lb, lw, degree, kinks, …``).  Combine with ``result.predict(layer, pattern, width)``."""
+    (``params, cb, cw, lb, lw, degree, kinks, …``).  Combine with ``result.predict(layer, pattern, width)``."""
     extra = {result.key(s): s.recursion for s in result.structures}
     return evaluate(activation, depth, inputs, stats=[], rules=result.rules, extra=extra, **kwargs)
 
