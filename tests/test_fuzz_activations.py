@@ -63,3 +63,13 @@ def test_scale_invariant_slopes_are_those_of_sympy_nsimplify(slope):
         return
     assert not isinstance(act, Exception), act
     assert act.scale_invariant == (1, sp.nsimplify(value)), (slope, act.scale_invariant)
+
+
+@pytest.mark.parametrize("slope", ["0.1", "0.01", "0.2", "1/3", "0.333333333333333", "-2.5e-3", "0.7071067811865476",
+                                   "2*sqrt(2)/3", "2.718281828459045", "3.141592653589793", "1e-300", "123456.789"])
+def test_scale_invariant_slopes_examples(slope):
+    """A few fixed cases of the property above, for the fast subset."""
+    from ntkdiagrams.language.expressions import parse_expression
+    value = sp.simplify(parse_expression(slope, functions={"sqrt": sp.sqrt}))
+    act = outcome(lambda: parse_activation(f"Max(0, z) + ({slope})*Min(0, z)"), Activation)
+    assert act.scale_invariant == (1, sp.nsimplify(value))
