@@ -132,9 +132,12 @@ def sample_task(task: dict, depth: int, stats: tuple, lb: float, lw: float) -> d
     names: "K+G1" for the sampled E[zz] (= K + G1/n + …), "Theta+Theta1" for E[H], V, A, … as asked."""
     stats = parse_stats(stats)
     case = task["case"]
+    if case.rules is None:  # the MLP with the shorthands C_b, C_W, λ_b, λ_W
+        arch = dict(cb=case.cb, cw=case.cw, lb=lb, lw=lw)
+    else:  # a rule file: every hyper-parameter by its symbol name in case.params
+        arch = dict(rules=case.rules, params=case.param_dict())
     model = ModelSpec(activation=parse_activation(case.activation), depth=depth,
-                      width=task["width"], cb=case.cb, cw=case.cw, lb=lb, lw=lw,
-                      inputs=task["inputs"])
+                      width=task["width"], inputs=task["inputs"], **arch)
     t0 = time.perf_counter()
     r = sample(model, task["samples"], seed=task["seed"], batches=30, stats=stats)
     out = dict(key=task["key"], samples=task["samples"], seed=task["seed"],
@@ -391,7 +394,11 @@ def write_report(path: str, lines: list[str]) -> None:
 
 @dataclass(frozen=True)
 class Case:
-    """One model setting of an NTK-type study: a name, the activation and C_b, C_W, λ_b, λ_W."""
+    """One model setting of an NTK-type study: a name, the activation and C_b, C_W, λ_b, λ_W.
+
+    ``rules`` (optional): a rule file (built-in name, path or RuleSet) other than the MLP; then
+    ``params`` holds all its hyper-parameters as (symbol name, value or tuple per layer) pairs
+    and C_b, C_W, λ_b, λ_W above are only descriptive."""
 
     name: str
     activation: str
@@ -399,3 +406,9 @@ class Case:
     cw: float
     lb: float = 1.0
     lw: float = 1.0
+    rules: object = None
+    params: tuple = ()
+
+    def param_dict(self) -> dict:
+        """``params`` as {symbol name: number or list per layer} (the form of ModelSpec and evaluate)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.params}
