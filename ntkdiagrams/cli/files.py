@@ -14,12 +14,12 @@ Imports nothing beyond the standard library (numpy only inside :func:`load_npy`)
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from ..errors import InputError, RuleFileError
+from ..files import atomic_output  # noqa: F401  (re-exported for the subcommands)
 
 __all__ = ["PLOT_SUFFIXES", "atomic_output", "check_input_file", "check_output_file", "check_output_folder",
            "check_rules_option", "load_npy"]
@@ -160,26 +160,3 @@ def load_npy(path: str, option: str = "--inputs"):
     except (OSError, EOFError) as exc:
         raise InputError(f"{option} {path}: a damaged .npy file ({exc})") from None
     return arr
-
-
-@contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[str]:
-    """``with atomic_output("fig.png") as tmp:`` write ``tmp`` (same folder, same suffix); on
-    success it replaces ``path``, on any error or interrupt it is removed."""
-    folder = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1]
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write in folder {folder!r} ({exc.strerror or exc})") from None
-    os.close(fd)
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # the permissions open() would give, not mkstemp's 0600
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -51,6 +51,7 @@ from ..engine.derivation import derive, resolve_rules
 from ..engine.recursion import Recursion
 from ..engine.request import RequestResult
 from ..language.rulefile import RuleSet
+from ..files import atomic_output
 from ..settings import Settings, resolve
 from .hyperparameters import SHORTHANDS, resolve_hyperparameters
 from .stein import reduce_bare_z
@@ -550,30 +551,13 @@ def write_result(path: str, meta: dict, layers: list[dict]) -> None:
     The file is written to a temporary name in the same folder and renamed (``os.replace``), so
     no partial file is ever left, also when writing fails or is interrupted; a folder that does
     not exist or cannot be written raises :class:`~ntkdiagrams.errors.InputError`."""
-    import os
-    import tempfile
-
-    ext = ".json" if path.endswith(".json") else ".npz"
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=ext)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write in folder {folder!r} ({exc.strerror})") from None
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # the permissions open() would give, not mkstemp's 0600
-        with os.fdopen(fd, "w" if ext == ".json" else "wb") as fh:
-            if ext == ".json":
-                doc = {"meta": meta, "layers": [{k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                                                 for k, v in layer.items()} for layer in layers]}
+    with atomic_output(path) as tmp:
+        if path.endswith(".json"):
+            doc = {"meta": meta, "layers": [{k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                                             for k, v in layer.items()} for layer in layers]}
+            with open(tmp, "w") as fh:
                 json.dump(doc, fh, allow_nan=False)  # standard JSON: no NaN/Infinity tokens
-            else:
-                flat = {f"layer{layer['layer']}/{k}": v for layer in layers for k, v in layer.items()
-                        if k != "layer"}
+        else:
+            flat = {f"layer{layer['layer']}/{k}": v for layer in layers for k, v in layer.items() if k != "layer"}
+            with open(tmp, "wb") as fh:
                 np.savez(fh, meta=json.dumps(meta, allow_nan=False), **flat)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

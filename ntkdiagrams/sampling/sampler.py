@@ -64,7 +64,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
 from typing import Callable, Iterable
@@ -74,6 +73,7 @@ import numpy as np
 from ..numerics.inputs import check_inputs
 from .model import ModelSpec
 from ..errors import InputError
+from ..files import atomic_output
 from .interpreter import NetworkProgram, build_program
 from .networks import activation_derivatives, forward, layer_objects, layer_widths, parameter_count
 
@@ -496,35 +496,21 @@ def save_result(result: dict, path: str) -> None:
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".json", ".npz"):
         raise InputError(f"output file {path!r} must end in .json or .npz")
-    d = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=ext)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write in folder {d!r} ({exc.strerror})") from None
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # the permissions open() would give, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as fh:
-            if ext == ".json":
-                doc = {"meta": result["meta"], "layers": [
-                    {k: ({"mean": _jsonable(v["mean"]), "stderr": _jsonable(v["stderr"])}
-                         if isinstance(v, dict) else v) for k, v in entry.items()}
-                    for entry in result["layers"]]}
-                fh.write(json.dumps(doc, indent=1).encode())
-            else:
-                arrays = {"meta": np.array(json.dumps(result["meta"]))}
-                for entry in result["layers"]:
-                    for k, v in entry.items():
-                        if isinstance(v, dict):
-                            arrays[f"layer{entry['layer']}/{k}/mean"] = np.asarray(v["mean"])
-                            arrays[f"layer{entry['layer']}/{k}/stderr"] = np.asarray(v["stderr"])
-                np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        if ext == ".json":
+            doc = {"meta": result["meta"], "layers": [
+                {k: ({"mean": _jsonable(v["mean"]), "stderr": _jsonable(v["stderr"])}
+                     if isinstance(v, dict) else v) for k, v in entry.items()}
+                for entry in result["layers"]]}
+            fh.write(json.dumps(doc, indent=1).encode())
+        else:
+            arrays = {"meta": np.array(json.dumps(result["meta"]))}
+            for entry in result["layers"]:
+                for k, v in entry.items():
+                    if isinstance(v, dict):
+                        arrays[f"layer{entry['layer']}/{k}/mean"] = np.asarray(v["mean"])
+                        arrays[f"layer{entry['layer']}/{k}/stderr"] = np.asarray(v["stderr"])
+            np.savez(fh, **arrays)
 
 
 def load_result(path: str) -> dict:
