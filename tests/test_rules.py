@@ -87,3 +87,10 @@ def test_a_new_parametrization_is_a_new_file(tmp_path):
     import sympy as sp
     C_W = sp.Symbol("C_W", real=True)
     assert sp.expand(rec.rhs - derive("K").rhs.subs(C_W, 2 * C_W)) == 0
+
+
+def test_binary_rule_file_is_a_rule_file_error(tmp_path):
+    p = tmp_path / "binary.toml"
+    p.write_bytes(b"\x00\xff\xfe binary")
+    with pytest.raises(RuleFileError, match="not a text"):
+        load_rules(p)

@@ -223,6 +223,8 @@ def load_rules(name_or_path: str | Path = "mlp") -> RuleSet:
         source = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise RuleFileError(f"{path}: cannot read rule file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise RuleFileError(f"{path}: not a text (UTF-8) rule file: byte {exc.start} cannot be decoded") from None
     return parse_rules(source, str(path))
 
 
