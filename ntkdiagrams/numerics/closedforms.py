@@ -3,7 +3,8 @@
 :func:`substitute_activation` replaces every σ^{(k)}(z_α) inside the Gaussian expectations of
 a recursion by the k-th derivative of a concrete activation.  When the integrand is then a
 polynomial in the z's (deep linear networks, σ = z, or any polynomial activation), the
-expectation is done exactly by Isserlis' theorem,
+expectation is done exactly by Isserlis' theorem (:func:`ntkdiagrams.language.algebra.isserlis`,
+shared with the shortcut fields of residual networks),
 
     ⟨z_{β1} ⋯ z_{β2m}⟩_K = Σ_{pairings} Π K_{β β'} ,
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..language.algebra import ActivationDerivative, GaussianExpectation, Z
+from ..language.algebra import ActivationDerivative, GaussianExpectation, Z, isserlis
 
 
 def substitute_activation(expr: sp.Expr, activation_expr: sp.Expr, kernel_cls=None) -> sp.Expr:
@@ -41,30 +42,3 @@ def substitute_activation(expr: sp.Expr, activation_expr: sp.Expr, kernel_cls=No
 def _is_polynomial(g: sp.Expr) -> bool:
     zs = sorted(g.atoms(Z), key=sp.default_sort_key)
     return bool(zs) and g.is_polynomial(*zs) or not g.has(Z)
-
-
-def isserlis(poly: sp.Expr, layer, kernel_cls) -> sp.Expr:
-    """⟨poly(z)⟩ for z ~ N(0, K^{(layer)}) by Isserlis' (Wick's) theorem."""
-    total = sp.Integer(0)
-    for term in sp.Add.make_args(sp.expand(poly)):
-        coeff, labels = sp.Integer(1), []
-        for f in sp.Mul.make_args(term):
-            base, exp = f.as_base_exp()
-            if isinstance(base, Z):
-                labels += [base.args[0]] * int(exp)
-            else:
-                coeff *= f
-        total += coeff * _pairings_sum(labels, layer, kernel_cls)
-    return sp.expand(total)
-
-
-def _pairings_sum(labels, layer, kernel_cls):
-    if not labels:
-        return sp.Integer(1)
-    if len(labels) % 2:
-        return sp.Integer(0)
-    first, rest = labels[0], labels[1:]
-    out = sp.Integer(0)
-    for k in range(len(rest)):
-        out += kernel_cls(layer, first, rest[k]) * _pairings_sum(rest[:k] + rest[k + 1:], layer, kernel_cls)
-    return out
