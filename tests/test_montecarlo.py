@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 
 import numpy as np
 import pytest
 
+from finite_differences import objects_by_finite_differences
 from ntkdiagrams.numerics.activations import parse_activation
 from ntkdiagrams.sampling.model import ModelSpec
 from ntkdiagrams.errors import InputError
@@ -37,7 +37,7 @@ def _brute_force(W, b, x, act, lb, lw):
     theta0 = np.concatenate([np.concatenate([w.ravel(), bb.ravel()]) for w, bb in zip(W, b)])
     lam = np.concatenate([np.concatenate([np.full(w.size, lw / w.shape[1]), np.full(bb.size, lb)])
                           for w, bb in zip(W, b)])
-    L, N, P = len(W), x.shape[0], theta0.size
+    L, N = len(W), x.shape[0]
 
     def net(th):  # (M, P) -> (M, L, 2, N): neurons 0, 1 of every layer
         M, pos, h, outs = th.shape[0], 0, np.broadcast_to(x.T, (th.shape[0],) + x.T.shape), []
@@ -51,35 +51,7 @@ def _brute_force(W, b, x, act, lb, lw):
             h = f(zz)
         return np.stack(outs, 1)
 
-    E = np.eye(P)
-
-    def deriv(order, h):  # product of central differences, O(h²)
-        acc = 0.0
-        for signs in itertools.product([1, -1], repeat=order):
-            shift = 0.0
-            for r, s in enumerate(signs):
-                idx = [None] * order
-                idx[r] = slice(None)
-                shift = shift + s * E[tuple(idx) + (slice(None),)]
-            pts = (theta0 + h * shift).reshape(-1, P)
-            acc = acc + np.prod(signs) * net(pts).reshape((P,) * order + (L, 2, N))
-        return acc / (2 * h) ** order
-
-    def rich(order, h):  # Richardson: O(h⁴)
-        return (4 * deriv(order, h) - deriv(order, 2 * h)) / 3
-
-    T1, T2, T3 = rich(1, 1e-4), rich(2, 1e-3), rich(3, 3e-3)
-    res = []
-    for l in range(L):
-        g = T1[:, l]
-        lg = lam[:, None, None] * g
-        res.append(dict(
-            z=net(theta0[None])[0, l],
-            H=np.einsum("mia,mjb->ijab", g, lg),
-            dH=np.einsum("mnia,mjb,nkc->ijkabc", T2[:, :, l], lg, lg),
-            ddIH=np.einsum("mnria,mjb,nkc,rld->ijklabcd", T3[:, :, :, l], lg, lg, lg),
-            ddIIH=np.einsum("mnia,n,nrjb,mkc,rld->ijklabcd", T2[:, :, l], lam, T2[:, :, l], lg, lg)))
-    return res
+    return objects_by_finite_differences(net, theta0, lam, L, N)
 
 
 @pytest.mark.parametrize("activation,n0,n,L,cb,lb,lw", [

@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from finite_differences import objects_by_finite_differences
 from ntkdiagrams.cli import sample as sample_cli
 from ntkdiagrams.errors import InputError, UnsupportedError
 from ntkdiagrams.language.rulefile import RULES_DIR, load_rules, parse_rules
@@ -84,35 +84,7 @@ def _brute_force(layers, theta0, x, act):
             h = f(z)
         return np.stack(outs, 1)
 
-    E = np.eye(P)
-
-    def deriv(order, h):  # product of central differences, O(h²)
-        acc = 0.0
-        for signs in itertools.product([1, -1], repeat=order):
-            shift = 0.0
-            for r, s in enumerate(signs):
-                idx = [None] * order
-                idx[r] = slice(None)
-                shift = shift + s * E[tuple(idx) + (slice(None),)]
-            pts = (theta0 + h * shift).reshape(-1, P)
-            acc = acc + np.prod(signs) * net(pts).reshape((P,) * order + (L, 2, N))
-        return acc / (2 * h) ** order
-
-    def rich(order, h):  # Richardson: O(h⁴)
-        return (4 * deriv(order, h) - deriv(order, 2 * h)) / 3
-
-    T1, T2, T3 = rich(1, 1e-4), rich(2, 1e-3), rich(3, 3e-3)
-    res = []
-    for l in range(L):
-        g = T1[:, l]
-        lg = lam[:, None, None] * g
-        res.append(dict(
-            z=net(theta0[None])[0, l],
-            H=np.einsum("mia,mjb->ijab", g, lg),
-            dH=np.einsum("mnia,mjb,nkc->ijkabc", T2[:, :, l], lg, lg),
-            ddIH=np.einsum("mnria,mjb,nkc,rld->ijklabcd", T3[:, :, :, l], lg, lg, lg),
-            ddIIH=np.einsum("mnia,n,nrjb,mkc,rld->ijklabcd", T2[:, :, l], lam, T2[:, :, l], lg, lg)))
-    return res
+    return objects_by_finite_differences(net, theta0, lam, L, N)
 
 
 def _per_layer(v, k):
