@@ -34,7 +34,9 @@ Public API
 Errors derive from :class:`ntkdiagrams.errors.NtkDiagramsError` (a divergent or non-finite
 number: :class:`~ntkdiagrams.errors.NumericsError`); ``evaluate(..., width=n)`` attaches the
 expansion health and warns with :class:`~ntkdiagrams.numerics.health.ExpansionWarning` where the
-1/n expansion is out of its range.
+1/n expansion is out of its range.  With a shortcut (rules/resmlp.toml, ξ ≠ 0) the first-order
+tensors that miss terms from layer 3 on are refused (``allow_incomplete=True`` computes them with a
+:class:`~ntkdiagrams.numerics.closure.ClosureWarning`; docs/conventions.md §8).
 """
 __version__ = "0.1.0"
 
@@ -47,6 +49,7 @@ _PUBLIC = {
     "NtkDiagramsError": "ntkdiagrams.errors",
     "NumericsError": "ntkdiagrams.errors",
     "ExpansionWarning": "ntkdiagrams.numerics.health",
+    "ClosureWarning": "ntkdiagrams.numerics.closure",
     "Settings": "ntkdiagrams.settings",
     "Recursion": "ntkdiagrams.engine.recursion",
     "derive": "ntkdiagrams.engine.derivation",
@@ -63,7 +66,7 @@ _PUBLIC = {
 }
 
 __all__ = ["ModelSpec", "load_rules", "derive", "derive_request", "Recursion", "RequestResult", "evaluate",
-           "evaluate_request", "sample", "parse_activation", "NtkDiagramsError", "NumericsError", "ExpansionWarning",
+           "evaluate_request", "sample", "parse_activation", "NtkDiagramsError", "NumericsError", "ExpansionWarning", "ClosureWarning",
            "Settings", "critical_point", "depth_scaling", "CriticalPoint"]
 
 

@@ -29,6 +29,7 @@ OPTIONS = {
     "derive": {"statistics", "--order", "--connected", "--rules", "--latex", "--standalone", "--explicit",
                "--draw", "--diagonal", "--activation", "--diagrams", "--debug"},
     "evaluate": MODEL | {"--param", "--stats", "--request", "--order", "--degree", "--kinks", "--rules", "--out",
+                         "--allow-incomplete",
                          "--max-memory", "--debug"},
     "sample": MODEL | {"--rules", "--param", "--samples", "--batches", "--stats", "--chunk", "--quiet", "--out", "--max-memory",
                        "--debug"},

@@ -48,6 +48,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "what `sample` measures) or distributional (keeping the δ(z) terms)")
     p.add_argument("--rules", default="mlp", help="rule file (default mlp)")
     p.add_argument("--out", help="output file .json or .npz (default: print a summary)")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="with a shortcut (--rules resmlp, xi != 0): compute the tensors that miss first-order "
+                        "terms from layer 3 on anyway, with a warning (docs/conventions.md §8)")
     add_memory_argument(p)
     p.set_defaults(func=run, settings=None)
     return p
@@ -87,14 +90,15 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", ExpansionWarning)  # the health is reported in one line by _emit
             result = evaluate_request(res, model.activation, model.depth, model.inputs, **hyper,
                                       degree=args.degree, progress=progress, kinks=args.kinks,
-                                      settings=args.settings, width=model.width)
+                                      settings=args.settings, width=model.width,
+                                      allow_incomplete=args.allow_incomplete)
         layers = [{k: v for k, v in layer.items() if k == "layer" or k in stats} for layer in result]
         meta = {**_model_meta(model, values), "request": args.request, "order": res.order, "rules": args.rules,
                 "structures": [{"tensor": res.key(st), "deltas": [[str(i) for i in b] for b in st.deltas],
                                 "order": st.order, "args": [str(a) for a in st.args],
                                 "coefficient": str(st.coefficient), "named": st.named} for st in res.structures],
                 "labels": [str(a) for a in res.request.labels], "package_version": __version__,
-                "kind": "prediction", "health": result.health}
+                "kind": "prediction", "health": result.health, "incomplete": result.incomplete}
         return _emit(args, meta, layers)
     stats = parse_stats(args.stats, rules)
     check_memory(lambda n: evaluate_memory(n, model.depth, stats, rules, activation=model.activation,
@@ -104,9 +108,10 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", ExpansionWarning)  # the health is reported in one line by _emit
         layers = evaluate(model.activation, model.depth, model.inputs, **hyper, stats=stats, rules=rules,
                           degree=args.degree, progress=progress, kinks=args.kinks, settings=args.settings,
-                          width=model.width)
+                          width=model.width, allow_incomplete=args.allow_incomplete)
     meta = {**_model_meta(model, values), "stats": stats, "rules": args.rules, "degree": args.degree, "kinks": args.kinks,
-            "package_version": __version__, "kind": "prediction", "health": layers.health}
+            "package_version": __version__, "kind": "prediction", "health": layers.health,
+            "incomplete": layers.incomplete}
     return _emit(args, meta, layers)
 
 

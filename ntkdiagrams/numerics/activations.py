@@ -89,6 +89,15 @@ class Activation:
             self._cache[key] = sp.simplify(sp.diff(self.expr, z, k)) if k else self.expr
         return self._cache[key]
 
+    @property
+    def odd(self) -> bool:
+        """True when σ(−z) = −σ(z) identically (tanh, erf, sin, linear); sympy decides, and an
+        expression it cannot prove odd counts as not odd."""
+        key = ("odd",)
+        if key not in self._cache:
+            self._cache[key] = sp.simplify(self.expr.subs(z, -z) + self.expr) == 0
+        return self._cache[key]
+
     def has_delta(self, k: int) -> bool:
         """True when σ^{(k)} contains a Dirac delta (piecewise activations, k ≥ 2)."""
         return self.derivative(k).has(sp.DiracDelta)

@@ -44,6 +44,7 @@ from .activations import z as zsym
 from ..language.algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor,
                                 WidthRatio, Z)
 from ..language.algebra import ell as LAYER
+from .closure import check_closure, closure_limits
 from .health import ExpansionWarning, describe, layer_health, summary
 from .inputs import check_inputs
 from ..errors import InputError, NumericsError, UnsupportedError
@@ -363,7 +364,7 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict |
              degree: int | None = None, progress: bool | Callable = False,
              blob_method: str = "auto", extra: dict | None = None,
              kinks: str = "per-network", settings: Settings | None = None,
-             width: int | None = None) -> Evaluation:
+             width: int | None = None, allow_incomplete: bool = False) -> Evaluation:
     """Iterate the derived recursions from layer 1 to ``depth`` for a data set.
 
     Parameters
@@ -395,13 +396,19 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict |
         carries the expansion health at that width (:mod:`ntkdiagrams.numerics.health`), and an
         :class:`~ntkdiagrams.numerics.health.ExpansionWarning` is issued when a ratio exceeds
         :data:`~ntkdiagrams.numerics.health.THRESHOLD`.  No effect on the numbers.
+    allow_incomplete: a rule file with a shortcut (rules/resmlp.toml with ξ ≠ 0) leaves some
+        first-order tensors open from layer 3 on (:mod:`ntkdiagrams.numerics.closure`): by default
+        asking for them there is an UnsupportedError; True computes them anyway with a
+        :class:`~ntkdiagrams.numerics.closure.ClosureWarning`, and the result's ``incomplete``
+        names them.
 
     Returns an :class:`Evaluation`: a list with one dict per layer, ``{"layer": ℓ, "K": (N,N),
     "G1": (N,N), "V": (N,N,N,N), …}`` (as before), with the new attributes ``health`` (None
     without ``width``; else the dict of :func:`ntkdiagrams.numerics.health.expansion_health`:
     ``{"width", "threshold", "healthy", "worst", "layers": [{"layer": ℓ, "G1": r, "V": r, …}]}``,
-    ratios for every tensor the run computed, requested or needed) and ``healthy`` (True/False,
-    None without ``width``).
+    ratios for every tensor the run computed, requested or needed), ``healthy`` (True/False,
+    None without ``width``) and ``incomplete`` ({tensor: first layer where it misses first-order
+    terms}; empty unless ``allow_incomplete``).
 
     Raises :class:`~ntkdiagrams.errors.NumericsError` (an InputError) naming the layer, the
     statistic and the inputs when a Gaussian expectation diverges or cannot be computed
@@ -436,6 +443,10 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict |
                 for t in needed}
     extras = {t: CompiledRecursion(r, act, symbols, blob_method, kinks, kernel) for t, r in extra.items()}
     _require_values(hp, {**compiled, **extras})
+    requires = {**{t: required_tensors([t], rules, settings) for t in names},
+                **{t: required_tensors(sorted(r.layer_tensors), rules, settings) for t, r in extra.items()}}
+    incomplete = closure_limits(rules, act, hp, list(requires), int(depth), requires.get)
+    check_closure(incomplete, rules, act, allow_incomplete)
     gauss = rules.gaussian_tensor()
     N, n0 = x.shape
     gram = x @ x.T / n0
@@ -467,7 +478,7 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict |
             layers.append({"layer": ell + 1, **{t: prev[t] for t in names}, **more})
             record(layers[-1], {**prev, **more})
             report(ell + 1, depth, time.perf_counter() - t0)
-    result = Evaluation(layers, summary(health, int(width)) if width is not None else None)
+    result = Evaluation(layers, summary(health, int(width)) if width is not None else None, incomplete)
     if result.healthy is False:
         warnings.warn(describe(result.health), ExpansionWarning, stacklevel=2)
     return result
@@ -477,11 +488,13 @@ class Evaluation(list):
     """:func:`evaluate`'s result: the list of layer dicts, with the expansion health.
 
     ``health``: None, or :func:`ntkdiagrams.numerics.health.expansion_health`'s dict at the
-    requested width; ``healthy``: its flag (None without a width)."""
+    requested width; ``healthy``: its flag (None without a width); ``incomplete``: {tensor: first
+    layer where it misses first-order terms} (:mod:`ntkdiagrams.numerics.closure`)."""
 
-    def __init__(self, layers=(), health: dict | None = None):
+    def __init__(self, layers=(), health: dict | None = None, incomplete: dict | None = None):
         super().__init__(layers)
         self.health = health
+        self.incomplete = dict(incomplete or {})
 
     @property
     def healthy(self) -> bool | None:
@@ -523,7 +536,7 @@ def _require_values(hp, compiled: dict) -> None:
     hp.require(used)
 
 
-def evaluate_request(result: RequestResult, activation: str | Activation, depth: int, inputs, **kwargs) -> list[dict]:
+def evaluate_request(result: RequestResult, activation: str | Activation, depth: int, inputs, **kwargs) -> Evaluation:
     """Every coefficient of a correlator request per layer: ``[{"layer": ℓ, name: array over the
     request's input labels (one axis per distinct label, in order of appearance)}, …]``, names as
     :meth:`~ntkdiagrams.engine.request.RequestResult.key`; keyword arguments as :func:`evaluate`
