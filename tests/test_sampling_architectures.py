@@ -380,7 +380,6 @@ def test_unknown_terms_are_refused(rhs, msg):
 
 @pytest.mark.parametrize("params,msg", [
     ({"C_b": 0.0, "C_W": 1.0, "lambda_b": 1.0, "lambda_W": 1.0}, "symbol xi has no value"),
-    ({"xi": 1.0, "C_b": 0.0, "C_W": 1.0, "lambda_b": 1.0}, "symbol lambda_W has no value"),
     ({"xi": 1.0, "C_b": 0.0, "C_W": 1.0, "lambda_b": 1.0, "lambda_W": 1.0, "gamma": 2.0}, "gamma"),
     ({"xi": [1.0, 2.0], "C_b": 0.0, "C_W": 1.0, "lambda_b": 1.0, "lambda_W": 1.0}, "2 per-layer values"),
     ({"xi": 1.0, "C_b": 0.0, "C_W": [1.0, -1.0, 1.0], "lambda_b": 1.0, "lambda_W": 1.0}, "variance"),
@@ -390,6 +389,16 @@ def test_bad_params_are_input_errors(params, msg):
     m = ModelSpec(parse_activation("tanh"), 3, 4, inputs=X2, rules="resmlp", params=params)
     with pytest.raises(InputError, match=msg):
         sample(m, 30, batches=3)
+
+
+def test_missing_mlp_names_take_evaluates_defaults():
+    """C_b = 0, C_W = 1, λ_b = λ_W = 1 where not given, as in evaluate (numerics.hyperparameters)."""
+    full = {"xi": 0.7, "C_b": 0.0, "C_W": 1.0, "lambda_b": 1.0, "lambda_W": 1.0}
+    a = sample(ModelSpec(parse_activation("tanh"), 3, 4, inputs=X2, rules="resmlp", params=full), 30, batches=3)
+    b = sample(ModelSpec(parse_activation("tanh"), 3, 4, inputs=X2, rules="resmlp", params={"xi": 0.7}), 30,
+               batches=3)
+    for la, lb in zip(a["layers"], b["layers"]):
+        np.testing.assert_array_equal(la["Theta+Theta1"]["mean"], lb["Theta+Theta1"]["mean"])
 
 
 def test_shorthands_widths_and_rules_errors():

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import InputError
 from ..language.rulefile import RuleSet
 
-__all__ = ["MLP_DEFAULTS", "SHORTHANDS", "HyperParameters", "resolve_hyperparameters"]
+__all__ = ["MLP_DEFAULTS", "SHORTHANDS", "HyperParameters", "default_values", "resolve_hyperparameters"]
 
 #: keyword shorthands of the MLP (``evaluate(cb=…)``, ``--cb``) and the rule-file symbols they set
 SHORTHANDS = {"cb": "C_b", "cw": "C_W", "lb": "lambda_b", "lw": "lambda_W"}
@@ -160,18 +160,25 @@ def resolve_hyperparameters(rules: RuleSet, depth: int, params: Mapping | None =
         given[sym] = v
     ratio = rules.width_ratio.ratio_name if rules.width_ratio is not None else None
     values = {k: _per_layer(v, depth, k, where, ratio=k == ratio) for k, v in given.items()}
-    for k in rules.symbols:
-        if k in values:
-            continue
-        if k in rules.symbol_defaults:
-            values[k] = (rules.symbol_defaults[k],) * depth
-        elif k in MLP_DEFAULTS:
-            values[k] = (MLP_DEFAULTS[k],) * depth
+    for k, v in default_values(rules).items():
+        values.setdefault(k, (v,) * depth)
     hp = HyperParameters(rules, depth, values, frozenset(given))
     if hp.ratio is not None and hp.ratio in values and min(values[hp.ratio]) <= 0:
         raise InputError(f"{where}: the width ratios {hp.ratio} must be > 0; got {list(values[hp.ratio])}")
     _check_variances(hp)
     return hp
+
+
+def default_values(rules: RuleSet) -> dict:
+    """Name → default value of the rule file's symbols that have one: a ``[symbols.X] default``,
+    else :data:`MLP_DEFAULTS` for the MLP's names (the sampler's model uses the same defaults)."""
+    out = {}
+    for k in rules.symbols:
+        if k in rules.symbol_defaults:
+            out[k] = rules.symbol_defaults[k]
+        elif k in MLP_DEFAULTS:
+            out[k] = MLP_DEFAULTS[k]
+    return out
 
 
 def _check_variances(hp: HyperParameters) -> None:

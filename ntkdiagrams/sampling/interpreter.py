@@ -45,6 +45,7 @@ from sympy.core.function import AppliedUndef
 from ..errors import InputError, UnsupportedError
 from ..language.algebra import ActivationDerivative
 from ..language.rulefile import LayerMap, RuleSet, load_rules
+from ..numerics.hyperparameters import default_values
 from .model import ModelSpec
 from .networks import Ensemble, draw_parameters
 
@@ -276,6 +277,8 @@ def build_program(model: ModelSpec, n0: int) -> NetworkProgram:
     if unknown:
         raise InputError(f"parameter(s) {', '.join(unknown)} are not symbols of rule file {rules.name} "
                          f"(its symbols: {', '.join(sorted(names)) or 'none'})")
+    # the defaults of evaluate (C_b = 0, C_W = 1, λ = 1 where declared; a rule file's own defaults)
+    given = {**default_values(rules), **given}
     values = {k: _per_layer(k, v, L) for k, v in given.items() if k != ratio}
     # widths: n0, hidden n_ℓ = r_ℓ n (ℓ = 1..L-1), output 2
     hidden_w = [n] * (L - 1)
