@@ -44,10 +44,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import validation_common as vc  # noqa: E402  (one BLAS thread; the repository on sys.path)
 
 import time  # noqa: E402
+import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from ntkdiagrams.language.rulefile import load_rules, parse_rules  # noqa: E402
+from ntkdiagrams.numerics.closure import ClosureWarning  # noqa: E402
 from ntkdiagrams.numerics.evaluate import evaluate  # noqa: E402
 from validation_common import NORMS, fmt, pairs, zsummary, zval  # noqa: E402
 
@@ -140,6 +142,11 @@ def analyse(case: Case, N: int, pred: list, mc: dict, widths) -> dict:
     """Rows of the means table and of the tensor table for one case and data set."""
     ns = np.asarray(widths, float)
     mrows, xrows = [], []
+    limits = getattr(pred, "incomplete", {})
+
+    def is_open(tensor, ell):
+        return tensor in limits and ell >= limits[tensor]
+
     for ell in LAYERS:
         P = pred[ell - 1]
         for stored, (lead, corr) in MEANS.items():
@@ -149,7 +156,7 @@ def analyse(case: Case, N: int, pred: list, mc: dict, widths) -> dict:
                 L0, L1 = float(P[lead][a, b]), float(P[corr][a, b])
                 row = dict(case=case.name, N=N, layer=ell, stat=stored, comp=(a, b), lead=L0,
                            corr=L1, nd=ns * (Hm - L0), nd_err=ns * Hs,
-                           z=_z(Hm - L0 - L1 / ns, Hs), z0=_z(Hm - L0, Hs))
+                           z=_z(Hm - L0 - L1 / ns, Hs), z0=_z(Hm - L0, Hs), open=is_open(corr, ell))
                 row.update(vc.mean_fits(ns, Hm, Hs, L0))
                 mrows.append(row)
     ncomp = {}
@@ -164,7 +171,7 @@ def analyse(case: Case, N: int, pred: list, mc: dict, widths) -> dict:
                 v = float(P[T][c])
                 d = Xm - v
                 row = dict(case=case.name, N=N, layer=ell, tensor=T, comp=c, pred=v, d=d,
-                           d_err=Xs, z=_z(d, Xs), nd=ns * d, nd_err=ns * Xs)
+                           d_err=Xs, z=_z(d, Xs), nd=ns * d, nd_err=ns * Xs, open=is_open(T, ell))
                 if len(ns) >= 3 and np.all(Xs > 0):
                     row["fit"] = vc.fit_inverse_n(ns, d, Xs)
                 xrows.append(row)
@@ -233,8 +240,15 @@ def summaries(results: list, widths) -> list[str]:
                + zsummary([z for r in M + X if r["layer"] == 2 for z in r["z"]]))
     for s in names:
         out.append(f"{s}, layer 2: " + zsummary(zs(s, [r for r in M + X if r["layer"] == 2])))
-    out.append("**all statistics, layers ≥ 3**: "
-               + zsummary([z for r in M + X if r["layer"] >= 3 for z in r["z"]]))
+    out.append("**closed statistics, layers ≥ 3** (those `evaluate` computes without `allow_incomplete`): "
+               + zsummary([z for r in M + X if r["layer"] >= 3 and not r["open"] for z in r["z"]]))
+    out.append("**open statistics, layers ≥ 3** (refused by `evaluate`: docs/conventions.md §8): "
+               + zsummary([z for r in M + X if r["layer"] >= 3 and r["open"] for z in r["z"]]))
+    for case in dict.fromkeys(r["case"] for r in M + X):
+        for flag, word in ((False, "closed"), (True, "open")):
+            zz = [z for r in M + X if r["case"] == case and r["layer"] >= 3 and r["open"] == flag for z in r["z"]]
+            if zz:
+                out.append(f"case {case}, {word}, layers ≥ 3: " + zsummary(zz))
     for s in names:
         out.append(f"{s}, layers ≥ 3: " + zsummary(zs(s, [r for r in M + X if r["layer"] >= 3])))
     for i, n in enumerate(widths):
@@ -246,11 +260,16 @@ def summaries(results: list, widths) -> list[str]:
         out.append(f"case {case}: " + zsummary([z for r in M + X if r["case"] == case
                                                 for z in r["z"]]))
     if len(widths) >= 3:
-        out.append("**c_∞ (fit MC − pred = c_∞ + c_1/n) vs 0**, all components and layers: "
-                   + zsummary([zval(r["fit"][0], r["fit"][1]) for r in X if "fit" in r]))
+        out.append("**c_∞ (fit MC − pred = c_∞ + c_1/n) vs 0, closed tensors**, all components and layers: "
+                   + zsummary([zval(r["fit"][0], r["fit"][1]) for r in X if "fit" in r and not r["open"]]))
+        out.append("c_∞ vs 0, open tensors (layers ≥ 3): "
+                   + zsummary([zval(r["fit"][0], r["fit"][1]) for r in X if "fit" in r and r["open"]]))
         for T in names[len(MEANS):]:
-            out.append(f"c_∞ of {T}: " + zsummary(
-                [zval(r["fit"][0], r["fit"][1]) for r in X if "fit" in r and r["tensor"] == T]))
+            for flag, word in ((False, "closed"), (True, "open")):
+                zz = [zval(r["fit"][0], r["fit"][1]) for r in X
+                      if "fit" in r and r["tensor"] == T and r["open"] == flag]
+                if zz:
+                    out.append(f"c_∞ of {T} ({word}): " + zsummary(zz))
     return out
 
 
@@ -261,8 +280,13 @@ def predictions(cases, ns_inputs, inputs) -> dict:
     preds = {}
     for case in cases:
         for N in ns_inputs:
-            preds[(case.name, N)] = evaluate(case.activation, DEPTH, inputs[N], rules=case.rules,
-                                             params=case.param_dict(), stats=pred_stats(case))
+            # every tensor, also those a shortcut leaves open from layer 3 on (docs/conventions.md §8):
+            # the table shows that they fail and the closed ones do not
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ClosureWarning)
+                preds[(case.name, N)] = evaluate(case.activation, DEPTH, inputs[N], rules=case.rules,
+                                                 params=case.param_dict(), stats=pred_stats(case),
+                                                 allow_incomplete=True)
     return preds
 
 
