@@ -60,11 +60,12 @@ _PUBLIC = {
     "evaluate": "ntkdiagrams.numerics.evaluate",
     "evaluate_request": "ntkdiagrams.numerics.evaluate",
     "sample": "ntkdiagrams.sampling.sampler",
+    "codegen": "ntkdiagrams.codegen",
 }
 
 __all__ = ["ModelSpec", "load_rules", "derive", "derive_request", "Recursion", "RequestResult", "evaluate",
            "evaluate_request", "sample", "parse_activation", "NtkDiagramsError", "NumericsError", "ExpansionWarning",
-           "Settings", "critical_point", "depth_scaling", "CriticalPoint"]
+           "Settings", "critical_point", "depth_scaling", "CriticalPoint", "codegen"]
 
 
 def __getattr__(name: str):

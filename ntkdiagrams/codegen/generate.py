@@ -200,7 +200,7 @@ def _term_code(plan: _Plan, comp: CompiledRecursion, fn, factors, printer, symbo
     if not arrays:
         return f"    out = out + ({c})"
     spec = ",".join(subs) + "->" + letters[:m]
-    return f"    out = out + ({c}) * xp.einsum({spec!r}, {', '.join(arrays)})"
+    return f"    out = out + ({c}) * einsum({spec!r}, {', '.join(arrays)})"
 
 
 def _function_code(fid: int, expr: sp.Expr, kinked: bool, printer) -> list[str]:
