@@ -33,26 +33,44 @@ H_PER_SCALE = 0.15
 H_MAX = 0.7
 HALF_BINS = np.array([13, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256])
 CHUNK_POINTS = 1 << 21
+GH_MAX_SCALE = 0.3
 _RULES = {}
 
 
-def _trapezoid(half):
-    """Trapezoid rule of the weight φ(u) on [−R, R] with 2·half + 1 nodes."""
-    h = R_MAX / half
-    t = np.arange(-half, half + 1) * h
+def _rule(code):
+    """A 1-D rule of the weight φ(u): code > 0 the trapezoid rule on [−R, R] with 2·code + 1
+    nodes; code < 0 the (−code)-point Gauss–Hermite rule."""
+    if code < 0:
+        t, w = np.polynomial.hermite_e.hermegauss(-code)
+        return t, w / math.sqrt(2 * math.pi)
+    h = R_MAX / code
+    t = np.arange(-code, code + 1) * h
     return t, h * np.exp(-t * t / 2) / math.sqrt(2 * math.pi)
 
 
-def _grid(halves):
-    """Product of the trapezoid rules of ``halves`` (one per coordinate), pruned to |u| ≤ R."""
-    key = tuple(int(h) for h in halves)
+def _grid(codes):
+    """Product of the rules ``codes`` (one per coordinate), without the points of weight < 1e-18."""
+    key = tuple(int(c) for c in codes)
     if key not in _RULES:
-        rules = [_trapezoid(h) for h in key]
-        t = np.stack(np.meshgrid(*[r[0] for r in rules], indexing="ij"), -1).reshape(-1, len(key))
-        w = np.prod(np.stack(np.meshgrid(*[r[1] for r in rules], indexing="ij"), -1).reshape(-1, len(key)), 1)
-        keep = np.sum(t * t, 1) <= R_MAX ** 2
-        _RULES[key] = (t[keep], w[keep])
+        t, w = np.zeros((1, 0)), np.ones(1)
+        for c in key:
+            tc, wc = _rule(c)
+            t = np.concatenate([np.repeat(t, tc.size, 0), np.tile(tc, t.shape[0])[:, None]], 1)
+            w = np.repeat(w, tc.size) * np.tile(wc, w.size)
+            keep = w > 1e-18
+            t, w = t[keep], w[keep]
+        _RULES[key] = (t, w)
     return _RULES[key]
+
+
+def _codes(scale):
+    """Rule codes per tuple and coordinate from the coordinate scales s_j: Gauss–Hermite where
+    s_j ≤ 0.3 (few nodes suffice), else the trapezoid rule with h ≤ H_PER_SCALE / s_j."""
+    need = R_MAX / np.minimum(H_MAX, H_PER_SCALE / np.maximum(scale, 1e-300))
+    pos = np.searchsorted(HALF_BINS, need)
+    trap = np.where(pos < HALF_BINS.size, HALF_BINS[np.minimum(pos, HALF_BINS.size - 1)], np.ceil(need).astype(int))
+    gh = np.select([scale <= 0.05, scale <= 0.1, scale <= 0.2], [-8, -12, -18], -26)
+    return np.where(scale <= GH_MAX_SCALE, gh, trap)
 
 
 def _cholesky(C):
@@ -95,13 +113,8 @@ def _integrate_smooth(blocks, C):
     T, m = C.shape[0], C.shape[1]
     L = _cholesky(C)
     if ADAPTIVE:
-        Ln = np.abs(np.asarray(L))
-        scale = np.max(Ln, axis=1)  # s_j = max_i |L_ij|
-        need = R_MAX / np.minimum(H_MAX, H_PER_SCALE / np.maximum(scale, 1e-300))
-        pos = np.searchsorted(HALF_BINS, need)
-        halves = np.where(pos < HALF_BINS.size, HALF_BINS[np.minimum(pos, HALF_BINS.size - 1)],
-                          np.ceil(need).astype(int))
-        keys, inv = np.unique(halves, axis=0, return_inverse=True)
+        scale = np.max(np.abs(np.asarray(L)), axis=1)  # s_j = max_i |L_ij|
+        keys, inv = np.unique(_codes(scale), axis=0, return_inverse=True)
         inv = np.ravel(inv)
         groups = [(keys[g], np.nonzero(inv == g)[0]) for g in range(keys.shape[0])]
     else:
@@ -112,7 +125,8 @@ def _integrate_smooth(blocks, C):
         step = max(1, CHUNK_POINTS // t.shape[0])
         for a in range(0, rows.size, step):
             sel = rows[a:a + step]
-            z = xp.einsum("pj,tij->tpi", t, L[sel])
+            Ls = L[sel]
+            z = xp.stack([sum(Ls[:, i, j, None] * t[None, :, j] for j in range(i + 1)) for i in range(m)], -1)
             parts.append((sel, _blocks_product(blocks, z) @ w))
     return _scatter(parts, T)
 
