@@ -98,18 +98,28 @@ def _scatter(parts, n):
     return vals[np.argsort(idx)]
 
 
-def _blocks_product(blocks, z):
-    """Π_b F_b(z[..., b]), F_b the product of the block's functions."""
-    out = None
-    for b, fns in enumerate(blocks):
-        for fn in fns:
-            v = fn(z[..., b])
-            out = v if out is None else out * v
+def _slot(zv, col):
+    """Per tuple t (leading axis), the variable col[t] of zv (T, ..., m)."""
+    if np.all(col == col[0]):
+        return zv[..., int(col[0])]
+    out = zv[..., 0]
+    shape = (-1,) + (1,) * (zv.ndim - 2)
+    for v in range(1, zv.shape[-1]):
+        out = xp.where((col == v).reshape(shape), zv[..., v], out)
     return out
 
 
-def _integrate_smooth(blocks, C):
-    """E[Π_b F_b(z_b)], z ~ N(0, C), C (T, m, m): trapezoid rules in Cholesky coordinates."""
+def _slots_product(funcs, smap, z):
+    """Π_s f_s(z_{smap[s]}): slot s reads the tuple's variable smap[:, s]."""
+    out = None
+    for s, fn in enumerate(funcs):
+        v = fn(_slot(z, smap[:, s]))
+        out = v if out is None else out * v
+    return out
+
+
+def _integrate_smooth(funcs, smap, C):
+    """E[Π_s f_s(z_{smap[s]})], z ~ N(0, C), C (T, m, m): product rules in Cholesky coordinates."""
     T, m = C.shape[0], C.shape[1]
     L = _cholesky(C)
     if ADAPTIVE:
@@ -127,22 +137,21 @@ def _integrate_smooth(blocks, C):
             sel = rows[a:a + step]
             Ls = L[sel]
             z = xp.stack([sum(Ls[:, i, j, None] * t[None, :, j] for j in range(i + 1)) for i in range(m)], -1)
-            parts.append((sel, _blocks_product(blocks, z) @ w))
+            parts.append((sel, _slots_product(funcs, smap[sel], z) @ w))
     return _scatter(parts, T)
 
 
-def _branches(blocks, z, s):
-    """Π_b F_b^{s_b}(z_b): the branch of each function on the side sign(z_b) = s_b."""
+def _branches(funcs, smap, z, s):
+    """Π_s f_s^{±}(z_v), v = smap[:, s]: the branch of each function on the side sign(z_v) = s_v."""
     out = None
-    for b, fns in enumerate(blocks):
-        sb = s[..., b]
-        for plus, minus in fns:
-            v = xp.where(sb > 0, plus(z[..., b]), minus(z[..., b]))
-            out = v if out is None else out * v
+    for k, (plus, minus) in enumerate(funcs):
+        zs, ss = _slot(z, smap[:, k]), _slot(s, smap[:, k])
+        v = xp.where(ss > 0, plus(zs), minus(zs))
+        out = v if out is None else out * v
     return out
 
 
-def _integrate_kinked(blocks, C):
+def _integrate_kinked(funcs, smap, C):
     """E[Π_b F_b(z_b)] for piecewise-polynomial factors with kinks at 0: the cone method
     (exact radial rule; exact arcs for m ≤ 2; spherical simplices for m = 3, 4)."""
     T, m = C.shape[0], C.shape[1]
@@ -152,13 +161,13 @@ def _integrate_kinked(blocks, C):
         s = L[:, 0, 0]
         zp = (s[:, None] * r[None, :])[..., None]
         one = xp.ones(zp.shape)
-        return (_branches(blocks, zp, one) @ w + _branches(blocks, -zp, -one) @ w) / math.sqrt(2 * math.pi)
+        return (_branches(funcs, smap, zp, one) @ w + _branches(funcs, smap, -zp, -one) @ w) / math.sqrt(2 * math.pi)
     if m == 2:
-        return _arcs(blocks, L)
-    return _simplices(blocks, L)
+        return _arcs(funcs, smap, L)
+    return _simplices(funcs, smap, L)
 
 
-def _arcs(blocks, L):
+def _arcs(funcs, smap, L):
     """m = 2: the circle cut at the four rays where z₀ = 0 or z₁ = 0; Gauss–Legendre per arc."""
     r, wr = RADIAL[1]
     x, wx = np.polynomial.legendre.leggauss(24)
@@ -174,11 +183,11 @@ def _arcs(blocks, L):
     sgn = xp.sign(xp.einsum("tjk,tsk->tsj", L, xp.stack([xp.cos(mid), xp.sin(mid)], axis=-1)))
     zz = d[:, :, :, None, :] * r[None, None, None, :, None]  # (T, 4, n_a, n_r, 2)
     s = xp.broadcast_to(sgn[:, :, None, None, :], zz.shape)
-    prod = _branches(blocks, zz, s)
+    prod = _branches(funcs, smap, zz, s)
     return xp.einsum("tsqr,tsq,r->t", prod, wphi, wr) / (2 * np.pi)
 
 
-def _simplices(blocks, L):
+def _simplices(funcs, smap, L):
     """m = 3, 4 (numpy only): the orthant cones as simplicial cones spanned by the columns of
     ±L⁻¹, bisected until every edge is ≤ 80°, each integrated with the collapsed Gauss–Jacobi
     rule through the central projection × the radial rule."""
@@ -225,7 +234,7 @@ def _simplices(blocks, L):
         d = np.einsum("nij,nqj->nqi", L[tid[sl]], x / nx[:, :, None])
         zz = d[:, :, None, :] * r[None, None, :, None]
         s = np.broadcast_to(E[sl][:, None, None, :], zz.shape)
-        val = np.sum((_branches(blocks, zz, s) @ wr) * jac, axis=1)
+        val = np.sum((_branches(funcs, smap[tid[sl]], zz, s) @ wr) * jac, axis=1)
         total += np.bincount(tid[sl], weights=val, minlength=n)
     return total / (2 * np.pi) ** (m / 2)
 
@@ -247,8 +256,8 @@ def _patterns(k):
 
 def expectation_tensor(funcs, K, kinked=False):
     """T[a₁…a_k] = ⟨Π_s f_s(z_{a_s})⟩_K for every index tuple: slots with the same function are
-    symmetric (sorted tuples only); each coincidence pattern is integrated over its distinct
-    variables, whose functions are the products of their slots' functions."""
+    symmetric (sorted tuples only); the tuples are grouped by their number m of distinct inputs
+    and each group is integrated over its m variables (slot s reads its tuple's variable)."""
     N, k = K.shape[0], len(funcs)
     tuples = np.indices((N,) * k).reshape(k, -1).T
     canon = tuples.copy()
@@ -261,19 +270,23 @@ def expectation_tensor(funcs, K, kinked=False):
     key = np.ravel_multi_index(canon.T, (N,) * k)
     ukey, inv = np.unique(key, return_inverse=True)
     uniq = np.stack(np.unravel_index(ukey, (N,) * k), axis=1)
-    parts = []
+    eq = (uniq[:, :, None] == uniq[:, None, :])
+    by_m = {}
     for prefix, blocks in _patterns(k):
         prefix = np.array(prefix)
-        eq = (uniq[:, :, None] == uniq[:, None, :])
         want = prefix[:, None] == prefix[None, :]
         rows = np.nonzero(np.all(eq == want[None], axis=(1, 2)))[0]
         if rows.size == 0:
             continue
-        first = [b[0] for b in blocks]
-        ids = uniq[rows][:, first]
+        ids = uniq[rows][:, [b[0] for b in blocks]]
+        by_m.setdefault(len(blocks), []).append((rows, ids, np.broadcast_to(prefix, (rows.size, k))))
+    parts = []
+    for m, groups in by_m.items():  # one integration per number of distinct variables
+        rows = np.concatenate([g[0] for g in groups])
+        ids = np.concatenate([g[1] for g in groups])
+        smap = np.concatenate([g[2] for g in groups])
         C = K[ids[:, :, None], ids[:, None, :]]
-        fns = [[funcs[s] for s in b] for b in blocks]
-        parts.append((rows, (_integrate_kinked if kinked else _integrate_smooth)(fns, C)))
+        parts.append((rows, (_integrate_kinked if kinked else _integrate_smooth)(funcs, smap, C)))
     vals = _scatter(parts, uniq.shape[0])
     return vals[np.ravel(inv)].reshape((N,) * k)
 
