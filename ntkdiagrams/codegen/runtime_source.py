@@ -191,6 +191,9 @@ def _simplices(funcs, smap, L):
     """m = 3, 4 (numpy only): the orthant cones as simplicial cones spanned by the columns of
     ±L⁻¹, bisected until every edge is ≤ 80°, each integrated with the collapsed Gauss–Jacobi
     rule through the central projection × the radial rule."""
+    if not ADAPTIVE:
+        raise NotImplementedError("the JAX target integrates kinked activations over at most two distinct "
+                                  "inputs per expectation; use the numpy target for three or more inputs")
     L = np.asarray(L)
     n, m = L.shape[0], L.shape[1]
     Linv = np.linalg.inv(L)
