@@ -146,3 +146,22 @@ def test_cli_writes_module(tmp_path):
     assert main(["codegen", "K,G1", "--activation", "tanh", "--target", "numpy", "--out", str(out)]) == 0
     assert "def evaluate(inputs, depth, **hyper)" in out.read_text()
     assert main(["codegen", "K", "--out", str(tmp_path / "m.txt")]) == 2
+
+
+def test_rule_file_symbols_by_name(tmp_path):
+    """resmlp: the shortcut weight xi by name, per layer; a symbol without default must be given."""
+    import importlib.util
+    path = tmp_path / "resmlp_kv.py"
+    path.write_text(nd.codegen("K,V", "tanh", rules="resmlp"))
+    spec = importlib.util.spec_from_file_location("resmlp_kv", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    xi = [1.0, 0.7, 0.8]
+    got = gen.evaluate(X, DEPTH, C_b=0.1, C_W=1.0, xi=xi)
+    ref = nd.evaluate("tanh", DEPTH, X, stats=["K", "V"], rules="resmlp", params={"C_b": 0.1, "C_W": 1.0, "xi": xi},
+                      degree=32)
+    assert max(worst(got, ref, ["K", "V"]).values()) < 1e-10
+    with pytest.raises(TypeError, match="xi"):
+        gen.evaluate(X, DEPTH, C_W=1.0)
+    with pytest.raises(TypeError, match="unknown hyper-parameter"):
+        gen.evaluate(X, DEPTH, xi=1.0, cw=1.0)
