@@ -91,6 +91,11 @@ class _Functions:
             self.exprs.append(expr)
         return self.index[expr]
 
+    def simple(self, fid: int, act: Activation) -> bool:
+        """The function is σ = tanh itself: simple poles only, so the trapezoid rules may be
+        coarser (H_PER_SCALE_SIMPLE of the runtime)."""
+        return act.expr == sp.tanh(zsym) and self.exprs[fid] == act.expr
+
     def kinked(self, fid: int) -> bool:
         return self.exprs[fid].has(*KINK_FUNCTIONS)
 
@@ -107,6 +112,9 @@ class _Plan:
         self.blobs: list = []      # (tensor, args, sites [(labels, legs, site id)], axes)
         self.blob_index: dict = {}
         self.max_vars = 0
+
+    def simple_fids(self) -> list:
+        return [i for i in range(len(self.fns.exprs)) if self.fns.simple(i, self.act)]
 
     def gauss_call(self, funcs) -> tuple[str, list]:
         """Code for the expectation tensor of ``funcs`` in a canonical order, and that order."""
@@ -346,6 +354,7 @@ def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs,
         f"DEFAULTS = {defaults!r}",
         "_F = {}",
         "_KINKED = {}",
+        f"_SIMPLE = {plan.simple_fids()!r}  # functions with simple poles only (sigma = tanh itself)",
         "RADIAL = {}",
         "SIMPLEX = {}",
     ]
@@ -380,7 +389,8 @@ class Layer:
         if key not in self.store:
             kinked = any(_KINKED[f] for f in fids)
             funcs = [(_F[f] if kinked else _F[f][0]) for f in fids]
-            self.store[key] = expectation_tensor(funcs, self.K, kinked)
+            hfac = H_PER_SCALE_SIMPLE if all(f in _SIMPLE for f in fids) else H_PER_SCALE
+            self.store[key] = expectation_tensor(funcs, self.K, kinked, hfac)
         return self.store[key]
 
     def site(self, i):

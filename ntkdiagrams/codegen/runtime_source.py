@@ -6,16 +6,18 @@ between the two ``runtime`` marker lines into each generated module, after the t
 constants ``ADAPTIVE`` (numpy: node counts chosen per tuple), ``FIXED_HALF`` (JAX: node counts
 per dimension) and, for activations with kinks, ``RADIAL`` / ``SIMPLEX`` rules.
 
-Expectations T[a₁…a_k] = ⟨f₁(z_{a₁})⋯f_k(z_{a_k})⟩_K over every index tuple: the tuples are
-grouped by which slots coincide (the distinct inputs carry the products of their slots'
-functions, the "blocks"), and each group is integrated over its m distinct variables in the
-Cholesky coordinates z = L u, u ~ N(0, I_m):
+Expectations T[a₁…a_k] = ⟨f₁(z_{a₁})⋯f_k(z_{a_k})⟩_K over every index tuple: the tuples (sorted
+within slots of the same function) are grouped by their number m of distinct inputs, and each
+group is integrated over its m variables in the Cholesky coordinates z = L u, u ~ N(0, I_m), slot
+s reading its tuple's variable:
 
-* smooth factors: the trapezoid rule u_j = h_j i on [−R, R] (R = 8.6) in every coordinate, pruned
-  to the ball |u| ≤ R, with h_j = R/n_j ≤ min(0.7, 0.275/s_j) where s_j = max_i |L_ij| is the
-  scale of coordinate j (calibrated on tanh, whose poles at ±iπ/2 set the rate, and its derivatives up to σ⁗: ≲ 1e-12 relative);
+* smooth factors: a product rule, per coordinate j with scale s_j = max_i |L_ij|: Gauss–Hermite
+  (8 … 26 nodes) where s_j ≤ 0.3, else the trapezoid rule u_j = h_j i on [−R, R] (R = 8.6) with
+  h_j ≤ min(0.7, c/s_j); points of weight < 1e-18 are dropped.  c = 0.15 (calibrated on tanh,
+  whose poles at ±iπ/2 set the rate, and its derivatives up to σ⁗: ≲ 1e-12 relative), or 0.2 for
+  expectations of σ = tanh itself (simple poles; ~1e-13 measured on ⟨tanh⁴⟩);
 * factors with kinks at z = 0 (piecewise polynomials: ReLU family): the exact cone method of
-  ``ntkdiagrams.numerics.gaussian.cone`` (radial Gauss rule × Gauss–Legendre arcs for m = 2,
+  ``ntkdiagrams.numerics.gaussian.cone`` (radial Gauss rule; Gauss–Legendre arcs for m = 2,
   spherical simplices for m = 3, 4).
 """
 import math  # noqa: F401  (the marker below starts the copied text)
@@ -30,6 +32,7 @@ SIMPLEX = {}
 # --- runtime begin ---
 R_MAX = 8.6
 H_PER_SCALE = 0.15
+H_PER_SCALE_SIMPLE = 0.2
 H_MAX = 0.7
 HALF_BINS = np.array([13, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256])
 CHUNK_POINTS = 1 << 21
@@ -63,10 +66,10 @@ def _grid(codes):
     return _RULES[key]
 
 
-def _codes(scale):
+def _codes(scale, hfac):
     """Rule codes per tuple and coordinate from the coordinate scales s_j: Gauss–Hermite where
-    s_j ≤ 0.3 (few nodes suffice), else the trapezoid rule with h ≤ H_PER_SCALE / s_j."""
-    need = R_MAX / np.minimum(H_MAX, H_PER_SCALE / np.maximum(scale, 1e-300))
+    s_j ≤ 0.3 (few nodes suffice), else the trapezoid rule with h ≤ hfac / s_j."""
+    need = R_MAX / np.minimum(H_MAX, hfac / np.maximum(scale, 1e-300))
     pos = np.searchsorted(HALF_BINS, need)
     trap = np.where(pos < HALF_BINS.size, HALF_BINS[np.minimum(pos, HALF_BINS.size - 1)], np.ceil(need).astype(int))
     gh = np.select([scale <= 0.05, scale <= 0.1, scale <= 0.2], [-8, -12, -18], -26)
@@ -118,13 +121,13 @@ def _slots_product(funcs, smap, z):
     return out
 
 
-def _integrate_smooth(funcs, smap, C):
+def _integrate_smooth(funcs, smap, C, hfac=H_PER_SCALE):
     """E[Π_s f_s(z_{smap[s]})], z ~ N(0, C), C (T, m, m): product rules in Cholesky coordinates."""
     T, m = C.shape[0], C.shape[1]
     L = _cholesky(C)
     if ADAPTIVE:
         scale = np.max(np.abs(np.asarray(L)), axis=1)  # s_j = max_i |L_ij|
-        keys, inv = np.unique(_codes(scale), axis=0, return_inverse=True)
+        keys, inv = np.unique(_codes(scale, hfac), axis=0, return_inverse=True)
         inv = np.ravel(inv)
         groups = [(keys[g], np.nonzero(inv == g)[0]) for g in range(keys.shape[0])]
     else:
@@ -257,7 +260,7 @@ def _patterns(k):
     return out
 
 
-def expectation_tensor(funcs, K, kinked=False):
+def expectation_tensor(funcs, K, kinked=False, hfac=H_PER_SCALE):
     """T[a₁…a_k] = ⟨Π_s f_s(z_{a_s})⟩_K for every index tuple: slots with the same function are
     symmetric (sorted tuples only); the tuples are grouped by their number m of distinct inputs
     and each group is integrated over its m variables (slot s reads its tuple's variable)."""
@@ -289,7 +292,7 @@ def expectation_tensor(funcs, K, kinked=False):
         ids = np.concatenate([g[1] for g in groups])
         smap = np.concatenate([g[2] for g in groups])
         C = K[ids[:, :, None], ids[:, None, :]]
-        parts.append((rows, (_integrate_kinked if kinked else _integrate_smooth)(funcs, smap, C)))
+        parts.append((rows, _integrate_kinked(funcs, smap, C) if kinked else _integrate_smooth(funcs, smap, C, hfac)))
     vals = _scatter(parts, uniq.shape[0])
     return vals[np.ravel(inv)].reshape((N,) * k)
 
