@@ -63,9 +63,16 @@ class _JaxPrinter(JaxPrinter):
         return f"{self._module_format('jax.scipy.special.erf')}({self._print(expr.args[0])})"
 
 
+class _SciPyPrinter(SciPyPrinter):
+    """sympy's SciPyPrinter (numpy, scipy.special for erf …), with π as numpy.pi (not scipy.constants)."""
+
+    def _print_Pi(self, expr):
+        return self._module_format("numpy.pi")
+
+
 def _printer(target: str):
     settings = {"fully_qualified_modules": True, "inline": True, "allow_unknown_functions": False}
-    return _JaxPrinter(settings) if target == "jax" else SciPyPrinter(settings)
+    return _JaxPrinter(settings) if target == "jax" else _SciPyPrinter(settings)
 
 
 def _branch(g: sp.Expr, sign: int) -> sp.Expr:
