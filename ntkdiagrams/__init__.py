@@ -63,11 +63,12 @@ _PUBLIC = {
     "evaluate": "ntkdiagrams.numerics.evaluate",
     "evaluate_request": "ntkdiagrams.numerics.evaluate",
     "sample": "ntkdiagrams.sampling.sampler",
+    "codegen": "ntkdiagrams.codegen",
 }
 
 __all__ = ["ModelSpec", "load_rules", "derive", "derive_request", "Recursion", "RequestResult", "evaluate",
-           "evaluate_request", "sample", "parse_activation", "NtkDiagramsError", "NumericsError", "ExpansionWarning", "ClosureWarning",
-           "Settings", "critical_point", "depth_scaling", "CriticalPoint"]
+           "evaluate_request", "sample", "parse_activation", "NtkDiagramsError", "NumericsError", "ExpansionWarning",
+           "ClosureWarning", "Settings", "critical_point", "depth_scaling", "CriticalPoint", "codegen"]
 
 
 def __getattr__(name: str):

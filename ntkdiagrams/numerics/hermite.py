@@ -37,6 +37,15 @@ def _q_polynomial(k: int, r: int):
     """Q(y) = Σ_γ t_γ h_γ(y) for r variables: returns (monomial exponents, lambdified coefficients).
 
     Coefficient functions take (P entries in upper-triangular order, t_γ in product order)."""
+    monos, coeffs, gammas, pvars, ts = q_polynomial(k, r)
+    return monos, [sp.lambdify(pvars + list(ts), c, modules="numpy") for c in coeffs], gammas
+
+
+@lru_cache(maxsize=None)
+def q_polynomial(k: int, r: int):
+    """Q(y) = Σ_γ t_γ h_γ(y) for r variables as sympy data: (monomial exponents, coefficient
+    expressions, γ tuples, P symbols P{i}{j} in upper-triangular order, t symbols in product order);
+    also used by :mod:`ntkdiagrams.codegen` to print the same polynomial."""
     ys = sp.symbols(f"y0:{r}")
     P = sp.Matrix(r, r, lambda i, j: sp.Symbol(f"P{min(i, j)}{max(i, j)}"))
     quad = sum(P[i, j] * ys[i] * ys[j] for i in range(r) for j in range(r))
@@ -51,9 +60,7 @@ def _q_polynomial(k: int, r: int):
         Q += t * sp.simplify((-1) ** k * d / phi)
     poly = sp.Poly(sp.expand(Q), *ys)
     pvars = [P[i, j] for i in range(r) for j in range(i, r)]
-    monos = poly.monoms()
-    coeffs = [sp.lambdify(pvars + list(ts), c, modules="numpy") for c in poly.coeffs()]
-    return monos, coeffs, gammas
+    return poly.monoms(), poly.coeffs(), gammas, pvars, ts
 
 
 # ---- general blob sums: several sites, tensors with concrete labels ----

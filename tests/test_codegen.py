@@ -1,0 +1,167 @@
+"""Generated modules (ntkdiagrams.codegen): imported in a clean subprocess where the package itself
+cannot be imported, they agree with nd.evaluate (numpy: 1e-10, JAX: 1e-8, relative to each tensor's
+largest entry) for tanh, GELU and ReLU on K, G1, V, Θ, Θ1, A, B, D, F; JAX gradients agree with
+central finite differences.
+
+N = 2 inputs, so every expectation has at most two distinct variables, where the package's own
+quadrature is accurate to ~1e-12 (docs/gaussian.md); the reference uses degree=32 because the
+default rules leave ~1e-10 on the cancelling Θ1 of tanh.
+"""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import ntkdiagrams as nd
+from ntkdiagrams.errors import ActivationError, InputError, UnsupportedError
+
+STATS = ["K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F"]
+X = np.array([[1.0, 0.5, -0.3], [-0.2, 1.2, 0.7]]) / np.sqrt(2.0)
+DEPTH = 3
+HYPER = {"C_b": 0.1, "C_W": 1.5, "lambda_b": 0.7, "lambda_W": 1.3}
+
+# blocks the package inside the subprocess (an editable install would otherwise make it importable)
+PRELUDE = textwrap.dedent('''
+    import importlib.abc, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "ntkdiagrams" or name.startswith("ntkdiagrams."):
+                raise ImportError("ntkdiagrams is blocked in this process")
+    sys.meta_path.insert(0, Block())
+    try:
+        import ntkdiagrams
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("ntkdiagrams is importable")
+    sys.path.insert(0, ".")
+    import numpy as np
+''')
+
+
+def run_clean(tmp_path, source: str, script: str) -> dict:
+    assert "import ntkdiagrams" not in source and "from ntkdiagrams" not in source
+    (tmp_path / "generated.py").write_text(source)
+    np.save(tmp_path / "x.npy", X)
+    (tmp_path / "script.py").write_text(PRELUDE + textwrap.dedent(script))
+    proc = subprocess.run([sys.executable, "-I", "script.py"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def reference(activation):
+    return nd.evaluate(activation, DEPTH, X, stats=STATS, params=HYPER, degree=32)
+
+
+def worst(got: list, ref: list, stats=STATS) -> dict:
+    out = {}
+    for a, b in zip(got, ref):
+        assert a["layer"] == b["layer"]
+        for s in stats:
+            g, r = np.asarray(a[s]), b[s]
+            assert g.shape == r.shape
+            out[s] = max(out.get(s, 0.0), float(np.max(np.abs(g - r)) / max(np.max(np.abs(r)), 1e-300)))
+    return out
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "relu"])
+def test_numpy_module_agrees(tmp_path, activation):
+    source = nd.codegen(STATS, activation, target="numpy")
+    assert "import jax" not in source
+    got = run_clean(tmp_path, source, f'''
+        import json, generated
+        x = np.load("x.npy")
+        layers = generated.evaluate(x, {DEPTH}, **{HYPER!r})
+        print(json.dumps([{{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in l.items()}} for l in layers]))
+    ''')
+    errors = worst(got, reference(activation))
+    assert max(errors.values()) < 1e-10, errors
+    # a factor of two in a tensor would show
+    assert got[-1]["V"] != pytest.approx(2 * np.asarray(reference(activation)[-1]["V"]))
+
+
+def test_numpy_module_reads_like_the_recursions():
+    source = nd.codegen("K,V", "tanh")
+    assert "ntkdiagrams" in source.splitlines()[2] and "rule file:   mlp" in source and "activation:  tanh" in source
+    for line in nd.derive("V").text().splitlines():
+        assert "    # " + line in source
+    assert "numpy.tanh(z)" in source  # sympy's printer
+
+
+JAX_SCRIPT = '''
+    import json, jax, jax.numpy as jnp, generated, generated_kgv
+    x = jnp.asarray(np.load("x.npy"))
+    hyper = {hyper!r}
+    layers = jax.jit(lambda x, cw: generated.evaluate(x, {depth}, **{{**hyper, "C_W": cw}}))(x, hyper["C_W"])
+    def f(cw, x):  # a finite-width quantity: V/K^2 off the diagonal, plus G1
+        last = generated_kgv.evaluate(x, {grad_depth}, **{{**hyper, "C_W": cw}})[-1]
+        return last["V"][0, 1, 0, 1] / last["K"][0, 1] ** 2 + last["G1"][0, 1]
+    g = jax.jit(jax.grad(f, argnums=(0, 1)))(hyper["C_W"], x)
+    fj = jax.jit(f)
+    eps = 1e-5
+    fd_cw = (fj(hyper["C_W"] + eps, x) - fj(hyper["C_W"] - eps, x)) / (2 * eps)
+    fd_x = (fj(hyper["C_W"], x.at[0, 1].add(eps)) - fj(hyper["C_W"], x.at[0, 1].add(-eps))) / (2 * eps)
+    print(json.dumps({{"layers": [{{k: (np.asarray(v).tolist() if k != "layer" else int(v)) for k, v in l.items()}}
+                                  for l in layers],
+                      "dtype": str(layers[-1]["V"].dtype),
+                      "grad": [float(g[0]), float(g[1][0, 1])], "fd": [float(fd_cw), float(fd_x)]}}))
+'''
+
+
+@pytest.mark.parametrize("activation,stats,grad_depth", [("tanh", STATS, DEPTH), ("relu", ["K", "G1", "V"], 2)])
+def test_jax_module_agrees_and_differentiates(tmp_path, activation, stats, grad_depth):
+    """jit-compiled agreement (tanh: all nine tensors; ReLU: K, G1, V, to keep XLA's compile time
+    down) and jax.grad with respect to C_W and an input against central differences."""
+    pytest.importorskip("jax")  # the jax extra; .ci/run installs it, so CI runs this test
+    source = nd.codegen(stats, activation, target="jax")
+    assert 'jax.config.update("jax_enable_x64", True)' in source
+    (tmp_path / "generated_kgv.py").write_text(nd.codegen("K,G1,V", activation, target="jax"))
+    out = run_clean(tmp_path, source, JAX_SCRIPT.format(hyper=HYPER, depth=DEPTH, grad_depth=grad_depth))
+    assert out["dtype"] == "float64"
+    errors = worst(out["layers"], reference(activation), stats)
+    assert max(errors.values()) < 1e-8, errors
+    for g, fd in zip(out["grad"], out["fd"]):
+        assert abs(g - fd) <= 1e-6 * max(1.0, abs(fd)), (out["grad"], out["fd"])
+    assert abs(out["grad"][0]) > 1e-3  # not trivially zero
+
+
+def test_errors():
+    with pytest.raises(InputError, match="unknown target"):
+        nd.codegen("K", "tanh", target="torch")
+    with pytest.raises(UnsupportedError, match="unknown or unsupported statistic"):
+        nd.codegen("K,Vx", "tanh")
+    with pytest.raises(ActivationError):
+        nd.codegen("K", "nosuch(z)")
+    with pytest.raises(InputError, match="no statistic"):
+        nd.codegen("", "tanh")
+
+
+def test_cli_writes_module(tmp_path):
+    from ntkdiagrams.cli.main import main
+    out = tmp_path / "m.py"
+    assert main(["codegen", "K,G1", "--activation", "tanh", "--target", "numpy", "--out", str(out)]) == 0
+    assert "def evaluate(inputs, depth, **hyper)" in out.read_text()
+    assert main(["codegen", "K", "--out", str(tmp_path / "m.txt")]) == 2
+
+
+def test_rule_file_symbols_by_name(tmp_path):
+    """resmlp: the shortcut weight xi by name, per layer; a symbol without default must be given."""
+    import importlib.util
+    path = tmp_path / "resmlp_kv.py"
+    path.write_text(nd.codegen("K,V", "tanh", rules="resmlp"))
+    spec = importlib.util.spec_from_file_location("resmlp_kv", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    xi = [1.0, 0.7, 0.8]
+    got = gen.evaluate(X, DEPTH, C_b=0.1, C_W=1.0, xi=xi)
+    ref = nd.evaluate("tanh", DEPTH, X, stats=["K", "V"], rules="resmlp", params={"C_b": 0.1, "C_W": 1.0, "xi": xi},
+                      degree=32)
+    assert max(worst(got, ref, ["K", "V"]).values()) < 1e-10
+    with pytest.raises(TypeError, match="xi"):
+        gen.evaluate(X, DEPTH, C_W=1.0)
+    with pytest.raises(TypeError, match="unknown hyper-parameter"):
+        gen.evaluate(X, DEPTH, xi=1.0, cw=1.0)
