@@ -63,7 +63,7 @@ _PUBLIC = {
     "evaluate": "ntkdiagrams.numerics.evaluate",
     "evaluate_request": "ntkdiagrams.numerics.evaluate",
     "sample": "ntkdiagrams.sampling.sampler",
-    "codegen": "ntkdiagrams.codegen",
+    "codegen": "ntkdiagrams.generation.generate",
 }
 
 __all__ = ["ModelSpec", "load_rules", "derive", "derive_request", "Recursion", "RequestResult", "evaluate",

@@ -1,4 +1,4 @@
-"""Generated modules (ntkdiagrams.codegen): imported in a clean subprocess where the package itself
+"""Generated modules (ntkdiagrams.generation): imported in a clean subprocess where the package itself
 cannot be imported, they agree with nd.evaluate (numpy: 1e-10, JAX: 1e-8, relative to each tensor's
 largest entry) for tanh, GELU and ReLU on K, G1, V, Θ, Θ1, A, B, D, F; JAX gradients agree with
 central finite differences.
@@ -144,7 +144,7 @@ def test_cli_writes_module(tmp_path):
     from ntkdiagrams.cli.main import main
     out = tmp_path / "m.py"
     assert main(["codegen", "K,G1", "--activation", "tanh", "--target", "numpy", "--out", str(out)]) == 0
-    assert "def evaluate(inputs, depth, **hyper)" in out.read_text()
+    assert "def evaluate(inputs, depth, *, allow_incomplete=False, **hyper)" in out.read_text()
     assert main(["codegen", "K", "--out", str(tmp_path / "m.txt")]) == 2
 
 
@@ -165,3 +165,27 @@ def test_rule_file_symbols_by_name(tmp_path):
         gen.evaluate(X, DEPTH, C_W=1.0)
     with pytest.raises(TypeError, match="unknown hyper-parameter"):
         gen.evaluate(X, DEPTH, xi=1.0, cw=1.0)
+
+
+def test_residual_module_refuses_what_does_not_close(tmp_path):
+    """The guard of docs/conventions.md §8 travels with the module: G1 of resmlp at depth 3 with ξ ≠ 0
+    is refused unless allow_incomplete, and then equals the package's (allow_incomplete) value."""
+    import importlib.util
+    import warnings
+    path = tmp_path / "resmlp_g1.py"
+    path.write_text(nd.codegen("K,G1", "tanh", rules="resmlp"))
+    spec = importlib.util.spec_from_file_location("resmlp_g1", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.OPEN == ["G1"]
+    with pytest.raises(ValueError, match="G1: with the shortcut these lack first-order terms from layer 3 on"):
+        gen.evaluate(X, 3, xi=1.0)
+    assert np.all(gen.evaluate(X, 2, xi=1.0)[1]["G1"] == 0.0)
+    gen.evaluate(X, 3, xi=[1.0, 0.0, 1.0])  # no memory at layer 2: closes through layer 3
+    got = gen.evaluate(X, 3, xi=1.0, allow_incomplete=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", nd.ClosureWarning)
+        ref = nd.evaluate("tanh", 3, X, stats=["K", "G1"], rules="resmlp", params={"xi": 1.0}, degree=32,
+                          allow_incomplete=True)
+    assert max(worst(got, ref, ["K", "G1"]).values()) < 1e-10
+    assert "OPEN = []" in nd.codegen("K,V", "tanh", rules="resmlp")

@@ -2,7 +2,7 @@
 
     ntkdiagrams codegen K,G1,V --activation tanh [--rules mlp] --target numpy|jax --out module.py
 
-The module is :func:`ntkdiagrams.codegen.codegen`'s source; without ``--out`` it is printed.
+The module is :func:`ntkdiagrams.generation.codegen`'s source; without ``--out`` it is printed.
 Building the parser imports nothing heavy.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``codegen``: generate the module, write it atomically (or print it)."""
-    from ..codegen import codegen
+    from ..generation import codegen
     from ..language.rulefile import load_rules
 
     if args.out is not None:

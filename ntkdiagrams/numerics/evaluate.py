@@ -232,7 +232,7 @@ class CompiledRecursion:
         if extra:
             raise UnsupportedError(f"{self.rec.tensor}: coefficient {coeff} has symbols {extra} with no value")
         fn = sp.lambdify(self.symbols, coeff, modules="numpy")
-        fn.expr = coeff  # the coefficient as sympy, for generated code (ntkdiagrams.codegen)
+        fn.expr = coeff  # the coefficient as sympy, for generated code (ntkdiagrams.generation)
         return [(fn, factors)]
 
     def _ratios(self, coeff: sp.Expr) -> sp.Expr:

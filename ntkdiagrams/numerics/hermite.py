@@ -45,7 +45,7 @@ def _q_polynomial(k: int, r: int):
 def q_polynomial(k: int, r: int):
     """Q(y) = Σ_γ t_γ h_γ(y) for r variables as sympy data: (monomial exponents, coefficient
     expressions, γ tuples, P symbols P{i}{j} in upper-triangular order, t symbols in product order);
-    also used by :mod:`ntkdiagrams.codegen` to print the same polynomial."""
+    also used by :mod:`ntkdiagrams.generation` to print the same polynomial."""
     ys = sp.symbols(f"y0:{r}")
     P = sp.Matrix(r, r, lambda i, j: sp.Symbol(f"P{min(i, j)}{max(i, j)}"))
     quad = sum(P[i, j] * ys[i] * ys[j] for i in range(r) for j in range(r))

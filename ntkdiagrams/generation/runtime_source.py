@@ -1,6 +1,6 @@
 """Source of the runtime that every generated module carries (Gaussian expectation tensors).
 
-This file is not imported by the package: :mod:`ntkdiagrams.codegen.generate` copies the text
+This file is not imported by the package: :mod:`ntkdiagrams.generation.generate` copies the text
 between the two ``runtime`` marker lines into each generated module, after the target's imports
 (``np`` is numpy for index tables; ``xp`` is numpy, or jax.numpy for the JAX target) and the
 constants ``ADAPTIVE`` (numpy: node counts chosen per tuple), ``FIXED_HALF`` (JAX: node counts
