@@ -162,7 +162,8 @@ def contract_block(root: str, out_path: str, prev: dict, gauss: dict, gram: np.n
                    rank: int, bidx: tuple, B: int, N: int):
     """One task: block ``bidx`` of a tensor of layer ℓ+1, Σ_terms c · einsum(factor blocks), written
     to ``out_path``; ``prev`` / ``gauss``: zarr paths of layer ℓ's tensors / of the Gaussian tensors
-    by id.  Returns None, or the first non-finite component (global indices, value)."""
+    by id.  Returns (None or the first non-finite component as (global indices, value), bytes read
+    from the store)."""
     zarr = _zarr()
     sl = _slices(bidx, B, N)
     shape = tuple(s.stop - s.start for s in sl)
@@ -203,11 +204,12 @@ def contract_block(root: str, out_path: str, prev: dict, gauss: dict, gram: np.n
                 out += c
     arr = zarr.open_array(store=root, path=out_path, mode="r+")
     arr[tuple(slice(s.start, s.stop) for s in sl)] = out
+    nbytes = sum(a.nbytes for a in read.values())
     bad = ~np.isfinite(out)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        return tuple(s.start + i for s, i in zip(sl, idx)), float(out[idx])
-    return None
+        return (tuple(s.start + i for s, i in zip(sl, idx)), float(out[idx])), nbytes
+    return None, nbytes
 
 
 # ----------------------------------------------------------------------------- driver
@@ -236,7 +238,7 @@ def _canonical_blocks(funcs: tuple, nb: int):
 def evaluate_blocked(compiled: dict, extras: dict, names: Sequence[str], gauss: str, hypers: list,
                      x: np.ndarray, *, degree=None, settings: Settings, scheduler=None, out: str | None = None,
                      block: int | None = None, meta: dict | None = None,
-                     progress: Callable = lambda *a: None) -> list[dict]:
+                     progress: Callable = lambda *a: None) -> tuple[list[dict], list[dict]]:
     """Layers 1…L (``len(hypers)``) of the compiled recursions, block by block (module docstring).
 
     ``compiled``: {tensor: CompiledRecursion} of every tensor the recursions need (the Gaussian
@@ -245,7 +247,11 @@ def evaluate_blocked(compiled: dict, extras: dict, names: Sequence[str], gauss: 
     map that makes layer ℓ.  ``out``: a FILE.zarr folder (written atomically: to a temporary folder
     renamed at the end) with the arrays ``layer{ℓ}/{tensor}`` and ``meta`` in the group's attributes;
     the layer dicts returned then hold the zarr arrays (read-only).  Without ``out`` the tensors go
-    to a temporary folder and come back as numpy arrays."""
+    to a temporary folder and come back as numpy arrays.
+
+    Returns (layer dicts, figures per layer: {"layer", "gauss_tasks", "tuples" (distinct index tuples
+    of the quadrature), "contract_tasks", "bytes_written" (tensors and Gaussian tensors of the layer),
+    "bytes_read" (blocks the contraction tasks read)})."""
     from ..executors import open_executor
 
     zarr = _zarr()
@@ -271,8 +277,13 @@ def evaluate_blocked(compiled: dict, extras: dict, names: Sequence[str], gauss: 
             zarr.open_array(store=root, path=path, mode="w", shape=(N,) * rank, chunks=(min(B, N),) * rank,
                             dtype="f8")
 
+        figures: list[dict] = []
+
         def layer(ell: int, prev_paths: dict, gauss_paths: dict, initial: bool) -> dict:
             """Every tensor of layer ``ell`` (compiled and extras) from the paths of layer ell−1's."""
+            fig = {"layer": ell, "gauss_tasks": 0, "tuples": 0, "contract_tasks": 0, "bytes_written": 0,
+                   "bytes_read": 0}
+            figures.append(fig)
             ids: dict = {}
             plans = {t: plan_terms(c, hypers[ell - 1], initial, ids) for t, c in {**compiled, **extras}.items()}
             if ids:
@@ -284,8 +295,10 @@ def evaluate_blocked(compiled: dict, extras: dict, names: Sequence[str], gauss: 
                     create(gauss_paths[gid], len(canon))
                     calls += [(gaussian_block, (root, gauss_paths[gid], canon, K, b, B, degree, task_settings))
                               for b in _canonical_blocks(canon, nb)]
+                fig["gauss_tasks"] = len(calls)
+                fig["bytes_written"] += 8 * sum(N ** len(canon) for canon in ids)
                 try:
-                    _run(executor, calls, window)
+                    fig["tuples"] = sum(_run(executor, calls, window))
                 except NumericsError as exc:
                     raise NumericsError(f"layer {ell}: {exc}", layer=ell, inputs=exc.inputs, reason=exc.reason,
                                         growth=exc.growth) from None
@@ -296,7 +309,10 @@ def evaluate_blocked(compiled: dict, extras: dict, names: Sequence[str], gauss: 
                 create(paths[t], rank)
                 calls = [(contract_block, (root, paths[t], prev_paths, gauss_paths, gram, plans[t], rank, b, B, N))
                          for b in _blocks(rank, nb)]
-                for bad in _run(executor, calls, window):
+                fig["contract_tasks"] += len(calls)
+                fig["bytes_written"] += 8 * N ** rank
+                for bad, nbytes in _run(executor, calls, window):
+                    fig["bytes_read"] += nbytes
                     if bad is not None:
                         idx, value = bad
                         raise NumericsError(
@@ -313,12 +329,11 @@ def evaluate_blocked(compiled: dict, extras: dict, names: Sequence[str], gauss: 
             shutil.rmtree(os.path.join(root, "work", f"layer{ell - 1}"), ignore_errors=True)
             progress(ell, depth)
         shutil.rmtree(os.path.join(root, "work"), ignore_errors=True)
-        # drop the work group from the hierarchy's metadata too (zarr v3 lists children from folders)
         if out is None:
             return [{"layer": ell, **{t: np.asarray(zarr.open_array(store=root, path=f"layer{ell}/{t}",
                                                                     mode="r")[...]) for t in keep}}
-                    for ell in range(1, depth + 1)]
-    return open_zarr_result(out, keep, depth)
+                    for ell in range(1, depth + 1)], figures
+    return open_zarr_result(out, keep, depth), figures
 
 
 def open_zarr_result(path: str, names: Sequence[str], depth: int) -> list[dict]:

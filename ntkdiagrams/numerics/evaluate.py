@@ -402,6 +402,8 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict |
         this process, ``"local[:W]"``, an address or a dask Client) runs the blocks as tasks; ``out``
         (FILE.zarr) keeps the arrays, with ``meta`` in the group's attributes, and the layer dicts
         then hold zarr arrays.  Same numbers as in memory to 1e-12; health only without ``out``.
+        The result's ``blocked`` attribute: the run's figures per layer (tasks, quadrature tuples,
+        bytes written and read; :func:`ntkdiagrams.numerics.blocked.evaluate_blocked`).
 
     Returns an :class:`Evaluation`: a list with one dict per layer, ``{"layer": ℓ, "K": (N,N),
     "G1": (N,N), "V": (N,N,N,N), …}`` (as before), with the new attributes ``health`` (None
@@ -462,13 +464,14 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict |
         from .blocked import evaluate_blocked
         hypers = [hp.layer(keys, ell) + (hp.ratios(max(ell - 1, 1)) if hp.ratio is not None else ())
                   for ell in range(1, depth + 1)]
-        blocked = evaluate_blocked(compiled, extras, names, gauss, hypers, x, degree=degree, settings=settings,
+        blocked, figures = evaluate_blocked(compiled, extras, names, gauss, hypers, x, degree=degree, settings=settings,
                                    scheduler=scheduler, out=out, block=block, meta=meta,
                                    progress=lambda ell, L: report(ell, L, time.perf_counter() - t0))
         if width is not None and out is None:
             for layer in blocked:
                 health.append((layer["layer"], layer_health(layer, int(width))))
         result = Evaluation(blocked, summary(health, int(width)) if health else None)
+        result.blocked = figures
         if result.healthy is False:
             warnings.warn(describe(result.health), ExpansionWarning, stacklevel=2)
         return result
@@ -503,6 +506,8 @@ class Evaluation(list):
     def __init__(self, layers=(), health: dict | None = None):
         super().__init__(layers)
         self.health = health
+        #: None, or the blocked evaluator's figures per layer (``scheduler=`` / ``out=`` runs)
+        self.blocked = None
 
     @property
     def healthy(self) -> bool | None:
