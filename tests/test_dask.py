@@ -4,7 +4,9 @@ One cluster of two worker processes serves the module.  The cluster results must
 one process: bit for bit for the sampler (same seed, samples, batches, chunk, ``streams="chunks"``),
 to 1e-12 for the evaluator (the same quadrature on the same index tuples).  A worker killed in the
 middle of a run leaves it to complete with the same numbers; a task that keeps killing its workers
-stops the run with a ClusterError; an output is never partial.
+stops the run with a ClusterError; an output is never partial.  The whole file: about 35 s on 2
+cores (the fast subset, ``-m "not slow"``, keeps the sampler's equality, the command line, the
+scheduler names, the default path's imports and the atomic output).
 """
 from __future__ import annotations
 
@@ -113,6 +115,7 @@ def _close(a, b, tol=1e-12):
                 assert np.max(np.abs(A - Bv)) <= tol * max(1.0, np.max(np.abs(A))), (la["layer"], s)
 
 
+@pytest.mark.slow  # a few seconds: the quadrature in fresh workers, or worker restarts
 def test_evaluate_on_cluster_equals_in_memory(client, tmp_path):
     x = np.random.default_rng(2).standard_normal((5, 3))
     kw = dict(stats=["K", "G1", "V"], settings=SETTINGS, cb=0.1)
@@ -165,6 +168,7 @@ def test_failed_run_leaves_no_partial_output(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["v.zarr"]         # no temporary folder left
 
 
+@pytest.mark.slow  # a few seconds: the quadrature in fresh workers, or worker restarts
 def test_killed_worker_sample_completes_with_the_same_numbers(client):
     m = _model(depth=2)
     kw = dict(seed=9, batches=4, stats="K,V", chunk=25)
@@ -182,6 +186,7 @@ def test_killed_worker_sample_completes_with_the_same_numbers(client):
     client.wait_for_workers(2, timeout=60)
 
 
+@pytest.mark.slow  # a few seconds: the quadrature in fresh workers, or worker restarts
 def test_killed_worker_evaluate_completes(client):
     x = np.random.default_rng(4).standard_normal((4, 2))
     kw = dict(stats=["K", "G1", "V"], settings=SETTINGS)
@@ -199,6 +204,7 @@ def test_killed_worker_evaluate_completes(client):
     client.wait_for_workers(2, timeout=60)
 
 
+@pytest.mark.slow  # a few seconds: the quadrature in fresh workers, or worker restarts
 def test_task_that_kills_its_workers_is_a_cluster_error():
     import dask
 
