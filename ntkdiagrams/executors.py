@@ -181,7 +181,8 @@ def open_executor(scheduler=None, *, workers_default: int | None = None) -> Iter
                                    dashboard_address=None, silence_logs=logging.ERROR)
         except Exception as exc:  # noqa: BLE001 - one line, not a traceback
             raise ClusterError(f"cannot start a local dask cluster of {n} workers ({type(exc).__name__}: "
-                               f"{exc})") from None
+                               f"{exc}); a Python script that starts one must run its code under "
+                               f"if __name__ == '__main__': (the workers are new processes that import it)") from None
         with cluster, Client(cluster) as client:
             yield DaskExecutor(client)
         return
