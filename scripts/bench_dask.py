@@ -73,7 +73,7 @@ def run_sample(case: str, a) -> dict:
     from ntkdiagrams.numerics.activations import parse_activation
     from ntkdiagrams.sampling.model import ModelSpec
     from ntkdiagrams.sampling.networks import activation_derivatives
-    from ntkdiagrams.sampling.sampler import (_MOMENTS, _NEEDS, check_model, chunk_plan, chunk_sums, default_chunk,
+    from ntkdiagrams.sampling.sampler import (check_model, chunk_plan, chunk_requirements, chunk_sums, default_chunk,
                                               parse_stats, sample)
 
     x = np.random.default_rng(0).standard_normal((a.inputs, 3))
@@ -96,12 +96,9 @@ def run_sample(case: str, a) -> dict:
     cpu = _cpu_s() - c0 + ((_worker_cpu(client) - w0) if client else 0.0)
     # one chunk task's result: what a worker hands on per task
     _x, program = check_model(model)
-    needs = set().union(*(_NEEDS[s] for s in stats))
-    moments = tuple(sorted(set().union(*(_MOMENTS[s] for s in stats))))
-    order = 3 if "ddIH" in needs else 2 if needs & {"dH", "ddIIH"} else 1 if needs else 0
+    needs, moments, order = chunk_requirements(stats)
     chunk = a.chunk or default_chunk(program.widths, a.inputs, needs)
-    res = chunk_sums(program, _x, activation_derivatives(model.activation, order), 1, 0, chunk, frozenset(needs),
-                     moments)
+    res = chunk_sums(program, _x, activation_derivatives(model.activation, order), 1, 0, chunk, needs, moments)
     tasks = sum(len(b) for b in chunk_plan(a.samples, a.batches, chunk))
     workers = int(case.split(":")[1]) if client else 1
     out = {"bench": "sample", "case": case, "samples": a.samples, "N": a.inputs, "width": a.width,

@@ -86,7 +86,7 @@ from .interpreter import NetworkProgram, build_program
 from .networks import activation_derivatives, forward, layer_objects, layer_widths, parameter_count
 
 __all__ = ["ALL_STATS", "DEFAULT_STATS", "SAMPLED_SUMS", "STAT_ALIASES", "DEPRECATED_NAMES", "STREAMS",
-           "add_sums", "batch_estimate", "chunk_plan", "chunk_rng", "chunk_sums", "default_chunk",
+           "add_sums", "batch_estimate", "chunk_plan", "chunk_rng", "chunk_sums", "chunk_requirements", "default_chunk",
            "parse_stats", "sample", "sample_memory", "save_result", "load_result"]
 
 #: the sampled means and the rule-file tensors (coefficients of 1/n^0 and 1/n) whose sum each
@@ -377,6 +377,16 @@ def chunk_sums(program: NetworkProgram, x: np.ndarray, derivs: list, seed: int, 
         out.append(_moment_sums(obj, moments))
         del obj
     return out
+
+
+def chunk_requirements(stats) -> tuple[frozenset, tuple, int]:
+    """(per-network objects, raw moments, highest σ derivative) that :func:`chunk_sums` needs for
+    ``stats`` (any form :func:`parse_stats` takes)."""
+    stats = parse_stats(stats)
+    needs = set().union(*(_NEEDS[s] for s in stats))
+    moments = tuple(sorted(set().union(*(_MOMENTS[s] for s in stats))))
+    order = 3 if "ddIH" in needs else 2 if needs & {"dH", "ddIIH"} else 1 if needs else 0
+    return frozenset(needs), moments, order
 
 
 def add_sums(a: list[dict], b: list[dict]) -> list[dict]:
