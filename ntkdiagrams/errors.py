@@ -49,3 +49,8 @@ class NumericsError(InputError):
         self.inputs = inputs
         self.reason = reason
         self.growth = growth
+
+
+class ClusterError(NtkDiagramsError, RuntimeError):
+    """A run on a dask cluster (``scheduler=...``) could not finish: the scheduler cannot be reached
+    or went away, or a task kept killing its workers.  Nothing is written."""

@@ -13,7 +13,7 @@ from typing import Iterator
 
 from .errors import InputError
 
-__all__ = ["atomic_output"]
+__all__ = ["atomic_folder", "atomic_output"]
 
 
 @contextlib.contextmanager
@@ -37,4 +37,36 @@ def atomic_output(path: str) -> Iterator[str]:
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str) -> Iterator[str]:
+    """``with atomic_folder("x.zarr") as tmp:`` fill the folder ``tmp`` (same parent folder); on
+    success it takes the place of ``path`` (an earlier folder or file there is moved aside first and
+    removed after the rename), on any error or interrupt it is removed, so ``path`` never holds a
+    partial result.  A parent folder that does not exist or cannot be written raises
+    :class:`~ntkdiagrams.errors.InputError`."""
+    import shutil
+
+    folder = os.path.dirname(os.path.abspath(path))
+    suffix = os.path.splitext(path)[1]
+    try:
+        tmp = tempfile.mkdtemp(dir=folder, prefix=".tmp-", suffix=suffix)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write in folder {folder!r} ({exc.strerror or exc})") from None
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # the permissions mkdir would give, not mkdtemp's 0700
+        yield tmp
+        old = None
+        if os.path.lexists(path):
+            old = tempfile.mkdtemp(dir=folder, prefix=".old-")
+            os.replace(path, os.path.join(old, "previous"))
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise

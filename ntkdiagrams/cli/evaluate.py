@@ -3,6 +3,7 @@
     ntkdiagrams evaluate --activation tanh --depth 5 --width 32 --random 4,3 --out pred.json
     ntkdiagrams evaluate --request 'E[z(i1;a1) z(i2;a2)]' --order 1 --out pred.json
     ntkdiagrams evaluate --rules resmlp --param xi=1 --param C_W=0.6,0.7,0.8 --depth 3 --out pred.json
+    ntkdiagrams evaluate --stats V --depth 5 --random 128,3 --out v.zarr [--scheduler local:2]   # out of core
 
 ``--param NAME=VALUE`` (repeatable; per-layer values as a comma list) sets a hyper-parameter of the
 rule file by its symbol name; ``--cb --cw --lb --lw`` are the MLP's shorthands for C_b, C_W, λ_b,
@@ -23,7 +24,7 @@ import warnings
 from .. import __version__
 from ..errors import InputError
 from .common import add_memory_argument, add_model_arguments, add_param_argument, check_memory, model_from_args
-from .files import check_output_file, check_rules_option
+from .files import check_output_file, check_output_folder, check_rules_option
 from .progress import LayerProgress
 
 __all__ = ["KINKS", "add_parser", "parse_stats", "run"]
@@ -47,10 +48,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="activations with kinks: P…U as expectations of per-network objects (default, "
                         "what `sample` measures) or distributional (keeping the δ(z) terms)")
     p.add_argument("--rules", default="mlp", help="rule file (default mlp)")
-    p.add_argument("--out", help="output file .json or .npz (default: print a summary)")
+    p.add_argument("--out", help="output file .json or .npz, or a FILE.zarr folder (per-layer tensors in chunks "
+                                 "on disk, computed block by block: N whose tensors exceed memory; the dask "
+                                 "extra) (default: print a summary)")
     p.add_argument("--allow-incomplete", action="store_true",
                    help="with a shortcut (--rules resmlp, xi != 0): compute the tensors that miss first-order "
                         "terms from layer 3 on anyway, with a warning (docs/conventions.md §8)")
+    p.add_argument("--scheduler", default=None, metavar="local[:W]|ADDRESS",
+                   help="compute blocks of input tuples as dask tasks (the dask extra): 'local' or 'local:W' "
+                        "starts W worker processes on this machine, an ADDRESS (tcp://host:8786) uses a running "
+                        "cluster whose workers share the --out folder (default: one process, no dask)")
+    p.add_argument("--block", type=int, default=None,
+                   help="with --out FILE.zarr or --scheduler: inputs per block along each axis (default 32)")
     add_memory_argument(p)
     p.set_defaults(func=run, settings=None)
     return p
@@ -67,8 +76,17 @@ def run(args: argparse.Namespace) -> int:
     from ..numerics.hyperparameters import resolve_hyperparameters
     from ..numerics.memory import evaluate_memory
 
-    if args.out:
-        check_output_file(args.out, "--out", (".json", ".npz"))
+    zarr_out = bool(args.out) and args.out.lower().endswith(".zarr")
+    if zarr_out:
+        check_output_folder(args.out, "--out")
+    elif args.out:
+        check_output_file(args.out, "--out", (".json", ".npz", ".zarr"))
+    # blocks on disk / dask tasks (ntkdiagrams.numerics.blocked): memory per task, not N^4 per tensor
+    blocked = zarr_out or getattr(args, "scheduler", None) is not None
+    if getattr(args, "block", None) is not None and args.block < 1:
+        raise InputError(f"--block must be a positive number of inputs; got {args.block}")
+    run_options = dict(scheduler=getattr(args, "scheduler", None), block=getattr(args, "block", None),
+                       out=args.out if zarr_out else None, allow_incomplete=args.allow_incomplete)
     check_rules_option(args.rules)  # before model_from_args, which reads the rule file for --param
     model = model_from_args(args)
     rules = load_rules(args.rules)
@@ -83,35 +101,37 @@ def run(args: argparse.Namespace) -> int:
         res = derive_request(args.request, rules, order=args.order, settings=args.settings)
         stats = [res.key(st) for st in res.structures]
         extra = {res.key(s): s.recursion for s in res.structures}
-        check_memory(lambda n: evaluate_memory(n, model.depth, [], res.rules, activation=model.activation,
-                                               extra=extra, output=output),
-                     model.inputs.shape[0], args, f"evaluate --request at depth {model.depth}")
-        with LayerProgress(model.depth) as progress, warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExpansionWarning)  # the health is reported in one line by _emit
-            result = evaluate_request(res, model.activation, model.depth, model.inputs, **hyper,
-                                      degree=args.degree, progress=progress, kinks=args.kinks,
-                                      settings=args.settings, width=model.width,
-                                      allow_incomplete=args.allow_incomplete)
-        layers = [{k: v for k, v in layer.items() if k == "layer" or k in stats} for layer in result]
+        if not blocked:
+            check_memory(lambda n: evaluate_memory(n, model.depth, [], res.rules, activation=model.activation,
+                                                   extra=extra, output=output),
+                         model.inputs.shape[0], args, f"evaluate --request at depth {model.depth}")
         meta = {**_model_meta(model, values), "request": args.request, "order": res.order, "rules": args.rules,
                 "structures": [{"tensor": res.key(st), "deltas": [[str(i) for i in b] for b in st.deltas],
                                 "order": st.order, "args": [str(a) for a in st.args],
                                 "coefficient": str(st.coefficient), "named": st.named} for st in res.structures],
                 "labels": [str(a) for a in res.request.labels], "package_version": __version__,
-                "kind": "prediction", "health": result.health, "incomplete": result.incomplete}
+                "kind": "prediction", "health": None}
+        with LayerProgress(model.depth) as progress, warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExpansionWarning)  # the health is reported in one line by _emit
+            result = evaluate_request(res, model.activation, model.depth, model.inputs, **hyper,
+                                      degree=args.degree, progress=progress, kinks=args.kinks,
+                                      settings=args.settings, width=model.width, meta=meta, **run_options)
+        layers = [{k: v for k, v in layer.items() if k == "layer" or k in stats} for layer in result]
+        meta["health"], meta["incomplete"] = result.health, result.incomplete
         return _emit(args, meta, layers)
     stats = parse_stats(args.stats, rules)
-    check_memory(lambda n: evaluate_memory(n, model.depth, stats, rules, activation=model.activation,
-                                           output=output),
-                 model.inputs.shape[0], args, f"evaluate --stats {args.stats} at depth {model.depth}")
+    if not blocked:
+        check_memory(lambda n: evaluate_memory(n, model.depth, stats, rules, activation=model.activation,
+                                               output=output),
+                     model.inputs.shape[0], args, f"evaluate --stats {args.stats} at depth {model.depth}")
+    meta = {**_model_meta(model, values), "stats": stats, "rules": args.rules, "degree": args.degree, "kinks": args.kinks,
+            "package_version": __version__, "kind": "prediction", "health": None}
     with LayerProgress(model.depth) as progress, warnings.catch_warnings():
         warnings.simplefilter("ignore", ExpansionWarning)  # the health is reported in one line by _emit
         layers = evaluate(model.activation, model.depth, model.inputs, **hyper, stats=stats, rules=rules,
                           degree=args.degree, progress=progress, kinks=args.kinks, settings=args.settings,
-                          width=model.width, allow_incomplete=args.allow_incomplete)
-    meta = {**_model_meta(model, values), "stats": stats, "rules": args.rules, "degree": args.degree, "kinks": args.kinks,
-            "package_version": __version__, "kind": "prediction", "health": layers.health,
-            "incomplete": layers.incomplete}
+                          width=model.width, meta=meta, **run_options)
+    meta["health"], meta["incomplete"] = layers.health, layers.incomplete
     return _emit(args, meta, layers)
 
 
@@ -158,7 +178,8 @@ def _emit(args, meta, layers) -> int:
         print(f"ntkdiagrams evaluate: warning: {describe(health)}", file=sys.stderr)
 
     if args.out:
-        write_result(args.out, meta, layers)
+        if not args.out.lower().endswith(".zarr"):  # a FILE.zarr is written by the blocked evaluator
+            write_result(args.out, meta, layers)
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         for layer in layers:

@@ -2,6 +2,7 @@
 
     ntkdiagrams sample --activation tanh --depth 3 --width 32 --samples 10000 --stats K,G1,Theta,Theta1,V --out mc.json
     ntkdiagrams sample --rules resmlp --param xi=1 --param C_W=0.6 --depth 4 --out res.json
+    ntkdiagrams sample --samples 1000000 --chunk 4096 --scheduler local:2 --out mc.npz   # dask (the dask extra)
 
 Statistics are named as in the rule file and in ``evaluate``; the sampled means E[zz] and E[H] are
 stored as "K+G1" and "Theta+Theta1" (what ``compare`` sets against K + G1/n and Θ + Θ1/n).  Writes :func:`ntkdiagrams.sampling.sampler.save_result`'s layout.  Building the parser imports
@@ -50,6 +51,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "K and G1 both give 'K+G1', Theta and Theta1 'Theta+Theta1'. Deprecated: G "
                         "(= K+G1) and NTK (= Theta+Theta1), accepted for now")
     p.add_argument("--chunk", type=int, default=None, help="networks per vectorised chunk")
+    p.add_argument("--streams", choices=("one", "chunks"), default="one",
+                   help="one random stream for the run (default; the networks do not depend on --chunk) or "
+                        "one per chunk (what --scheduler uses: the same --seed, --samples, --batches and "
+                        "--chunk give the same numbers in one process and on any cluster)")
+    p.add_argument("--scheduler", default=None, metavar="local[:W]|ADDRESS",
+                   help="run the network chunks as dask tasks (the dask extra): 'local' or 'local:W' starts "
+                        "a cluster of W worker processes on this machine, an ADDRESS (tcp://host:8786) uses "
+                        "a running one; implies --streams chunks (default: one process, no dask)")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.add_argument("--out", required=True, help="output FILE.json or FILE.npz")
     add_memory_argument(p)
@@ -78,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
                      model.inputs.shape[0], args, f"sample --stats {args.stats} at depth {model.depth}")
         result = sample(model, args.samples, seed=args.seed, batches=args.batches, stats=stats,
                         chunk=getattr(args, "chunk", None),
-                        progress=not getattr(args, "quiet", False), allow_partial=True)
+                        progress=not getattr(args, "quiet", False), allow_partial=True,
+                        streams=getattr(args, "streams", "one"), scheduler=getattr(args, "scheduler", None))
         if result["meta"]["batches"] == 0:
             print("sample: interrupted before the first batch finished; nothing written",
                   file=sys.stderr)

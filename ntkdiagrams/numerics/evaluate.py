@@ -365,7 +365,8 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict |
              degree: int | None = None, progress: bool | Callable = False,
              blob_method: str = "auto", extra: dict | None = None,
              kinks: str = "per-network", settings: Settings | None = None,
-             width: int | None = None, allow_incomplete: bool = False) -> Evaluation:
+             width: int | None = None, allow_incomplete: bool = False, scheduler=None, out: str | None = None,
+             block: int | None = None, meta: dict | None = None) -> Evaluation:
     """Iterate the derived recursions from layer 1 to ``depth`` for a data set.
 
     Parameters
@@ -402,6 +403,14 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict |
         asking for them there is an UnsupportedError; True computes them anyway with a
         :class:`~ntkdiagrams.numerics.closure.ClosureWarning`, and the result's ``incomplete``
         names them.
+    scheduler, out, block, meta: the blocked evaluator (:mod:`ntkdiagrams.numerics.blocked`; the
+        ``dask`` extra), used when ``scheduler`` or ``out`` is given: tensors in blocks of ``block``
+        inputs per axis, as zarr arrays on disk; ``scheduler`` (:mod:`ntkdiagrams.executors`: None for
+        this process, ``"local[:W]"``, an address or a dask Client) runs the blocks as tasks; ``out``
+        (FILE.zarr) keeps the arrays, with ``meta`` in the group's attributes, and the layer dicts
+        then hold zarr arrays.  Same numbers as in memory to 1e-12; health only without ``out``.
+        The result's ``blocked`` attribute: the run's figures per layer (tasks, quadrature tuples,
+        bytes written and read; :func:`ntkdiagrams.numerics.blocked.evaluate_blocked`).
 
     Returns an :class:`Evaluation`: a list with one dict per layer, ``{"layer": ℓ, "K": (N,N),
     "G1": (N,N), "V": (N,N,N,N), …}`` (as before), with the new attributes ``health`` (None
@@ -463,6 +472,21 @@ def evaluate(activation: str | Activation, depth: int, inputs, *, params: dict |
         if width is not None:
             health.append((layer["layer"], layer_health(full, int(width))))
 
+    if scheduler is not None or out is not None:  # blocks on disk, as tasks (numerics/blocked.py)
+        from .blocked import evaluate_blocked
+        hypers = [hp.layer(keys, ell) + (hp.ratios(max(ell - 1, 1)) if hp.ratio is not None else ())
+                  for ell in range(1, depth + 1)]
+        blocked, figures = evaluate_blocked(compiled, extras, names, gauss, hypers, x, degree=degree, settings=settings,
+                                   scheduler=scheduler, out=out, block=block, meta=meta,
+                                   progress=lambda ell, L: report(ell, L, time.perf_counter() - t0))
+        if width is not None and out is None:
+            for layer in blocked:
+                health.append((layer["layer"], layer_health(layer, int(width))))
+        result = Evaluation(blocked, summary(health, int(width)) if health else None, incomplete)
+        result.blocked = figures
+        if result.healthy is False:
+            warnings.warn(describe(result.health), ExpansionWarning, stacklevel=2)
+        return result
     hyper = hp.layer(keys, 1) + (hp.ratios(1) if hp.ratio is not None else ())
     prev = {t: compiled[t]({}, None, hyper, N, gram=gram, initial=True) for t in needed}
     more = {t: c({}, None, hyper, N, gram=gram, initial=True) for t, c in extras.items()}
@@ -496,6 +520,8 @@ class Evaluation(list):
         super().__init__(layers)
         self.health = health
         self.incomplete = dict(incomplete or {})
+        #: None, or the blocked evaluator's figures per layer (``scheduler=`` / ``out=`` runs)
+        self.blocked = None
 
     @property
     def healthy(self) -> bool | None:

@@ -42,6 +42,14 @@ Reproducibility: networks are drawn from ``numpy.random.default_rng(SeedSequence
 one network contiguously, so the networks do not depend on ``chunk``; results with different
 chunk sizes agree up to floating-point summation order.
 
+``streams="chunks"`` (required with ``scheduler=...``, where chunks run as dask tasks: one stream
+cannot be split between workers without replaying it) draws chunk g of the run (chunks counted
+from 0 over all batches, a batch split into chunks of at most ``chunk`` networks) from its own
+stream ``default_rng(SeedSequence([seed, 0x4D43], spawn_key=(g,)))``.  The networks then depend
+on ``chunk`` (and on ``batches``), and a chunk's moment sums are added to its batch's in chunk
+order, so a result is the same, bit for bit, in one process and on any cluster, for the same
+seed, samples, batches and chunk (:func:`chunk_sums`, :func:`add_sums`, :func:`batch_estimate`).
+
 Examples
 --------
 >>> import numpy as np
@@ -77,7 +85,8 @@ from ..files import atomic_output
 from .interpreter import NetworkProgram, build_program
 from .networks import activation_derivatives, forward, layer_objects, layer_widths, parameter_count
 
-__all__ = ["ALL_STATS", "DEFAULT_STATS", "SAMPLED_SUMS", "STAT_ALIASES", "DEPRECATED_NAMES", "default_chunk",
+__all__ = ["ALL_STATS", "DEFAULT_STATS", "SAMPLED_SUMS", "STAT_ALIASES", "DEPRECATED_NAMES", "STREAMS",
+           "add_sums", "batch_estimate", "chunk_plan", "chunk_rng", "chunk_sums", "chunk_requirements", "default_chunk",
            "parse_stats", "sample", "sample_memory", "save_result", "load_result"]
 
 #: the sampled means and the rule-file tensors (coefficients of 1/n^0 and 1/n) whose sum each
@@ -96,6 +105,9 @@ DEFAULT_STATS = ("K+G1", "Theta+Theta1", "V", "A", "B", "D", "F")
 #: the names a request may use (rule-file names; the stored names; the deprecated ones)
 _REQUESTABLE = ("K", "G1", "Theta", "Theta1") + ALL_STATS[2:]
 SEED_TAG = 0x4D43  # "MC": separates the network stream from the input stream of --random
+#: how networks are drawn: "one" stream for the run (the default), or one stream per chunk
+#: (module docstring; the only choice with a scheduler)
+STREAMS = ("one", "chunks")
 
 # Which per-network objects each statistic needs.
 _NEEDS = {"K+G1": set(), "V": set(), "Theta+Theta1": {"H"}, "A": {"H"}, "B": {"H"}, "D": {"H"},
@@ -337,10 +349,99 @@ def network_chunks(rng: np.random.Generator, count: int, chunk: int, program: Ne
         left -= c
 
 
+def chunk_rng(seed: int, index: int) -> np.random.Generator:
+    """The stream of chunk ``index`` of a run with ``streams="chunks"`` (module docstring)."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), SEED_TAG], spawn_key=(int(index),)))
+
+
+def chunk_plan(samples: int, batches: int, chunk: int) -> list[list[int]]:
+    """Per batch, the sizes of its chunks: a batch of :func:`batch_sizes` split into chunks of at
+    most ``chunk`` networks (as the one-stream loop splits it).
+
+    >>> chunk_plan(10, 2, 3)
+    [[3, 2], [3, 2]]
+    """
+    return [[min(chunk, b - a) for a in range(0, b, chunk)] for b in batch_sizes(samples, batches)]
+
+
+def chunk_sums(program: NetworkProgram, x: np.ndarray, derivs: list, seed: int, index: int, count: int,
+               needs: frozenset, moments: tuple) -> list[dict]:
+    """One task: draw chunk ``index`` (``count`` networks, from :func:`chunk_rng`), run it forward,
+    and return per layer ℓ = 1…L the sums over its networks of the raw moments ``moments``."""
+    ens = program.draw(chunk_rng(seed, index), int(count), x)
+    fw = forward(ens, derivs)
+    out = []
+    for ell in range(1, len(program.widths)):
+        obj = layer_objects(ens, fw, ell, H=bool(needs), dH="dH" in needs, ddIH="ddIH" in needs,
+                            ddIIH="ddIIH" in needs, ddIH_neurons=((0, 1, 1), (1, 0, 0)))
+        out.append(_moment_sums(obj, moments))
+        del obj
+    return out
+
+
+def chunk_requirements(stats) -> tuple[frozenset, tuple, int]:
+    """(per-network objects, raw moments, highest σ derivative) that :func:`chunk_sums` needs for
+    ``stats`` (any form :func:`parse_stats` takes)."""
+    stats = parse_stats(stats)
+    needs = set().union(*(_NEEDS[s] for s in stats))
+    moments = tuple(sorted(set().union(*(_MOMENTS[s] for s in stats))))
+    order = 3 if "ddIH" in needs else 2 if needs & {"dH", "ddIIH"} else 1 if needs else 0
+    return frozenset(needs), moments, order
+
+
+def add_sums(a: list[dict], b: list[dict]) -> list[dict]:
+    """The moment sums of two chunks of one batch, added (a first: the order is the chunks')."""
+    return [{k: x[k] + y[k] for k in y} for x, y in zip(a, b)]
+
+
+def batch_estimate(sums: list[dict], count: int, stats: tuple, fan_in: list) -> list[dict]:
+    """Per layer, every statistic of one batch of ``count`` networks from its moment sums."""
+    return [{s: _estimate(s, {k: v / count for k, v in sums[ell].items()}, fan_in[ell]) for s in stats}
+            for ell in range(len(sums))]
+
+
+def _run_chunks(executor, program, x, derivs, seed, plan, needs, moments, stats, fan_in, reporter, total, t0):
+    """Batches of chunk tasks on ``executor`` (:mod:`ntkdiagrams.executors`): per batch, its chunks'
+    :func:`chunk_sums` added in order (a chain of :func:`add_sums`), then :func:`batch_estimate`.
+    Returns the finished batches (a prefix, also after Ctrl-C) and whether all finished."""
+    window = 2 * executor.workers + 2   # chunks in flight: enough to keep every worker busy
+    handles, outstanding = [], []       # batch estimates; (chunk handle, networks)
+    submitted = 0
+    index = 0
+    try:
+        for sizes in plan:
+            acc = None
+            for c in sizes:
+                h = executor.submit(chunk_sums, program, x, derivs, int(seed), index, c, frozenset(needs),
+                                    tuple(moments))
+                index += 1
+                acc = h if acc is None else executor.submit(add_sums, acc, h)
+                outstanding.append((h, c))
+                submitted += c
+                left = executor.wait_some([o[0] for o in outstanding], window)
+                outstanding = [o for o in outstanding if any(o[0] is u for u in left)]
+                if reporter:
+                    reporter(submitted - sum(o[1] for o in outstanding), total, time.perf_counter() - t0)
+            handles.append(executor.submit(batch_estimate, acc, sum(sizes), tuple(stats), list(fan_in)))
+            del acc
+        per_batch = []
+        for h in handles:
+            per_batch.append(executor.result(h))
+        return per_batch, True
+    except KeyboardInterrupt:
+        executor.cancel([o[0] for o in outstanding] + handles)
+        per_batch = []
+        for h in handles:
+            if not executor.done(h):
+                break
+            per_batch.append(executor.result(h))
+        return per_batch, False
+
+
 def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
            stats=DEFAULT_STATS, chunk: int | None = None,
            progress: bool | Callable[[int, int, float], None] = False,
-           allow_partial: bool = False) -> dict:
+           allow_partial: bool = False, streams: str = "one", scheduler=None) -> dict:
     """Estimate the statistics of ``model`` from ``samples`` sampled networks.
 
     Parameters
@@ -359,6 +460,12 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
         ``progress(done, total, elapsed_seconds)``.
     allow_partial: on KeyboardInterrupt return the batches finished so far with
         ``meta["complete"] = False`` instead of re-raising.
+    streams: ``"one"`` (default: one stream for the run; the networks do not depend on
+        ``chunk``) or ``"chunks"`` (one stream per chunk; see the module docstring).
+    scheduler: None (default: this process), ``"local"``, ``"local:W"``, a dask scheduler address
+        or a :class:`distributed.Client` (:mod:`ntkdiagrams.executors`; the ``dask`` extra): network
+        chunks run as dask tasks, with ``streams="chunks"``; the result equals that of
+        ``streams="chunks"`` in one process for the same seed, samples, batches and chunk.
 
     Returns
     -------
@@ -394,6 +501,10 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     derivs = activation_derivatives(model.activation, order)
     if chunk is None:
         chunk = default_chunk(widths, N, needs)
+    if streams not in STREAMS:
+        raise InputError(f"streams must be one of {', '.join(STREAMS)}; got {streams!r}")
+    if scheduler is not None:
+        streams = "chunks"  # one stream cannot be split between workers (module docstring)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), SEED_TAG]))
 
     reporter = make_reporter(progress)
@@ -401,30 +512,44 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     per_batch: list[list[dict]] = []  # per batch: per layer dict stat -> estimate
     done = 0
     complete = True
-    try:
-        for bsize in batch_sizes(int(samples), int(batches)):
-            sums = [dict() for _ in range(L)]
-            for c, ens, fw in network_chunks(rng, bsize, chunk, program, x, derivs):
-                for ell in range(1, L + 1):
-                    obj = layer_objects(ens, fw, ell, H=bool(needs), dH="dH" in needs,
-                                        ddIH="ddIH" in needs, ddIIH="ddIIH" in needs,
-                                        ddIH_neurons=((0, 1, 1), (1, 0, 0)))
-                    for k, v in _moment_sums(obj, moments).items():
-                        sums[ell - 1][k] = sums[ell - 1].get(k, 0.0) + v
-                    del obj
-                del ens, fw
-                done += c
-                if reporter:
-                    reporter(done, int(samples), time.perf_counter() - t0)
-            per_batch.append([{s: _estimate(s, {k: v / bsize for k, v in sums[ell].items()},
-                                            fan_in[ell]) for s in stats} for ell in range(L)])
-    except KeyboardInterrupt:
-        if not allow_partial:
-            raise
-        complete = False
-    finally:
-        if reporter:
-            reporter(None, int(samples), time.perf_counter() - t0)
+    if streams == "chunks":
+        from ..executors import open_executor
+
+        try:
+            with open_executor(scheduler) as executor:
+                per_batch, complete = _run_chunks(executor, program, x, derivs, seed,
+                                                  chunk_plan(int(samples), int(batches), int(chunk)), needs,
+                                                  moments, stats, fan_in, reporter, int(samples), t0)
+        finally:
+            if reporter:
+                reporter(None, int(samples), time.perf_counter() - t0)
+        if not complete and not allow_partial:
+            raise KeyboardInterrupt
+    else:
+        try:
+            for bsize in batch_sizes(int(samples), int(batches)):
+                sums = [dict() for _ in range(L)]
+                for c, ens, fw in network_chunks(rng, bsize, chunk, program, x, derivs):
+                    for ell in range(1, L + 1):
+                        obj = layer_objects(ens, fw, ell, H=bool(needs), dH="dH" in needs,
+                                            ddIH="ddIH" in needs, ddIIH="ddIIH" in needs,
+                                            ddIH_neurons=((0, 1, 1), (1, 0, 0)))
+                        for k, v in _moment_sums(obj, moments).items():
+                            sums[ell - 1][k] = sums[ell - 1].get(k, 0.0) + v
+                        del obj
+                    del ens, fw
+                    done += c
+                    if reporter:
+                        reporter(done, int(samples), time.perf_counter() - t0)
+                per_batch.append([{s: _estimate(s, {k: v / bsize for k, v in sums[ell].items()},
+                                                fan_in[ell]) for s in stats} for ell in range(L)])
+        except KeyboardInterrupt:
+            if not allow_partial:
+                raise
+            complete = False
+        finally:
+            if reporter:
+                reporter(None, int(samples), time.perf_counter() - t0)
 
     nb = len(per_batch)
     used = sum(batch_sizes(int(samples), int(batches))[:nb])
@@ -450,6 +575,8 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
                  "estimates": {s: _ESTIMATES[s] for s in stats if s in _ESTIMATES}, "fan_in": fan_in, "output_width": 2,
                  "elapsed_s": round(time.perf_counter() - t0, 3),
                  "package_version": _package_version(), "method": "monte-carlo"})
+    if streams == "chunks":  # what it takes to draw the same networks again
+        meta.update({"streams": "chunks", "chunk": int(chunk)})
     return {"meta": meta, "layers": layers}
 
 
