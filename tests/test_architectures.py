@@ -239,3 +239,14 @@ def test_width_ratios_are_refused_with_a_shortcut():
     text = RES.source.replace('width = "n" ', 'width_ratio = "r"\nwidth = "n" ', 1)
     with pytest.raises(RuleFileError, match="equal widths"):
         parse_rules(text, "resmlp_widths.toml")
+
+
+def test_rule_sets_pickle_as_their_source():
+    """Worker processes get rule sets by pickling; a width ratio is a sympy class made at load time,
+    so a rule set pickles as its text and is parsed again."""
+    import pickle
+    text = load_rules("mlp").source.replace('width = "n" ', 'width_ratio = "r"\nwidth = "n" ', 1)
+    rules = parse_rules(text, "mlp_widths.toml")
+    back = pickle.loads(pickle.dumps(rules))
+    assert back.source == rules.source and back.path == "mlp_widths.toml"
+    assert back.width_ratio is not None and nd.derive("V", back).text() == nd.derive("V", rules).text()

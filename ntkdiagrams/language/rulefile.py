@@ -149,6 +149,11 @@ class RuleSet:
     def tensor(self, name: str) -> TensorSpec:
         return self.tensors[name]
 
+    def __reduce__(self):
+        """Pickled as its text (a rule set holds sympy classes made at load time, e.g. the width
+        ratio r, which pickle cannot find by name): unpickling parses the same source again."""
+        return (parse_rules, (self.source, self.path))
+
     def statistic_of(self, tensor: str) -> StatisticSpec:
         """The statistic whose expansion contains ``tensor``."""
         for st in self.statistics.values():
