@@ -23,10 +23,16 @@ complement), down to orthant probabilities P_m(R) of the correlation matrix R:
 the last by Plackett's identity ∂P_4/∂ρ_ij = φ₂(0, 0; ρ_ij) P_2(· | z_i = z_j = 0) along the
 path R(t) that scales the correlations of variable 4 by t ∈ [0, 1] (positive definite
 throughout), with t ρ_i4 = sin θ absorbing φ₂'s 1/√(1 − ρ²).  The variable decoupled is, per
-tuple, the one with the smallest largest |ρ|; the θ integral uses Gauss–Legendre panels graded
-geometrically towards asin ρ_i4 (features of width ~1 − |ρ| there).  Everything is exact but
-for that 1-D integral (≤ 1e-13 measured; tests/test_gaussian_orthant.py against the cone method
-and closed forms).  Vectorised over tuples: a handful of numpy operations per moment.
+tuple, the one whose removal leaves the best-conditioned triple; the θ integral uses
+Gauss–Legendre panels graded geometrically towards asin ρ_i4 (features of width ~1 − ρ² and
+~λ_min(R) there).  Everything is exact but for that 1-D integral (P_4 ≤ 1e-13 against mpmath
+and, for singular R, the spherical-polygon area; tests/test_gaussian_orthant.py).
+
+Factors with both branches non-zero (leaky ReLU) are split as F_b = g₋ + (g₊ − g₋) 1{z_b > 0},
+so that only the sets T of indicator-carrying blocks appear (moments with indicators on T
+only, the other variables unrestricted), never 2^m sign-flipped orthants.  Covariances of
+rank m − 1 (m inputs in fewer dimensions, C_b = 0) are reduced exactly to m − 1 restricted
+variables (:class:`_Moments`).  Vectorised over tuples: a handful of numpy operations per moment.
 """
 from __future__ import annotations
 
@@ -39,16 +45,17 @@ import numpy as np
 from .blocks import Block
 from .linalg import cholesky_jittered
 
-__all__ = ["ORTHANT_MIN_EIGENVALUE", "PANEL_NODES", "well_conditioned", "block_polynomials", "integrate_orthant", "orthant_moment",
+__all__ = ["ORTHANT_MIN_EIGENVALUE", "PANEL_NODES", "OrthantMoments", "rank_deficient", "well_conditioned", "block_polynomials", "integrate_orthant", "orthant_moment",
            "orthant_probability", "piecewise_polynomial"]
 
 #: Gauss–Legendre nodes per panel of the θ integral of P_4
 PANEL_NODES = 12
-#: Tuples whose correlation matrix has a smallest eigenvalue below this bound are left to the
-#: cone method: the recursion's boundary terms divide by conditional variances, and rounding
-#: grows like ~1e-16/λ_min (measured 4e-11 relative at λ_min ≈ 5e-5; exactly singular
-#: covariances, e.g. four inputs in n0 = 3 dimensions with C_b = 0, give NaN).
-ORTHANT_MIN_EIGENVALUE = 1e-3
+#: Tuples whose correlation matrix has a smallest eigenvalue λ below this bound are left to the
+#: cone method (unless exactly of rank m − 1, :func:`rank_deficient`): the recursion's boundary
+#: terms divide by conditional variances, and rounding grows like ~2e-18/λ relative to the
+#: scale Π_j C_jj^{p_j/2} (measured against the cone method at degree 20, m = 3, 4, nearly
+#: collinear pairs and nearly coplanar triples: ≤ 3e-11 at λ ≈ 1e-7, 2e-13 at 1e-5).
+ORTHANT_MIN_EIGENVALUE = 1e-7
 
 
 def piecewise_polynomial(blocks: list[Block]) -> bool:
@@ -58,10 +65,14 @@ def piecewise_polynomial(blocks: list[Block]) -> bool:
 
 def well_conditioned(C: np.ndarray) -> np.ndarray:
     """Per tuple: the smallest eigenvalue of the correlation matrix is ≥
-    :data:`ORTHANT_MIN_EIGENVALUE` (the recursion is accurate there)."""
+    :data:`ORTHANT_MIN_EIGENVALUE` (the recursion is accurate there), or the matrix is exactly
+    of rank m − 1 with well-conditioned (m − 1)-variable parts (:func:`rank_deficient`)."""
     if C.shape[1] < 2:
         return np.ones(C.shape[0], bool)
-    return np.linalg.eigvalsh(_correlations(C))[:, 0] >= ORTHANT_MIN_EIGENVALUE
+    good = np.linalg.eigvalsh(_correlations(C))[:, 0] >= ORTHANT_MIN_EIGENVALUE
+    if C.shape[1] >= 3 and not np.all(good):
+        good[~good] = rank_deficient(C[~good])
+    return good
 
 
 def block_polynomials(block: Block, s: int) -> np.ndarray:
@@ -85,42 +96,143 @@ def block_polynomials(block: Block, s: int) -> np.ndarray:
 
 
 def integrate_orthant(blocks: list[Block], C: np.ndarray) -> np.ndarray:
-    """E[Π_b F_b(z_b)], z ~ N(0, C), C (n, m, m) non-degenerate, F_b piecewise polynomial
-    (module docstring)."""
+    """E[Π_b F_b(z_b)], z ~ N(0, C), C (n, m, m), F_b piecewise polynomial (module docstring);
+    C well conditioned or exactly of rank m − 1 (:func:`rank_deficient`)."""
     n, m = C.shape[0], len(blocks)
     if m == 0:
         return np.ones(n)
-    C, _ = cholesky_jittered(C, m)
+    singular = rank_deficient(C) if m >= 3 else np.zeros(n, bool)
+    if not np.any(singular):
+        C, _ = cholesky_jittered(C, m)
     total = np.zeros(n)
-    polys = {(j, s): block_polynomials(blocks[j], s) for j in range(m) for s in (1, -1)}
-    for eps in itertools.product((1, -1), repeat=m):
-        P = [polys[(j, s)] for j, s in enumerate(eps)]
+    low = [block_polynomials(b, -1) for b in blocks]
+    high = [block_polynomials(b, 1) for b in blocks]
+    jump = []
+    for lo, hi in zip(low, high):
+        d = max(lo.shape[1], hi.shape[1])
+        jump.append(np.pad(hi, ((0, 0), (0, d - hi.shape[1]))) - np.pad(lo, ((0, 0), (0, d - lo.shape[1]))))
+    # F_b = g₋ + (g₊ − g₋) 1{z_b > 0}: expand over the sets T of blocks that carry the indicator
+    for T in itertools.product((False, True), repeat=m):
+        P = [jump[j] if t else low[j] for j, t in enumerate(T)]
         live = [np.nonzero(np.any(p != 0, axis=0))[0] for p in P]
         if any(lv.size == 0 for lv in live):
             continue
-        e = np.array(eps, float)
-        moments = OrthantMoments(C * e[None, :, None] * e[None, None, :])
+        restricted = tuple(j for j in range(m) if T[j])
+        moments = _Moments(C, restricted, singular if len(restricted) == m else None)
         for powers in itertools.product(*live):
             coef = np.ones(n)
             for j, p in enumerate(powers):
-                coef = coef * P[j][:, p] * eps[j] ** p
+                coef = coef * P[j][:, p]
             if np.any(coef != 0):
-                total += coef * moments.get(powers)
+                total += coef * moments.get(tuple(int(p) for p in powers))
     return total
 
 
-def orthant_moment(C: np.ndarray, powers) -> np.ndarray:
-    """M⁺_p(C) = E[Π_j z_j^{p_j} 1{z > 0}] for z ~ N(0, C), C (n, m, m), m ≤ 4."""
-    return OrthantMoments(np.asarray(C, float)).get(tuple(int(p) for p in powers))
+def rank_deficient(C: np.ndarray) -> np.ndarray:
+    """Per tuple: the correlation matrix is singular to rounding (smallest eigenvalue below
+    1e-12) and each of its (m − 1)-variable sub-matrices has smallest eigenvalue ≥
+    :data:`ORTHANT_MIN_EIGENVALUE` (then :class:`_Moments` reduces the orthant to m − 1
+    variables exactly)."""
+    m = C.shape[1]
+    R = _correlations(C)
+    sing = np.linalg.eigvalsh(R)[:, 0] < 1e-12
+    for k in range(m):
+        if not np.any(sing):
+            break
+        keep = [j for j in range(m) if j != k]
+        sub = R[sing][:, keep][:, :, keep]
+        sing[np.nonzero(sing)[0]] &= np.linalg.eigvalsh(sub)[:, 0] >= ORTHANT_MIN_EIGENVALUE
+    return sing
+
+
+class _Moments:
+    """M_p(T) = E[Π_j z_j^{p_j} Π_{j∈T} 1{z_j > 0}] for a batch; tuples flagged ``singular``
+    (C of rank m − 1, T all variables) by the exact reduction of the orthant to m − 1
+    variables: with Σ_b c_b z_b = 0 (null vector c, |c_k| largest), z_k = Σ_{i≠k} α_i z_i,
+    α_i = −c_i/c_k, and P = {i: α_i > 0}, N = {i: α_i < 0} (α_i = 0 counted in P):
+
+        N = ∅:        1{z > 0} = 1{z_{−k} > 0}                 (z_k > 0 implied)
+        P = ∅:        1{z > 0} = 0
+        N = {i}:      1{z > 0} = 1{z_{−k} > 0} − 1{z_{−k,−i} > 0, −z_k > 0}
+        P = {i}:      1{z > 0} = 1{z_{−i} > 0}                 (z_i > 0 implied)
+
+    (the last two: z_i is the one variable that the others and z_k determine with positive
+    coefficients).  Every event on the right restricts m − 1 linearly independent variables."""
+
+    def __init__(self, C: np.ndarray, restricted: tuple, singular: np.ndarray | None):
+        self.C = C
+        self.n, self.m = C.shape[0], C.shape[1]
+        self.singular = singular if singular is not None and np.any(singular) else None
+        regular = np.ones(self.n, bool) if self.singular is None else ~self.singular
+        self.parts = []  # (tuple indices, sign flips (m,), restricted, weight ±1)
+        if np.any(regular):
+            idx = np.nonzero(regular)[0]
+            self.parts.append((idx, np.ones(self.m), restricted, 1.0))
+        if self.singular is not None:
+            self._reduce(np.nonzero(self.singular)[0])
+        self._engines = [OrthantMoments(C[idx] * f[None, :, None] * f[None, None, :], r)
+                         for idx, f, r, _ in self.parts]
+
+    def _reduce(self, idx: np.ndarray) -> None:
+        m = self.m
+        R = _correlations(self.C[idx])
+        _, v = np.linalg.eigh(R)
+        c = v[:, :, 0] / np.sqrt(np.einsum("nii->ni", self.C[idx]))  # null vector in z
+        k = np.argmax(np.abs(v[:, :, 0]), axis=1)
+        alpha = -c / c[np.arange(idx.size), k][:, None]
+        pos = alpha >= 0
+        pos[np.arange(idx.size), k] = False
+        neg = ~pos
+        neg[np.arange(idx.size), k] = False
+        groups: dict = {}
+        for t in range(idx.size):
+            kk = int(k[t])
+            P = tuple(np.nonzero(pos[t])[0])
+            N = tuple(np.nonzero(neg[t])[0])
+            groups.setdefault((kk, P, N), []).append(idx[t])
+        for (kk, P, N), members in groups.items():
+            sel = np.array(members)
+            others = tuple(j for j in range(m) if j != kk)
+            ones = np.ones(m)
+            if not N:
+                self.parts.append((sel, ones, others, 1.0))
+            elif not P:
+                continue
+            elif len(N) == 1:
+                self.parts.append((sel, ones, others, 1.0))
+                flip = ones.copy()
+                flip[kk] = -1.0
+                self.parts.append((sel, flip, tuple(sorted(set(others) - {N[0]} | {kk})), -1.0))
+            elif len(P) == 1:
+                self.parts.append((sel, ones, tuple(j for j in range(m) if j != P[0]), 1.0))
+            else:  # m ≥ 5 only
+                raise ValueError("rank-deficient orthants of more than 4 variables")
+
+    def get(self, powers: tuple) -> np.ndarray:
+        out = np.zeros(self.n)
+        for (idx, f, _, w), eng in zip(self.parts, self._engines):
+            sign = float(np.prod(f ** np.array(powers)))
+            out[idx] += w * sign * eng.get(powers)
+        return out
+
+
+def orthant_moment(C: np.ndarray, powers, restricted=None) -> np.ndarray:
+    """E[Π_j z_j^{p_j} Π_{j∈T} 1{z_j > 0}] for z ~ N(0, C), C (n, m, m), m ≤ 4; T =
+    ``restricted`` (default: all variables, the orthant moment M⁺_p)."""
+    C = np.asarray(C, float)
+    T = tuple(range(C.shape[1])) if restricted is None else tuple(sorted(restricted))
+    return OrthantMoments(C, T).get(tuple(int(p) for p in powers))
 
 
 class OrthantMoments:
-    """The moments M⁺_p of one batch of covariances, with their conditional covariances and
-    sub-moments memoised (the recursion of the module docstring)."""
+    """The moments E[Π_j z_j^{p_j} Π_{j∈T} 1{z_j > 0}] of one batch of covariances, T the
+    restricted variables, with conditional covariances and sub-moments memoised (the recursion
+    of the module docstring; boundary terms only for restricted variables)."""
 
-    def __init__(self, C: np.ndarray):
+    def __init__(self, C: np.ndarray, restricted: tuple | None = None):
         self.C = C
         self.m = C.shape[1]
+        self.restricted = frozenset(range(self.m) if restricted is None else restricted)
         self._cond: dict = {(): C}
         self._memo: dict = {}
 
@@ -137,14 +249,15 @@ class OrthantMoments:
         return self._cond[S]
 
     def get(self, powers: tuple, S: tuple = ()) -> np.ndarray:
-        """M⁺ of the powers (over the variables not in S, in order) given z_S = 0."""
+        """The moment of the powers (over the variables not in S, in order) given z_S = 0."""
         key = (powers, S)
         if key in self._memo:
             return self._memo[key]
         Cs = self.cond(S)
         rest = [i for i in range(self.m) if i not in S]
         if not any(powers):
-            val = orthant_probability(Cs)
+            T = [r for r, i in enumerate(rest) if i in self.restricted]
+            val = orthant_probability(Cs[:, T][:, :, T])
         else:
             i = next(r for r, p in enumerate(powers) if p > 0)
             q = list(powers)
@@ -155,7 +268,7 @@ class OrthantMoments:
                     q2 = list(q)
                     q2[j] -= 1
                     val = val + Cs[:, i, j] * q[j] * self.get(tuple(q2), S)
-                else:
+                elif rest[j] in self.restricted:
                     sub = tuple(p for r, p in enumerate(q) if r != j)
                     S2 = tuple(sorted(S + (rest[j],)))
                     val = val + Cs[:, i, j] / np.sqrt(2 * np.pi * Cs[:, j, j]) * self.get(sub, S2)
@@ -201,17 +314,20 @@ def _panels(levels: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _p4(R: np.ndarray) -> np.ndarray:
     n = R.shape[0]
-    # decouple, per tuple, the variable whose largest |ρ| is smallest
-    A = np.abs(R) - 2 * np.eye(4)
-    d = np.argmin(np.max(A, axis=2), axis=1)
+    # decouple, per tuple, the variable whose removal leaves the best-conditioned triple (the
+    # path's conditional correlations stay away from ±1 inside the interval)
+    lam = np.stack([np.linalg.eigvalsh(R[:, keep][:, :, keep])[:, 0]
+                    for keep in ([1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2])], axis=1)
+    d = np.argmax(lam, axis=1)
     perm = np.array([[i for i in range(4) if i != dd] + [dd] for dd in range(4)])[d]
     R = R[np.arange(n)[:, None, None], perm[:, :, None], perm[:, None, :]]
     out = 0.5 * (0.125 + (np.arcsin(R[:, 0, 1]) + np.arcsin(R[:, 0, 2]) + np.arcsin(R[:, 1, 2]))
                  / (4 * np.pi))
     r3 = R[:, :3, 3]  # correlations with the decoupled variable
-    # grading: the integrand has features of width ~ cos²θ_max near θ_max
-    c2 = max(float(np.min(1 - np.max(np.abs(r3), axis=1) ** 2)), 1e-300)
-    levels = int(min(48, max(2, math.ceil(-math.log2(c2)) + 3)))
+    # grading: the integrand has features of width ~ cos²θ_max and ~ λ_min(R) near θ_max
+    c2 = 1 - np.max(np.abs(r3), axis=1) ** 2
+    small = max(float(np.min(np.minimum(c2, np.linalg.eigvalsh(R)[:, 0]))), 1e-300)
+    levels = int(min(48, max(2, math.ceil(-math.log2(small)) + 3)))
     x, w = _panels(levels)
     for i in range(3):
         j, k = [a for a in range(3) if a != i]
