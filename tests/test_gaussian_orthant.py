@@ -96,7 +96,7 @@ def test_tensors_coincident_and_ill_conditioned():
     n0 = 3) kernels: auto (orthant / cone for ill-conditioned tuples) equals the cone method."""
     x = np.random.default_rng(3).standard_normal((6, 3))
     x[5] = 2.0 * x[4]
-    x[3] = -x[2] + 1e-6 * x[1]
+    x[3] = -x[2] + 1e-3 * x[1]  # 1 + ρ ~ 1e-7 (nearer, entries ~√λ are fixed by rounding)
     K = x @ x.T / 3
     C = np.array([K[np.ix_(t, t)] for t in ([0, 1, 2, 4], [1, 2, 3, 4])])
     assert list(well_conditioned(C)) == [True, False]  # singular (reduced exactly); ill-conditioned

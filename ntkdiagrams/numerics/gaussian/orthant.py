@@ -45,7 +45,8 @@ import numpy as np
 from .blocks import Block
 from .linalg import cholesky_jittered
 
-__all__ = ["ORTHANT_MIN_EIGENVALUE", "PANEL_NODES", "OrthantMoments", "rank_deficient", "well_conditioned", "block_polynomials", "integrate_orthant", "orthant_moment",
+__all__ = ["ORTHANT_MIN_EIGENVALUE", "PANEL_NODES", "OrthantMoments", "needs_strict", "rank_deficient",
+           "well_conditioned", "block_polynomials", "integrate_orthant", "orthant_moment",
            "orthant_probability", "piecewise_polynomial"]
 
 #: Gauss–Legendre nodes per panel of the θ integral of P_4
@@ -63,16 +64,24 @@ def piecewise_polynomial(blocks: list[Block]) -> bool:
     return all(f.poly is not None and f.delta == 0 for b in blocks for f, _ in b.members)
 
 
-def well_conditioned(C: np.ndarray) -> np.ndarray:
+def well_conditioned(C: np.ndarray, strict: bool = False) -> np.ndarray:
     """Per tuple: the smallest eigenvalue of the correlation matrix is ≥
     :data:`ORTHANT_MIN_EIGENVALUE` (the recursion is accurate there), or the matrix is exactly
-    of rank m − 1 with well-conditioned (m − 1)-variable parts (:func:`rank_deficient`)."""
+    of rank m − 1 with well-conditioned (m − 1)-variable parts (:func:`rank_deficient`;
+    ``strict``: all of them, as needed where indicator sets T ≠ all variables occur, see
+    :func:`needs_strict`)."""
     if C.shape[1] < 2:
         return np.ones(C.shape[0], bool)
     good = np.linalg.eigvalsh(_correlations(C))[:, 0] >= ORTHANT_MIN_EIGENVALUE
     if C.shape[1] >= 3 and not np.all(good):
-        good[~good] = rank_deficient(C[~good])
+        good[~good] = rank_deficient(C[~good], strict)
     return good
+
+
+def needs_strict(blocks: list[Block]) -> bool:
+    """Some block has a non-zero branch on z < 0, so that moments with indicators on fewer
+    than all variables occur (:func:`integrate_orthant`)."""
+    return not all(np.all(b.is_zero(-1)) for b in blocks)
 
 
 def block_polynomials(block: Block, s: int) -> np.ndarray:
@@ -128,21 +137,50 @@ def integrate_orthant(blocks: list[Block], C: np.ndarray) -> np.ndarray:
     return total
 
 
-def rank_deficient(C: np.ndarray) -> np.ndarray:
+def rank_deficient(C: np.ndarray, strict: bool = False) -> np.ndarray:
     """Per tuple: the correlation matrix is singular to rounding (smallest eigenvalue below
-    1e-12) and each of its (m − 1)-variable sub-matrices has smallest eigenvalue ≥
-    :data:`ORTHANT_MIN_EIGENVALUE` (then :class:`_Moments` reduces the orthant to m − 1
-    variables exactly)."""
-    m = C.shape[1]
+    1e-12) and the (m − 1)-variable sub-matrices that the exact reduction of :class:`_Moments`
+    restricts have smallest eigenvalue ≥ :data:`ORTHANT_MIN_EIGENVALUE`."""
+    n, m = C.shape[0], C.shape[1]
     R = _correlations(C)
     sing = np.linalg.eigvalsh(R)[:, 0] < 1e-12
-    for k in range(m):
-        if not np.any(sing):
-            break
-        keep = [j for j in range(m) if j != k]
-        sub = R[sing][:, keep][:, :, keep]
-        sing[np.nonzero(sing)[0]] &= np.linalg.eigvalsh(sub)[:, 0] >= ORTHANT_MIN_EIGENVALUE
+    if not np.any(sing):
+        return sing
+    idx = np.nonzero(sing)[0]
+    lam = np.stack([np.linalg.eigvalsh(R[idx][:, keep][:, :, keep])[:, 0]
+                    for keep in ([j for j in range(m) if j != k] for k in range(m))], axis=1)
+    ok = lam >= ORTHANT_MIN_EIGENVALUE  # (n_sing, m): the set without variable k is fine
+    if strict:
+        sing[idx] = np.all(ok, axis=1)
+        return sing
+    k, pos, neg = _null_split(C[idx])
+    rows = np.arange(idx.size)
+    need = np.zeros((idx.size, m), bool)
+    need[rows, k] = True
+    npos, nneg = pos.sum(1), neg.sum(1)
+    one_neg = (nneg == 1) & (npos > 0)
+    need[one_neg] |= neg[one_neg]
+    one_pos = (npos == 1) & (nneg >= 2)
+    need[one_pos] |= pos[one_pos]
+    sing[idx] = np.all(ok | ~need, axis=1)
     return sing
+
+
+def _null_split(C: np.ndarray):
+    """For covariances of rank m − 1: the variable k with the largest weight in the null vector
+    (normalised per standard deviation) and the signs of α in z_k = Σ_{i≠k} α_i z_i (pos:
+    α_i ≥ 0, neg: α_i < 0; both False at k)."""
+    n = C.shape[0]
+    R = _correlations(C)
+    _, v = np.linalg.eigh(R)
+    c = v[:, :, 0] / np.sqrt(np.einsum("nii->ni", C))  # null vector in z
+    k = np.argmax(np.abs(v[:, :, 0]), axis=1)
+    alpha = -c / c[np.arange(n), k][:, None]
+    pos = alpha >= 0
+    pos[np.arange(n), k] = False
+    neg = alpha < 0
+    neg[np.arange(n), k] = False
+    return k, pos, neg
 
 
 class _Moments:
@@ -175,15 +213,7 @@ class _Moments:
 
     def _reduce(self, idx: np.ndarray) -> None:
         m = self.m
-        R = _correlations(self.C[idx])
-        _, v = np.linalg.eigh(R)
-        c = v[:, :, 0] / np.sqrt(np.einsum("nii->ni", self.C[idx]))  # null vector in z
-        k = np.argmax(np.abs(v[:, :, 0]), axis=1)
-        alpha = -c / c[np.arange(idx.size), k][:, None]
-        pos = alpha >= 0
-        pos[np.arange(idx.size), k] = False
-        neg = ~pos
-        neg[np.arange(idx.size), k] = False
+        k, pos, neg = _null_split(self.C[idx])
         groups: dict = {}
         for t in range(idx.size):
             kk = int(k[t])

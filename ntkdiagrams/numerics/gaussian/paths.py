@@ -20,7 +20,7 @@ from .cone import integrate_exact
 from .context import Quadrature
 from .fast import integrate_fast
 from .ladder import FAST_MAX_VARIANCE, effective_variance
-from .orthant import integrate_orthant, piecewise_polynomial, well_conditioned
+from .orthant import integrate_orthant, needs_strict, piecewise_polynomial, well_conditioned
 
 __all__ = ["METHODS", "integrate"]
 
@@ -35,7 +35,7 @@ def integrate(blocks: list[Block], C: np.ndarray, degree, method: str, quad: Qua
     if m == 0:
         return np.ones(C.shape[0])
     if m >= 2 and method == "auto" and piecewise_polynomial(blocks):
-        good = well_conditioned(C)
+        good = well_conditioned(C, needs_strict(blocks))
         if np.all(good):
             return integrate_orthant(blocks, C)
         out = np.empty(C.shape[0])
