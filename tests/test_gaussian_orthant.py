@@ -96,10 +96,11 @@ def test_tensors_coincident_and_ill_conditioned():
     n0 = 3) kernels: auto (orthant / cone for ill-conditioned tuples) equals the cone method."""
     x = np.random.default_rng(3).standard_normal((6, 3))
     x[5] = 2.0 * x[4]
-    x[3] = -x[2] + 1e-3 * x[1]  # 1 + ρ ~ 1e-7 (nearer, entries ~√λ are fixed by rounding)
+    x[3] = -x[2] + 3e-5 * x[1]  # 1 + ρ ~ 1e-10 (nearer, entries ~√λ are fixed by rounding)
     K = x @ x.T / 3
     C = np.array([K[np.ix_(t, t)] for t in ([0, 1, 2, 4], [1, 2, 3, 4])])
-    assert list(well_conditioned(C)) == [True, False]  # singular (reduced exactly); ill-conditioned
+    assert list(well_conditioned(C)) == [True, True]  # singular: reduced exactly
+    assert not well_conditioned(K[np.ix_([0, 2, 3], [0, 2, 3])][None])[0]  # λ ~ 6e-13: cone
     K2 = 0.3 + K  # C_b > 0: full rank, still one nearly collinear pair and one collinear pair
     for facs in ([relu] * 4, [H, H, relu, relu], [leaky, dleaky, leaky, dleaky]):
         for KK in (K, K2):

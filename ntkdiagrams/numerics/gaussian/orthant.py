@@ -45,7 +45,7 @@ import numpy as np
 from .blocks import Block
 from .linalg import cholesky_jittered
 
-__all__ = ["ORTHANT_MIN_EIGENVALUE", "PANEL_NODES", "OrthantMoments", "needs_strict", "rank_deficient",
+__all__ = ["ORTHANT_MIN_EIGENVALUE", "PANEL_NODES", "SINGULAR_EIGENVALUE", "OrthantMoments", "needs_strict", "rank_deficient",
            "well_conditioned", "block_polynomials", "integrate_orthant", "orthant_moment",
            "orthant_probability", "piecewise_polynomial"]
 
@@ -55,8 +55,14 @@ PANEL_NODES = 12
 #: cone method (unless exactly of rank m − 1, :func:`rank_deficient`): the recursion's boundary
 #: terms divide by conditional variances, and rounding grows like ~2e-18/λ relative to the
 #: scale Π_j C_jj^{p_j/2} (measured against the cone method at degree 20, m = 3, 4, nearly
-#: collinear pairs and nearly coplanar triples: ≤ 3e-11 at λ ≈ 1e-7, 2e-13 at 1e-5).
-ORTHANT_MIN_EIGENVALUE = 1e-7
+#: collinear pairs and nearly coplanar triples: ≤ 3e-11 at λ ≈ 1e-7, 2e-13 at 1e-5, 3e-9 at
+#: 1.3e-9; so ≲ 3e-10 at the bound).
+ORTHANT_MIN_EIGENVALUE = 1e-8
+#: A correlation matrix whose smallest eigenvalue is below this is singular to rounding (its
+#: entries carry ~1e-16 errors) and reduced exactly (:func:`rank_deficient`); between this and
+#: ORTHANT_MIN_EIGENVALUE the cone method.  (Entries of size ~√λ, e.g. H(z₁)H(z₂) with
+#: ρ₁₂ ≈ −1, are fixed only to that level by the rounding of K itself.)
+SINGULAR_EIGENVALUE = 1e-14
 
 
 def piecewise_polynomial(blocks: list[Block]) -> bool:
@@ -139,11 +145,11 @@ def integrate_orthant(blocks: list[Block], C: np.ndarray) -> np.ndarray:
 
 def rank_deficient(C: np.ndarray, strict: bool = False) -> np.ndarray:
     """Per tuple: the correlation matrix is singular to rounding (smallest eigenvalue below
-    1e-12) and the (m − 1)-variable sub-matrices that the exact reduction of :class:`_Moments`
+    :data:`SINGULAR_EIGENVALUE`) and the (m − 1)-variable sub-matrices that the exact reduction of :class:`_Moments`
     restricts have smallest eigenvalue ≥ :data:`ORTHANT_MIN_EIGENVALUE`."""
     n, m = C.shape[0], C.shape[1]
     R = _correlations(C)
-    sing = np.linalg.eigvalsh(R)[:, 0] < 1e-12
+    sing = np.linalg.eigvalsh(R)[:, 0] < SINGULAR_EIGENVALUE
     if not np.any(sing):
         return sing
     idx = np.nonzero(sing)[0]
