@@ -11,8 +11,8 @@ cached; a first warm-up call loads numba's kernel and builds tables):
 * ``two``: the two-point path: tanh, K + Θ, N = 256, L = 20, scale 1, C_W = 1.5.
 * ``derive``: cold derive of the complete set (a subprocess with an empty derivation cache).
 
-Options: ``--only kgv,all,two,derive`` (groups), ``--act tanh,relu``, ``--scale 1``, ``--cw 2``
-(subsets of the kgv grid), ``--timeout S`` per cell (SIGALRM; a cell that runs out prints
+Options: ``--only kgv,all,two,derive`` (groups), ``--act tanh,relu`` (subsets of the kgv grid
+and of the ``all`` group), ``--scale 1``, ``--cw 2`` (subsets of the kgv grid), ``--timeout S`` per cell (SIGALRM; a cell that runs out prints
 ``>S``), ``--markdown`` (print the README table), ``--target 5`` (the kgv target, marks cells).
 
     python3 scripts/bench_grid.py --only kgv --act relu,tanh --scale 1 --timeout 60
@@ -140,6 +140,8 @@ def main() -> None:
                           f"   load {os.getloadavg()[0]:.1f}", flush=True)
     if "all" in groups:
         for a, cw in (("tanh", 1.5), ("relu", 2.0), ("gelu", 1.5)):
+            if args.act and a not in acts:
+                continue
             t, why = timed(lambda: evaluate(a, 10, inputs(16, 1.0), cw=cw, stats="all", settings=settings),
                            timeout)
             results[("all", a)] = (t, why)
