@@ -78,6 +78,7 @@ class Factor:
     degree: int | None      # polynomial degree of the branches, None if not polynomial
     expo: ExponentialForm | None = None  # g(z) = R(e^{κz}) (smooth factors only)
     growth: tuple = (0.0, 0.0)  # (c₊, c₋): limsup log|g|/z² at ±∞, None where unknown (.growth)
+    poly: tuple | None = None   # polynomial branches: (coefficients of g₊, of g₋), ascending
 
 
 def as_sympy(expr, what: str) -> sp.Basic:
@@ -216,6 +217,10 @@ def prepare_factor(e: sp.Expr) -> Factor:
     if plus.is_polynomial(z) and minus.is_polynomial(z):
         degree = int(max(sp.degree(plus, z) if plus != 0 else 0,
                          sp.degree(minus, z) if minus != 0 else 0))
+    poly = None
+    if degree is not None:
+        poly = tuple(tuple(float(c) for c in reversed(sp.Poly(b, z).all_coeffs())) if b != 0
+                     else (0.0,) for b in (plus, minus))
     smooth = sp.simplify(plus - minus) == 0
     fp = lambdify_z(plus)
     fm = fp if smooth else lambdify_z(minus)
@@ -223,4 +228,4 @@ def prepare_factor(e: sp.Expr) -> Factor:
               -math.inf if minus == 0 else quadratic_growth(minus, -1))
     return Factor(expr=e, delta=delta, at0=at0, plus=fp, minus=fm, smooth=smooth,
                   zero_plus=(plus == 0), zero_minus=(minus == 0), degree=degree,
-                  expo=exponential_form(plus) if smooth else None, growth=growth)
+                  expo=exponential_form(plus) if smooth else None, growth=growth, poly=poly)

@@ -42,7 +42,7 @@ from .blocks import Block
 from .cone import chunks, integrate_exact
 from .context import Quadrature
 from .factors import EXPO_MAX_EXPONENT
-from .ladder import (FAST_LADDER, FAST_LADDER_M2, FAST_SLACK, block_scales, points_per_tuple,
+from .ladder import (FAST_LADDER, FAST_LADDER_M2, FAST_LADDER_M34, FAST_SLACK, block_scales, points_per_tuple,
                      rule_codes, slopes)
 from .linalg import cholesky_jittered
 from .nested import nested_sum
@@ -77,7 +77,7 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
     outer = m - 1 if single else m
     if degree is None:
         sl = FAST_SLACK[m] if slack is None else slack
-        split_ladder = FAST_LADDER_M2 if m == 2 else FAST_LADDER
+        split_ladder = FAST_LADDER_M2 if m == 2 else FAST_LADDER_M34
         scales = block_scales(blocks)
         nodes = rule_codes(slopes(blocks, L, scales), outer, sl, split_ladder)
         # identical single unscaled factors may be taken in any order: per tuple, the order

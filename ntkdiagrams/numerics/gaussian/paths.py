@@ -1,5 +1,8 @@
 """Which method integrates a batch of tuples (after merging and delta expansion).
 
+Piecewise-polynomial factors (ReLU family, polynomials; m ≥ 2 distinct variables) go to the
+closed-form orthant moments of :mod:`.orthant` when ``method="auto"`` and their correlation matrix
+is well conditioned (:func:`.orthant.well_conditioned`), the cone method otherwise.
 ``method="auto"`` (the default): a tuple with m ≥ 2 distinct variables whose factors are all
 smooth (no Max/Min/Abs/Heaviside/δ) and not all polynomial, and whose effective variance
 v = max_j C_jj α_j² is ≤ :data:`ntkdiagrams.numerics.gaussian.ladder.FAST_MAX_VARIANCE`, goes to
@@ -17,6 +20,7 @@ from .cone import integrate_exact
 from .context import Quadrature
 from .fast import integrate_fast
 from .ladder import FAST_MAX_VARIANCE, effective_variance
+from .orthant import integrate_orthant, needs_strict, piecewise_polynomial, well_conditioned
 
 __all__ = ["METHODS", "integrate"]
 
@@ -30,6 +34,15 @@ def integrate(blocks: list[Block], C: np.ndarray, degree, method: str, quad: Qua
     m = len(blocks)
     if m == 0:
         return np.ones(C.shape[0])
+    if m >= 2 and method == "auto" and piecewise_polynomial(blocks):
+        good = well_conditioned(C, needs_strict(blocks))
+        if np.all(good):
+            return integrate_orthant(blocks, C)
+        out = np.empty(C.shape[0])
+        if np.any(good):
+            out[good] = integrate_orthant([b.take(good) for b in blocks], C[good])
+        out[~good] = integrate_exact([b.take(~good) for b in blocks], C[~good], degree, quad)
+        return out
     if m >= 2 and method != "exact" and all_smooth(blocks) and (
             method == "fast" or not all_polynomial(blocks)):
         veff = effective_variance(blocks, C)

@@ -9,7 +9,8 @@ for every index tuple, repeated indices included (the ⟨…⟩_K of docs/conven
 with identical factors are permutation-symmetric, so only sorted index tuples within each such
 group are computed.  Each tuple is reduced to its distinct variables and its deltas are
 expanded (:mod:`.merge`); the remaining integral goes to the fast path (:mod:`.fast`) or the
-exact cone method (:mod:`.cone`) as :mod:`.paths` chooses.  :func:`gaussian_expectation`
+closed-form orthant moments (:mod:`.orthant`) or the exact cone method (:mod:`.cone`) as
+:mod:`.paths` chooses.  :func:`gaussian_expectation`
 does the same for one sum of products of univariate functions of given symbols.
 
 Run-time settings (compiled kernel, threads) come from a :class:`.context.Quadrature` or a
@@ -130,7 +131,9 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
         :mod:`ntkdiagrams.numerics.gaussian.ladder`).
     method: ``"auto"`` (default): the fast path for tuples with ≥ 2 distinct variables whose
         factors are all smooth, not all polynomial, and whose effective variance is ≤
-        :data:`ntkdiagrams.numerics.gaussian.ladder.FAST_MAX_VARIANCE`; the exact cone method
+        :data:`ntkdiagrams.numerics.gaussian.ladder.FAST_MAX_VARIANCE`; closed-form orthant
+        moments for piecewise-polynomial factors (ReLU family, ≥ 2 variables, well-conditioned
+        correlations: :mod:`ntkdiagrams.numerics.gaussian.orthant`); the exact cone method
         otherwise.  ``"exact"``: always the cone method.  ``"fast"``: the fast path for every
         smooth tuple with ≥ 2 variables, whatever its variance.
     settings: run-time settings (compiled kernel, threads); None: those of the environment

@@ -1,0 +1,183 @@
+"""Benchmark grid of issue 15: every activation, every input scale (prints figures; not a test).
+
+Cells (wall time of :func:`ntkdiagrams.numerics.evaluate.evaluate`, in one process, derivations
+cached; a first warm-up call loads numba's kernel and builds tables):
+
+* ``kgv``: N = 16, L = 20, statistics K, G1, V, for every activation of :data:`ACTIVATIONS` ×
+  input scale |x|²/n0 ∈ {0.3, 1, 3} × C_W ∈ {1, 2}, C_b = 0.  Inputs: a fixed-seed standard
+  normal (16, 3) array scaled so that the mean of |x_α|²/n0 is the stated scale.
+* ``all``: the complete first-order set (``stats="all"``, 15 tensors), N = 16, L = 10, for tanh,
+  relu, gelu at scale 1, C_W = 1.5 (tanh, gelu) / 2 (relu).
+* ``two``: the two-point path: tanh, K + Θ, N = 256, L = 20, scale 1, C_W = 1.5.
+* ``derive``: cold derive of the complete set (a subprocess with an empty derivation cache).
+
+Options: ``--only kgv,all,two,derive`` (groups), ``--act tanh,relu`` (subsets of the kgv grid
+and of the ``all`` group), ``--scale 1``, ``--cw 2`` (subsets of the kgv grid), ``--timeout S`` per cell (SIGALRM; a cell that runs out prints
+``>S``), ``--markdown`` (print the README table), ``--target 5`` (the kgv target, marks cells).
+
+    python3 scripts/bench_grid.py --only kgv --act relu,tanh --scale 1 --timeout 60
+
+Run-time settings: those of the environment (:mod:`ntkdiagrams.settings`), printed first.
+Figures and dates: docs/gaussian.md and the README's benchmark table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ntkdiagrams.numerics.evaluate import evaluate  # noqa: E402
+from ntkdiagrams.settings import Settings  # noqa: E402
+
+ACTIVATIONS = ("tanh", "relu", "leaky_relu:0.1", "gelu", "erf", "swish", "softplus", "sin")
+SCALES = (0.3, 1.0, 3.0)
+CWS = (1.0, 2.0)
+GROUPS = ("kgv", "all", "two", "derive")
+
+
+class CellTimeout(Exception):
+    pass
+
+
+def inputs(N: int, scale: float, n0: int = 3, seed: int = 0) -> np.ndarray:
+    """Fixed-seed standard-normal inputs scaled to mean |x|²/n0 = ``scale``."""
+    x = np.random.default_rng(seed).standard_normal((N, n0))
+    return x * np.sqrt(scale / np.mean(np.sum(x * x, axis=1) / n0))
+
+
+def timed(fn, timeout: float | None):
+    """(seconds, None) or (None, reason): ``fn()`` under a SIGALRM timeout."""
+    def alarm(signum, frame):
+        raise CellTimeout()
+    old = signal.signal(signal.SIGALRM, alarm)
+    if timeout:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    t0 = time.perf_counter()
+    try:
+        fn()
+        return time.perf_counter() - t0, None
+    except CellTimeout:
+        return None, f">{timeout:g}"
+    except Exception as exc:  # a failing cell is reported, the grid goes on
+        return None, f"error: {type(exc).__name__}: {str(exc)[:80]}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def fmt(t, why) -> str:
+    if t is None:
+        return why
+    return f"{t:.2f} s" if t < 10 else f"{t:.0f} s"
+
+
+def cold_derive() -> float:
+    """Seconds to derive every tensor of the default rule file in a fresh process, empty cache."""
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, NTKDIAGRAMS_CACHE=d, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        code = ("import time; t=time.perf_counter(); from ntkdiagrams.numerics.evaluate import derivable;"
+                "from ntkdiagrams.engine.derivation import resolve_rules;"
+                "n=derivable(resolve_rules(None)); print(len(n), time.perf_counter()-t)")
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             check=True).stdout.split()
+        return float(out[1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", default=",".join(GROUPS), help="groups: " + ",".join(GROUPS))
+    p.add_argument("--act", help="activations of the kgv grid (comma-separated)")
+    p.add_argument("--scale", help="input scales |x|²/n0 of the kgv grid (comma-separated)")
+    p.add_argument("--cw", help="C_W values of the kgv grid (comma-separated)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per cell (0: none)")
+    p.add_argument("--target", type=float, default=5.0, help="target seconds of a kgv cell")
+    p.add_argument("--markdown", action="store_true", help="print the README table at the end")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-jit", action="store_true")
+    args = p.parse_args()
+    groups = args.only.split(",")
+    acts = args.act.split(",") if args.act else list(ACTIVATIONS)
+    scales = [float(s) for s in args.scale.split(",")] if args.scale else list(SCALES)
+    cws = [float(c) for c in args.cw.split(",")] if args.cw else list(CWS)
+    settings = Settings.from_environment()
+    if args.threads is not None:
+        settings = settings.with_(threads=args.threads)
+    if args.no_jit:
+        settings = settings.with_(jit=False)
+    print(f"settings: jit={settings.jit} threads={settings.threads}; load {os.getloadavg()[0]:.2f}",
+          flush=True)
+    timeout = args.timeout or None
+    results = {}
+    if "derive" in groups:
+        t = cold_derive()
+        results["derive"] = (t, None)
+        print(f"cold derive, complete set: {t:.1f} s", flush=True)
+    # warm-up: derivations (cache), numba kernel, tables
+    t0 = time.perf_counter()
+    for a in dict.fromkeys(acts + ["tanh"]):
+        evaluate(a, 3, inputs(3, 1.0), cw=1.5, stats="all" if "all" in groups else ["K", "G1", "V"],
+                 settings=settings)
+    print(f"warm-up: {time.perf_counter() - t0:.1f} s", flush=True)
+    if "kgv" in groups:
+        x = {s: inputs(16, s) for s in scales}
+        for a in acts:
+            for s in scales:
+                for cw in cws:
+                    t, why = timed(lambda: evaluate(a, 20, x[s], cb=0.0, cw=cw, stats=["K", "G1", "V"],
+                                                    settings=settings), timeout)
+                    results[("kgv", a, s, cw)] = (t, why)
+                    ok = "" if t is None or t > args.target else "  ok"
+                    print(f"kgv  {a:15s} |x|²/n0={s:<4g} C_W={cw:g}: {fmt(t, why):>10s}{ok}"
+                          f"   load {os.getloadavg()[0]:.1f}", flush=True)
+    if "all" in groups:
+        for a, cw in (("tanh", 1.5), ("relu", 2.0), ("gelu", 1.5)):
+            if args.act and a not in acts:
+                continue
+            t, why = timed(lambda: evaluate(a, 10, inputs(16, 1.0), cw=cw, stats="all", settings=settings),
+                           timeout)
+            results[("all", a)] = (t, why)
+            print(f"all  {a:15s} N=16 L=10 (15 tensors): {fmt(t, why):>10s}", flush=True)
+    if "two" in groups:
+        x = inputs(256, 1.0)
+        t, why = timed(lambda: evaluate("tanh", 20, x, cw=1.5, stats=["K", "Theta"], settings=settings),
+                       timeout)
+        results["two"] = (t, why)
+        print(f"two  tanh N=256 L=20 K+Theta: {fmt(t, why):>10s}", flush=True)
+    if args.markdown:
+        markdown(results, acts, scales, cws, args.target)
+
+
+def markdown(results, acts, scales, cws, target) -> None:
+    cols = [(s, cw) for s in scales for cw in cws]
+    print()
+    print("| activation | " + " | ".join(f"\\|x\\|²/n0={s:g}, C_W={cw:g}" for s, cw in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for a in acts:
+        row = []
+        for s, cw in cols:
+            t, why = results.get(("kgv", a, s, cw), (None, "—"))
+            cell = fmt(t, why)
+            row.append(f"**{cell}**" if t is not None and t <= target else cell)
+        if any(("kgv", a, s, cw) in results for s, cw in cols):
+            print(f"| {a} | " + " | ".join(row) + " |")
+    extra = [(k, v) for k, v in results.items() if k == "derive" or k == "two" or k[0] == "all"]
+    if extra:
+        print()
+        print("| case | time |\n|---|---|")
+        for k, (t, why) in extra:
+            name = {"derive": "cold derive, complete set", "two": "tanh, N = 256, L = 20, K + Θ"}.get(
+                k, f"{k[1]}, N = 16, L = 10, all 15 tensors" if isinstance(k, tuple) else k)
+            print(f"| {name} | {fmt(t, why)} |")
+
+
+if __name__ == "__main__":
+    main()
