@@ -78,14 +78,7 @@ def plan_terms(rec, hyper: tuple, initial: bool, gauss_ids: dict) -> list:
     of the canonical array's slots; perm: the transpose back to the factor's slot order)."""
     labels = list(rec.labels)
     out = []
-    for fn, factors in (rec.initial_terms if initial else rec.terms):
-        try:
-            c = float(fn(*hyper))
-        except OverflowError:
-            raise NumericsError(f"a coefficient of the recursion overflows in floating point for the "
-                                f"hyper-parameters {hyper}", reason="not finite") from None
-        if c == 0:
-            continue
+    for c, factors in rec.coefficients(hyper, initial):
         facs = []
         for fac in factors:
             if fac.kind in ("tensor", "gram"):

@@ -285,20 +285,25 @@ class CompiledRecursion:
         funcs = tuple(sp.Mul(*per_label[a]) for a in labels)
         return _Factor("gauss", (funcs, tuple(labels)), tuple(labels))
 
-    def __call__(self, prev: dict, cache: GaussianCache | None, hyper: tuple, n_inputs: int,
-                 gram: np.ndarray | None = None, initial: bool = False) -> np.ndarray:
-        m = len(self.labels)
-        out = np.zeros((n_inputs,) * m)
-        letters = string.ascii_lowercase
-        target = letters[:m]
+    def coefficients(self, hyper: tuple, initial: bool = False):
+        """(c, factors) of every term whose coefficient c is nonzero at the layer's ``hyper``;
+        NumericsError when a coefficient overflows."""
         for fn, factors in (self.initial_terms if initial else self.terms):
             try:
                 c = float(fn(*hyper))
             except OverflowError:
                 raise NumericsError(f"a coefficient of the recursion overflows in floating point for the "
                                     f"hyper-parameters {hyper}", reason="not finite") from None
-            if c == 0:
-                continue
+            if c != 0:
+                yield c, factors
+
+    def __call__(self, prev: dict, cache: GaussianCache | None, hyper: tuple, n_inputs: int,
+                 gram: np.ndarray | None = None, initial: bool = False) -> np.ndarray:
+        m = len(self.labels)
+        out = np.zeros((n_inputs,) * m)
+        letters = string.ascii_lowercase
+        target = letters[:m]
+        for c, factors in self.coefficients(hyper, initial):
             arrays, subs = [], []
             for fac in factors:
                 if fac.kind == "tensor":
