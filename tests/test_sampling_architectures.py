@@ -167,13 +167,7 @@ def test_mlp_rule_file_is_the_mlp_sampler_bit_for_bit():
         np.testing.assert_array_equal(a.W[k], b.W[k])
         np.testing.assert_array_equal(a.b[k], b.b[k])
         assert a.weight_rate(k) == b.weight_rate(k) and a.bias_rate(k) == b.bias_rate(k)
-    derivs = activation_derivatives(act, 3)
-    fa, fb = forward(a, derivs), forward(b, derivs)
-    for ell in (1, 2, 3):
-        oa = layer_objects(a, fa, ell, H=True, dH=True, ddIH=True, ddIIH=True)
-        ob = layer_objects(b, fb, ell, H=True, dH=True, ddIH=True, ddIIH=True)
-        for key in oa:
-            np.testing.assert_array_equal(oa[key], ob[key])
+    _assert_same_objects(a, b, act, np.testing.assert_array_equal)
     # the sampler: rule-file names == the shorthands == the positional MLP
     r1 = sample(m, 90, seed=2, batches=3, stats="all")
     r2 = sample(ModelSpec(act, 3, 6, 0.1, 1.5, 0.7, 1.3, X2), 90, seed=2, batches=3, stats="all")
@@ -192,6 +186,17 @@ def test_mlp_rule_file_is_the_mlp_sampler_bit_for_bit():
     assert r4["meta"]["params"] == {**HP, "xi": 0.0} and r4["meta"]["widths"] == [3, 6, 6, 2]
 
 
+def _assert_same_objects(a, b, act, check) -> None:
+    """z, H, dH, ddIH, ddIIH of layers 1-3 of ensembles a and b agree under ``check(x, y)``."""
+    derivs = activation_derivatives(act, 3)
+    fa, fb = forward(a, derivs), forward(b, derivs)
+    for ell in (1, 2, 3):
+        oa = layer_objects(a, fa, ell, H=True, dH=True, ddIH=True, ddIIH=True)
+        ob = layer_objects(b, fb, ell, H=True, dH=True, ddIH=True, ddIIH=True)
+        for key in oa:
+            check(oa[key], ob[key])
+
+
 def test_bias_free_is_the_mlp_with_zero_biases():
     """mlp_nobias networks == MLP networks with b = 0 and λ_b = 0, object by object."""
     act = parse_activation("gelu")
@@ -199,13 +204,7 @@ def test_bias_free_is_the_mlp_with_zero_biases():
     a = build_program(m, 3).draw(np.random.default_rng(1), 3, X2)
     assert all(bb is None for bb in a.b)
     b = type(a)(W=a.W, b=[np.zeros(w.shape[:2]) for w in a.W], x=X2, lb=0.0, lw=1.3)
-    derivs = activation_derivatives(act, 3)
-    fa, fb = forward(a, derivs), forward(b, derivs)
-    for ell in (1, 2, 3):
-        oa = layer_objects(a, fa, ell, H=True, dH=True, ddIH=True, ddIIH=True)
-        ob = layer_objects(b, fb, ell, H=True, dH=True, ddIH=True, ddIIH=True)
-        for key in oa:
-            np.testing.assert_allclose(oa[key], ob[key], rtol=1e-14, atol=1e-15)
+    _assert_same_objects(a, b, act, lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-14, atol=1e-15))
 
 
 # --------------------------------------------------------------------------- layer 2, exact
