@@ -16,6 +16,10 @@ Public API
     Numbers: the recursions iterated from layer 1 for a data set of N inputs.
 ``evaluate_request(result, activation, depth, inputs, **kw) -> list[dict]``
     Numbers for every coefficient of a correlator request (``result.predict`` combines them).
+``train_prediction(activation, depth, x_train, y_train, x_test, *, lr, steps, width) -> TrainingPrediction``
+    Gradient descent on width-n networks (docs/training.md): for each number of steps T (``inf``:
+    converged) the ensemble mean and covariance of the outputs, at infinite width (kernel
+    gradient descent) plus the coefficient of 1/n, from the output layer's 14 statistics.
 ``ModelSpec(activation, depth, width, cb, cw, lb, lw, inputs)``
     A network and data set for the sampler.
 ``sample(model, samples, *, seed, batches, stats) -> dict``
@@ -56,6 +60,8 @@ _PUBLIC = {
     "derive_request": "ntkdiagrams.engine.request",
     "RequestResult": "ntkdiagrams.engine.request",
     "load_rules": "ntkdiagrams.language.rulefile",
+    "train_prediction": "ntkdiagrams.training.prediction",
+    "TrainingPrediction": "ntkdiagrams.training.prediction",
     "ModelSpec": "ntkdiagrams.sampling.model",
     "CriticalPoint": "ntkdiagrams.analysis.criticality",
     "critical_point": "ntkdiagrams.analysis.criticality",
@@ -68,7 +74,8 @@ _PUBLIC = {
 
 __all__ = ["ModelSpec", "load_rules", "derive", "derive_request", "Recursion", "RequestResult", "evaluate",
            "evaluate_request", "sample", "parse_activation", "NtkDiagramsError", "NumericsError", "ExpansionWarning",
-           "ClosureWarning", "Settings", "critical_point", "depth_scaling", "CriticalPoint", "codegen"]
+           "ClosureWarning", "Settings", "critical_point", "depth_scaling", "CriticalPoint", "codegen",
+           "train_prediction", "TrainingPrediction"]
 
 
 def __getattr__(name: str):

@@ -8,6 +8,7 @@ Subcommands (one module each in :mod:`ntkdiagrams.cli`)::
     ntkdiagrams sample   --activation tanh --depth 3 --width 32 --samples 10000 --out mc.json
     ntkdiagrams compare  pred.json mc.json
     ntkdiagrams critical --activation tanh [--depth 40] [--json]
+    ntkdiagrams train    --activation tanh --depth 4 --width 64 --train X.npy --targets Y.npy --test Xt.npy --steps 1,10,inf
     ntkdiagrams codegen  K,G1,V --activation tanh --target numpy|jax --out module.py
 
 Bad input is reported in one line on stderr with exit code 2; nothing is written.  Output
@@ -32,13 +33,13 @@ import traceback
 from .. import __version__
 from ..errors import NtkDiagramsError
 from ..settings import Settings
-from . import codegen, compare, critical, derive, evaluate, sample
+from . import codegen, compare, critical, derive, evaluate, sample, train
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "SUBCOMMANDS", "build_parser", "main"]
 
 #: the subcommand modules, in the order of ``ntkdiagrams --help``; each has ``add_parser(subparsers)``
 #: (which sets ``func`` to its ``run(args) -> exit status``)
-SUBCOMMANDS = (derive, evaluate, sample, compare, critical, codegen)
+SUBCOMMANDS = (derive, evaluate, sample, compare, critical, train, codegen)
 
 
 #: exit status of an unexpected error (a bug: sysexits' EX_SOFTWARE)
