@@ -51,13 +51,16 @@ CONTRIBUTIONS = ("G1", "Theta1", "NTK-fluctuations", "dNTK", "ddNTK")
 @dataclass(frozen=True)
 class StepMoments:
     """Mean and covariance of the outputs (combined index) after ``step`` steps:
-    infinite-width values and the coefficients of 1/n."""
+    infinite-width values and the coefficients of 1/n.  ``kernel_map``: E_T, the infinite-width
+    outputs as a function of the initial ones, z⁰(T) = mean + E_T z(0) (a control variate for
+    Monte Carlo: z(T) − E_T z(0) has O(n^{-1/2}) fluctuations)."""
 
     step: float
     mean: np.ndarray
     mean_correction: np.ndarray
     cov: np.ndarray
     cov_correction: np.ndarray
+    kernel_map: np.ndarray | None = None
     steps_run: int = 0
 
 
@@ -197,7 +200,8 @@ def solve(stats: OutputStatistics, n_train: int, targets: np.ndarray, lr: float,
         C01 = E @ Z1
         EW = E @ W
         cov1 = (E @ stats.G1 @ E.T if "G1" in use else 0.0) + Q1 + C01 + C01.T + EW + EW.T
-        return StepMoments(step=t, mean=mean0, mean_correction=u.copy(), cov=cov0, cov_correction=cov1)
+        return StepMoments(step=t, mean=mean0, mean_correction=u.copy(), cov=cov0, cov_correction=cov1,
+                           kernel_map=E.copy())
 
     out: list[StepMoments] = []
     pending = sorted(finite)
@@ -220,7 +224,7 @@ def solve(stats: OutputStatistics, n_train: int, targets: np.ndarray, lr: float,
                              np.abs(cur.cov_correction - last.cov_correction).max())
                 if change <= tol * scale:
                     out.append(StepMoments(math.inf, cur.mean, cur.mean_correction, cur.cov, cur.cov_correction,
-                                           steps_run=t))
+                                           kernel_map=cur.kernel_map, steps_run=t))
                     break
             last = cur
         if t >= limit:
