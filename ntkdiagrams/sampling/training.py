@@ -479,7 +479,7 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
     if not np.isfinite(y).all():
         raise InputError("y_train contains NaN or inf")
     lr = _check_lr(lr)
-    steps = _check_steps(steps)
+    steps = _check_steps(list(_check_steps(steps)) + [0])   # step 0 (the initialisation) always
     tol, max_steps = _check_tol(tol, max_steps)
     for name, v in (("samples", samples), ("batches", batches)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
