@@ -92,15 +92,16 @@ class _Quadratic:
         self.const += np.outer(mu, mv)
         self.lin += mu[:, None, None] * EvK[None, :, :] + EuK[:, None, :] * mv[None, :, None]
         self.tr += EuK @ Ev.T
-        self.sq += np.einsum("cg,dh->cgdh", EuK, EvK)
+        self.sq += EuK[:, :, None, None] * EvK[None, None, :, :]
 
     def times(self, m, E, K) -> tuple[np.ndarray, np.ndarray]:
         """E[ε_B Q_CD] (B,C,D) and E[z_g ε_B Q_CD] (g,B,C,D) for ε = m + E z."""
         base = self.const + self.tr
-        mean = m[:, None, None] * base[None] + np.einsum("be,cde->bcd", E, self.lin)
+        mean = m[:, None, None] * base[None] + np.tensordot(E, self.lin, axes=(1, 2))
         KE = K @ E.T                                                     # (g, B)
-        z = (np.einsum("gb,cd->gbcd", KE, base) + np.einsum("b,cdg->gbcd", m, self.lin)
-             + np.einsum("cgdh,bh->gbcd", self.sq, E) + np.einsum("chdg,bh->gbcd", self.sq, E))
+        sqE = np.tensordot(self.sq, E, axes=(3, 1))                      # (c, g, d, b)
+        z = (KE[:, :, None, None] * base[None, None] + m[None, :, None, None] * self.lin.transpose(2, 0, 1)[:, None]
+             + sqE.transpose(1, 3, 0, 2) + np.tensordot(self.sq, E, axes=(1, 1)).transpose(2, 3, 0, 1))
         return mean, z
 
 
@@ -120,11 +121,12 @@ def _stein_pair(P, u, v, K):
     """For f_a = Σ_{BC} dH_{aBC} u_B v_C (dH correlated with z through P[a,B,C,d] = n E[dH z_d]):
     n E[f_a] and n E[z_e f_a] by Stein's lemma (u, v affine: (mean, matrix))."""
     (mu, Eu), (mv, Ev) = u, v
-    mean = np.einsum("abcd,cd,b->a", P, Ev, mu) + np.einsum("abcd,bd,c->a", P, Eu, mv)
+    Pv = np.tensordot(P, Ev, axes=([2, 3], [0, 1]))                     # (a, B): Σ_{Cd} P_aBCd Ev_Cd
+    Pu = np.tensordot(P, Eu, axes=([1, 3], [0, 1]))                     # (a, C): Σ_{Bd} P_aBCd Eu_Bd
+    mean = Pv @ mu + Pu @ mv
     second = np.outer(mu, mv) + Eu @ K @ Ev.T                           # E[u_B v_C]
     KEu, KEv = K @ Eu.T, K @ Ev.T                                      # (e, B), (e, C)
-    z = (np.einsum("abce,bc->ea", P, second) + np.einsum("abcd,cd,eb->ea", P, Ev, KEu)
-         + np.einsum("abcd,bd,ec->ea", P, Eu, KEv))
+    z = np.tensordot(P, second, axes=([1, 2], [0, 1])).T + KEu @ Pv.T + KEv @ Pu.T
     return mean, z
 
 
@@ -164,6 +166,7 @@ def solve(stats: OutputStatistics, n_train: int, targets: np.ndarray, lr: float,
 
     # restricted tensors: (a, B, c, D) for ΔH_{aB} ΔH_{cD}; dH_{aBC} z_d and dH_{BaC} z_d
     A_sub = stats.A[:, Tr][:, :, :, Tr]
+    A_flat = A_sub.reshape(M, -1)
     D_sub = stats.D[:, Tr]                                   # (c, D, e, f): E[ΔH_{cD} z_e z_f]
     P1 = stats.P[:, Tr][:, :, Tr]                            # (a, B, C, d)
     P2 = np.transpose(stats.P[Tr][:, :, Tr], (1, 0, 2, 3))   # (a, B, C, d) = P[B, a, C, d]
@@ -194,9 +197,10 @@ def solve(stats: OutputStatistics, n_train: int, targets: np.ndarray, lr: float,
     def moments(t) -> StepMoments:
         mean0 = ybar + m
         cov0 = E @ K @ E.T
-        JA = np.einsum("acdk,cdxe->akxe", J, A_sub)
-        Q1 = np.einsum("akxe,bxel,kl->ab", JA, J, Mw)
-        Z1 = np.einsum("bcdf,cdef->eb", J[..., :M], D_sub)
+        JA = np.tensordot(J, A_sub, axes=([1, 2], [0, 1]))              # (a, k, x, e)
+        JAM = np.tensordot(JA, Mw, axes=(1, 0))                          # (a, x, e, l)
+        Q1 = np.tensordot(JAM, J, axes=([1, 2, 3], [1, 2, 3]))
+        Z1 = np.tensordot(D_sub, J[..., :M], axes=([0, 1, 3], [1, 2, 3]))  # (e, b)
         C01 = E @ Z1
         EW = E @ W
         cov1 = (E @ stats.G1 @ E.T if "G1" in use else 0.0) + Q1 + C01 + C01.T + EW + EW.T
@@ -233,8 +237,9 @@ def solve(stats: OutputStatistics, n_train: int, targets: np.ndarray, lr: float,
         mT, ET = m[Tr], E[Tr]
         src, srcW = np.zeros(M), np.zeros((M, M))
         if "NTK-fluctuations" in use:
-            src += -eta * np.einsum("abcd,bcd->a", A_sub, J[Tr][..., M])
-            srcW += -eta * np.einsum("abcd,bcdf,fg->ga", A_sub, J[Tr][..., :M], K)
+            JT = J[Tr]
+            src += -eta * (A_flat @ JT[..., M].reshape(-1))
+            srcW += -eta * (K @ (A_flat @ JT[..., :M].reshape(-1, M)).T)
         if "Theta1" in use:
             src += -eta * Th1Tr @ mT
             srcW += -eta * (K @ ET.T) @ Th1Tr.T
@@ -251,8 +256,9 @@ def solve(stats: OutputStatistics, n_train: int, targets: np.ndarray, lr: float,
                     (Y_t, Om.times(mT, ET, K), 0.5),
                     (X_t, _triple(eps, eps, Ssum, K), 0.5),
                     (R_t, _triple(eps, eps, eps, K), 1.0 / 6.0)):
-                src += c3 * c * np.einsum("abcd,bcd->a", T4, mean3)
-                srcW += c3 * c * np.einsum("abcd,gbcd->ga", T4, z3)
+                T4f = T4.reshape(M, -1)
+                src += c3 * c * (T4f @ mean3.reshape(-1))
+                srcW += c3 * c * (z3.reshape(M, -1) @ T4f.T)
         # advance every piece from t to t + 1
         u = U(u) + src
         W = U(W, axis=1) + srcW
