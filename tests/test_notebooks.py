@@ -17,7 +17,7 @@ import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = ["01_quickstart.ipynb", "02_ntk_stability.ipynb", "03_finite_width.ipynb",
-             "04_scale_invariant.ipynb"]
+             "04_scale_invariant.ipynb", "05_training.ipynb"]
 CELL_TIMEOUT_S = 600
 KERNEL = "python3"
 
