@@ -35,6 +35,9 @@ OPTIONS = {
     "compare": {"pred", "mc", "--stats", "--all", "--plot", "--max-z", "--debug"},
     "critical": {"--activation", "--depth", "--stats", "--k1", "--lb", "--lw", "--precise", "--json", "--debug",
                  "--rules"},
+    "train": {"--activation", "--depth", "--width", "--cb", "--cw", "--lb", "--lw", "--rules", "--param", "--train",
+              "--targets", "--test", "--seed", "--lr", "--lr-fraction", "--steps", "--all-neurons", "--without",
+              "--degree", "--out", "--debug"},
     "codegen": {"statistics", "--activation", "--rules", "--target", "--out", "--debug"},
 }
 
@@ -63,7 +66,7 @@ def _options(parser: argparse.ArgumentParser) -> set:
 
 def test_subcommands_and_their_options():
     subs = _subparsers(build_parser())
-    assert list(subs) == ["derive", "evaluate", "sample", "compare", "critical", "codegen"]
+    assert list(subs) == ["derive", "evaluate", "sample", "compare", "critical", "train", "codegen"]
     assert [m.__name__.rsplit(".", 1)[1] for m in SUBCOMMANDS] == list(subs)
     for name, parser in subs.items():
         assert _options(parser) == OPTIONS[name], name
