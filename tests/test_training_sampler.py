@@ -122,6 +122,24 @@ def test_ntk_update_to_second_order():
     assert r2[-1] < 1e-3 * np.abs(dH_[0.001]).max()
 
 
+def test_dntk_update_to_first_order():
+    """dH(1) − dH(0) = −η Σ_j (ddIH_{i0i1i2j} + ddIIH_{i0i1i2j} + ddIIH_{i0i2i1j}) ε_j + O(η²) (docs/training.md §2):
+    the remainder shrinks 4-fold when η halves (2-fold without the η term)."""
+    ens, x, y = _setup()
+    o = _objects(ens, TANH, dH=True, ddIH=True, ddIIH=True)
+    eps = o["z"][:, :, S] - y.T[None]
+    ddIH, ddIIH = o["ddIH"][..., S], o["ddIIH"][..., S]
+    d1 = -(np.einsum("cijkldefa,cla->cijkdef", ddIH, eps) + np.einsum("cijkldefa,cla->cijkdef", ddIIH, eps)
+           + np.einsum("cikjldfea,cla->cijkdef", ddIIH, eps))
+    step = {eta: _objects(_stepped(ens, y, eta, TANH), TANH, dH=True)["dH"] - o["dH"] for eta in (0.002, 0.001, 0.0005)}
+    etas = sorted(step)[::-1]
+    ratios1, r1 = _ratios(lambda e: np.abs(step[e] - e * d1).max(), etas)
+    ratios0, _ = _ratios(lambda e: np.abs(step[e]).max(), etas)
+    assert all(3.5 < q < 4.6 for q in ratios1), (ratios1, r1)
+    assert all(1.8 < q < 2.2 for q in ratios0), ratios0
+    assert r1[-1] < 3e-2 * np.abs(step[0.0005]).max()
+
+
 def test_empirical_ntk_is_the_per_network_ntk():
     ens, x, y = _setup(count=4)
     H = empirical_ntk(ens, NTR, TANH)
