@@ -230,3 +230,27 @@ def test_train_networks_checks_its_input():
     out = train_networks(ens, NTR, y, 0.1, [3], activation=TANH)
     assert sorted(out) == [0, 3] and out[3].shape == (3, 2, 3)
     np.testing.assert_array_equal(out[0], _objects(ens, TANH)["z"])   # ens itself is not trained
+
+
+def test_wide_linear_networks_follow_kernel_gradient_descent():
+    """At large width the trained ensemble is kernel gradient descent (docs/conventions.md §7):
+    z(T) = (1 − Q E_A) z(0) + Q y with Q = Θ_{·A} Θ_AA⁻¹ [1 − (1 − ηΘ_AA)^T], so mean Q y and covariance
+    (1 − Q E_A) K (1 − Q E_A)ᵀ; deep linear networks have closed-form K and Θ.  Within 4 standard
+    errors plus an O(1/n) allowance."""
+    cb, cw, lb, lw, n = 0.1, 1.2, 0.5, 1.5, 512
+    xtr, xte = np.array([[1.0, 0.2], [-0.3, 0.9]]), np.array([[0.5, 0.5]])
+    y = np.array([[0.7], [-0.4]])
+    x = np.concatenate([xtr, xte])
+    K1, T1 = cb + cw * x @ x.T / 2, lb + lw * x @ x.T / 2
+    K, Th = cb + cw * K1, lb + lw * K1 + cw * T1
+    eta = 0.5 * 2 / np.linalg.eigvalsh(Th[:2, :2])[-1]
+    m = ModelSpec(parse_activation("linear"), depth=2, width=n, cb=cb, cw=cw, lb=lb, lw=lw)
+    r = train_ensemble(m, xtr, y, xte, lr=eta, steps=[10, math.inf], samples=1000, batches=10)
+    assert abs(r.meta["stable_lr"] / (2 * eta) - 1) < 0.02
+    E = np.eye(3)[:2]
+    for T in (0, 10, math.inf):
+        f = np.eye(2) - (np.linalg.matrix_power(np.eye(2) - eta * Th[:2, :2], T) if T != math.inf else 0)
+        Q = Th[:, :2] @ np.linalg.solve(Th[:2, :2], f)
+        M = np.eye(3) - Q @ E
+        assert np.all(np.abs(r.mean(T)[0] - Q @ y[:, 0]) <= 4 * r.mean_stderr(T)[0] + 0.1 / n), T
+        assert np.all(np.abs(r.cov(T) - M @ K @ M.T) <= 4 * r.cov_stderr(T) + 0.1 / n), T
