@@ -156,6 +156,8 @@ def test_networks_do_not_depend_on_chunk_and_converge():
     c = train_ensemble(_model(), xtr, y, xte, chunk=40, **{**kw, "steps": [T]})
     np.testing.assert_allclose(c.outputs[T], a.outputs[math.inf], atol=1e-9, rtol=0)
     assert a.meta["stable_lr"] > 0.1 and a.meta["method"] == "gradient-descent"
+    assert a.ntk is None and a.ntk_mean.shape == (4, 4)
+    np.testing.assert_allclose(a.meta["stable_lr"], stable_step(a.ntk_mean[:3, :3]), rtol=1e-12)
 
 
 def test_initial_networks_are_the_samplers():
@@ -265,13 +267,15 @@ def test_wide_linear_networks_follow_kernel_gradient_descent():
 
 def test_save_and_load(tmp_path):
     xtr, y, xte = _data()
-    r = train_ensemble(_model(), xtr, y, xte, lr=0.05, steps=[2, math.inf], samples=6, batches=2)
+    r = train_ensemble(_model(), xtr, y, xte, lr=0.05, steps=[2, math.inf], samples=6, batches=2, keep_ntk=True)
     r.save(str(tmp_path / "t.npz"))
     s = TrainedEnsemble.load(str(tmp_path / "t.npz"))
     assert s.steps == r.steps and s.meta == r.meta and s.n_train == 3 and s.batches == 2
     for k in r.steps:
         np.testing.assert_array_equal(s.outputs[k], r.outputs[k])
     np.testing.assert_array_equal(s.converged_steps, r.converged_steps)
+    np.testing.assert_array_equal(s.ntk, r.ntk)
+    np.testing.assert_allclose(s.ntk_mean, r.ntk.mean(0), rtol=1e-12)
     with pytest.raises(InputError, match=".npz"):
         r.save(str(tmp_path / "t.json"))
     (tmp_path / "bad.npz").write_text("not a zip")

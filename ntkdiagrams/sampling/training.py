@@ -369,6 +369,8 @@ class TrainedEnsemble:
     batches: int
     meta: dict = field(default_factory=dict)
     converged_steps: np.ndarray | None = None   # (S,): the step each network converged at (for ∞)
+    ntk_mean: np.ndarray | None = None          # (n_out·N, n_out·N): mean empirical NTK at initialisation
+    ntk: np.ndarray | None = None               # (S, n_out·N, n_out·N): per network (keep_ntk=True)
 
     @property
     def steps(self) -> list:
@@ -438,15 +440,17 @@ class TrainedEnsemble:
 
     def save(self, path: str) -> None:
         """Write to ``path`` (.npz: ``meta`` as JSON text, ``outputs/<step>`` with step ``inf`` for
-        ∞, ``converged_steps`` when there are); written to a temporary file and renamed."""
+        ∞, ``converged_steps``, ``ntk_mean``, ``ntk`` when there are); written to a temporary file
+        and renamed."""
         if os.path.splitext(path)[1].lower() != ".npz":
             raise InputError(f"output file {path!r} must end in .npz")
         arrays = {"meta": np.array(json.dumps(self.meta)), "n_train": np.array(self.n_train),
                   "batches": np.array(self.batches)}
         for k, v in self.outputs.items():
             arrays[f"outputs/{'inf' if k == math.inf else int(k)}"] = v
-        if self.converged_steps is not None:
-            arrays["converged_steps"] = self.converged_steps
+        for name in ("converged_steps", "ntk_mean", "ntk"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
         with atomic_output(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
@@ -462,7 +466,7 @@ class TrainedEnsemble:
                            for k in names if k.startswith("outputs/")}
                 return cls(outputs=outputs, n_train=int(f["n_train"]), batches=int(f["batches"]),
                            meta=json.loads(str(f["meta"])),
-                           converged_steps=f["converged_steps"] if "converged_steps" in names else None)
+                           **{k: f[k] for k in ("converged_steps", "ntk_mean", "ntk") if k in names})
         except InputError:
             raise
         except Exception as exc:  # OSError, ValueError, zipfile.BadZipFile, …
@@ -480,7 +484,7 @@ def default_chunk(widths: Sequence[int]) -> int:
 
 def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float, steps, samples: int,
                    seed: int = 0, chunk: int | None = None, out_width: int = 1, batches: int = 30,
-                   tol: float = DEFAULT_TOL, max_steps: int = DEFAULT_MAX_STEPS,
+                   tol: float = DEFAULT_TOL, max_steps: int = DEFAULT_MAX_STEPS, keep_ntk: bool = False,
                    progress=None) -> TrainedEnsemble:
     """Train ``samples`` networks of ``model`` (its rule file, hyper-parameters, depth and width; its
     ``inputs`` are replaced by x_train then x_test) by full-batch gradient descent with step η = ``lr``
@@ -490,6 +494,9 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
     None.  ``steps``: integers >= 0 and ``math.inf`` (until converged).  ``chunk``: networks trained
     at once (default: :func:`default_chunk`, weights of about 4 MiB); the networks and the results do not depend on
     it.  ``progress``: True (a line on stderr) or ``progress(done, total, elapsed)`` per chunk.
+    ``keep_ntk``: keep every network's empirical NTK at initialisation on all inputs
+    (``TrainedEnsemble.ntk``, (S, n_out·N, n_out·N), neuron major; 8 (n_out N)² bytes per network);
+    its mean over the networks is always kept (``TrainedEnsemble.ntk_mean``).
 
     Returns a :class:`TrainedEnsemble` with meta: the model's and program's meta, lr, steps, samples,
     seed, batches, out_width, n_train, tol, max_steps, converged_step (the largest of the networks'
@@ -553,18 +560,24 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
     H_sum = 0.0
     min_stable = math.inf
     unstable = 0
+    N = x.shape[0]
+    train_idx = [i * N + a for i in range(out_width) for a in range(n_train)]
+    ntks: list = []
     conv: list = []
     done = 0
     try:
         while done < samples:
             c = min(int(chunk), int(samples) - done)
             ens = program.draw(rng, c, x)
-            H = empirical_ntk(ens, n_train, fns, out_width)
-            H_sum = H_sum + H.sum(0)
+            H_all = empirical_ntk(ens, N, fns, out_width)          # on every input
+            H_sum = H_sum + H_all.sum(0)
+            if keep_ntk:
+                ntks.append(H_all)
+            H = H_all[:, train_idx][:, :, train_idx]
             per = [stable_step(h) for h in H]
             min_stable = min(min_stable, min(per))
             unstable += sum(lr >= p for p in per)
-            del H
+            del H, H_all
             info: dict = {}
             res = train_networks(ens, n_train, y, lr, steps, activation=fns, tol=tol, max_steps=max_steps,
                                  info=info)
@@ -579,7 +592,8 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
     finally:
         if reporter:
             reporter(None, int(samples), time.perf_counter() - t0)
-    stable = stable_step(H_sum / samples)
+    ntk_mean = H_sum / samples
+    stable = stable_step(ntk_mean[np.ix_(train_idx, train_idx)])
     if unstable:
         warnings.warn(f"η = {lr:g} is at or above the largest stable step 2/λ_max of {unstable} of {samples} "
                       f"networks' empirical NTK at initialisation (smallest {min_stable:.6g}; of the ensemble-mean "
@@ -594,7 +608,8 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
                  "elapsed_s": round(time.perf_counter() - t0, 3), "package_version": _package_version()})
     outputs = {k: np.concatenate(v) for k, v in parts.items()}
     return TrainedEnsemble(outputs=outputs, n_train=int(n_train), batches=int(batches), meta=meta,
-                           converged_steps=np.concatenate(conv) if conv else None)
+                           converged_steps=np.concatenate(conv) if conv else None, ntk_mean=ntk_mean,
+                           ntk=np.concatenate(ntks) if keep_ntk else None)
 
 
 def _package_version() -> str:
