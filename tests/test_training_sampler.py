@@ -206,6 +206,12 @@ def test_divergence_and_no_convergence_are_clear_errors():
     assert 0 < r.meta["unstable_networks"] < 40
     with pytest.raises(NumericsError, match="did not converge in 5 steps"):
         train_ensemble(_model(), xtr, y, xte, lr=0.01, steps=[math.inf], samples=4, batches=2, max_steps=5)
+    with pytest.warns(RuntimeWarning, match="did not converge in 5 steps"):
+        r = train_ensemble(_model(), xtr, y, xte, lr=0.01, steps=[2, math.inf], samples=4, batches=2, max_steps=5,
+                           unconverged="keep")
+    assert r.meta["unconverged_networks"] == 4 and np.all(r.converged_steps == -1)
+    c = train_ensemble(_model(), xtr, y, xte, lr=0.01, steps=[7], samples=4, batches=2)
+    np.testing.assert_array_equal(r.outputs[math.inf], c.outputs[7])     # the state after 2 + 5 steps
 
 
 @pytest.mark.parametrize("change,match", [
@@ -217,6 +223,7 @@ def test_divergence_and_no_convergence_are_clear_errors():
     ({"x_test": np.zeros((1, 3))}, "x_test"), ({"x_test": np.array([[math.inf, 0.0]])}, "NaN or inf"),
     ({"out_width": 3}, "out_width"), ({"samples": 1}, "samples"), ({"chunk": 0}, "chunk"),
     ({"seed": -1}, "seed"), ({"tol": 0.0}, "tol"), ({"max_steps": 0}, "max_steps"),
+    ({"unconverged": "ignore"}, "unconverged"),
 ])
 def test_bad_input_is_an_input_error(change, match):
     xtr, y, xte = _data()

@@ -224,7 +224,7 @@ def _check_steps(steps) -> list:
 
 def train_networks(ens: Ensemble, n_train: int, targets, lr: float, steps, progress=None, *,
                    activation, tol: float = DEFAULT_TOL, max_steps: int = DEFAULT_MAX_STEPS,
-                   info: dict | None = None) -> dict:
+                   unconverged: str = "raise", info: dict | None = None) -> dict:
     """Train a copy of the ensemble by full-batch gradient descent (module docstring).
 
     ``ens.x``: the n_train training inputs, then the test inputs; ``targets`` (n_train, n_out):
@@ -233,7 +233,11 @@ def train_networks(ens: Ensemble, n_train: int, targets, lr: float, steps, progr
     optionally ``math.inf`` (until converged, see the module docstring).  ``progress(t, total)``
     is called after every step.  Returns {step: z^(L) (C, n_out, N)} on all N inputs.  ``info``,
     when a dict, receives "converged_steps" (for ∞: the step (C,) at which each network converged
-    and was recorded, else None), "steps_done" and "max_error" (largest |ε| at the last step).  Raises NumericsError when the outputs blow up or ∞ is not reached in
+    and was recorded, -1: not converged, else None), "steps_done", "unconverged" (how many networks
+    did not converge) and "max_error" (largest |ε| at the last step).  ``unconverged``: "raise" (a
+    NumericsError when some network has not converged after ``max_steps``) or "keep" (keep their
+    state after the last step, with a RuntimeWarning).  Networks that have converged are recorded
+    and, once they are half of those still trained, no longer trained.  Raises NumericsError when the outputs blow up or ∞ is not reached in
     ``max_steps`` steps."""
     fns = _functions(activation)
     x = check_inputs(ens.x)
@@ -248,6 +252,7 @@ def train_networks(ens: Ensemble, n_train: int, targets, lr: float, steps, progr
     lr = _check_lr(lr)
     steps = _check_steps(steps)
     tol, max_steps = _check_tol(tol, max_steps)
+    _check_unconverged(unconverged)
     work = _restricted(ens, y.shape[1], x)
     xtr = x[:n_train]
     yT = y.T[None]
@@ -263,13 +268,15 @@ def train_networks(ens: Ensemble, n_train: int, targets, lr: float, steps, progr
     scale = None
     net_scale = None
     t_conv = None
+    n_unconverged = 0
     for target in steps:
         if target == math.inf:
             start = t
             C = work.size
             conv_at = np.full(C, -1, dtype=np.int64)
             rec = np.empty((C, y.shape[1], len(x)))
-            left = np.ones(C, dtype=bool)
+            idx = np.arange(C)                   # the networks of `work`, by position in the chunk
+            live = np.ones(C, dtype=bool)        # those of `work` not converged yet
             while True:
                 z = _step(work, xtr, yT, lr, fns, bufs)          # z(t); the parameters move to t + 1
                 err0, scale = _watch(z, yT, err0, scale, lr, t, ens, n_train, fns, y.shape[1])
@@ -279,22 +286,33 @@ def train_networks(ens: Ensemble, n_train: int, targets, lr: float, steps, progr
                 if progress is not None:
                     progress(t, None)
                 if prev is not None:
-                    change = np.abs(z - prev).max(axis=(1, 2))
-                    new = left & (change < tol * net_scale)
+                    change = np.abs(z - prev).max(axis=(1, 2)) / net_scale[idx]
+                    new = live & (change < tol)
                     if new.any():   # these networks moved by < tol·scale in their last step: record z(t)
-                        rec[new] = _forward(work, x, fns, False)[0][-1][new]
-                        conv_at[new] = t
-                        left &= ~new
-                        if not left.any():
+                        rec[idx[new]] = _forward(work, x, fns, False)[0][-1][new]
+                        conv_at[idx[new]] = t
+                        live &= ~new
+                        if not live.any():
                             break
+                        if 2 * live.sum() <= len(live):   # train only the networks still moving
+                            work = _subset(work, live)
+                            bufs = [None] * work.depth
+                            idx, z, change, live = idx[live], z[live], change[live], live[live]
                 prev = z
                 if t - start >= max_steps:
-                    worst = float((change / net_scale)[left].max()) if prev is not None else math.inf
-                    raise NumericsError(
-                        f"gradient descent did not converge in {max_steps} steps after step {start} "
-                        f"(η = {lr:g}): {int(left.sum())} of {C} networks' training outputs still change by "
-                        f"up to {worst:.3g} (relative) per step, tolerance {tol:g}; raise max_steps or η, "
-                        "or ask for a finite step", reason="not converged")
+                    worst = float(change[live].max()) if prev is not None else math.inf
+                    msg = (f"gradient descent did not converge in {max_steps} steps after step {start} "
+                           f"(η = {lr:g}): {int(live.sum())} of {C} networks' training outputs still change by "
+                           f"up to {worst:.3g} (relative) per step, tolerance {tol:g}")
+                    if unconverged == "raise":
+                        raise NumericsError(msg + "; raise max_steps or η, ask for a finite step, or keep "
+                                            "these networks' last state with unconverged='keep'",
+                                            reason="not converged")
+                    rec[idx[live]] = _forward(work, x, fns, False)[0][-1][live]
+                    n_unconverged = int(live.sum())
+                    warnings.warn(msg + "; their state after the last step is kept (converged step -1)",
+                                  RuntimeWarning, stacklevel=2)
+                    break
             out[target] = rec
             t_conv = conv_at
             continue
@@ -311,7 +329,7 @@ def train_networks(ens: Ensemble, n_train: int, targets, lr: float, steps, progr
         if not np.isfinite(zs[-1]).all():
             _diverged(lr, t, ens, n_train, fns, y.shape[1], math.nan, err0)
     if info is not None:
-        info.update({"converged_steps": t_conv, "steps_done": t,
+        info.update({"converged_steps": t_conv, "steps_done": t, "unconverged": n_unconverged,
                      "max_error": float(np.abs(out[steps[-1]][:, :, :n_train] - yT).max())})
     return out
 
@@ -337,6 +355,16 @@ def _diverged(lr, t, ens, n_train, fns, n_out, err, err0):
         f"{err0:.3g} to {err:.3g}; the largest stable step of the empirical NTK on the training inputs, "
         f"averaged over the networks, is 2/λ_max = {eta:.6g} (η must be below it; {bad} of {len(per)} "
         f"networks have 2/λ_max(H) <= η, smallest {min(per):.6g})", reason="diverges")
+
+
+def _subset(ens: Ensemble, keep: np.ndarray) -> Ensemble:
+    """The networks ``keep`` (a boolean mask) of ``ens``, parameters copied."""
+    return replace(ens, W=[w[keep] for w in ens.W], b=[None if v is None else v[keep] for v in ens.b])
+
+
+def _check_unconverged(unconverged) -> None:
+    if unconverged not in ("raise", "keep"):
+        raise InputError(f"unconverged must be 'raise' or 'keep'; got {unconverged!r}")
 
 
 def _check_lr(lr) -> float:
@@ -484,8 +512,8 @@ def default_chunk(widths: Sequence[int]) -> int:
 
 def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float, steps, samples: int,
                    seed: int = 0, chunk: int | None = None, out_width: int = 1, batches: int = 30,
-                   tol: float = DEFAULT_TOL, max_steps: int = DEFAULT_MAX_STEPS, keep_ntk: bool = False,
-                   progress=None) -> TrainedEnsemble:
+                   tol: float = DEFAULT_TOL, max_steps: int = DEFAULT_MAX_STEPS, unconverged: str = "raise",
+                   keep_ntk: bool = False, progress=None) -> TrainedEnsemble:
     """Train ``samples`` networks of ``model`` (its rule file, hyper-parameters, depth and width; its
     ``inputs`` are replaced by x_train then x_test) by full-batch gradient descent with step η = ``lr``
     on (x_train, y_train), recording the outputs on all inputs at every step of ``steps`` (and 0).
@@ -494,6 +522,7 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
     None.  ``steps``: integers >= 0 and ``math.inf`` (until converged).  ``chunk``: networks trained
     at once (default: :func:`default_chunk`, weights of about 4 MiB); the networks and the results do not depend on
     it.  ``progress``: True (a line on stderr) or ``progress(done, total, elapsed)`` per chunk.
+    ``unconverged``: see :func:`train_networks` (meta["unconverged_networks"] counts them).
     ``keep_ntk``: keep every network's empirical NTK at initialisation on all inputs
     (``TrainedEnsemble.ntk``, (S, n_out·N, n_out·N), neuron major; 8 (n_out N)² bytes per network);
     its mean over the networks is always kept (``TrainedEnsemble.ntk_mean``).
@@ -536,6 +565,7 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
     lr = _check_lr(lr)
     steps = _check_steps(list(_check_steps(steps)) + [0])   # step 0 (the initialisation) always
     tol, max_steps = _check_tol(tol, max_steps)
+    _check_unconverged(unconverged)
     for name, v in (("samples", samples), ("batches", batches)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise InputError(f"{name} must be an integer; got {v!r}")
@@ -560,6 +590,7 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
     H_sum = 0.0
     min_stable = math.inf
     unstable = 0
+    n_unconverged = 0
     N = x.shape[0]
     train_idx = [i * N + a for i in range(out_width) for a in range(n_train)]
     ntks: list = []
@@ -580,7 +611,8 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
             del H, H_all
             info: dict = {}
             res = train_networks(ens, n_train, y, lr, steps, activation=fns, tol=tol, max_steps=max_steps,
-                                 info=info)
+                                 unconverged=unconverged, info=info)
+            n_unconverged += info["unconverged"]
             for k, v in res.items():
                 parts.setdefault(k, []).append(v)
             if info["converged_steps"] is not None:
@@ -605,6 +637,7 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
                  "out_width": int(out_width), "n_train": int(n_train), "n_test": int(xte.shape[0]),
                  "targets": y.tolist(), "tol": tol, "max_steps": max_steps, "converged_step": int(max(c.max() for c in conv)) if conv else None,
                  "stable_lr": stable, "stable_lr_min": min_stable, "unstable_networks": int(unstable),
+                 "unconverged_networks": int(n_unconverged),
                  "elapsed_s": round(time.perf_counter() - t0, 3), "package_version": _package_version()})
     outputs = {k: np.concatenate(v) for k, v in parts.items()}
     return TrainedEnsemble(outputs=outputs, n_train=int(n_train), batches=int(batches), meta=meta,
