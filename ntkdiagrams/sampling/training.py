@@ -28,11 +28,21 @@ with ``streams="one"``: for the same model, seed and number of networks the init
 the sampler's, and they do not depend on ``chunk``.
 
 Step "∞" (``math.inf`` in ``steps``): each network is recorded at the first step t with
-max_{i, α∈A} |z(t) − z(t−1)| < tol · scale (scale = the largest |y| or that network's largest |z(0)| on
-the training inputs), so the result does not depend on the chunk; training stops when every
-network has converged, at most ``max_steps`` steps after the largest finite step.  A step η beyond the stable one shows as exploding outputs; the error then
-names η and 2/λ_max of the empirical NTK H_{ij;α1α2} (α's ∈ A) at initialisation averaged over
-the networks (kernel gradient descent z ← z − ηHε is stable for η < 2/λ_max).
+max_{i, α∈A} |z(t) − z(t−1)| < tol · scale (scale = the largest |y| or that network's largest |z(0)|
+on the training inputs), so the result does not depend on the chunk; converged networks stop
+training, and the rest go on for at most ``max_steps`` steps after the largest finite step
+(``unconverged="raise"``: NumericsError; ``"keep"``: their last state, with a warning).  The
+distance to the fixed point is about the last change / (η λ_min) of that network's NTK.
+
+Stability: a step η beyond the stable one shows as exploding outputs; the NumericsError then names η
+and 2/λ_max of the empirical NTK H_{ij;α1α2} (α's ∈ A) at initialisation averaged over the networks
+(kernel gradient descent z ← z − ηHε is stable for η < 2/λ_max), and how many networks' own
+2/λ_max(H) is below η.  At small width these fluctuate a lot (see :func:`train_ensemble`).
+
+Public names: :func:`train_ensemble` (a model, data, η, steps → :class:`TrainedEnsemble`: outputs
+per step and network, means, covariances, batch-means errors of any estimator, save/load),
+:func:`train_networks` (one ensemble of explicit networks), :func:`train_step` (one step in place),
+:func:`empirical_ntk`, :func:`stable_step`, :func:`default_chunk`.
 
 Standard errors are batch means, as in the sampler: the networks are split into ``batches``
 consecutive batches (:func:`~ntkdiagrams.sampling.sampler.batch_sizes`), an estimator is evaluated
