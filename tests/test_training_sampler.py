@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -173,6 +174,8 @@ def test_networks_do_not_depend_on_chunk_and_converge():
     c = train_ensemble(_model(), xtr, y, xte, chunk=40, **{**kw, "steps": [T]})
     np.testing.assert_allclose(c.outputs[T], a.outputs[math.inf], atol=1e-9, rtol=0)
     assert a.meta["stable_lr"] > 0.1 and a.meta["method"] == "gradient-descent"
+    assert a.ntk is None and a.ntk_mean.shape == (4, 4)
+    np.testing.assert_allclose(a.meta["stable_lr"], stable_step(a.ntk_mean[:3, :3]), rtol=1e-12)
 
 
 def test_initial_networks_are_the_samplers():
@@ -210,11 +213,23 @@ def test_means_covariances_and_their_errors():
 def test_divergence_and_no_convergence_are_clear_errors():
     xtr, y, xte = _data()
     stable = train_ensemble(_model(), xtr, y, xte, lr=0.1, steps=[0], samples=4, batches=2).meta["stable_lr"]
-    with pytest.raises(NumericsError, match=r"diverges.*2/λ_max = ") as exc, pytest.warns(RuntimeWarning):
-        train_ensemble(_model(), xtr, y, xte, lr=3 * stable, steps=[2000], samples=4, batches=2)
+    with pytest.raises(NumericsError, match=r"diverges.*2/λ_max = ") as exc:
+        with np.errstate(over="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            train_ensemble(_model(), xtr, y, xte, lr=3 * stable, steps=[2000], samples=4, batches=2)
     assert exc.value.reason == "diverges"
+    # width 8: some networks' own NTK is unstable at 0.9 of the ensemble's stable step
+    with pytest.warns(RuntimeWarning, match=r"of 40 networks' empirical NTK"):
+        r = train_ensemble(_model(), xtr, y, xte, lr=0.9 * stable, steps=[3], samples=40, batches=2)
+    assert 0 < r.meta["unstable_networks"] < 40
     with pytest.raises(NumericsError, match="did not converge in 5 steps"):
         train_ensemble(_model(), xtr, y, xte, lr=0.01, steps=[math.inf], samples=4, batches=2, max_steps=5)
+    with pytest.warns(RuntimeWarning, match="did not converge in 5 steps"):
+        r = train_ensemble(_model(), xtr, y, xte, lr=0.01, steps=[2, math.inf], samples=4, batches=2, max_steps=5,
+                           unconverged="keep")
+    assert r.meta["unconverged_networks"] == 4 and np.all(r.converged_steps == -1)
+    c = train_ensemble(_model(), xtr, y, xte, lr=0.01, steps=[7], samples=4, batches=2)
+    np.testing.assert_array_equal(r.outputs[math.inf], c.outputs[7])     # the state after 2 + 5 steps
 
 
 @pytest.mark.parametrize("change,match", [
@@ -226,6 +241,7 @@ def test_divergence_and_no_convergence_are_clear_errors():
     ({"x_test": np.zeros((1, 3))}, "x_test"), ({"x_test": np.array([[math.inf, 0.0]])}, "NaN or inf"),
     ({"out_width": 3}, "out_width"), ({"samples": 1}, "samples"), ({"chunk": 0}, "chunk"),
     ({"seed": -1}, "seed"), ({"tol": 0.0}, "tol"), ({"max_steps": 0}, "max_steps"),
+    ({"unconverged": "ignore"}, "unconverged"),
 ])
 def test_bad_input_is_an_input_error(change, match):
     xtr, y, xte = _data()
@@ -248,3 +264,45 @@ def test_train_networks_checks_its_input():
     out = train_networks(ens, NTR, y, 0.1, [3], activation=TANH)
     assert sorted(out) == [0, 3] and out[3].shape == (3, 2, 3)
     np.testing.assert_array_equal(out[0], _objects(ens, TANH)["z"])   # ens itself is not trained
+
+
+def test_wide_linear_networks_follow_kernel_gradient_descent():
+    """At large width the trained ensemble is kernel gradient descent (docs/conventions.md §7):
+    z(T) = (1 − Q E_A) z(0) + Q y with Q = Θ_{·A} Θ_AA⁻¹ [1 − (1 − ηΘ_AA)^T], so mean Q y and covariance
+    (1 − Q E_A) K (1 − Q E_A)ᵀ; deep linear networks have closed-form K and Θ.  Within 4 standard
+    errors plus an O(1/n) allowance."""
+    cb, cw, lb, lw, n = 0.1, 1.2, 0.5, 1.5, 512
+    xtr, xte = np.array([[1.0, 0.2], [-0.3, 0.9]]), np.array([[0.5, 0.5]])
+    y = np.array([[0.7], [-0.4]])
+    x = np.concatenate([xtr, xte])
+    K1, T1 = cb + cw * x @ x.T / 2, lb + lw * x @ x.T / 2
+    K, Th = cb + cw * K1, lb + lw * K1 + cw * T1
+    eta = 0.5 * 2 / np.linalg.eigvalsh(Th[:2, :2])[-1]
+    m = ModelSpec(parse_activation("linear"), depth=2, width=n, cb=cb, cw=cw, lb=lb, lw=lw)
+    r = train_ensemble(m, xtr, y, xte, lr=eta, steps=[10, math.inf], samples=1000, batches=10)
+    assert abs(r.meta["stable_lr"] / (2 * eta) - 1) < 0.02
+    E = np.eye(3)[:2]
+    for T in (0, 10, math.inf):
+        f = np.eye(2) - (np.linalg.matrix_power(np.eye(2) - eta * Th[:2, :2], T) if T != math.inf else 0)
+        Q = Th[:, :2] @ np.linalg.solve(Th[:2, :2], f)
+        M = np.eye(3) - Q @ E
+        assert np.all(np.abs(r.mean(T)[0] - Q @ y[:, 0]) <= 4 * r.mean_stderr(T)[0] + 0.1 / n), T
+        assert np.all(np.abs(r.cov(T) - M @ K @ M.T) <= 4 * r.cov_stderr(T) + 0.1 / n), T
+
+
+def test_save_and_load(tmp_path):
+    xtr, y, xte = _data()
+    r = train_ensemble(_model(), xtr, y, xte, lr=0.05, steps=[2, math.inf], samples=6, batches=2, keep_ntk=True)
+    r.save(str(tmp_path / "t.npz"))
+    s = TrainedEnsemble.load(str(tmp_path / "t.npz"))
+    assert s.steps == r.steps and s.meta == r.meta and s.n_train == 3 and s.batches == 2
+    for k in r.steps:
+        np.testing.assert_array_equal(s.outputs[k], r.outputs[k])
+    np.testing.assert_array_equal(s.converged_steps, r.converged_steps)
+    np.testing.assert_array_equal(s.ntk, r.ntk)
+    np.testing.assert_allclose(s.ntk_mean, r.ntk.mean(0), rtol=1e-12)
+    with pytest.raises(InputError, match=".npz"):
+        r.save(str(tmp_path / "t.json"))
+    (tmp_path / "bad.npz").write_text("not a zip")
+    with pytest.raises(InputError, match="bad.npz"):
+        TrainedEnsemble.load(str(tmp_path / "bad.npz"))

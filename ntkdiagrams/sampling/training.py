@@ -28,11 +28,21 @@ with ``streams="one"``: for the same model, seed and number of networks the init
 the sampler's, and they do not depend on ``chunk``.
 
 Step "∞" (``math.inf`` in ``steps``): each network is recorded at the first step t with
-max_{i, α∈A} |z(t) − z(t−1)| < tol · scale (scale = the largest |y| or that network's largest |z(0)| on
-the training inputs), so the result does not depend on the chunk; training stops when every
-network has converged, at most ``max_steps`` steps after the largest finite step.  A step η beyond the stable one shows as exploding outputs; the error then
-names η and 2/λ_max of the empirical NTK H_{ij;α1α2} (α's ∈ A) at initialisation averaged over
-the networks (kernel gradient descent z ← z − ηHε is stable for η < 2/λ_max).
+max_{i, α∈A} |z(t) − z(t−1)| < tol · scale (scale = the largest |y| or that network's largest |z(0)|
+on the training inputs), so the result does not depend on the chunk; converged networks stop
+training, and the rest go on for at most ``max_steps`` steps after the largest finite step
+(``unconverged="raise"``: NumericsError; ``"keep"``: their last state, with a warning).  The
+distance to the fixed point is about the last change / (η λ_min) of that network's NTK.
+
+Stability: a step η beyond the stable one shows as exploding outputs; the NumericsError then names η
+and 2/λ_max of the empirical NTK H_{ij;α1α2} (α's ∈ A) at initialisation averaged over the networks
+(kernel gradient descent z ← z − ηHε is stable for η < 2/λ_max), and how many networks' own
+2/λ_max(H) is below η.  At small width these fluctuate a lot (see :func:`train_ensemble`).
+
+Public names: :func:`train_ensemble` (a model, data, η, steps → :class:`TrainedEnsemble`: outputs
+per step and network, means, covariances, batch-means errors of any estimator, save/load),
+:func:`train_networks` (one ensemble of explicit networks), :func:`train_step` (one step in place),
+:func:`empirical_ntk`, :func:`stable_step`, :func:`default_chunk`.
 
 Standard errors are batch means, as in the sampler: the networks are split into ``batches``
 consecutive batches (:func:`~ntkdiagrams.sampling.sampler.batch_sizes`), an estimator is evaluated
@@ -40,7 +50,9 @@ per batch, and its error is std(batch values, ddof=1)/√batches.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -49,6 +61,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import InputError, NumericsError
+from ..files import atomic_output
 from ..numerics.activations import Activation
 from ..numerics.inputs import check_inputs
 from .model import ModelSpec
@@ -221,7 +234,7 @@ def _check_steps(steps) -> list:
 
 def train_networks(ens: Ensemble, n_train: int, targets, lr: float, steps, progress=None, *,
                    activation, tol: float = DEFAULT_TOL, max_steps: int = DEFAULT_MAX_STEPS,
-                   info: dict | None = None) -> dict:
+                   unconverged: str = "raise", info: dict | None = None) -> dict:
     """Train a copy of the ensemble by full-batch gradient descent (module docstring).
 
     ``ens.x``: the n_train training inputs, then the test inputs; ``targets`` (n_train, n_out):
@@ -230,7 +243,11 @@ def train_networks(ens: Ensemble, n_train: int, targets, lr: float, steps, progr
     optionally ``math.inf`` (until converged, see the module docstring).  ``progress(t, total)``
     is called after every step.  Returns {step: z^(L) (C, n_out, N)} on all N inputs.  ``info``,
     when a dict, receives "converged_steps" (for ∞: the step (C,) at which each network converged
-    and was recorded, else None), "steps_done" and "max_error" (largest |ε| at the last step).  Raises NumericsError when the outputs blow up or ∞ is not reached in
+    and was recorded, -1: not converged, else None), "steps_done", "unconverged" (how many networks
+    did not converge) and "max_error" (largest |ε| at the last step).  ``unconverged``: "raise" (a
+    NumericsError when some network has not converged after ``max_steps``) or "keep" (keep their
+    state after the last step, with a RuntimeWarning).  Networks that have converged are recorded
+    and, once they are half of those still trained, no longer trained.  Raises NumericsError when the outputs blow up or ∞ is not reached in
     ``max_steps`` steps."""
     fns = _functions(activation)
     x = check_inputs(ens.x)
@@ -245,6 +262,7 @@ def train_networks(ens: Ensemble, n_train: int, targets, lr: float, steps, progr
     lr = _check_lr(lr)
     steps = _check_steps(steps)
     tol, max_steps = _check_tol(tol, max_steps)
+    _check_unconverged(unconverged)
     work = _restricted(ens, y.shape[1], x)
     xtr = x[:n_train]
     yT = y.T[None]
@@ -260,13 +278,15 @@ def train_networks(ens: Ensemble, n_train: int, targets, lr: float, steps, progr
     scale = None
     net_scale = None
     t_conv = None
+    n_unconverged = 0
     for target in steps:
         if target == math.inf:
             start = t
             C = work.size
             conv_at = np.full(C, -1, dtype=np.int64)
             rec = np.empty((C, y.shape[1], len(x)))
-            left = np.ones(C, dtype=bool)
+            idx = np.arange(C)                   # the networks of `work`, by position in the chunk
+            live = np.ones(C, dtype=bool)        # those of `work` not converged yet
             while True:
                 z = _step(work, xtr, yT, lr, fns, bufs)          # z(t); the parameters move to t + 1
                 err0, scale = _watch(z, yT, err0, scale, lr, t, ens, n_train, fns, y.shape[1])
@@ -276,22 +296,33 @@ def train_networks(ens: Ensemble, n_train: int, targets, lr: float, steps, progr
                 if progress is not None:
                     progress(t, None)
                 if prev is not None:
-                    change = np.abs(z - prev).max(axis=(1, 2))
-                    new = left & (change < tol * net_scale)
+                    change = np.abs(z - prev).max(axis=(1, 2)) / net_scale[idx]
+                    new = live & (change < tol)
                     if new.any():   # these networks moved by < tol·scale in their last step: record z(t)
-                        rec[new] = _forward(work, x, fns, False)[0][-1][new]
-                        conv_at[new] = t
-                        left &= ~new
-                        if not left.any():
+                        rec[idx[new]] = _forward(work, x, fns, False)[0][-1][new]
+                        conv_at[idx[new]] = t
+                        live &= ~new
+                        if not live.any():
                             break
+                        if 2 * live.sum() <= len(live):   # train only the networks still moving
+                            work = _subset(work, live)
+                            bufs = [None] * work.depth
+                            idx, z, change, live = idx[live], z[live], change[live], live[live]
                 prev = z
                 if t - start >= max_steps:
-                    worst = float((change / net_scale)[left].max()) if prev is not None else math.inf
-                    raise NumericsError(
-                        f"gradient descent did not converge in {max_steps} steps after step {start} "
-                        f"(η = {lr:g}): {int(left.sum())} of {C} networks' training outputs still change by "
-                        f"up to {worst:.3g} (relative) per step, tolerance {tol:g}; raise max_steps or η, "
-                        "or ask for a finite step", reason="not converged")
+                    worst = float(change[live].max()) if prev is not None else math.inf
+                    msg = (f"gradient descent did not converge in {max_steps} steps after step {start} "
+                           f"(η = {lr:g}): {int(live.sum())} of {C} networks' training outputs still change by "
+                           f"up to {worst:.3g} (relative) per step, tolerance {tol:g}")
+                    if unconverged == "raise":
+                        raise NumericsError(msg + "; raise max_steps or η, ask for a finite step, or keep "
+                                            "these networks' last state with unconverged='keep'",
+                                            reason="not converged")
+                    rec[idx[live]] = _forward(work, x, fns, False)[0][-1][live]
+                    n_unconverged = int(live.sum())
+                    warnings.warn(msg + "; their state after the last step is kept (converged step -1)",
+                                  RuntimeWarning, stacklevel=2)
+                    break
             out[target] = rec
             t_conv = conv_at
             continue
@@ -308,7 +339,7 @@ def train_networks(ens: Ensemble, n_train: int, targets, lr: float, steps, progr
         if not np.isfinite(zs[-1]).all():
             _diverged(lr, t, ens, n_train, fns, y.shape[1], math.nan, err0)
     if info is not None:
-        info.update({"converged_steps": t_conv, "steps_done": t,
+        info.update({"converged_steps": t_conv, "steps_done": t, "unconverged": n_unconverged,
                      "max_error": float(np.abs(out[steps[-1]][:, :, :n_train] - yT).max())})
     return out
 
@@ -334,6 +365,16 @@ def _diverged(lr, t, ens, n_train, fns, n_out, err, err0):
         f"{err0:.3g} to {err:.3g}; the largest stable step of the empirical NTK on the training inputs, "
         f"averaged over the networks, is 2/λ_max = {eta:.6g} (η must be below it; {bad} of {len(per)} "
         f"networks have 2/λ_max(H) <= η, smallest {min(per):.6g})", reason="diverges")
+
+
+def _subset(ens: Ensemble, keep: np.ndarray) -> Ensemble:
+    """The networks ``keep`` (a boolean mask) of ``ens``, parameters copied."""
+    return replace(ens, W=[w[keep] for w in ens.W], b=[None if v is None else v[keep] for v in ens.b])
+
+
+def _check_unconverged(unconverged) -> None:
+    if unconverged not in ("raise", "keep"):
+        raise InputError(f"unconverged must be 'raise' or 'keep'; got {unconverged!r}")
 
 
 def _check_lr(lr) -> float:
@@ -366,6 +407,8 @@ class TrainedEnsemble:
     batches: int
     meta: dict = field(default_factory=dict)
     converged_steps: np.ndarray | None = None   # (S,): the step each network converged at (for ∞)
+    ntk_mean: np.ndarray | None = None          # (n_out·N, n_out·N): mean empirical NTK at initialisation
+    ntk: np.ndarray | None = None               # (S, n_out·N, n_out·N): per network (keep_ntk=True)
 
     @property
     def steps(self) -> list:
@@ -433,6 +476,40 @@ class TrainedEnsemble:
         self._get(step)
         return self.standard_error_of(cov)
 
+    def save(self, path: str) -> None:
+        """Write to ``path`` (.npz: ``meta`` as JSON text, ``outputs/<step>`` with step ``inf`` for
+        ∞, ``converged_steps``, ``ntk_mean``, ``ntk`` when there are); written to a temporary file
+        and renamed."""
+        if os.path.splitext(path)[1].lower() != ".npz":
+            raise InputError(f"output file {path!r} must end in .npz")
+        arrays = {"meta": np.array(json.dumps(self.meta)), "n_train": np.array(self.n_train),
+                  "batches": np.array(self.batches)}
+        for k, v in self.outputs.items():
+            arrays[f"outputs/{'inf' if k == math.inf else int(k)}"] = v
+        for name in ("converged_steps", "ntk_mean", "ntk"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: str) -> "TrainedEnsemble":
+        """Read a file written by :meth:`save`; InputError naming the file when it is not one."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                names = set(getattr(f, "files", ()))
+                if not {"meta", "n_train", "batches"} <= names:
+                    raise InputError(f"{path}: not a trained ensemble (no meta, n_train, batches)")
+                outputs = {(math.inf if k.split("/", 1)[1] == "inf" else int(k.split("/", 1)[1])): f[k]
+                           for k in names if k.startswith("outputs/")}
+                return cls(outputs=outputs, n_train=int(f["n_train"]), batches=int(f["batches"]),
+                           meta=json.loads(str(f["meta"])),
+                           **{k: f[k] for k in ("converged_steps", "ntk_mean", "ntk") if k in names})
+        except InputError:
+            raise
+        except Exception as exc:  # OSError, ValueError, zipfile.BadZipFile, …
+            raise InputError(f"{path}: cannot read a trained ensemble ({type(exc).__name__}: {exc})") from None
+
 
 def default_chunk(widths: Sequence[int]) -> int:
     """Networks trained at once when no chunk is given: their weights take about 4 MiB, so that a
@@ -445,8 +522,8 @@ def default_chunk(widths: Sequence[int]) -> int:
 
 def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float, steps, samples: int,
                    seed: int = 0, chunk: int | None = None, out_width: int = 1, batches: int = 30,
-                   tol: float = DEFAULT_TOL, max_steps: int = DEFAULT_MAX_STEPS,
-                   progress=None) -> TrainedEnsemble:
+                   tol: float = DEFAULT_TOL, max_steps: int = DEFAULT_MAX_STEPS, unconverged: str = "raise",
+                   keep_ntk: bool = False, progress=None) -> TrainedEnsemble:
     """Train ``samples`` networks of ``model`` (its rule file, hyper-parameters, depth and width; its
     ``inputs`` are replaced by x_train then x_test) by full-batch gradient descent with step η = ``lr``
     on (x_train, y_train), recording the outputs on all inputs at every step of ``steps`` (and 0).
@@ -455,12 +532,21 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
     None.  ``steps``: integers >= 0 and ``math.inf`` (until converged).  ``chunk``: networks trained
     at once (default: :func:`default_chunk`, weights of about 4 MiB); the networks and the results do not depend on
     it.  ``progress``: True (a line on stderr) or ``progress(done, total, elapsed)`` per chunk.
+    ``unconverged``: see :func:`train_networks` (meta["unconverged_networks"] counts them).
+    ``keep_ntk``: keep every network's empirical NTK at initialisation on all inputs
+    (``TrainedEnsemble.ntk``, (S, n_out·N, n_out·N), neuron major; 8 (n_out N)² bytes per network);
+    its mean over the networks is always kept (``TrainedEnsemble.ntk_mean``).
 
     Returns a :class:`TrainedEnsemble` with meta: the model's and program's meta, lr, steps, samples,
     seed, batches, out_width, n_train, tol, max_steps, converged_step (the largest of the networks'
     ``converged_steps``),
     stable_lr (2/λ_max of the ensemble-mean empirical NTK on the training inputs at initialisation),
-    stable_lr_min (the smallest per-network 2/λ_max), elapsed_s, package_version."""
+    stable_lr_min (the smallest per-network 2/λ_max), unstable_networks (how many networks have
+    2/λ_max(H) <= η at initialisation: a RuntimeWarning says so), elapsed_s, package_version.
+
+    Note: at small width the per-network λ_max fluctuates: for depth 3–4 and n = 16–32 some 10–35 %
+    of the networks have 2/λ_max(H) below 0.8–0.9 × stable_lr, so an η that close to the
+    ensemble's stable step trains some networks unstably."""
     if not isinstance(model, ModelSpec):
         raise InputError(f"model must be a ModelSpec; got {type(model).__name__}")
     xtr = check_inputs(x_train)
@@ -489,6 +575,7 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
     lr = _check_lr(lr)
     steps = _check_steps(list(_check_steps(steps)) + [0])   # step 0 (the initialisation) always
     tol, max_steps = _check_tol(tol, max_steps)
+    _check_unconverged(unconverged)
     for name, v in (("samples", samples), ("batches", batches)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise InputError(f"{name} must be an integer; got {v!r}")
@@ -512,19 +599,30 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
     parts: dict = {}
     H_sum = 0.0
     min_stable = math.inf
+    unstable = 0
+    n_unconverged = 0
+    N = x.shape[0]
+    train_idx = [i * N + a for i in range(out_width) for a in range(n_train)]
+    ntks: list = []
     conv: list = []
     done = 0
     try:
         while done < samples:
             c = min(int(chunk), int(samples) - done)
             ens = program.draw(rng, c, x)
-            H = empirical_ntk(ens, n_train, fns, out_width)
-            H_sum = H_sum + H.sum(0)
-            min_stable = min(min_stable, min(stable_step(h) for h in H))
-            del H
+            H_all = empirical_ntk(ens, N, fns, out_width)          # on every input
+            H_sum = H_sum + H_all.sum(0)
+            if keep_ntk:
+                ntks.append(H_all)
+            H = H_all[:, train_idx][:, :, train_idx]
+            per = [stable_step(h) for h in H]
+            min_stable = min(min_stable, min(per))
+            unstable += sum(lr >= p for p in per)
+            del H, H_all
             info: dict = {}
             res = train_networks(ens, n_train, y, lr, steps, activation=fns, tol=tol, max_steps=max_steps,
-                                 info=info)
+                                 unconverged=unconverged, info=info)
+            n_unconverged += info["unconverged"]
             for k, v in res.items():
                 parts.setdefault(k, []).append(v)
             if info["converged_steps"] is not None:
@@ -536,21 +634,25 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
     finally:
         if reporter:
             reporter(None, int(samples), time.perf_counter() - t0)
-    stable = stable_step(H_sum / samples)
-    if lr >= min_stable:
-        warnings.warn(f"η = {lr:g} is at or above the largest stable step 2/λ_max of some networks' empirical "
-                      f"NTK (smallest {min_stable:.6g}; ensemble mean {stable:.6g})", RuntimeWarning, stacklevel=2)
+    ntk_mean = H_sum / samples
+    stable = stable_step(ntk_mean[np.ix_(train_idx, train_idx)])
+    if unstable:
+        warnings.warn(f"η = {lr:g} is at or above the largest stable step 2/λ_max of {unstable} of {samples} "
+                      f"networks' empirical NTK at initialisation (smallest {min_stable:.6g}; of the ensemble-mean "
+                      f"NTK {stable:.6g})", RuntimeWarning, stacklevel=2)
     meta = dict(model.meta())
     meta.update(program.meta())
     meta.update({"method": "gradient-descent", "lr": lr, "steps": [s if s != math.inf else "inf" for s in steps],
                  "samples": int(samples), "seed": int(seed), "batches": int(batches), "chunk": int(chunk),
                  "out_width": int(out_width), "n_train": int(n_train), "n_test": int(xte.shape[0]),
                  "targets": y.tolist(), "tol": tol, "max_steps": max_steps, "converged_step": int(max(c.max() for c in conv)) if conv else None,
-                 "stable_lr": stable, "stable_lr_min": min_stable,
+                 "stable_lr": stable, "stable_lr_min": min_stable, "unstable_networks": int(unstable),
+                 "unconverged_networks": int(n_unconverged),
                  "elapsed_s": round(time.perf_counter() - t0, 3), "package_version": _package_version()})
     outputs = {k: np.concatenate(v) for k, v in parts.items()}
     return TrainedEnsemble(outputs=outputs, n_train=int(n_train), batches=int(batches), meta=meta,
-                           converged_steps=np.concatenate(conv) if conv else None)
+                           converged_steps=np.concatenate(conv) if conv else None, ntk_mean=ntk_mean,
+                           ntk=np.concatenate(ntks) if keep_ntk else None)
 
 
 def _package_version() -> str:
