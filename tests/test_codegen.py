@@ -54,7 +54,7 @@ def run_clean(tmp_path, source: str, script: str) -> dict:
 
 
 def reference(activation):
-    return nd.evaluate(activation, DEPTH, X, stats=STATS, params=HYPER, degree=32)
+    return nd.evaluate(activation, DEPTH, X, stats=STATS, params=HYPER)
 
 
 def worst(got: list, ref: list, stats=STATS) -> dict:

@@ -40,6 +40,8 @@ from ..numerics.activations import Activation, parse_activation
 from ..numerics.activations import z as zsym
 from ..numerics.evaluate import CompiledRecursion, required_tensors
 from ..numerics.gaussian.factors import KINK_FUNCTIONS
+from ..numerics.gaussian import fast, ladder, orthant, rules, table
+from ..numerics.gaussian.cone import DEFAULT_DEGREE_BY_DIM
 from ..numerics.gaussian.rules import radial_rule, simplex_rule
 from ..numerics.hermite import q_polynomial
 from ..engine.closure import open_tensors, shortcut_coefficients
@@ -55,6 +57,24 @@ TARGETS = ("numpy", "jax")
 #: rule sizes by number of variables (those of the package's cone method for polynomial branches)
 RADIAL_NODES = 12
 SIMPLEX_NODES = {3: 20, 4: 12}
+#: Gauss–Legendre nodes per arc of the m = 2 cone method for kinked factors
+KINK_ARC_NODES = 24
+#: JAX target: its fixed trapezoid rules (FIXED_HALF nodes per side on [−8.6, 8.6] in every
+#: Cholesky coordinate) are accurate to ≲ 1e-8 while every coordinate scale s_j = max_i |L_ij|
+#: stays below these bounds (h ≤ 0.15/s_j, calibrated on tanh and its derivatives), by the number
+#: of distinct inputs of an expectation; beyond, the module raises (eagerly) or returns NaN (jit)
+FIXED_MAX_SCALE = {1: 1.6, 2: 1.1, 3: 0.7, 4: 0.4}
+
+
+def _fast_constants() -> dict:
+    """The package's fast-path constants (ladders, split-rule grid, table) for the numpy runtime."""
+    return {"MAX_VARIANCE": ladder.FAST_MAX_VARIANCE, "LADDER_GH": ladder.FAST_LADDER_GH,
+            "LADDER": ladder.FAST_LADDER, "LADDER_M2": ladder.FAST_LADDER_M2,
+            "LADDER_M34": ladder.FAST_LADDER_M34, "SLACK": dict(ladder.FAST_SLACK),
+            "GH_MAX": ladder.FAST_GH_MAX, "SPLIT_C": rules.SPLIT_C, "SPLIT_DC": rules.SPLIT_DC,
+            "SPLIT_RECURRENCE_TERMS": rules.SPLIT_RECURRENCE_TERMS, "TABLE_H_MU": table.TABLE_H_MU,
+            "TABLE_H_S": table.TABLE_H_S, "TABLE_REACH": table.TABLE_REACH,
+            "TABLE_DEGREE": table.TABLE_DEGREE, "CHUNK_POINTS": fast.FAST_CHUNK_POINTS}
 
 
 class _JaxPrinter(JaxPrinter):
@@ -99,10 +119,17 @@ class _Functions:
             self.exprs.append(expr)
         return self.index[expr]
 
-    def simple(self, fid: int, act: Activation) -> bool:
-        """The function is σ = tanh itself: simple poles only, so the trapezoid rules may be
-        coarser (H_PER_SCALE_SIMPLE of the runtime)."""
-        return act.expr == sp.tanh(zsym) and self.exprs[fid] == act.expr
+    def polynomial_degree(self, fid: int) -> int | None:
+        """Degree of a smooth polynomial function (as the package's Factor.degree), else None."""
+        e = self.exprs[fid]
+        if self.kinked(fid) or not e.is_polynomial(zsym):
+            return None
+        return int(sp.degree(e, zsym)) if e != 0 else 0
+
+    def ranks(self) -> dict:
+        """fid → rank in the order of sp.srepr (the package's canonical slot order)."""
+        order = sorted(range(len(self.exprs)), key=lambda i: sp.srepr(self.exprs[i]))
+        return {fid: r for r, fid in enumerate(order)}
 
     def kinked(self, fid: int) -> bool:
         return self.exprs[fid].has(*KINK_FUNCTIONS)
@@ -121,13 +148,11 @@ class _Plan:
         self.blob_index: dict = {}
         self.max_vars = 0
 
-    def simple_fids(self) -> list:
-        return [i for i in range(len(self.fns.exprs)) if self.fns.simple(i, self.act)]
-
     def gauss_call(self, funcs) -> tuple[str, list]:
-        """Code for the expectation tensor of ``funcs`` in a canonical order, and that order."""
+        """Code for the expectation tensor of ``funcs`` in the package's canonical order (by
+        sp.srepr, ``GaussianCache``: the same slot order gives the same rules), and that order."""
         fids = [self.fns.id(f) for f in funcs]
-        order = sorted(range(len(fids)), key=lambda s: fids[s])
+        order = sorted(range(len(fids)), key=lambda s: sp.srepr(funcs[s]))
         canon = tuple(fids[s] for s in order)
         self.max_vars = max(self.max_vars, len(canon))
         return f"E.gauss({canon!r})", order
@@ -219,7 +244,14 @@ def _term_code(plan: _Plan, comp: CompiledRecursion, fn, factors, printer, symbo
     return f"    out = out + ({c}) * einsum({spec!r}, {', '.join(arrays)})"
 
 
-def _function_code(fid: int, expr: sp.Expr, kinked: bool, printer) -> list[str]:
+def _coefficients(b: sp.Expr) -> tuple:
+    """Ascending float coefficients of a polynomial branch ((0.0,) for 0), as the package's Factor.poly."""
+    if b == 0:
+        return (0.0,)
+    return tuple(float(c) for c in reversed(sp.Poly(b, zsym).all_coeffs()))
+
+
+def _function_code(fid: int, expr: sp.Expr, kinked: bool, degree, printer) -> list[str]:
     def body(e):
         code = printer.doprint(e)
         return code if e.has(zsym) else f"{code} + 0.0 * z"
@@ -234,10 +266,14 @@ def _function_code(fid: int, expr: sp.Expr, kinked: bool, printer) -> list[str]:
             lines += [f"def _f{fid}{suffix}(z):", f"    return {body(b)}", ""]
         lines.append(f"_F[{fid}] = (_f{fid}p, _f{fid}m)")
         lines.append(f"_KINKED[{fid}] = True")
+        lines.append(f"_PIECES[{fid}] = {_coefficients(_branch(expr, 1))!r}, {_coefficients(_branch(expr, -1))!r}")
     else:
         lines += [f"def _f{fid}(z):", f"    # {expr}", f"    return {body(expr)}", ""]
         lines.append(f"_F[{fid}] = (_f{fid}, _f{fid})")
         lines.append(f"_KINKED[{fid}] = False")
+        if degree is not None:
+            lines.append(f"_POLY[_f{fid}] = {degree}")
+            lines.append(f"_PIECES[{fid}] = {_coefficients(expr)!r}, {_coefficients(expr)!r}")
     return lines + ["", ""]
 
 
@@ -310,7 +346,7 @@ def codegen(stats: Sequence[str] | str, activation: str | Activation, *, rules=N
     kinked_any = any(plan.fns.kinked(i) for i in range(len(plan.fns.exprs)))
     funcs = []
     for fid, expr in enumerate(plan.fns.exprs):
-        funcs += _function_code(fid, expr, plan.fns.kinked(fid), printer)
+        funcs += _function_code(fid, expr, plan.fns.kinked(fid), plan.fns.polynomial_degree(fid), printer)
     closure = _closure_constants(rules, act, names, settings, printer)
     return _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs, body, printer, kinked_any,
                      closure)
@@ -362,7 +398,7 @@ def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs,
                 + "])" for g, terms in dist) + "]"
         sites.append(f"    ({k}, [{eq}], {ds}),")
     sites.append("]")
-    imports = ["import math", "", "import numpy as np"]
+    imports = ["import itertools", "import math", "", "import numpy as np"]
     if target == "jax":
         imports += ["import jax", "import jax.numpy as xp", "import jax.scipy.special",
                     "", 'jax.config.update("jax_enable_x64", True)']
@@ -381,18 +417,37 @@ def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs,
         f"DEFAULTS = {defaults!r}",
         "_F = {}",
         "_KINKED = {}",
-        f"_SIMPLE = {plan.simple_fids()!r}  # functions with simple poles only (sigma = tanh itself)",
+        "_POLY = {}  # smooth polynomial functions: degree",
+        f"_RANK = {plan.fns.ranks()!r}  # canonical slot order (the package's: by sympy srepr)",
         "RADIAL = {}",
         "SIMPLEX = {}",
+        f"KINK_ARC_NODES = {KINK_ARC_NODES}",
+        "CONE_RADIAL = {}",
+        "RADIAL1 = {}",
+        f"CONE_DEGREE = {dict(DEFAULT_DEGREE_BY_DIM)!r}",
+        f"FIXED_MAX_SCALE = {FIXED_MAX_SCALE!r}  # JAX: largest coordinate scale of the fixed rules",
+        "FAST = " + repr(_fast_constants()),
+        "ORTHANT = " + repr({"MIN_EIGENVALUE": orthant.ORTHANT_MIN_EIGENVALUE,
+                             "SINGULAR_EIGENVALUE": orthant.SINGULAR_EIGENVALUE,
+                             "PANEL_NODES": orthant.PANEL_NODES}),
+        "_PIECES = {}  # piecewise-polynomial functions: ascending coefficients of the branches z > 0, z < 0",
     ] + closure
     if kinked_any:
         for p in range(4):
             r, w = radial_rule(RADIAL_NODES, p)
             consts.append(f"RADIAL[{p}] = ({_array(r)}, {_array(w)})")
+        if target == "numpy":  # one variable: the package's exact rules of ⌊P/2⌋ + 1 nodes
+            for n in range(1, RADIAL_NODES + 1):
+                r, w = radial_rule(n, 0)
+                consts.append(f"RADIAL1[{n}] = ({_array(r)}, {_array(w)})")
         if target == "numpy":
             for m, n in SIMPLEX_NODES.items():
                 t, w = simplex_rule(m - 1, n)
                 consts.append(f"SIMPLEX[{m}] = ({_array(t)}, {_array(w)})")
+    if target == "numpy" and not all(plan.fns.kinked(i) for i in range(len(plan.fns.exprs))):
+        for m, (n_r, _n_a) in DEFAULT_DEGREE_BY_DIM.items():  # the cone method of smooth factors
+            r, w = radial_rule(n_r, m - 1)
+            consts.append(f"CONE_RADIAL[({n_r}, {m - 1})] = ({_array(r)}, {_array(w)})")
     blobs = ["BLOBS = ["] + [f"    {b!r}," for b in plan.blobs] + ["]"]
     step_table = ["STEPS = {" + ", ".join(f"{t!r}: _step_{t}" for t in needed) + "}",
                   "INITIAL = {" + ", ".join(f"{t!r}: _initial_{t}" for t in needed) + "}"]
@@ -414,10 +469,7 @@ class Layer:
     def gauss(self, fids):
         key = ("g", fids)
         if key not in self.store:
-            kinked = any(_KINKED[f] for f in fids)
-            funcs = [(_F[f] if kinked else _F[f][0]) for f in fids]
-            hfac = H_PER_SCALE_SIMPLE if all(f in _SIMPLE for f in fids) else H_PER_SCALE
-            self.store[key] = expectation_tensor(funcs, self.K, kinked, hfac)
+            self.store[key] = expectation_tensor(fids, self.K)
         return self.store[key]
 
     def site(self, i):
@@ -440,7 +492,7 @@ class Layer:
                 for g, terms in dist_terms:
                     total = xp.zeros((N, N))
                     for a, b, c in terms:
-                        if a <= b:
+                        if _RANK[a] <= _RANK[b]:
                             E2 = self.gauss((a, b))
                         else:
                             E2 = self.gauss((b, a)).T
