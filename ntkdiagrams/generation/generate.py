@@ -38,7 +38,7 @@ from ..engine.derivation import derive, resolve_rules
 from ..errors import InputError, UnsupportedError
 from ..numerics.activations import Activation, parse_activation
 from ..numerics.activations import z as zsym
-from ..numerics.evaluate import CompiledRecursion, required_tensors
+from ..numerics.evaluate import RATIO_SYMBOLS, CompiledRecursion, required_tensors
 from ..numerics.gaussian.factors import KINK_FUNCTIONS
 from ..numerics.gaussian import fast, ladder, orthant, rules, table
 from ..numerics.gaussian.cone import DEFAULT_DEGREE_BY_DIM
@@ -202,11 +202,20 @@ class _Plan:
 
 
 def _check_names(rules) -> dict:
+    """Symbol → (local variable, key of the layer's hyper-parameter dict) in the generated code: the
+    rule file's symbols by name, the width ratios r_ℓ, r_{ℓ−1} (RATIO_SYMBOLS) under the keys
+    "(r_ell)", "(r_ell_minus_1)" that no rule-file name can take."""
     out = {}
     for name in rules.symbols:
         if not name.isidentifier() or keyword.iskeyword(name):
             raise UnsupportedError(f"generated code: the rule file's symbol {name!r} is not a Python identifier")
-        out[name] = "h_" + name
+        out[rules.symbols[name]] = ("h_" + name, name)
+    if rules.width_ratio is not None:
+        name = rules.width_ratio.ratio_name
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise UnsupportedError(f"generated code: the width ratio {name!r} is not a Python identifier")
+        out[RATIO_SYMBOLS[0]] = ("ratio_ell", "(r_ell)")
+        out[RATIO_SYMBOLS[1]] = ("ratio_ell_minus_1", "(r_ell_minus_1)")
     return out
 
 
@@ -214,8 +223,8 @@ def _term_code(plan: _Plan, comp: CompiledRecursion, fn, factors, printer, symbo
     """One term: ``out = out + c * einsum(...)``."""
     letters = string.ascii_lowercase
     m = len(comp.labels)
-    coeff = fn.expr.xreplace({s: sp.Symbol(symbol_names[s.name]) for s in fn.expr.free_symbols
-                              if s.name in symbol_names})
+    coeff = fn.expr.xreplace({s: sp.Symbol(symbol_names[s][0]) for s in fn.expr.free_symbols
+                              if s in symbol_names})
     c = printer.doprint(coeff)
     arrays, subs = [], []
     for fac in factors:
@@ -308,12 +317,12 @@ def codegen(stats: Sequence[str] | str, activation: str | Activation, *, rules=N
     if unknown:
         raise UnsupportedError(f"unknown or unsupported statistic(s) {unknown}; this rule file derives "
                                f"{sorted(rules.tensors)}")
-    if rules.width_ratio is not None:
-        raise UnsupportedError(f"generated code: rule file {rules.name!r} declares per-layer widths "
-                               f"({rules.width_ratio.ratio_name}), which codegen does not support yet")
     symbol_names = _check_names(rules)
     keys = list(rules.symbols)
     symbols = [rules.symbols[k] for k in keys]
+    ratio = rules.width_ratio.ratio_name if rules.width_ratio is not None else None
+    if ratio is not None:
+        symbols += list(RATIO_SYMBOLS)
     kernel = rules.tensors[rules.gaussian_tensor()].cls
     needed = required_tensors(names, rules, settings)
     recs = {t: derive(t, rules, settings=settings) for t in needed}
@@ -325,7 +334,7 @@ def codegen(stats: Sequence[str] | str, activation: str | Activation, *, rules=N
     body = []
     for t in needed:
         comp = compiled[t]
-        used |= {s.name for s in comp.used}
+        used |= {(ratio if s in RATIO_SYMBOLS else s.name) for s in comp.used}
         shape = "(N,) * " + str(len(comp.labels))
         for kind, terms in (("initial", comp.initial_terms), ("step", comp.terms)):
             lines = []
@@ -335,8 +344,8 @@ def codegen(stats: Sequence[str] | str, activation: str | Activation, *, rules=N
             else:
                 lines.append(f"def _initial_{t}(gram, h, N):")
                 lines.append(f"    # {recs[t].target.func(1, *recs[t].labels)} = {recs[t].initial}")
-            syms = sorted({s.name for fn, _f in terms for s in fn.expr.free_symbols if s.name in symbol_names})
-            lines += [f"    {symbol_names[s]} = h[{s!r}]" for s in syms]
+            syms = sorted({symbol_names[s] for fn, _f in terms for s in fn.expr.free_symbols if s in symbol_names})
+            lines += [f"    {local} = h[{key!r}]" for local, key in syms]
             lines.append("    ones = xp.ones(N)")
             lines.append(f"    out = xp.zeros({shape})")
             for fn, factors in terms:
@@ -348,7 +357,8 @@ def codegen(stats: Sequence[str] | str, activation: str | Activation, *, rules=N
     for fid, expr in enumerate(plan.fns.exprs):
         funcs += _function_code(fid, expr, plan.fns.kinked(fid), plan.fns.polynomial_degree(fid), printer)
     closure = _closure_constants(rules, act, names, settings, printer)
-    return _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs, body, printer, kinked_any,
+    return _assemble(rules, act, target, names, needed, gauss, keys + ([ratio] if ratio else []), used, plan, funcs,
+                     body, printer, kinked_any,
                      closure)
 
 
@@ -413,6 +423,8 @@ def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs,
         f"NEEDED = {list(needed)!r}",
         f"GAUSSIAN = {gauss!r}",
         f"SYMBOLS = {list(keys)!r}",
+        f"RATIO = {rules.width_ratio.ratio_name if rules.width_ratio is not None else None!r}"
+        "  # the width ratio r: entry l-1 is r_l = n_l/n (L-1 values suffice)",
         f"USED = {sorted(used)!r}",
         f"DEFAULTS = {defaults!r}",
         "_F = {}",
@@ -436,10 +448,9 @@ def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs,
         for p in range(4):
             r, w = radial_rule(RADIAL_NODES, p)
             consts.append(f"RADIAL[{p}] = ({_array(r)}, {_array(w)})")
-        if target == "numpy":  # one variable: the package's exact rules of ⌊P/2⌋ + 1 nodes
-            for n in range(1, RADIAL_NODES + 1):
-                r, w = radial_rule(n, 0)
-                consts.append(f"RADIAL1[{n}] = ({_array(r)}, {_array(w)})")
+        for n in range(1, RADIAL_NODES + 1):  # one variable: the package's exact rules of ⌊P/2⌋ + 1 nodes
+            r, w = radial_rule(n, 0)
+            consts.append(f"RADIAL1[{n}] = ({_array(r)}, {_array(w)})")
         if target == "numpy":
             for m, n in SIMPLEX_NODES.items():
                 t, w = simplex_rule(m - 1, n)
@@ -524,6 +535,8 @@ def _hyper(hyper, depth):
                 raise TypeError(f"no value for hyper-parameter {name!r} (no default); give {name}=...")
             continue
         v = xp.asarray(v, dtype=float)
+        if name == RATIO and v.ndim == 1 and v.shape[0] == depth - 1 and depth > 2:
+            v = xp.concatenate([v, v[-1:]])  # r_1 ... r_{L-1}: r_L enters nothing
         if v.ndim > 1 or (v.ndim == 1 and v.shape[0] != depth):
             raise ValueError(f"{name}: give one value or one per layer ({depth}); got shape {v.shape}")
         out[name] = v
@@ -531,7 +544,14 @@ def _hyper(hyper, depth):
 
 
 def _at(h, i):
-    return {k: (v if v.ndim == 0 else v[i]) for k, v in h.items()}
+    """The hyper-parameters of the map that makes layer i + 1, with the width ratios r_{i+1}, r_i
+    (r_0 = 1) under "(r_ell)", "(r_ell_minus_1)"."""
+    out = {k: (v if v.ndim == 0 else v[i]) for k, v in h.items()}
+    if RATIO is not None and RATIO in h:
+        r = h[RATIO]
+        out["(r_ell)"] = r if r.ndim == 0 else r[max(i - 1, 0)]
+        out["(r_ell_minus_1)"] = (r if r.ndim == 0 else r[i - 2]) if i >= 2 else 1.0
+    return out
 
 
 def _nonzero(v):

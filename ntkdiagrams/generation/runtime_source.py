@@ -284,7 +284,11 @@ def _split_rules(n):
     if rkey not in _RULES:
         c_max, dc = FAST["SPLIT_C"], FAST["SPLIT_DC"]
         cs = np.arange(-c_max, c_max + dc / 2, dc)
-        x, w = np.polynomial.legendre.leggauss(400)
+        try:  # the package's discretisation (numpy's leggauss(400) agrees to rounding, ~100x slower)
+            from scipy.special import roots_legendre
+            x, w = roots_legendre(400)
+        except ImportError:
+            x, w = np.polynomial.legendre.leggauss(400)
         a = cs[:, None]
         b = np.maximum(cs + 7.5, 9.5)[:, None]
         X = (b - a) / 2 * x[None] + (b + a) / 2
@@ -644,20 +648,21 @@ def _cone_kinked(blocks, C):
         P = sum(max(len(_PIECES[f][0]), len(_PIECES[f][1])) - 1 for f in blocks[0])
         if P // 2 + 1 in RADIAL1:
             r, w = RADIAL1[P // 2 + 1]
-            zp = (np.sqrt(C[:, 0, 0])[:, None] * r[None, :])[..., None]
+            zp = (xp.sqrt(C[:, 0, 0])[:, None] * r[None, :])[..., None]
             one = np.ones(zp.shape)
             return (_branches(funcs, smap, zp, one) @ w + _branches(funcs, smap, -zp, -one) @ w) / math.sqrt(2 * math.pi)
     return _integrate_kinked(funcs, smap, C)
 
 
-# ---- numpy target: closed-form orthant moments of ntkdiagrams.numerics.gaussian.orthant for
-# piecewise-polynomial functions (ReLU family), ported rule for rule.  _PIECES[fid]: the
-# ascending coefficients of the branches (z > 0, z < 0); ORTHANT: the package's bounds.
+# ---- closed-form orthant moments of ntkdiagrams.numerics.gaussian.orthant for piecewise-polynomial
+# functions (ReLU family), ported rule for rule (numpy: also the exact reduction of covariances of
+# rank m − 1; JAX: fixed shapes, no reduction, the P_4 integral on all 48 graded panels).
+# _PIECES[fid]: the ascending coefficients of the branches (z > 0, z < 0); ORTHANT: the bounds.
 
 def _correlations(C):
-    d = np.sqrt(np.einsum("nii->ni", C))
+    d = xp.sqrt(xp.einsum("nii->ni", C))
     R = C / d[:, :, None] / d[:, None, :]
-    return np.clip(R, -1.0, 1.0)
+    return xp.clip(R, -1.0, 1.0)
 
 
 def _well_conditioned(C, strict=False):
@@ -724,10 +729,10 @@ def _integrate_orthant(blocks, C):
     """E[Π_b F_b(z_b)] for piecewise-polynomial blocks (lists of fids): F_b = g₋ + (g₊ − g₋) 1{z_b > 0}
     expanded over the sets T of indicator-carrying blocks, orthant moments by Stein's lemma."""
     n, m = C.shape[0], len(blocks)
-    singular = _rank_deficient(C) if m >= 3 else np.zeros(n, bool)
-    if not np.any(singular):
+    singular = _rank_deficient(C) if m >= 3 and ADAPTIVE else np.zeros(n, bool)
+    if ADAPTIVE and not np.any(singular):
         C, _ = _cholesky_np(C)
-    total = np.zeros(n)
+    total = xp.zeros(n)
     low = [_block_polynomial(b, -1) for b in blocks]
     high = [_block_polynomial(b, 1) for b in blocks]
     jump = []
@@ -796,6 +801,8 @@ class _Moments:
                 raise ValueError("rank-deficient orthants of more than 4 variables")
 
     def get(self, powers):
+        if self.singular is None:  # one regular part: the moments themselves
+            return self._engines[0].get(powers)
         out = np.zeros(self.n)
         for (idx, f, _, w), eng in zip(self.parts, self._engines):
             sign = float(np.prod(f ** np.array(powers)))
@@ -819,7 +826,7 @@ class _OrthantMoments:
             prev = self.cond(S[:-1])
             keep = [i for i in range(self.m) if i not in S[:-1]]
             k = keep.index(j)
-            rest = [r for r in range(len(keep)) if r != k]
+            rest = np.array([r for r in range(len(keep)) if r != k], dtype=int)
             c = prev[:, rest, k]
             self._cond[S] = prev[:, rest][:, :, rest] - c[:, :, None] * c[:, None, :] / prev[:, k, k][:, None, None]
         return self._cond[S]
@@ -831,13 +838,13 @@ class _OrthantMoments:
         Cs = self.cond(S)
         rest = [i for i in range(self.m) if i not in S]
         if not any(powers):
-            T = [r for r, i in enumerate(rest) if i in self.restricted]
+            T = np.array([r for r, i in enumerate(rest) if i in self.restricted], dtype=int)
             val = _orthant_probability(Cs[:, T][:, :, T])
         else:
             i = next(r for r, p in enumerate(powers) if p > 0)
             q = list(powers)
             q[i] -= 1
-            val = np.zeros(Cs.shape[0])
+            val = xp.zeros(Cs.shape[0])
             for j in range(len(powers)):
                 if q[j] > 0:
                     q2 = list(q)
@@ -846,7 +853,7 @@ class _OrthantMoments:
                 elif rest[j] in self.restricted:
                     sub = tuple(p for r, p in enumerate(q) if r != j)
                     S2 = tuple(sorted(S + (rest[j],)))
-                    val = val + Cs[:, i, j] / np.sqrt(2 * np.pi * Cs[:, j, j]) * self.get(sub, S2)
+                    val = val + Cs[:, i, j] / xp.sqrt(2 * np.pi * Cs[:, j, j]) * self.get(sub, S2)
         self._memo[key] = val
         return val
 
@@ -854,14 +861,14 @@ class _OrthantMoments:
 def _orthant_probability(C):
     n, m = C.shape[0], C.shape[1]
     if m == 0:
-        return np.ones(n)
+        return xp.ones(n)
     if m == 1:
-        return np.full(n, 0.5)
+        return xp.full(n, 0.5)
     R = _correlations(C)
     if m == 2:
-        return 0.25 + np.arcsin(R[:, 0, 1]) / (2 * np.pi)
+        return 0.25 + xp.arcsin(R[:, 0, 1]) / (2 * np.pi)
     if m == 3:
-        return 0.125 + (np.arcsin(R[:, 0, 1]) + np.arcsin(R[:, 0, 2]) + np.arcsin(R[:, 1, 2])) / (4 * np.pi)
+        return 0.125 + (xp.arcsin(R[:, 0, 1]) + xp.arcsin(R[:, 0, 2]) + xp.arcsin(R[:, 1, 2])) / (4 * np.pi)
     return _p4(R)
 
 
@@ -881,29 +888,32 @@ def _panels(levels):
 def _p4(R):
     """P(z > 0) for four variables: Plackett's identity along a path decoupling one variable."""
     n = R.shape[0]
-    lam = np.stack([np.linalg.eigvalsh(R[:, keep][:, :, keep])[:, 0]
-                    for keep in ([1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2])], axis=1)
-    d = np.argmax(lam, axis=1)
-    perm = np.array([[i for i in range(4) if i != dd] + [dd] for dd in range(4)])[d]
+    lam = xp.stack([xp.linalg.eigvalsh(R[:, keep][:, :, keep])[:, 0]
+                    for keep in (np.array(k) for k in ([1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]))], axis=1)
+    d = xp.argmax(lam, axis=1)
+    perm = xp.asarray(np.array([[i for i in range(4) if i != dd] + [dd] for dd in range(4)]))[d]
     R = R[np.arange(n)[:, None, None], perm[:, :, None], perm[:, None, :]]
-    out = 0.5 * (0.125 + (np.arcsin(R[:, 0, 1]) + np.arcsin(R[:, 0, 2]) + np.arcsin(R[:, 1, 2]))
+    out = 0.5 * (0.125 + (xp.arcsin(R[:, 0, 1]) + xp.arcsin(R[:, 0, 2]) + xp.arcsin(R[:, 1, 2]))
                  / (4 * np.pi))
     r3 = R[:, :3, 3]
-    c2 = 1 - np.max(np.abs(r3), axis=1) ** 2
-    small = max(float(np.min(np.minimum(c2, np.linalg.eigvalsh(R)[:, 0]))), 1e-300)
-    levels = int(min(48, max(2, math.ceil(-math.log2(small)) + 3)))
+    if ADAPTIVE:
+        c2 = 1 - np.max(np.abs(r3), axis=1) ** 2
+        small = max(float(np.min(np.minimum(c2, np.linalg.eigvalsh(R)[:, 0]))), 1e-300)
+        levels = int(min(48, max(2, math.ceil(-math.log2(small)) + 3)))
+    else:  # fixed shapes under jit: every panel
+        levels = 48
     x, w = _panels(levels)
     for i in range(3):
         j, k = [a for a in range(3) if a != i]
         rho = r3[:, i]
-        tmax = np.arcsin(rho)
+        tmax = xp.arcsin(rho)
         theta = tmax[:, None] * x[None, :]
-        sin = np.sin(theta)
-        safe = np.where(rho == 0, 1.0, rho)
-        t = np.where(rho[:, None] == 0, 0.0, sin / safe[:, None])
+        sin = xp.sin(theta)
+        safe = xp.where(rho == 0, 1.0, rho)
+        t = xp.where(rho[:, None] == 0, 0.0, sin / safe[:, None])
         a = sin
-        bj = np.stack([np.broadcast_to(R[:, j, i, None], t.shape), t * R[:, j, 3, None]], -1)
-        bk = np.stack([np.broadcast_to(R[:, k, i, None], t.shape), t * R[:, k, 3, None]], -1)
+        bj = xp.stack([xp.broadcast_to(R[:, j, i, None], t.shape), t * R[:, j, 3, None]], -1)
+        bk = xp.stack([xp.broadcast_to(R[:, k, i, None], t.shape), t * R[:, k, 3, None]], -1)
         det = 1 - a * a
 
         def quad(u, v):
@@ -913,9 +923,9 @@ def _p4(R):
             sjk = R[:, j, k, None] - quad(bj, bk)
             sjj = 1 - quad(bj, bj)
             skk = 1 - quad(bk, bk)
-            rc = np.clip(sjk / np.sqrt(np.maximum(sjj * skk, 1e-300)), -1, 1)
-        p2 = 0.25 + np.arcsin(rc) / (2 * np.pi)
-        p2 = np.where(np.isfinite(p2), p2, 0.25)
+            rc = xp.clip(sjk / xp.sqrt(xp.maximum(sjj * skk, 1e-300)), -1, 1)
+        p2 = 0.25 + xp.arcsin(rc) / (2 * np.pi)
+        p2 = xp.where(xp.isfinite(p2), p2, 0.25)
         out = out + tmax * (p2 @ w) / (2 * np.pi)
     return out
 
@@ -968,6 +978,10 @@ def expectation_tensor(fids, K):
         if ADAPTIVE:
             C = np.asarray(K)[ids[:, :, None], ids[:, None, :]]
             parts.append((rows, _integrate_pattern(fids, blocks, C)))
+        elif kinked and all(f in _PIECES for f in fids):  # JAX: orthant moments, exact 1-D rules
+            fb = [[fids[s] for s in b] for b in blocks]
+            C = K[ids[:, :, None], ids[:, None, :]]
+            parts.append((rows, _integrate_orthant(fb, C) if len(fb) >= 2 else _cone_kinked(fb, C)))
         else:
             by_m.setdefault(len(blocks), []).append((rows, ids, np.broadcast_to(prefix, (rows.size, k))))
     for m, groups in by_m.items():  # one integration per number of distinct variables
