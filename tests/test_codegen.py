@@ -119,9 +119,11 @@ JAX_SCRIPT = '''
     except ValueError as exc:
         refused = str(exc)
     nan = bool(jnp.any(jnp.isnan(jax.jit(lambda x: generated_k.evaluate(x, 2, **big)[-1]["K"])(x))))
+    scaled = jax.jit(lambda x: generated_k.evaluate(x, 2, max_scale=4.0, **big)[-1]["K"])(x)  # more nodes
     print(json.dumps({{"layers": [{{k: (np.asarray(v).tolist() if k != "layer" else int(v)) for k, v in l.items()}}
                                   for l in layers],
                       "dtype": str(layers[-1]["V"].dtype), "refused": refused, "nan": nan,
+                      "scaled": np.asarray(scaled).tolist(),
                       "grad": [float(g[0]), float(g[1][0, 1])], "fd": [float(fd_cw), float(fd_x)]}}))
 '''
 
@@ -130,7 +132,8 @@ JAX_SCRIPT = '''
 def test_jax_module_agrees_and_differentiates(tmp_path, activation, x):
     """jit-compiled agreement on all nine tensors (ReLU with three distinct inputs: orthant moments
     up to P_3), jax.grad with respect to C_W and an input against central differences (K, G1, V at
-    depth 2, two inputs), and the range of the fixed rules: beyond it a ValueError (eager) or NaN (jit)."""
+    depth 2, two inputs), and the range of the fixed rules: beyond it a ValueError (eager) or NaN
+    (jit), within a larger ``max_scale`` (more nodes) the right value."""
     pytest.importorskip("jax")  # the jax extra; .ci/run installs it, so CI runs this test
     source = nd.codegen(STATS, activation, target="jax")
     assert 'jax.config.update("jax_enable_x64", True)' in source
@@ -143,8 +146,10 @@ def test_jax_module_agrees_and_differentiates(tmp_path, activation, x):
     for g, fd in zip(out["grad"], out["fd"]):
         assert abs(g - fd) <= 1e-6 * max(1.0, abs(fd)), (out["grad"], out["fd"])
     assert abs(out["grad"][0]) > 1e-3  # not trivially zero
+    big = nd.evaluate(activation, 2, x, stats=["K"], params={**HYPER, "C_W": 40.0})[-1]["K"]
+    assert np.max(np.abs(np.asarray(out["scaled"]) - big)) < 1e-8 * np.max(np.abs(big))
     if activation == "tanh":
-        assert "use the numpy target" in out["refused"] and out["nan"], out
+        assert "pass max_scale=" in out["refused"] and out["nan"], out
     else:  # exact methods for the ReLU family: no range
         assert out["refused"] == "" and not out["nan"], out
 
@@ -164,7 +169,7 @@ def test_cli_writes_module(tmp_path):
     from ntkdiagrams.cli.main import main
     out = tmp_path / "m.py"
     assert main(["codegen", "K,G1", "--activation", "tanh", "--target", "numpy", "--out", str(out)]) == 0
-    assert "def evaluate(inputs, depth, *, allow_incomplete=False, **hyper)" in out.read_text()
+    assert "def evaluate(inputs, depth, *, allow_incomplete=False, max_scale=None, **hyper)" in out.read_text()
     assert main(["codegen", "K", "--out", str(tmp_path / "m.txt")]) == 2
 
 

@@ -201,6 +201,10 @@ class _Plan:
         return self.blob_index[key]
 
 
+#: argument names of the generated evaluate, which no hyper-parameter may take
+_RESERVED = ("inputs", "depth", "allow_incomplete", "max_scale", "hyper")
+
+
 def _check_names(rules) -> dict:
     """Symbol → (local variable, key of the layer's hyper-parameter dict) in the generated code: the
     rule file's symbols by name, the width ratios r_ℓ, r_{ℓ−1} (RATIO_SYMBOLS) under the keys
@@ -209,6 +213,9 @@ def _check_names(rules) -> dict:
     for name in rules.symbols:
         if not name.isidentifier() or keyword.iskeyword(name):
             raise UnsupportedError(f"generated code: the rule file's symbol {name!r} is not a Python identifier")
+        if name in _RESERVED:
+            raise UnsupportedError(f"generated code: the rule file's symbol {name!r} is an argument name of the "
+                                   "generated evaluate")
         out[rules.symbols[name]] = ("h_" + name, name)
     if rules.width_ratio is not None:
         name = rules.width_ratio.ratio_name
@@ -473,14 +480,15 @@ _LAYER_CODE = '''
 class Layer:
     """The Gaussian expectations of one layer's kernel K, computed once and shared."""
 
-    def __init__(self, K):
+    def __init__(self, K, max_scale=None):
         self.K = K
+        self.max_scale = max_scale
         self.store = {}
 
     def gauss(self, fids):
         key = ("g", fids)
         if key not in self.store:
-            self.store[key] = expectation_tensor(fids, self.K)
+            self.store[key] = expectation_tensor(fids, self.K, self.max_scale)
         return self.store[key]
 
     def site(self, i):
@@ -573,11 +581,14 @@ def _check_closure(h, depth):
                              "or pass allow_incomplete=True")
 
 
-def evaluate(inputs, depth, *, allow_incomplete=False, **hyper):
+def evaluate(inputs, depth, *, allow_incomplete=False, max_scale=None, **hyper):
     """Per-layer statistics [{"layer": l, name: array over the inputs, ...}, ...] for layers 1..depth.
 
     inputs: (N, n0) array of the inputs x_alpha; hyper: the rule file's symbols (module docstring);
-    allow_incomplete: compute the OPEN statistics beyond the layer where they close (no warning)."""
+    allow_incomplete: compute the OPEN statistics beyond the layer where they close (no warning);
+    max_scale: JAX target, smooth activations: the largest Cholesky-coordinate scale the fixed rules
+    must cover (a number, static under jit; default FIXED_MAX_SCALE by the number of distinct
+    inputs); the numpy target chooses its rules per tuple and ignores it."""
     x = xp.asarray(inputs, dtype=float)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
         raise ValueError(f"inputs must be an (N, n0) array; got shape {x.shape}")
@@ -594,7 +605,7 @@ def evaluate(inputs, depth, *, allow_incomplete=False, **hyper):
     layers = [{"layer": 1, **{t: T[t] for t in STATISTICS}}]
     for ell in range(1, depth):
         K = T[GAUSSIAN]
-        E = Layer(0.5 * (K + K.T))
+        E = Layer(0.5 * (K + K.T), max_scale)
         hl = _at(h, ell)
         T = {t: STEPS[t](T, E, gram, hl, N) for t in NEEDED}
         layers.append({"layer": ell + 1, **{t: T[t] for t in STATISTICS}})

@@ -43,6 +43,7 @@ _POLY = {}
 
 # --- runtime begin ---
 R_MAX = 8.6
+H_PER_SCALE = 0.15
 CHUNK_POINTS = 1 << 21
 _RULES = {}
 
@@ -114,27 +115,35 @@ def _slots_product(funcs, smap, z):
     return out
 
 
-def _integrate_smooth(funcs, smap, C):
-    """JAX target: E[Π_s f_s(z_{smap[s]})], z ~ N(0, C), C (T, m, m), by the fixed product rule
-    (FIXED_HALF[m] nodes per side on [−R, R] in every Cholesky coordinate; fixed shapes for jit).
-    Accurate to ~1e-8 while every coordinate scale s_j = max_i |L_ij| stays ≤ FIXED_MAX_SCALE[m];
-    beyond, the entries are NaN (under jit) or a ValueError (called eagerly)."""
+def _integrate_smooth(funcs, smap, C, max_scale=None):
+    """JAX target: E[Π_s f_s(z_{smap[s]})], z ~ N(0, C), C (T, m, m), by a fixed product rule (fixed
+    shapes for jit): the trapezoid rule on [−R, R] in every Cholesky coordinate, FIXED_HALF[m] nodes
+    per side, accurate to ~1e-8 while every coordinate scale s_j = max_i |L_ij| is ≤
+    FIXED_MAX_SCALE[m] (spacing h ≤ H_PER_SCALE / s_j).  ``max_scale`` (a number, static under jit):
+    the node counts for that scale instead.  Beyond the scale: ValueError when called eagerly,
+    NaN entries under jit."""
     m = C.shape[1]
     L = _cholesky(C)
-    t, w = _grid((FIXED_HALF[m],) * m)
+    if max_scale is None:
+        limit, half = FIXED_MAX_SCALE[m], FIXED_HALF[m]
+    else:
+        limit = float(max_scale)
+        half = max(12, int(math.ceil(limit * R_MAX / H_PER_SCALE)))
+    t, w = _grid((half,) * m)
     z = xp.stack([sum(L[:, i, j, None] * t[None, :, j] for j in range(i + 1)) for i in range(m)], -1)
     val = _slots_product(funcs, smap, z) @ w
     scale = xp.max(xp.abs(L), axis=1)
-    bad = xp.any(scale > FIXED_MAX_SCALE[m], axis=1)
+    bad = xp.any(scale > limit, axis=1)
     try:
         beyond = bool(xp.any(bad))
     except Exception:  # a traced value under jax.jit: cannot raise, the entries become NaN
         return xp.where(bad, xp.nan, val)
     if beyond:
         raise ValueError(f"a Gaussian expectation over {m} distinct inputs has a coordinate scale "
-                         f"{float(xp.max(scale)):.3g} > {FIXED_MAX_SCALE[m]} (the kernel's variances are too "
-                         "large for the JAX target's fixed rules, accurate to ~1e-8 up to FIXED_MAX_SCALE); "
-                         "use the numpy target or smaller C_W / inputs")
+                         f"{float(xp.max(scale)):.3g} > {limit:.3g}, beyond the JAX target's fixed rules "
+                         f"({half} nodes per side; accurate to ~1e-8 up to that scale): pass max_scale= a "
+                         "larger bound (static; (2*ceil(57*max_scale)+1)**m points per tuple), or use the "
+                         "numpy target")
     return val
 
 
@@ -945,7 +954,7 @@ def _patterns(k):
     return out
 
 
-def expectation_tensor(fids, K):
+def expectation_tensor(fids, K, max_scale=None):
     """T[a₁…a_k] = ⟨Π_s f_s(z_{a_s})⟩_K for every index tuple (f_s the functions ``fids``): slots
     with the same function are symmetric (sorted tuples only); the tuples are grouped by their
     pattern of coinciding indices, each pattern integrated over its m distinct variables (slot s
@@ -989,7 +998,7 @@ def expectation_tensor(fids, K):
         ids = np.concatenate([g[1] for g in groups])
         smap = np.concatenate([g[2] for g in groups])
         C = K[ids[:, :, None], ids[:, None, :]]
-        parts.append((rows, _integrate_kinked(funcs, smap, C) if kinked else _integrate_smooth(funcs, smap, C)))
+        parts.append((rows, _integrate_kinked(funcs, smap, C) if kinked else _integrate_smooth(funcs, smap, C, max_scale)))
     vals = _scatter(parts, uniq.shape[0])
     return vals[np.ravel(inv)].reshape((N,) * k)
 
