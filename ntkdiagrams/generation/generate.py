@@ -10,9 +10,12 @@ input indices), and writes them out as Python source:
   numpy, JaxPrinter for JAX);
 * each recursion is preceded by its text form (:meth:`ntkdiagrams.engine.recursion.Recursion.text`)
   as a comment;
-* the Gaussian expectations ⟨…⟩_K are computed by a small runtime copied into the module
-  (:mod:`ntkdiagrams.generation.runtime_source`: trapezoid rules in Cholesky coordinates for smooth
-  factors, the exact cone method for kinks), with its quadrature constants;
+* the Gaussian expectations ⟨…⟩_K are computed by a runtime copied into the module
+  (:mod:`ntkdiagrams.generation.runtime_source`): for numpy the package's own methods (fast path
+  with its ladders and table, orthant moments for the ReLU family, cone method), with the package's
+  constants, so that the module agrees with :func:`ntkdiagrams.evaluate` to rounding; for JAX fixed
+  trapezoid rules in Cholesky coordinates (smooth σ, within a documented scale) and the orthant
+  moments (ReLU family).  Expectations are requested in the package's slot order (by sp.srepr);
 * blob sums of activations with kinks are integrated by parts onto Hermite polynomials, as in
   :mod:`ntkdiagrams.numerics.hermite` (the polynomial Q(y) is printed from
   :func:`ntkdiagrams.numerics.hermite.q_polynomial`).
@@ -20,7 +23,8 @@ input indices), and writes them out as Python source:
 The module imports numpy (and scipy.special where a function needs it), or jax (float64); its
 ``evaluate(inputs, depth, **hyper)`` takes the rule file's hyper-parameters by symbol name (a number
 or one value per layer 1..L, entry ℓ−1 for the map that makes layer ℓ, as ``nd.evaluate``'s
-``params``) and returns ``[{"layer": ℓ, name: array, …}, …]`` like :func:`ntkdiagrams.evaluate`.
+``params``; a width ratio r likewise, L − 1 values allowed) and returns ``[{"layer": ℓ, name:
+array, …}, …]`` like :func:`ntkdiagrams.evaluate`.
 """
 from __future__ import annotations
 
@@ -386,6 +390,19 @@ def _closure_constants(rules, act, names, settings, printer) -> list[str]:
             f"SHORTCUT = {lam}"]
 
 
+#: what the module header says about its Gaussian expectations, by target
+_QUADRATURE_NOTE = {
+    "numpy": ["Gaussian expectations: the methods of ntkdiagrams.evaluate (fast path, orthant moments,",
+              "cone method; docs/gaussian.md), ported with its constants: the same numbers to rounding."],
+    "jax": ["Gaussian expectations (fixed shapes for jax.jit): smooth sigma by trapezoid rules in the",
+            "Cholesky coordinates, accurate to ~1e-8 while every coordinate scale s_j = max_i |L_ij| (at",
+            "most the largest standard deviation sqrt(K_aa) of the tuple) stays within FIXED_MAX_SCALE",
+            "(1.6, 1.1, 0.7, 0.4 for 1, 2, 3, 4 distinct inputs); beyond: ValueError when called eagerly,",
+            "NaN entries under jax.jit; evaluate(..., max_scale=s) uses the node counts for scale s",
+            "((2*ceil(57*s)+1)**m points per tuple).  ReLU family: closed-form orthant moments, no limit."],
+}
+
+
 def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs, body, printer, kinked_any,
               closure) -> str:
     defaults = {k: float(v) for k, v in default_values(rules).items()}
@@ -402,6 +419,8 @@ def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs,
         f"hyper-parameters by the rule file's symbol names ({', '.join(keys)}), each a number or one value",
         "per layer 1..L (entry l-1 for the map that makes layer l); defaults: "
         + (", ".join(f"{k} = {v:g}" for k, v in defaults.items()) or "none") + ".",
+        "",
+    ] + _QUADRATURE_NOTE[target] + [
         '"""',
     ]
     sites = ["SITES = ["]

@@ -3,22 +3,35 @@
 This file is not imported by the package: :mod:`ntkdiagrams.generation.generate` copies the text
 between the two ``runtime`` marker lines into each generated module, after the target's imports
 (``np`` is numpy for index tables; ``xp`` is numpy, or jax.numpy for the JAX target) and the
-constants ``ADAPTIVE`` (numpy: node counts chosen per tuple), ``FIXED_HALF`` (JAX: node counts
-per dimension) and, for activations with kinks, ``RADIAL`` / ``SIMPLEX`` rules.
+constants: ``ADAPTIVE`` (True for numpy), ``FAST`` / ``ORTHANT`` (the package's fast-path and
+orthant constants), ``CONE_DEGREE`` / ``CONE_RADIAL`` / ``RADIAL`` / ``RADIAL1`` / ``SIMPLEX``
+(radial and simplex rules), ``FIXED_HALF`` / ``FIXED_MAX_SCALE`` (JAX), and per function ``_F``,
+``_KINKED``, ``_POLY``, ``_PIECES``.
 
 Expectations T[a₁…a_k] = ⟨f₁(z_{a₁})⋯f_k(z_{a_k})⟩_K over every index tuple: the tuples (sorted
-within slots of the same function) are grouped by their number m of distinct inputs, and each
-group is integrated over its m variables in the Cholesky coordinates z = L u, u ~ N(0, I_m), slot
-s reading its tuple's variable:
+within slots of the same function) are grouped by their pattern of coinciding indices, and each
+group is integrated over its m distinct variables z ~ N(0, C), slot s reading its tuple's variable.
 
-* smooth factors: a product rule, per coordinate j with scale s_j = max_i |L_ij|: Gauss–Hermite
-  (8 … 26 nodes) where s_j ≤ 0.3, else the trapezoid rule u_j = h_j i on [−R, R] (R = 8.6) with
-  h_j ≤ min(0.7, c/s_j); points of weight < 1e-18 are dropped.  c = 0.15 (calibrated on tanh,
-  whose poles at ±iπ/2 set the rate, and its derivatives up to σ⁗: ≲ 1e-12 relative), or 0.2 for
-  expectations of σ = tanh itself (simple poles; ~1e-13 measured on ⟨tanh⁴⟩);
-* factors with kinks at z = 0 (piecewise polynomials: ReLU family): the exact cone method of
-  ``ntkdiagrams.numerics.gaussian.cone`` (radial Gauss rule; Gauss–Legendre arcs for m = 2,
-  spherical simplices for m = 3, 4).
+numpy target — the package's own methods (``ntkdiagrams.numerics.gaussian``; docs/gaussian.md),
+ported rule for rule, so that the module agrees with ``ntkdiagrams.evaluate`` to rounding:
+
+* smooth functions, m ≥ 2, largest variance ≤ FAST["MAX_VARIANCE"]: the fast path — nested split
+  Gauss rules in the Cholesky coordinates z = L u, one rule per coordinate from the ladders by its
+  slope (Gauss–Hermite for small slopes), for m ≥ 3 the innermost integral G(μ, s) = E[f(μ + sξ)]
+  read from a table (4 × 4-point Lagrange); the order of identical single slots with the fewest
+  points; tuples beyond the ladders and larger variances: the cone method (default degrees);
+* smooth functions, m = 1: the cone method's 64-point radial rule;
+* piecewise-polynomial functions (ReLU family), m ≥ 2: closed-form orthant moments (Stein's lemma
+  down to orthant probabilities P_2, P_3 closed, P_4 a graded 1-D integral; covariances of rank
+  m − 1 reduced exactly), the cone method where the correlations are ill-conditioned; m = 1: the
+  exact radial rule of ⌊P/2⌋ + 1 nodes.
+
+JAX target — fixed shapes for jit: smooth functions by the trapezoid rule on [−8.6, 8.6] in every
+Cholesky coordinate with FIXED_HALF[m] nodes per side, accurate to ~1e-8 while every coordinate
+scale s_j = max_i |L_ij| ≤ FIXED_MAX_SCALE[m] (1.6, 1.1, 0.7, 0.4 for m = 1 … 4; h ≤ 0.15/s_j,
+calibrated on tanh and its derivatives), ValueError (eager) or NaN (jit) beyond, node counts for a
+larger ``max_scale`` on request; piecewise-polynomial functions by the same orthant moments (all 48
+panels of the P_4 integral, no rank reduction) and exact 1-D rules.
 """
 import itertools
 import math  # noqa: F401  (the marker below starts the copied text)
