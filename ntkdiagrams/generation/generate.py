@@ -470,13 +470,14 @@ def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs,
                              "PANEL_NODES": orthant.PANEL_NODES}),
         "_PIECES = {}  # piecewise-polynomial functions: ascending coefficients of the branches z > 0, z < 0",
     ] + closure
+    if kinked_any or any(plan.fns.polynomial_degree(i) is not None for i in range(len(plan.fns.exprs))):
+        for n in range(1, RADIAL_NODES + 1):  # one variable: the package's exact rules of ⌊P/2⌋ + 1 nodes
+            r, w = radial_rule(n, 0)
+            consts.append(f"RADIAL1[{n}] = ({_array(r)}, {_array(w)})")
     if kinked_any:
         for p in range(4):
             r, w = radial_rule(RADIAL_NODES, p)
             consts.append(f"RADIAL[{p}] = ({_array(r)}, {_array(w)})")
-        for n in range(1, RADIAL_NODES + 1):  # one variable: the package's exact rules of ⌊P/2⌋ + 1 nodes
-            r, w = radial_rule(n, 0)
-            consts.append(f"RADIAL1[{n}] = ({_array(r)}, {_array(w)})")
         if target == "numpy":
             for m, n in SIMPLEX_NODES.items():
                 t, w = simplex_rule(m - 1, n)

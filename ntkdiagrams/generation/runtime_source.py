@@ -587,7 +587,10 @@ def _cone_smooth(blocks, C):
     n_r = base if P is None else min(base, P // 2 + 1)
     if P is not None and m >= 3:
         n_a = max(n_a, 20 if m == 3 else 12)
-    r, wr = CONE_RADIAL[(n_r, m - 1)]
+    if m == 1 and n_r in RADIAL1:
+        r, wr = RADIAL1[n_r]
+    else:  # the base rule, exact for polynomial blocks of total degree < 2 · base as well
+        r, wr = CONE_RADIAL[(n_r if (n_r, m - 1) in CONE_RADIAL else base, m - 1)]
     funcs = [(f, f) for b in blocks for f in b]
     smap = np.broadcast_to(np.array([j for j, b in enumerate(blocks) for _f in b]), (C.shape[0], len(funcs)))
     if m == 1:
