@@ -236,3 +236,18 @@ def test_width_ratio_module(tmp_path):
     assert not np.allclose(flat[-1]["V"], got[-1]["V"], rtol=1e-3)  # the ratios enter
     with pytest.raises(TypeError, match="'r'"):
         gen.evaluate(X3, 4, C_W=1.5)
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu:0.1", "z + z**2/4"])
+def test_numpy_module_other_activations(tmp_path, activation):
+    """Leaky ReLU (both branches nonzero: orthant moments with indicator sets) and a polynomial σ
+    (exact rules): K, G1, V at four inputs equal nd.evaluate's to rounding."""
+    import importlib.util
+    path = tmp_path / "other.py"
+    path.write_text(nd.codegen("K,G1,V", activation))
+    spec = importlib.util.spec_from_file_location("other", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    got = gen.evaluate(X4, DEPTH, **HYPER)
+    ref = nd.evaluate(activation, DEPTH, X4, stats=["K", "G1", "V"], params=HYPER)
+    assert max(worst(got, ref, ["K", "G1", "V"]).values()) < 1e-10
