@@ -3,9 +3,12 @@ cannot be imported, they agree with nd.evaluate (numpy: 1e-10, JAX: 1e-8, relati
 largest entry) for tanh, GELU and ReLU on K, G1, V, Θ, Θ1, A, B, D, F; JAX gradients agree with
 central finite differences.
 
-N = 2 inputs, so every expectation has at most two distinct variables, where the package's own
-quadrature is accurate to ~1e-12 (docs/gaussian.md); the reference uses degree=32 because the
-default rules leave ~1e-10 on the cancelling Θ1 of tanh.
+numpy: N = 4 inputs, so that expectations over 1 … 4 distinct inputs occur (the fast path with its
+table, the orthant moments up to P_4); the module carries the package's own methods, so it agrees
+with the default nd.evaluate to rounding (~1e-14 measured), far inside 1e-10.  JAX: fixed rules,
+accurate to ~1e-8 against the truth; tanh at N = 2 (at N ≥ 3 the package's default fast path is
+itself only ~1e-7 relative on the cancelling V, the table's 1e-8 floor: docs/gaussian.md), ReLU at
+N = 3 (closed-form orthant moments in both).
 """
 import json
 import subprocess
@@ -20,6 +23,8 @@ from ntkdiagrams.errors import ActivationError, InputError, UnsupportedError
 
 STATS = ["K", "G1", "V", "Theta", "Theta1", "A", "B", "D", "F"]
 X = np.array([[1.0, 0.5, -0.3], [-0.2, 1.2, 0.7]]) / np.sqrt(2.0)
+X3 = np.array([[1.0, 0.5, -0.3], [-0.2, 1.2, 0.7], [0.4, -0.9, 0.6]]) / np.sqrt(2.0)
+X4 = np.array([[1.0, 0.5, -0.3], [-0.2, 1.2, 0.7], [0.4, -0.9, 0.6], [-0.8, -0.1, -0.5]]) / np.sqrt(2.0)
 DEPTH = 3
 HYPER = {"C_b": 0.1, "C_W": 1.5, "lambda_b": 0.7, "lambda_W": 1.3}
 
@@ -42,10 +47,10 @@ PRELUDE = textwrap.dedent('''
 ''')
 
 
-def run_clean(tmp_path, source: str, script: str) -> dict:
+def run_clean(tmp_path, source: str, script: str, x=X) -> dict:
     assert "import ntkdiagrams" not in source and "from ntkdiagrams" not in source
     (tmp_path / "generated.py").write_text(source)
-    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "x.npy", x)
     (tmp_path / "script.py").write_text(PRELUDE + textwrap.dedent(script))
     proc = subprocess.run([sys.executable, "-I", "script.py"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=600)
@@ -53,8 +58,8 @@ def run_clean(tmp_path, source: str, script: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def reference(activation):
-    return nd.evaluate(activation, DEPTH, X, stats=STATS, params=HYPER, degree=32)
+def reference(activation, x=X, stats=STATS):
+    return nd.evaluate(activation, DEPTH, x, stats=stats, params=HYPER)
 
 
 def worst(got: list, ref: list, stats=STATS) -> dict:
@@ -77,11 +82,12 @@ def test_numpy_module_agrees(tmp_path, activation):
         x = np.load("x.npy")
         layers = generated.evaluate(x, {DEPTH}, **{HYPER!r})
         print(json.dumps([{{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in l.items()}} for l in layers]))
-    ''')
-    errors = worst(got, reference(activation))
+    ''', x=X4)
+    ref = reference(activation, X4)
+    errors = worst(got, ref)
     assert max(errors.values()) < 1e-10, errors
     # a factor of two in a tensor would show
-    assert got[-1]["V"] != pytest.approx(2 * np.asarray(reference(activation)[-1]["V"]))
+    assert got[-1]["V"] != pytest.approx(2 * np.asarray(ref[-1]["V"]))
 
 
 def test_numpy_module_reads_like_the_recursions():
@@ -93,40 +99,59 @@ def test_numpy_module_reads_like_the_recursions():
 
 
 JAX_SCRIPT = '''
-    import json, jax, jax.numpy as jnp, generated, generated_kgv
+    import json, jax, jax.numpy as jnp, generated, generated_kgv, generated_k
     x = jnp.asarray(np.load("x.npy"))
     hyper = {hyper!r}
     layers = jax.jit(lambda x, cw: generated.evaluate(x, {depth}, **{{**hyper, "C_W": cw}}))(x, hyper["C_W"])
-    def f(cw, x):  # a finite-width quantity: V/K^2 off the diagonal, plus G1
-        last = generated_kgv.evaluate(x, {grad_depth}, **{{**hyper, "C_W": cw}})[-1]
+    def f(cw, x):  # a finite-width quantity: V/K^2 off the diagonal, plus G1 (two inputs: compile time)
+        last = generated_kgv.evaluate(x[:2], {grad_depth}, **{{**hyper, "C_W": cw}})[-1]
         return last["V"][0, 1, 0, 1] / last["K"][0, 1] ** 2 + last["G1"][0, 1]
     g = jax.jit(jax.grad(f, argnums=(0, 1)))(hyper["C_W"], x)
     fj = jax.jit(f)
     eps = 1e-5
     fd_cw = (fj(hyper["C_W"] + eps, x) - fj(hyper["C_W"] - eps, x)) / (2 * eps)
     fd_x = (fj(hyper["C_W"], x.at[0, 1].add(eps)) - fj(hyper["C_W"], x.at[0, 1].add(-eps))) / (2 * eps)
+    # beyond the range of the fixed rules (smooth activations): ValueError eagerly, NaN under jit
+    big = {{**hyper, "C_W": 40.0}}
+    try:
+        generated_k.evaluate(x, 2, **big)
+        refused = ""
+    except ValueError as exc:
+        refused = str(exc)
+    nan = bool(jnp.any(jnp.isnan(jax.jit(lambda x: generated_k.evaluate(x, 2, **big)[-1]["K"])(x))))
+    scaled = jax.jit(lambda x: generated_k.evaluate(x, 2, max_scale=4.0, **big)[-1]["K"])(x)  # more nodes
     print(json.dumps({{"layers": [{{k: (np.asarray(v).tolist() if k != "layer" else int(v)) for k, v in l.items()}}
                                   for l in layers],
-                      "dtype": str(layers[-1]["V"].dtype),
+                      "dtype": str(layers[-1]["V"].dtype), "refused": refused, "nan": nan,
+                      "scaled": np.asarray(scaled).tolist(),
                       "grad": [float(g[0]), float(g[1][0, 1])], "fd": [float(fd_cw), float(fd_x)]}}))
 '''
 
 
-@pytest.mark.parametrize("activation,stats,grad_depth", [("tanh", STATS, DEPTH), ("relu", ["K", "G1", "V"], 2)])
-def test_jax_module_agrees_and_differentiates(tmp_path, activation, stats, grad_depth):
-    """jit-compiled agreement (tanh: all nine tensors; ReLU: K, G1, V, to keep XLA's compile time
-    down) and jax.grad with respect to C_W and an input against central differences."""
+@pytest.mark.parametrize("activation,x", [("tanh", X), ("relu", X3)])
+def test_jax_module_agrees_and_differentiates(tmp_path, activation, x):
+    """jit-compiled agreement on all nine tensors (ReLU with three distinct inputs: orthant moments
+    up to P_3), jax.grad with respect to C_W and an input against central differences (K, G1, V at
+    depth 2, two inputs), and the range of the fixed rules: beyond it a ValueError (eager) or NaN
+    (jit), within a larger ``max_scale`` (more nodes) the right value."""
     pytest.importorskip("jax")  # the jax extra; .ci/run installs it, so CI runs this test
-    source = nd.codegen(stats, activation, target="jax")
+    source = nd.codegen(STATS, activation, target="jax")
     assert 'jax.config.update("jax_enable_x64", True)' in source
     (tmp_path / "generated_kgv.py").write_text(nd.codegen("K,G1,V", activation, target="jax"))
-    out = run_clean(tmp_path, source, JAX_SCRIPT.format(hyper=HYPER, depth=DEPTH, grad_depth=grad_depth))
+    (tmp_path / "generated_k.py").write_text(nd.codegen("K", activation, target="jax"))
+    out = run_clean(tmp_path, source, JAX_SCRIPT.format(hyper=HYPER, depth=DEPTH, grad_depth=2), x=x)
     assert out["dtype"] == "float64"
-    errors = worst(out["layers"], reference(activation), stats)
+    errors = worst(out["layers"], reference(activation, x))
     assert max(errors.values()) < 1e-8, errors
     for g, fd in zip(out["grad"], out["fd"]):
         assert abs(g - fd) <= 1e-6 * max(1.0, abs(fd)), (out["grad"], out["fd"])
     assert abs(out["grad"][0]) > 1e-3  # not trivially zero
+    big = nd.evaluate(activation, 2, x, stats=["K"], params={**HYPER, "C_W": 40.0})[-1]["K"]
+    assert np.max(np.abs(np.asarray(out["scaled"]) - big)) < 1e-8 * np.max(np.abs(big))
+    if activation == "tanh":
+        assert "pass max_scale=" in out["refused"] and out["nan"], out
+    else:  # exact methods for the ReLU family: no range
+        assert out["refused"] == "" and not out["nan"], out
 
 
 def test_errors():
@@ -144,7 +169,7 @@ def test_cli_writes_module(tmp_path):
     from ntkdiagrams.cli.main import main
     out = tmp_path / "m.py"
     assert main(["codegen", "K,G1", "--activation", "tanh", "--target", "numpy", "--out", str(out)]) == 0
-    assert "def evaluate(inputs, depth, *, allow_incomplete=False, **hyper)" in out.read_text()
+    assert "def evaluate(inputs, depth, *, allow_incomplete=False, max_scale=None, **hyper)" in out.read_text()
     assert main(["codegen", "K", "--out", str(tmp_path / "m.txt")]) == 2
 
 
@@ -189,3 +214,40 @@ def test_residual_module_refuses_what_does_not_close(tmp_path):
                           allow_incomplete=True)
     assert max(worst(got, ref, ["K", "G1"]).values()) < 1e-10
     assert "OPEN = []" in nd.codegen("K,V", "tanh", rules="resmlp")
+
+
+def test_width_ratio_module(tmp_path):
+    """Per-layer widths ([model] width_ratio = "r"): r by name (one value per layer, or L − 1
+    values), r_ℓ and r_{ℓ−1} in each step as nd.evaluate; without r a TypeError."""
+    import importlib.util
+    from ntkdiagrams.language.rulefile import parse_rules
+    src = nd.load_rules("mlp").source
+    rules = parse_rules(src.replace('width = "n" ', 'width_ratio = "r"\nwidth = "n" ', 1), "mlp_widths.toml")
+    path = tmp_path / "widths.py"
+    path.write_text(nd.codegen("K,G1,V", "tanh", rules=rules))
+    spec = importlib.util.spec_from_file_location("widths", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    for r in ([2.0, 0.5, 1.5], [1.0, 2.0, 0.5, 1.5]):
+        got = gen.evaluate(X3, 4, C_W=1.5, r=r)
+        ref = nd.evaluate("tanh", 4, X3, stats=["K", "G1", "V"], rules=rules, params={"C_W": 1.5, "r": r})
+        assert max(worst(got, ref, ["K", "G1", "V"]).values()) < 1e-10
+    flat = gen.evaluate(X3, 4, C_W=1.5, r=1.0)
+    assert not np.allclose(flat[-1]["V"], got[-1]["V"], rtol=1e-3)  # the ratios enter
+    with pytest.raises(TypeError, match="'r'"):
+        gen.evaluate(X3, 4, C_W=1.5)
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu:0.1", "z + z**2/4"])
+def test_numpy_module_other_activations(tmp_path, activation):
+    """Leaky ReLU (both branches nonzero: orthant moments with indicator sets) and a polynomial σ
+    (exact rules): K, G1, V at four inputs equal nd.evaluate's to rounding."""
+    import importlib.util
+    path = tmp_path / "other.py"
+    path.write_text(nd.codegen("K,G1,V", activation))
+    spec = importlib.util.spec_from_file_location("other", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    got = gen.evaluate(X4, DEPTH, **HYPER)
+    ref = nd.evaluate(activation, DEPTH, X4, stats=["K", "G1", "V"], params=HYPER)
+    assert max(worst(got, ref, ["K", "G1", "V"]).values()) < 1e-10

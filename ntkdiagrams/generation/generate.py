@@ -10,9 +10,12 @@ input indices), and writes them out as Python source:
   numpy, JaxPrinter for JAX);
 * each recursion is preceded by its text form (:meth:`ntkdiagrams.engine.recursion.Recursion.text`)
   as a comment;
-* the Gaussian expectations ⟨…⟩_K are computed by a small runtime copied into the module
-  (:mod:`ntkdiagrams.generation.runtime_source`: trapezoid rules in Cholesky coordinates for smooth
-  factors, the exact cone method for kinks), with its quadrature constants;
+* the Gaussian expectations ⟨…⟩_K are computed by a runtime copied into the module
+  (:mod:`ntkdiagrams.generation.runtime_source`): for numpy the package's own methods (fast path
+  with its ladders and table, orthant moments for the ReLU family, cone method), with the package's
+  constants, so that the module agrees with :func:`ntkdiagrams.evaluate` to rounding; for JAX fixed
+  trapezoid rules in Cholesky coordinates (smooth σ, within a documented scale) and the orthant
+  moments (ReLU family).  Expectations are requested in the package's slot order (by sp.srepr);
 * blob sums of activations with kinks are integrated by parts onto Hermite polynomials, as in
   :mod:`ntkdiagrams.numerics.hermite` (the polynomial Q(y) is printed from
   :func:`ntkdiagrams.numerics.hermite.q_polynomial`).
@@ -20,7 +23,8 @@ input indices), and writes them out as Python source:
 The module imports numpy (and scipy.special where a function needs it), or jax (float64); its
 ``evaluate(inputs, depth, **hyper)`` takes the rule file's hyper-parameters by symbol name (a number
 or one value per layer 1..L, entry ℓ−1 for the map that makes layer ℓ, as ``nd.evaluate``'s
-``params``) and returns ``[{"layer": ℓ, name: array, …}, …]`` like :func:`ntkdiagrams.evaluate`.
+``params``; a width ratio r likewise, L − 1 values allowed) and returns ``[{"layer": ℓ, name:
+array, …}, …]`` like :func:`ntkdiagrams.evaluate`.
 """
 from __future__ import annotations
 
@@ -38,8 +42,10 @@ from ..engine.derivation import derive, resolve_rules
 from ..errors import InputError, UnsupportedError
 from ..numerics.activations import Activation, parse_activation
 from ..numerics.activations import z as zsym
-from ..numerics.evaluate import CompiledRecursion, required_tensors
+from ..numerics.evaluate import RATIO_SYMBOLS, CompiledRecursion, required_tensors
 from ..numerics.gaussian.factors import KINK_FUNCTIONS
+from ..numerics.gaussian import fast, ladder, orthant, rules, table
+from ..numerics.gaussian.cone import DEFAULT_DEGREE_BY_DIM
 from ..numerics.gaussian.rules import radial_rule, simplex_rule
 from ..numerics.hermite import q_polynomial
 from ..engine.closure import open_tensors, shortcut_coefficients
@@ -55,6 +61,24 @@ TARGETS = ("numpy", "jax")
 #: rule sizes by number of variables (those of the package's cone method for polynomial branches)
 RADIAL_NODES = 12
 SIMPLEX_NODES = {3: 20, 4: 12}
+#: Gauss–Legendre nodes per arc of the m = 2 cone method for kinked factors
+KINK_ARC_NODES = 24
+#: JAX target: its fixed trapezoid rules (FIXED_HALF nodes per side on [−8.6, 8.6] in every
+#: Cholesky coordinate) are accurate to ≲ 1e-8 while every coordinate scale s_j = max_i |L_ij|
+#: stays below these bounds (h ≤ 0.15/s_j, calibrated on tanh and its derivatives), by the number
+#: of distinct inputs of an expectation; beyond, the module raises (eagerly) or returns NaN (jit)
+FIXED_MAX_SCALE = {1: 1.6, 2: 1.1, 3: 0.7, 4: 0.4}
+
+
+def _fast_constants() -> dict:
+    """The package's fast-path constants (ladders, split-rule grid, table) for the numpy runtime."""
+    return {"MAX_VARIANCE": ladder.FAST_MAX_VARIANCE, "LADDER_GH": ladder.FAST_LADDER_GH,
+            "LADDER": ladder.FAST_LADDER, "LADDER_M2": ladder.FAST_LADDER_M2,
+            "LADDER_M34": ladder.FAST_LADDER_M34, "SLACK": dict(ladder.FAST_SLACK),
+            "GH_MAX": ladder.FAST_GH_MAX, "SPLIT_C": rules.SPLIT_C, "SPLIT_DC": rules.SPLIT_DC,
+            "SPLIT_RECURRENCE_TERMS": rules.SPLIT_RECURRENCE_TERMS, "TABLE_H_MU": table.TABLE_H_MU,
+            "TABLE_H_S": table.TABLE_H_S, "TABLE_REACH": table.TABLE_REACH,
+            "TABLE_DEGREE": table.TABLE_DEGREE, "CHUNK_POINTS": fast.FAST_CHUNK_POINTS}
 
 
 class _JaxPrinter(JaxPrinter):
@@ -99,10 +123,17 @@ class _Functions:
             self.exprs.append(expr)
         return self.index[expr]
 
-    def simple(self, fid: int, act: Activation) -> bool:
-        """The function is σ = tanh itself: simple poles only, so the trapezoid rules may be
-        coarser (H_PER_SCALE_SIMPLE of the runtime)."""
-        return act.expr == sp.tanh(zsym) and self.exprs[fid] == act.expr
+    def polynomial_degree(self, fid: int) -> int | None:
+        """Degree of a smooth polynomial function (as the package's Factor.degree), else None."""
+        e = self.exprs[fid]
+        if self.kinked(fid) or not e.is_polynomial(zsym):
+            return None
+        return int(sp.degree(e, zsym)) if e != 0 else 0
+
+    def ranks(self) -> dict:
+        """fid → rank in the order of sp.srepr (the package's canonical slot order)."""
+        order = sorted(range(len(self.exprs)), key=lambda i: sp.srepr(self.exprs[i]))
+        return {fid: r for r, fid in enumerate(order)}
 
     def kinked(self, fid: int) -> bool:
         return self.exprs[fid].has(*KINK_FUNCTIONS)
@@ -121,13 +152,11 @@ class _Plan:
         self.blob_index: dict = {}
         self.max_vars = 0
 
-    def simple_fids(self) -> list:
-        return [i for i in range(len(self.fns.exprs)) if self.fns.simple(i, self.act)]
-
     def gauss_call(self, funcs) -> tuple[str, list]:
-        """Code for the expectation tensor of ``funcs`` in a canonical order, and that order."""
+        """Code for the expectation tensor of ``funcs`` in the package's canonical order (by
+        sp.srepr, ``GaussianCache``: the same slot order gives the same rules), and that order."""
         fids = [self.fns.id(f) for f in funcs]
-        order = sorted(range(len(fids)), key=lambda s: fids[s])
+        order = sorted(range(len(fids)), key=lambda s: sp.srepr(funcs[s]))
         canon = tuple(fids[s] for s in order)
         self.max_vars = max(self.max_vars, len(canon))
         return f"E.gauss({canon!r})", order
@@ -176,12 +205,28 @@ class _Plan:
         return self.blob_index[key]
 
 
+#: argument names of the generated evaluate, which no hyper-parameter may take
+_RESERVED = ("inputs", "depth", "allow_incomplete", "max_scale", "hyper")
+
+
 def _check_names(rules) -> dict:
+    """Symbol → (local variable, key of the layer's hyper-parameter dict) in the generated code: the
+    rule file's symbols by name, the width ratios r_ℓ, r_{ℓ−1} (RATIO_SYMBOLS) under the keys
+    "(r_ell)", "(r_ell_minus_1)" that no rule-file name can take."""
     out = {}
     for name in rules.symbols:
         if not name.isidentifier() or keyword.iskeyword(name):
             raise UnsupportedError(f"generated code: the rule file's symbol {name!r} is not a Python identifier")
-        out[name] = "h_" + name
+        if name in _RESERVED:
+            raise UnsupportedError(f"generated code: the rule file's symbol {name!r} is an argument name of the "
+                                   "generated evaluate")
+        out[rules.symbols[name]] = ("h_" + name, name)
+    if rules.width_ratio is not None:
+        name = rules.width_ratio.ratio_name
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise UnsupportedError(f"generated code: the width ratio {name!r} is not a Python identifier")
+        out[RATIO_SYMBOLS[0]] = ("ratio_ell", "(r_ell)")
+        out[RATIO_SYMBOLS[1]] = ("ratio_ell_minus_1", "(r_ell_minus_1)")
     return out
 
 
@@ -189,8 +234,8 @@ def _term_code(plan: _Plan, comp: CompiledRecursion, fn, factors, printer, symbo
     """One term: ``out = out + c * einsum(...)``."""
     letters = string.ascii_lowercase
     m = len(comp.labels)
-    coeff = fn.expr.xreplace({s: sp.Symbol(symbol_names[s.name]) for s in fn.expr.free_symbols
-                              if s.name in symbol_names})
+    coeff = fn.expr.xreplace({s: sp.Symbol(symbol_names[s][0]) for s in fn.expr.free_symbols
+                              if s in symbol_names})
     c = printer.doprint(coeff)
     arrays, subs = [], []
     for fac in factors:
@@ -219,7 +264,14 @@ def _term_code(plan: _Plan, comp: CompiledRecursion, fn, factors, printer, symbo
     return f"    out = out + ({c}) * einsum({spec!r}, {', '.join(arrays)})"
 
 
-def _function_code(fid: int, expr: sp.Expr, kinked: bool, printer) -> list[str]:
+def _coefficients(b: sp.Expr) -> tuple:
+    """Ascending float coefficients of a polynomial branch ((0.0,) for 0), as the package's Factor.poly."""
+    if b == 0:
+        return (0.0,)
+    return tuple(float(c) for c in reversed(sp.Poly(b, zsym).all_coeffs()))
+
+
+def _function_code(fid: int, expr: sp.Expr, kinked: bool, degree, printer) -> list[str]:
     def body(e):
         code = printer.doprint(e)
         return code if e.has(zsym) else f"{code} + 0.0 * z"
@@ -234,10 +286,14 @@ def _function_code(fid: int, expr: sp.Expr, kinked: bool, printer) -> list[str]:
             lines += [f"def _f{fid}{suffix}(z):", f"    return {body(b)}", ""]
         lines.append(f"_F[{fid}] = (_f{fid}p, _f{fid}m)")
         lines.append(f"_KINKED[{fid}] = True")
+        lines.append(f"_PIECES[{fid}] = {_coefficients(_branch(expr, 1))!r}, {_coefficients(_branch(expr, -1))!r}")
     else:
         lines += [f"def _f{fid}(z):", f"    # {expr}", f"    return {body(expr)}", ""]
         lines.append(f"_F[{fid}] = (_f{fid}, _f{fid})")
         lines.append(f"_KINKED[{fid}] = False")
+        if degree is not None:
+            lines.append(f"_POLY[_f{fid}] = {degree}")
+            lines.append(f"_PIECES[{fid}] = {_coefficients(expr)!r}, {_coefficients(expr)!r}")
     return lines + ["", ""]
 
 
@@ -272,12 +328,12 @@ def codegen(stats: Sequence[str] | str, activation: str | Activation, *, rules=N
     if unknown:
         raise UnsupportedError(f"unknown or unsupported statistic(s) {unknown}; this rule file derives "
                                f"{sorted(rules.tensors)}")
-    if rules.width_ratio is not None:
-        raise UnsupportedError(f"generated code: rule file {rules.name!r} declares per-layer widths "
-                               f"({rules.width_ratio.ratio_name}), which codegen does not support yet")
     symbol_names = _check_names(rules)
     keys = list(rules.symbols)
     symbols = [rules.symbols[k] for k in keys]
+    ratio = rules.width_ratio.ratio_name if rules.width_ratio is not None else None
+    if ratio is not None:
+        symbols += list(RATIO_SYMBOLS)
     kernel = rules.tensors[rules.gaussian_tensor()].cls
     needed = required_tensors(names, rules, settings)
     recs = {t: derive(t, rules, settings=settings) for t in needed}
@@ -289,7 +345,7 @@ def codegen(stats: Sequence[str] | str, activation: str | Activation, *, rules=N
     body = []
     for t in needed:
         comp = compiled[t]
-        used |= {s.name for s in comp.used}
+        used |= {(ratio if s in RATIO_SYMBOLS else s.name) for s in comp.used}
         shape = "(N,) * " + str(len(comp.labels))
         for kind, terms in (("initial", comp.initial_terms), ("step", comp.terms)):
             lines = []
@@ -299,8 +355,8 @@ def codegen(stats: Sequence[str] | str, activation: str | Activation, *, rules=N
             else:
                 lines.append(f"def _initial_{t}(gram, h, N):")
                 lines.append(f"    # {recs[t].target.func(1, *recs[t].labels)} = {recs[t].initial}")
-            syms = sorted({s.name for fn, _f in terms for s in fn.expr.free_symbols if s.name in symbol_names})
-            lines += [f"    {symbol_names[s]} = h[{s!r}]" for s in syms]
+            syms = sorted({symbol_names[s] for fn, _f in terms for s in fn.expr.free_symbols if s in symbol_names})
+            lines += [f"    {local} = h[{key!r}]" for local, key in syms]
             lines.append("    ones = xp.ones(N)")
             lines.append(f"    out = xp.zeros({shape})")
             for fn, factors in terms:
@@ -310,9 +366,10 @@ def codegen(stats: Sequence[str] | str, activation: str | Activation, *, rules=N
     kinked_any = any(plan.fns.kinked(i) for i in range(len(plan.fns.exprs)))
     funcs = []
     for fid, expr in enumerate(plan.fns.exprs):
-        funcs += _function_code(fid, expr, plan.fns.kinked(fid), printer)
+        funcs += _function_code(fid, expr, plan.fns.kinked(fid), plan.fns.polynomial_degree(fid), printer)
     closure = _closure_constants(rules, act, names, settings, printer)
-    return _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs, body, printer, kinked_any,
+    return _assemble(rules, act, target, names, needed, gauss, keys + ([ratio] if ratio else []), used, plan, funcs,
+                     body, printer, kinked_any,
                      closure)
 
 
@@ -333,6 +390,19 @@ def _closure_constants(rules, act, names, settings, printer) -> list[str]:
             f"SHORTCUT = {lam}"]
 
 
+#: what the module header says about its Gaussian expectations, by target
+_QUADRATURE_NOTE = {
+    "numpy": ["Gaussian expectations: the methods of ntkdiagrams.evaluate (fast path, orthant moments,",
+              "cone method; docs/gaussian.md), ported with its constants: the same numbers to rounding."],
+    "jax": ["Gaussian expectations (fixed shapes for jax.jit): smooth sigma by trapezoid rules in the",
+            "Cholesky coordinates, accurate to ~1e-8 while every coordinate scale s_j = max_i |L_ij| (at",
+            "most the largest standard deviation sqrt(K_aa) of the tuple) stays within FIXED_MAX_SCALE",
+            "(1.6, 1.1, 0.7, 0.4 for 1, 2, 3, 4 distinct inputs); beyond: ValueError when called eagerly,",
+            "NaN entries under jax.jit; evaluate(..., max_scale=s) uses the node counts for scale s",
+            "((2*ceil(57*s)+1)**m points per tuple).  ReLU family: closed-form orthant moments, no limit."],
+}
+
+
 def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs, body, printer, kinked_any,
               closure) -> str:
     defaults = {k: float(v) for k, v in default_values(rules).items()}
@@ -349,6 +419,8 @@ def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs,
         f"hyper-parameters by the rule file's symbol names ({', '.join(keys)}), each a number or one value",
         "per layer 1..L (entry l-1 for the map that makes layer l); defaults: "
         + (", ".join(f"{k} = {v:g}" for k, v in defaults.items()) or "none") + ".",
+        "",
+    ] + _QUADRATURE_NOTE[target] + [
         '"""',
     ]
     sites = ["SITES = ["]
@@ -362,7 +434,7 @@ def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs,
                 + "])" for g, terms in dist) + "]"
         sites.append(f"    ({k}, [{eq}], {ds}),")
     sites.append("]")
-    imports = ["import math", "", "import numpy as np"]
+    imports = ["import itertools", "import math", "", "import numpy as np"]
     if target == "jax":
         imports += ["import jax", "import jax.numpy as xp", "import jax.scipy.special",
                     "", 'jax.config.update("jax_enable_x64", True)']
@@ -377,14 +449,31 @@ def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs,
         f"NEEDED = {list(needed)!r}",
         f"GAUSSIAN = {gauss!r}",
         f"SYMBOLS = {list(keys)!r}",
+        f"RATIO = {rules.width_ratio.ratio_name if rules.width_ratio is not None else None!r}"
+        "  # the width ratio r: entry l-1 is r_l = n_l/n (L-1 values suffice)",
         f"USED = {sorted(used)!r}",
         f"DEFAULTS = {defaults!r}",
         "_F = {}",
         "_KINKED = {}",
-        f"_SIMPLE = {plan.simple_fids()!r}  # functions with simple poles only (sigma = tanh itself)",
+        "_POLY = {}  # smooth polynomial functions: degree",
+        f"_RANK = {plan.fns.ranks()!r}  # canonical slot order (the package's: by sympy srepr)",
         "RADIAL = {}",
         "SIMPLEX = {}",
+        f"KINK_ARC_NODES = {KINK_ARC_NODES}",
+        "CONE_RADIAL = {}",
+        "RADIAL1 = {}",
+        f"CONE_DEGREE = {dict(DEFAULT_DEGREE_BY_DIM)!r}",
+        f"FIXED_MAX_SCALE = {FIXED_MAX_SCALE!r}  # JAX: largest coordinate scale of the fixed rules",
+        "FAST = " + repr(_fast_constants()),
+        "ORTHANT = " + repr({"MIN_EIGENVALUE": orthant.ORTHANT_MIN_EIGENVALUE,
+                             "SINGULAR_EIGENVALUE": orthant.SINGULAR_EIGENVALUE,
+                             "PANEL_NODES": orthant.PANEL_NODES}),
+        "_PIECES = {}  # piecewise-polynomial functions: ascending coefficients of the branches z > 0, z < 0",
     ] + closure
+    if kinked_any or any(plan.fns.polynomial_degree(i) is not None for i in range(len(plan.fns.exprs))):
+        for n in range(1, RADIAL_NODES + 1):  # one variable: the package's exact rules of ⌊P/2⌋ + 1 nodes
+            r, w = radial_rule(n, 0)
+            consts.append(f"RADIAL1[{n}] = ({_array(r)}, {_array(w)})")
     if kinked_any:
         for p in range(4):
             r, w = radial_rule(RADIAL_NODES, p)
@@ -393,6 +482,10 @@ def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs,
             for m, n in SIMPLEX_NODES.items():
                 t, w = simplex_rule(m - 1, n)
                 consts.append(f"SIMPLEX[{m}] = ({_array(t)}, {_array(w)})")
+    if target == "numpy" and not all(plan.fns.kinked(i) for i in range(len(plan.fns.exprs))):
+        for m, (n_r, _n_a) in DEFAULT_DEGREE_BY_DIM.items():  # the cone method of smooth factors
+            r, w = radial_rule(n_r, m - 1)
+            consts.append(f"CONE_RADIAL[({n_r}, {m - 1})] = ({_array(r)}, {_array(w)})")
     blobs = ["BLOBS = ["] + [f"    {b!r}," for b in plan.blobs] + ["]"]
     step_table = ["STEPS = {" + ", ".join(f"{t!r}: _step_{t}" for t in needed) + "}",
                   "INITIAL = {" + ", ".join(f"{t!r}: _initial_{t}" for t in needed) + "}"]
@@ -407,17 +500,15 @@ _LAYER_CODE = '''
 class Layer:
     """The Gaussian expectations of one layer's kernel K, computed once and shared."""
 
-    def __init__(self, K):
+    def __init__(self, K, max_scale=None):
         self.K = K
+        self.max_scale = max_scale
         self.store = {}
 
     def gauss(self, fids):
         key = ("g", fids)
         if key not in self.store:
-            kinked = any(_KINKED[f] for f in fids)
-            funcs = [(_F[f] if kinked else _F[f][0]) for f in fids]
-            hfac = H_PER_SCALE_SIMPLE if all(f in _SIMPLE for f in fids) else H_PER_SCALE
-            self.store[key] = expectation_tensor(funcs, self.K, kinked, hfac)
+            self.store[key] = expectation_tensor(fids, self.K, self.max_scale)
         return self.store[key]
 
     def site(self, i):
@@ -440,7 +531,7 @@ class Layer:
                 for g, terms in dist_terms:
                     total = xp.zeros((N, N))
                     for a, b, c in terms:
-                        if a <= b:
+                        if _RANK[a] <= _RANK[b]:
                             E2 = self.gauss((a, b))
                         else:
                             E2 = self.gauss((b, a)).T
@@ -472,6 +563,8 @@ def _hyper(hyper, depth):
                 raise TypeError(f"no value for hyper-parameter {name!r} (no default); give {name}=...")
             continue
         v = xp.asarray(v, dtype=float)
+        if name == RATIO and v.ndim == 1 and v.shape[0] == depth - 1 and depth > 2:
+            v = xp.concatenate([v, v[-1:]])  # r_1 ... r_{L-1}: r_L enters nothing
         if v.ndim > 1 or (v.ndim == 1 and v.shape[0] != depth):
             raise ValueError(f"{name}: give one value or one per layer ({depth}); got shape {v.shape}")
         out[name] = v
@@ -479,7 +572,14 @@ def _hyper(hyper, depth):
 
 
 def _at(h, i):
-    return {k: (v if v.ndim == 0 else v[i]) for k, v in h.items()}
+    """The hyper-parameters of the map that makes layer i + 1, with the width ratios r_{i+1}, r_i
+    (r_0 = 1) under "(r_ell)", "(r_ell_minus_1)"."""
+    out = {k: (v if v.ndim == 0 else v[i]) for k, v in h.items()}
+    if RATIO is not None and RATIO in h:
+        r = h[RATIO]
+        out["(r_ell)"] = r if r.ndim == 0 else r[max(i - 1, 0)]
+        out["(r_ell_minus_1)"] = (r if r.ndim == 0 else r[i - 2]) if i >= 2 else 1.0
+    return out
 
 
 def _nonzero(v):
@@ -501,11 +601,14 @@ def _check_closure(h, depth):
                              "or pass allow_incomplete=True")
 
 
-def evaluate(inputs, depth, *, allow_incomplete=False, **hyper):
+def evaluate(inputs, depth, *, allow_incomplete=False, max_scale=None, **hyper):
     """Per-layer statistics [{"layer": l, name: array over the inputs, ...}, ...] for layers 1..depth.
 
     inputs: (N, n0) array of the inputs x_alpha; hyper: the rule file's symbols (module docstring);
-    allow_incomplete: compute the OPEN statistics beyond the layer where they close (no warning)."""
+    allow_incomplete: compute the OPEN statistics beyond the layer where they close (no warning);
+    max_scale: JAX target, smooth activations: the largest Cholesky-coordinate scale the fixed rules
+    must cover (a number, static under jit; default FIXED_MAX_SCALE by the number of distinct
+    inputs); the numpy target chooses its rules per tuple and ignores it."""
     x = xp.asarray(inputs, dtype=float)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
         raise ValueError(f"inputs must be an (N, n0) array; got shape {x.shape}")
@@ -522,7 +625,7 @@ def evaluate(inputs, depth, *, allow_incomplete=False, **hyper):
     layers = [{"layer": 1, **{t: T[t] for t in STATISTICS}}]
     for ell in range(1, depth):
         K = T[GAUSSIAN]
-        E = Layer(0.5 * (K + K.T))
+        E = Layer(0.5 * (K + K.T), max_scale)
         hl = _at(h, ell)
         T = {t: STEPS[t](T, E, gram, hl, N) for t in NEEDED}
         layers.append({"layer": ell + 1, **{t: T[t] for t in STATISTICS}})
