@@ -28,6 +28,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -89,9 +90,11 @@ def run_case(name: str, widths, scale: float, seed: int, log):
     act, L, cb, cw, n_train, n_test, n_out, frac, dseed = CASES[name]
     xa, y, xb = dataset(dseed, n_train, n_test, n_out)
     t0 = time.time()
-    pred = train_prediction(act, L, xa, y, xb, lr_fraction=frac, steps=STEPS, cb=cb, cw=cw, all_neurons=True)
-    bare = train_prediction(act, L, xa, y, xb, lr_fraction=frac, steps=STEPS, cb=cb, cw=cw, all_neurons=True,
-                            include=("G1", "Theta1", "NTK-fluctuations"))
+    kw = dict(lr_fraction=frac, steps=STEPS, cb=cb, cw=cw, all_neurons=True, allow_kinks=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # ReLU: the kink warning; the table shows what it means
+        pred = train_prediction(act, L, xa, y, xb, **kw)
+        bare = train_prediction(act, L, xa, y, xb, include=("G1", "Theta1", "NTK-fluctuations"), **kw)
     log(f"{name}: prediction {time.time() - t0:.1f} s, η = {pred.meta['lr']:.4g} ({frac} of 2/λmax)")
     G1 = np.kron(np.eye(n_out), pred.output_layer["G1"])
     N = n_train + n_test
@@ -204,6 +207,11 @@ def markdown(results, widths, command: str) -> str:
     return "\n".join(lines)
 
 
+def saved_command(args) -> str:
+    """The command of a rendered table: the run that wrote the JSON file is in its "command" entry."""
+    return f"python scripts/validate_training.py --render {args.render}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", default=None, help="comma-separated case names (default: all)")
@@ -212,12 +220,29 @@ def main(argv=None) -> int:
     p.add_argument("--samples-scale", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--markdown", default=None, help="write the table to this file")
-    p.add_argument("--json", default=None, help="also write every entry (values per width, fit, z) to this file")
+    p.add_argument("--json", default=None, help="also write every entry (values per width, fit, z) to this file "
+                                                "(after each case)")
+    p.add_argument("--render", default=None, metavar="JSON",
+                   help="only write the table from a --json file of an earlier run (no training)")
     args = p.parse_args(argv)
     names = args.cases.split(",") if args.cases else (list(QUICK) if args.quick else list(CASES))
     widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else ((16, 32, 64) if args.quick else WIDTHS)
     scale = args.samples_scale * (0.25 if args.quick else 1.0)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if args.render:
+        with open(args.render) as fh:
+            saved = json.load(fh)
+        results = {k: [{**r, "T": math.inf if r["T"] == "inf" else r["T"],
+                        "index": r["index"] if isinstance(r["index"], int) else tuple(r["index"])} for r in v]
+                   for k, v in saved.items()}
+        widths = tuple(sorted({n for v in results.values() for r in v for n in r["ns"]}))
+        text = markdown(results, widths, saved_command(args))
+        if args.markdown:
+            with open(args.markdown, "w") as fh:
+                fh.write(text)
+        else:
+            print(text)
+        return 0
     results = {}
     t0 = time.time()
     for name in names:

@@ -37,7 +37,7 @@ OPTIONS = {
                  "--rules"},
     "train": {"--activation", "--depth", "--width", "--cb", "--cw", "--lb", "--lw", "--rules", "--param", "--train",
               "--targets", "--test", "--seed", "--lr", "--lr-fraction", "--steps", "--all-neurons", "--without",
-              "--degree", "--out", "--debug"},
+              "--allow-kinks", "--degree", "--out", "--debug"},
     "codegen": {"statistics", "--activation", "--rules", "--target", "--out", "--debug"},
 }
 

@@ -84,6 +84,15 @@ def test_bad_input(kwargs, message):
         nd.train_prediction("tanh", 2, args["x_train"], args["y_train"], args["x_test"], **rest)
 
 
+def test_kinks_are_refused_unless_allowed():
+    from ntkdiagrams.errors import UnsupportedError
+    with pytest.raises(UnsupportedError, match="kink"):
+        nd.train_prediction("relu", 2, XA, Y[:, 0], XB, steps=[1])
+    with pytest.warns(nd.ExpansionWarning, match="kink"):
+        p = nd.train_prediction("relu", 2, XA, Y[:, 0], XB, steps=[1], allow_kinks=True)
+    assert np.all(np.isfinite(p.mean(1, "correction")))
+
+
 def test_parse_steps():
     assert parse_steps("10, inf,1") == [1, 10, math.inf]
     assert parse_steps([0, math.inf, 0]) == [0, math.inf]

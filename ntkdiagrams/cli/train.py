@@ -52,6 +52,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--all-neurons", action="store_true", help="report every output neuron (neuron-major)")
     p.add_argument("--without", default="", help="comma-separated O(1/n) contributions to leave out "
                                                  "(G1, Theta1, NTK-fluctuations, dNTK, ddNTK): for checks only")
+    p.add_argument("--allow-kinks", action="store_true",
+                   help="ReLU-type activations: compute the 1/n correction anyway (kink crossings during training "
+                        "are beyond the expansion; docs/training.md), with a warning")
     p.add_argument("--degree", type=int, default=None, help="Gauss-Hermite degree (default: automatic)")
     p.add_argument("--out", help="output file .json or .npz (default: print a table)")
     p.set_defaults(func=run, settings=None)
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         pred = train_prediction(act, args.depth, xa, y, xb, lr=args.lr, lr_fraction=args.lr_fraction, steps=steps,
                                 width=args.width, params=parse_params(args.param) or None, rules=args.rules,
                                 all_neurons=args.all_neurons, include=[c for c in CONTRIBUTIONS if c not in without],
-                                degree=args.degree, settings=args.settings, **hyper)
+                                degree=args.degree, settings=args.settings, allow_kinks=args.allow_kinks, **hyper)
     for w in caught:
         print(f"ntkdiagrams train: warning: {w.message}", file=sys.stderr)
     if args.out:

@@ -24,8 +24,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, UnsupportedError
 from ..files import atomic_output
+from ..numerics.activations import parse_activation
 from ..numerics.evaluate import evaluate
 from ..numerics.health import THRESHOLD, ExpansionWarning
 from ..numerics.inputs import check_inputs
@@ -141,7 +142,7 @@ def train_prediction(activation, depth: int, x_train, y_train, x_test=None, *, l
                      params: dict | None = None, cb=None, cw=None, lb=None, lw=None, rules=None,
                      all_neurons: bool = False, include: Sequence[str] = CONTRIBUTIONS, degree: int | None = None,
                      kinks: str = "per-network", settings=None, progress: bool | Callable = False,
-                     max_steps: int = 200_000) -> TrainingPrediction:
+                     max_steps: int = 200_000, allow_kinks: bool = False) -> TrainingPrediction:
     """Mean and covariance of the outputs of width-n networks trained by full-batch gradient
     descent (docs/conventions.md §7), at infinite width and to O(1/n); see the module docstring
     and docs/training.md for the derivation.
@@ -152,7 +153,14 @@ def train_prediction(activation, depth: int, x_train, y_train, x_test=None, *, l
     ``steps``: step counts, ``math.inf`` for the converged network; ``width``: n, for the
     prediction and the expansion-health warning; hyper-parameters, ``rules``, ``degree``,
     ``kinks``, ``settings`` as for :func:`~ntkdiagrams.numerics.evaluate.evaluate`;
-    ``include``: the O(1/n) contributions kept (all by default)."""
+    ``include``: the O(1/n) contributions kept (all by default).
+
+    Activations with kinks (ReLU, leaky ReLU) are refused (:class:`~ntkdiagrams.errors.UnsupportedError`)
+    unless ``allow_kinks=True``: a gradient-descent step moves hidden preactivations across the
+    kink, and those crossings change the outputs at O(η² n^{-1/2}) per step, beyond the Taylor
+    expansion of docs/conventions.md §7 that the O(1/n) solution rests on (measured against trained
+    networks in docs/validation/training.md).  With ``allow_kinks=True`` the infinite-width part is
+    exact and the correction comes with an :class:`~ntkdiagrams.numerics.health.ExpansionWarning`."""
     xa = _inputs(x_train, "x_train")
     y = np.asarray(y_train, dtype=float) if not isinstance(y_train, str) else None
     if y is None or y.ndim not in (1, 2) or y.shape[0] != xa.shape[0]:
@@ -180,9 +188,17 @@ def train_prediction(activation, depth: int, x_train, y_train, x_test=None, *, l
     if lr_fraction is not None and not (np.isfinite(lr_fraction) and 0 < lr_fraction < 1):
         raise InputError(f"lr_fraction must lie in (0, 1); got {lr_fraction!r}")
     step_list = parse_steps(steps)
+    act = parse_activation(activation) if isinstance(activation, str) else activation
+    if act.has_delta(2):
+        message = (f"activation {act.name} has a kink: gradient-descent steps move hidden preactivations across "
+                   "it, which changes the outputs at O(η² n^(-1/2)) per step, beyond the Taylor expansion the "
+                   "O(1/n) training prediction rests on (docs/training.md §9, docs/validation/training.md)")
+        if not allow_kinks:
+            raise UnsupportedError(message + "; allow_kinks=True (--allow-kinks) computes it anyway, with a warning")
+        warnings.warn(message + ": the 1/n correction is not reliable", ExpansionWarning, stacklevel=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExpansionWarning)   # the training prediction has its own check
-        layers = evaluate(activation, depth, x, params=params, cb=cb, cw=cw, lb=lb, lw=lw,
+        layers = evaluate(act, depth, x, params=params, cb=cb, cw=cw, lb=lb, lw=lw,
                           stats=list(TRAINING_STATISTICS), rules=rules, degree=degree, kinks=kinks,
                           settings=settings, progress=progress)
     out_layer = layers[-1]
@@ -194,7 +210,7 @@ def train_prediction(activation, depth: int, x_train, y_train, x_test=None, *, l
     moments = solve(stats, n_train, y, eta, step_list, include=include, max_steps=max_steps)
     N = x.shape[0]
     selected = np.arange(n_out * N) if all_neurons else np.arange(N)
-    meta = {"kind": "training-prediction", "activation": getattr(activation, "name", str(activation)),
+    meta = {"kind": "training-prediction", "activation": act.name,
             "depth": int(depth), "width": None if width is None else int(width), "n_train": int(n_train),
             "n_test": int(N - n_train), "n_out": int(n_out), "lr": eta, "largest_stable_step": step_max,
             "lr_fraction": eta / step_max, "steps": ["inf" if math.isinf(s) else s for s in step_list],
