@@ -40,6 +40,7 @@ import sympy as sp
 
 from .activations import Activation, parse_activation
 from .gaussian import Quadrature, expectation_tensor
+from .gaussian.tensor import check_correlations
 from .activations import z as zsym
 from ..language.algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor,
                                 WidthRatio, Z)
@@ -90,6 +91,10 @@ class GaussianCache:
         self.K = K
         self.degree = degree
         self.quadrature = quadrature
+        if quadrature is not None:
+            # a kernel of the recursion: the O(N²) check of its correlations instead of the
+            # eigenvalues (|ρ| ≤ 1 is what pairs need; larger tuples factor their own blocks)
+            quadrature.remember("kernel", K, check_correlations)
         self._store: dict = {}
         self.computed = 0
 
