@@ -595,18 +595,24 @@ def _progress(progress):
 
 
 def write_result(path: str, meta: dict, layers: list[dict]) -> None:
-    """Write the JSON layout {"meta": …, "layers": [{"layer": ℓ, "K": nested lists, …}]} or npz
-    (keys ``layer{ℓ}/{tensor}`` plus ``meta``, a JSON string).
+    """Write the JSON layout {"meta": …, "layers": [{"layer": ℓ, "K": nested lists, …}]} (layer by
+    layer) or npz (keys ``layer{ℓ}/{tensor}`` plus ``meta``, a JSON string; the arrays as they
+    are, no text).
 
     The file is written to a temporary name in the same folder and renamed (``os.replace``), so
     no partial file is ever left, also when writing fails or is interrupted; a folder that does
     not exist or cannot be written raises :class:`~ntkdiagrams.errors.InputError`."""
     with atomic_output(path) as tmp:
         if path.endswith(".json"):
-            doc = {"meta": meta, "layers": [{k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                                             for k, v in layer.items()} for layer in layers]}
+            # one layer at a time (the text of json.dump of the whole document, without its
+            # nested lists in memory at once); standard JSON: no NaN/Infinity tokens
             with open(tmp, "w") as fh:
-                json.dump(doc, fh, allow_nan=False)  # standard JSON: no NaN/Infinity tokens
+                fh.write('{"meta": ' + json.dumps(meta, allow_nan=False) + ', "layers": [')
+                for i, layer in enumerate(layers):
+                    fh.write((", " if i else "") + json.dumps(
+                        {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in layer.items()},
+                        allow_nan=False))
+                fh.write("]}")
         else:
             flat = {f"layer{layer['layer']}/{k}": v for layer in layers for k, v in layer.items() if k != "layer"}
             with open(tmp, "wb") as fh:

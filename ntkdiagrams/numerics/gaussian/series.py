@@ -42,8 +42,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import roots_hermitenorm
-
 from .factors import Factor
 
 __all__ = ["SERIES_NODES", "SERIES_RESOLVED", "SERIES_TOL", "applicable", "hermite_basis",
@@ -98,6 +96,8 @@ def hermite_basis(Q: int):
     ψ[q, n] = √w_q h_n(x_q) for n ≤ Q/2 (read-only); the full (Q, Q) matrix is orthogonal.  The
     weights are the Christoffel numbers w_q = 1/Σ_{n<Q} h_n(x_q)², summed in logarithms, so that
     ψ stays exact where w_q itself underflows (|x_q| ≳ 38, rules with Q ≳ 700)."""
+    from scipy.special import roots_hermitenorm  # scipy.special: ~0.3 s of import, when needed
+
     x, _ = roots_hermitenorm(Q)
     logw = -_hermite_rows(x, np.zeros_like(x), Q, total=True)
     psi = np.ascontiguousarray(_hermite_rows(x, 0.5 * logw, Q // 2 + 1).T)
