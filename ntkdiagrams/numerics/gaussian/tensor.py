@@ -221,19 +221,15 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
 
 
 def _two_point(facs: list[Factor], A: np.ndarray, quad: Quadrature) -> np.ndarray:
-    """Two smooth factors: the Hermite series (:mod:`.series`) for every pair of resolved
-    inputs, the general path for the pairs with an input it does not resolve."""
-    T, resolved = series_tensor(facs, A)
+    """Two smooth factors: the Hermite series (:mod:`.series`), and the general path for the
+    index pairs it leaves."""
+    T, missing = series_tensor(facs, A)
     N = A.shape[0]
-    quad.count("series_tuples", int(np.sum(resolved)) ** 2)
-    if np.all(resolved):
-        return T
-    bad = np.flatnonzero(~resolved)
-    rows = np.stack(np.meshgrid(bad, np.arange(N), indexing="ij"), axis=-1).reshape(-1, 2)
     sym = facs[0] is facs[1]
-    tuples = np.unique(np.sort(rows, axis=1) if sym else np.concatenate([rows, rows[:, ::-1]]), axis=0)
-    for a in range(0, tuples.shape[0], TUPLES_PER_BATCH):
-        t = tuples[a:a + TUPLES_PER_BATCH]
+    quad.count("series_tuples", N * N - missing.shape[0] * (2 if sym else 1)
+               + (int(np.sum(missing[:, 0] == missing[:, 1])) if sym else 0))
+    for a in range(0, missing.shape[0], TUPLES_PER_BATCH):
+        t = missing[a:a + TUPLES_PER_BATCH]
         T[t[:, 0], t[:, 1]] = v = tensor_values(facs, A, t, None, "auto", quad)
         if sym:
             T[t[:, 1], t[:, 0]] = v
