@@ -276,8 +276,8 @@ def series_tensor(facs: list[Factor], K: np.ndarray):
     coef = coef[:, :, :(used[-1] + 1 if used.size else 1)]
     cf, cg, nf, ng = coef[0][inv], coef[1][inv], norm2[0][inv], norm2[1][inv]
     usable = np.flatnonzero(status > 0)
-    ia, ib = np.triu_indices(usable.size, 1) if sym else np.nonzero(~np.eye(usable.size, dtype=bool))
-    ia, ib = usable[ia], usable[ib]
+    la, lb = np.triu_indices(usable.size, 1) if sym else np.nonzero(~np.eye(usable.size, dtype=bool))
+    ia, ib = usable[la], usable[lb]
     sig = np.sqrt(var)
     den = sig[ia] * sig[ib]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -286,16 +286,23 @@ def series_tensor(facs: list[Factor], K: np.ndarray):
     both = (status[ia] == 2) & (status[ib] == 2)
     # pairs of resolved inputs on their own (their tails set the orders), then the rest
     for part in (both, ~both):
-        p = np.flatnonzero(part)
-        if p.size == 0:
-            continue
-        rows = np.unique(np.concatenate([ia[p], ib[p]]))
-        loc = np.searchsorted(rows, ia[p]), np.searchsorted(rows, ib[p])
+        if np.all(part):  # every usable input takes part: the local indices are those of the pairs
+            p, rows, loc = slice(None), usable, (la, lb)
+        else:
+            p = np.flatnonzero(part)
+            if p.size == 0:
+                continue
+            rows = np.unique(np.concatenate([ia[p], ib[p]]))
+            loc = np.searchsorted(rows, ia[p]), np.searchsorted(rows, ib[p])
         vals, ok = pair_series(cf[rows], cg[rows], nf[rows], ng[rows], rho[p], *loc)
-        T[ia[p[ok]], ib[p[ok]]] = vals[ok]
+        if isinstance(p, slice):
+            p = np.arange(ia.size)
+        if not np.all(ok):
+            missing.append(np.stack([ia[p[~ok]], ib[p[~ok]]], axis=1))
+            p, vals = p[ok], vals[ok]
+        T[ia[p], ib[p]] = vals
         if sym:
-            T[ib[p[ok]], ia[p[ok]]] = vals[ok]
-        missing.append(np.stack([ia[p[~ok]], ib[p[~ok]]], axis=1))
+            T[ib[p], ia[p]] = vals
     # inputs without a series, and the diagonal of the verified ones
     rest = np.flatnonzero(status < 2)
     if rest.size:
@@ -306,5 +313,7 @@ def series_tensor(facs: list[Factor], K: np.ndarray):
         else:
             pairs = np.concatenate([pairs, pairs[:, ::-1]])
         missing.append(pairs)
-    missing = np.unique(np.concatenate(missing), axis=0)
+    missing = np.concatenate(missing)
+    if missing.shape[0]:
+        missing = np.unique(missing, axis=0)
     return T, missing
