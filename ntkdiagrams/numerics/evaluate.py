@@ -607,11 +607,13 @@ def write_result(path: str, meta: dict, layers: list[dict]) -> None:
             # one layer at a time (the text of json.dump of the whole document, without its
             # nested lists in memory at once); standard JSON: no NaN/Infinity tokens
             with open(tmp, "w") as fh:
-                fh.write('{"meta": ' + json.dumps(meta, allow_nan=False) + ', "layers": [')
+                fh.write('{"meta": ')
+                json.dump(meta, fh, allow_nan=False)
+                fh.write(', "layers": [')
                 for i, layer in enumerate(layers):
-                    fh.write((", " if i else "") + json.dumps(
-                        {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in layer.items()},
-                        allow_nan=False))
+                    fh.write(", " if i else "")
+                    json.dump({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in layer.items()},
+                              fh, allow_nan=False)
                 fh.write("]}")
         else:
             flat = {f"layer{layer['layer']}/{k}": v for layer in layers for k, v in layer.items() if k != "layer"}
