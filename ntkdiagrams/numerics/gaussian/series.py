@@ -34,6 +34,10 @@ Accuracy (tests/test_gaussian_series.py): ≤ 1e-11 of the scale against the exa
 degree 80 for tanh, sech², tanh'', erf, gelu, softplus, swish, variances 0.5 … 10, correlations
 up to 1 − 1e-14 (collinear inputs).
 
+Collinear inputs (1 − |ρ| < :data:`ntkdiagrams.numerics.gaussian.merge.MERGE_TOL`) are not summed:
+identical ones take the diagonal value (so that T[a, b] = T[a, a] exactly, as for merged
+slots), the others go to the general path, which merges them.
+
 Applicable to factors that are smooth (no kink, no δ) and grow at most polynomially (growth
 rates ≤ 0: every ordinary activation and its derivatives; :func:`applicable`).
 """
@@ -43,6 +47,7 @@ from functools import lru_cache
 
 import numpy as np
 from .factors import Factor
+from .merge import MERGE_TOL
 
 __all__ = ["SERIES_NODES", "SERIES_RESOLVED", "SERIES_TOL", "SERIES_VERIFIED", "applicable", "hermite_basis",
            "pair_series", "series_tensor"]
@@ -53,12 +58,12 @@ __all__ = ["SERIES_NODES", "SERIES_RESOLVED", "SERIES_TOL", "SERIES_VERIFIED", "
 #: sech² at variance 8)
 SERIES_VERIFIED = 1e-9
 #: per-entry truncation bound of the series, relative to the scale ‖f_a‖ ‖g_b‖
-SERIES_TOL = 1e-11
+SERIES_TOL = 1e-13
 #: Gauss–Hermite rules tried for the coefficients, in order (a row takes the first that resolves it)
 SERIES_NODES = (128, 256, 512, 1024, 2048)
 #: a Q-point rule resolves a row when Σ_{3Q/8<n≤Q/2} c_n² ≤ SERIES_RESOLVED² Σ_n c_n² (SERIES_RESOLVED²
 #: ≤ SERIES_TOL: at the last column every pair's bound holds)
-SERIES_RESOLVED = 3e-6
+SERIES_RESOLVED = 3e-7
 
 
 def applicable(facs: list[Factor]) -> bool:
@@ -283,6 +288,17 @@ def series_tensor(facs: list[Factor], K: np.ndarray):
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.clip(np.where(den > 0, K[ia, ib] / den, 0.0), -1.0, 1.0)
     missing = [np.stack([ia, ib], axis=1)[:0]]
+    # collinear pairs, 1 − |ρ| < MERGE_TOL: identical inputs (ρ > 0, equal variances) take the
+    # diagonal value itself, the others the general path (merged to one variable, as before)
+    coll = 1 - np.abs(rho) < MERGE_TOL
+    if np.any(coll):
+        same = coll & (rho > 0) & (var[ia] == var[ib]) & (status[ia] == 2)
+        T[ia[same], ib[same]] = T[ia[same], ia[same]]
+        if sym:
+            T[ib[same], ia[same]] = T[ia[same], ia[same]]
+        missing.append(np.stack([ia[coll & ~same], ib[coll & ~same]], axis=1))
+        keep = ~coll
+        ia, ib, la, lb, rho = ia[keep], ib[keep], la[keep], lb[keep], rho[keep]
     both = (status[ia] == 2) & (status[ib] == 2)
     # pairs of resolved inputs on their own (their tails set the orders), then the rest
     for part in (both, ~both):

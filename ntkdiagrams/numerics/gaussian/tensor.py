@@ -10,7 +10,8 @@ with identical factors are permutation-symmetric, so only sorted index tuples wi
 group are computed.  Each tuple is reduced to its distinct variables and its deltas are
 expanded (:mod:`.merge`); the remaining integral goes to the fast path (:mod:`.fast`) or the
 closed-form orthant moments (:mod:`.orthant`) or the exact cone method (:mod:`.cone`) as
-:mod:`.paths` chooses.  :func:`gaussian_expectation`
+:mod:`.paths` chooses.  Two smooth factors take the Hermite series over all pairs at once
+(:mod:`.series`) first.  :func:`gaussian_expectation`
 does the same for one sum of products of univariate functions of given symbols.
 
 Run-time settings (compiled kernel, threads) come from a :class:`.context.Quadrature` or a
@@ -165,7 +166,10 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
         :data:`ntkdiagrams.numerics.gaussian.cone.DEFAULT_DEGREE_BY_DIM`); for the fast path:
         nodes per side of the split rules in every coordinate (default: the ladders of
         :mod:`ntkdiagrams.numerics.gaussian.ladder`).
-    method: ``"auto"`` (default): the fast path for tuples with ≥ 2 distinct variables whose
+    method: ``"auto"`` (default): two smooth factors of at most polynomial growth (k = 2, no
+        ``degree``): the Hermite series over all pairs (:mod:`ntkdiagrams.numerics.gaussian.series`),
+        and for the pairs it leaves, as for every other tensor, the fast path for tuples with
+        ≥ 2 distinct variables whose
         factors are all smooth, not all polynomial, and whose effective variance is ≤
         :data:`ntkdiagrams.numerics.gaussian.ladder.FAST_MAX_VARIANCE`; closed-form orthant
         moments for piecewise-polynomial factors (ReLU family, ≥ 2 variables, well-conditioned
