@@ -8,7 +8,9 @@ cached; a first warm-up call loads numba's kernel and builds tables):
   normal (16, 3) array scaled so that the mean of |x_α|²/n0 is the stated scale.
 * ``all``: the complete first-order set (``stats="all"``, 15 tensors), N = 16, L = 10, for tanh,
   relu, gelu at scale 1, C_W = 1.5 (tanh, gelu) / 2 (relu).
-* ``two``: the two-point path: tanh, K + Θ, N = 256, L = 20, scale 1, C_W = 1.5.
+* ``two``: the two-point path: tanh, K + Θ, N = 256, L = 20, scale 1, C_W = 1.5 (``--two-n
+  256,1024`` adds other N; each line also prints the CPU time, which on a loaded machine is
+  the better figure, and the process's peak memory).
 * ``derive``: cold derive of the complete set (a subprocess with an empty derivation cache).
 
 Options: ``--only kgv,all,two,derive`` (groups), ``--act tanh,relu`` (subsets of the kgv grid
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -101,6 +104,8 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per cell (0: none)")
     p.add_argument("--target", type=float, default=5.0, help="target seconds of a kgv cell")
     p.add_argument("--markdown", action="store_true", help="print the README table at the end")
+    p.add_argument("--two-n", default="256", help="input counts N of the two group (comma-separated; "
+                   "e.g. 256,1024: the peak memory printed is the process's so far)")
     p.add_argument("--threads", type=int)
     p.add_argument("--no-jit", action="store_true")
     args = p.parse_args()
@@ -147,11 +152,16 @@ def main() -> None:
             results[("all", a)] = (t, why)
             print(f"all  {a:15s} N=16 L=10 (15 tensors): {fmt(t, why):>10s}", flush=True)
     if "two" in groups:
-        x = inputs(256, 1.0)
-        t, why = timed(lambda: evaluate("tanh", 20, x, cw=1.5, stats=["K", "Theta"], settings=settings),
-                       timeout)
-        results["two"] = (t, why)
-        print(f"two  tanh N=256 L=20 K+Theta: {fmt(t, why):>10s}", flush=True)
+        for n in (int(v) for v in args.two_n.split(",")):
+            x = inputs(n, 1.0)
+            c0 = time.process_time()
+            t, why = timed(lambda: evaluate("tanh", 20, x, cw=1.5, stats=["K", "Theta"], settings=settings),
+                           timeout)
+            cpu = time.process_time() - c0
+            results["two" if n == 256 else ("two", n)] = (t, why)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB (Linux)
+            print(f"two  tanh N={n} L=20 K+Theta: {fmt(t, why):>10s}  (cpu {cpu:.2f} s; process peak "
+                  f"{peak:.2f} GiB)", flush=True)
     if args.markdown:
         markdown(results, acts, scales, cws, args.target)
 
@@ -169,13 +179,14 @@ def markdown(results, acts, scales, cws, target) -> None:
             row.append(f"**{cell}**" if t is not None and t <= target else cell)
         if any(("kgv", a, s, cw) in results for s, cw in cols):
             print(f"| {a} | " + " | ".join(row) + " |")
-    extra = [(k, v) for k, v in results.items() if k == "derive" or k == "two" or k[0] == "all"]
+    extra = [(k, v) for k, v in results.items() if k in ("derive", "two") or k[0] in ("all", "two")]
     if extra:
         print()
         print("| case | time |\n|---|---|")
         for k, (t, why) in extra:
             name = {"derive": "cold derive, complete set", "two": "tanh, N = 256, L = 20, K + Θ"}.get(
-                k, f"{k[1]}, N = 16, L = 10, all 15 tensors" if isinstance(k, tuple) else k)
+                k, (f"tanh, N = {k[1]}, L = 20, K + Θ" if k[0] == "two" else
+                    f"{k[1]}, N = 16, L = 10, all 15 tensors") if isinstance(k, tuple) else k)
             print(f"| {name} | {fmt(t, why)} |")
 
 

@@ -103,6 +103,27 @@ def test_cli_evaluate_json(tmp_path):
     assert np.array(doc["layers"][1]["K"]).shape == (2, 2)
 
 
+def test_cli_evaluate_npz_equals_json_and_library(tmp_path):
+    """--out p.npz holds the arrays themselves (keys layer{ℓ}/{tensor}, meta as JSON text), the
+    same numbers as --out p.json (written layer by layer: the text of one json.dump) and as the
+    library call."""
+    argv = ["evaluate", "--activation", "tanh", "--depth", "3", "--cw", "1.5", "--stats", "K,Theta",
+            "--random", "5,3"]
+    assert main(argv + ["--out", str(tmp_path / "p.npz")]) == 0
+    assert main(argv + ["--out", str(tmp_path / "p.json")]) == 0
+    doc = json.loads((tmp_path / "p.json").read_text())
+    with np.load(tmp_path / "p.npz") as z:
+        assert json.loads(str(z["meta"])) == doc["meta"]
+        assert sorted(z.files) == sorted(["meta"] + [f"layer{l}/{t}" for l in (1, 2, 3) for t in ("K", "Theta")])
+        x = np.random.default_rng(0).standard_normal((5, 3))
+        ref = evaluate("tanh", 3, x, cw=1.5, stats=["K", "Theta"])
+        for layer, want in zip(doc["layers"], ref):
+            for t in ("K", "Theta"):
+                assert np.array_equal(z[f"layer{layer['layer']}/{t}"], np.array(layer[t]))
+                assert np.allclose(z[f"layer{layer['layer']}/{t}"], want[t], rtol=1e-12, atol=0)
+    assert (tmp_path / "p.json").read_text() == json.dumps(doc)
+
+
 @pytest.mark.parametrize("argv", [
     ["--activation", "bogus"], ["--width", "0"], ["--depth", "0"], ["--random", "2"], ["--cb", "-1"],
     ["--stats", "K,XX"], ["--out", "pred.txt"],

@@ -12,7 +12,9 @@ Here every tensor of layer ℓ is a zarr array of blocks of B inputs per axis
    indices sorted within each group of identical factors) computes the block's index tuples
    (sorted within the groups, each distinct tuple once) with the quadrature of
    :func:`ntkdiagrams.numerics.gaussian.tensor.tensor_values`, and writes the block and its
-   transposes (the blocks of the permuted block indices).
+   transposes (the blocks of the permuted block indices).  A two-point tensor of smooth factors
+   is one task: the Hermite series over all pairs (:mod:`ntkdiagrams.numerics.gaussian.series`),
+   N² numbers, as in memory.
 2. Contractions.  Every term of a recursion is c · Π factors over target indices only
    (:class:`~ntkdiagrams.numerics.evaluate.CompiledRecursion`: a repeated label is a diagonal, no
    index is summed), so output block (I₁…I_m) of T^{(ℓ+1)} is Σ_terms c · einsum of the factors'
@@ -47,9 +49,11 @@ from ..errors import InputError, NumericsError, UnsupportedError
 from ..files import atomic_folder
 from ..settings import Settings
 from .gaussian import Quadrature
-from .gaussian.tensor import TUPLES_PER_BATCH, check_kernel, prepare_factors, tensor_values
+from .gaussian.series import applicable as series_applicable
+from .gaussian.tensor import TUPLES_PER_BATCH, check_kernel, expectation_tensor, prepare_factors, tensor_values
 
-__all__ = ["DEFAULT_BLOCK", "contract_block", "evaluate_blocked", "gaussian_block", "open_zarr_result", "plan_terms"]
+__all__ = ["DEFAULT_BLOCK", "contract_block", "evaluate_blocked", "gaussian_block", "open_zarr_result", "plan_terms",
+           "whole_series"]
 
 #: inputs per block along every axis (a four-index block: 32⁴ · 8 bytes = 8 MB)
 DEFAULT_BLOCK = 32
@@ -104,6 +108,12 @@ def _groups(funcs: tuple) -> list[list[int]]:
     return list(groups.values())
 
 
+def whole_series(funcs: tuple, degree) -> bool:
+    """A two-point tensor of smooth factors (:mod:`ntkdiagrams.numerics.gaussian.series`): computed
+    whole, in one task (N² numbers in milliseconds), so that its numbers are the in-memory ones."""
+    return degree is None and len(funcs) == 2 and series_applicable(prepare_factors(list(funcs)))
+
+
 def _slices(bidx: Sequence[int], B: int, N: int) -> tuple:
     return tuple(slice(b * B, min(N, (b + 1) * B)) for b in bidx)
 
@@ -134,9 +144,15 @@ def gaussian_block(root: str, path: str, funcs: tuple, K: np.ndarray, bidx: tupl
     uniq = np.stack(np.unravel_index(ukey, (N,) * k), axis=1)
     vals = np.empty(uniq.shape[0])
     with Quadrature(settings) as quad:
-        for a in range(0, uniq.shape[0], TUPLES_PER_BATCH):
-            vals[a:a + TUPLES_PER_BATCH] = tensor_values(facs, K, uniq[a:a + TUPLES_PER_BATCH], degree, "auto", quad)
-    block = vals[np.ravel(inv)].reshape(shape)
+        if whole_series(funcs, degree) and shape == (N, N):
+            # the whole two-point tensor, as the in-memory evaluator computes it (the series'
+            # orders depend on all inputs: a block alone would round differently)
+            block = expectation_tensor(list(funcs), K, quadrature=quad)
+        else:
+            for a in range(0, uniq.shape[0], TUPLES_PER_BATCH):
+                vals[a:a + TUPLES_PER_BATCH] = tensor_values(facs, K, uniq[a:a + TUPLES_PER_BATCH], degree, "auto",
+                                                             quad)
+            block = vals[np.ravel(inv)].reshape(shape)
     arr = zarr.open_array(store=root, path=path, mode="r+")
     written = set()
     for perm in itertools.product(*[list(itertools.permutations(g)) for g in groups]):
@@ -286,6 +302,10 @@ def evaluate_blocked(compiled: dict, extras: dict, names: Sequence[str], gauss: 
                 for canon, gid in ids.items():
                     gauss_paths[gid] = f"work/gauss{ell}/{gid}"
                     create(gauss_paths[gid], len(canon))
+                    if whole_series(canon, degree):  # one task, the in-memory numbers (N² of them)
+                        calls.append((gaussian_block, (root, gauss_paths[gid], canon, K, (0, 0), N, degree,
+                                                       task_settings)))
+                        continue
                     calls += [(gaussian_block, (root, gauss_paths[gid], canon, K, b, B, degree, task_settings))
                               for b in _canonical_blocks(canon, nb)]
                 fig["gauss_tasks"] = len(calls)

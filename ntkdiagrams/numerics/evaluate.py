@@ -40,6 +40,7 @@ import sympy as sp
 
 from .activations import Activation, parse_activation
 from .gaussian import Quadrature, expectation_tensor
+from .gaussian.tensor import check_correlations
 from .activations import z as zsym
 from ..language.algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor,
                                 WidthRatio, Z)
@@ -90,6 +91,10 @@ class GaussianCache:
         self.K = K
         self.degree = degree
         self.quadrature = quadrature
+        if quadrature is not None:
+            # a kernel of the recursion: the O(N²) check of its correlations instead of the
+            # eigenvalues (|ρ| ≤ 1 is what pairs need; larger tuples factor their own blocks)
+            quadrature.remember("kernel", K, check_correlations)
         self._store: dict = {}
         self.computed = 0
 
@@ -590,18 +595,26 @@ def _progress(progress):
 
 
 def write_result(path: str, meta: dict, layers: list[dict]) -> None:
-    """Write the JSON layout {"meta": …, "layers": [{"layer": ℓ, "K": nested lists, …}]} or npz
-    (keys ``layer{ℓ}/{tensor}`` plus ``meta``, a JSON string).
+    """Write the JSON layout {"meta": …, "layers": [{"layer": ℓ, "K": nested lists, …}]} (layer by
+    layer) or npz (keys ``layer{ℓ}/{tensor}`` plus ``meta``, a JSON string; the arrays as they
+    are, no text).
 
     The file is written to a temporary name in the same folder and renamed (``os.replace``), so
     no partial file is ever left, also when writing fails or is interrupted; a folder that does
     not exist or cannot be written raises :class:`~ntkdiagrams.errors.InputError`."""
     with atomic_output(path) as tmp:
         if path.endswith(".json"):
-            doc = {"meta": meta, "layers": [{k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                                             for k, v in layer.items()} for layer in layers]}
+            # one layer at a time (the text of json.dump of the whole document, without its
+            # nested lists in memory at once); standard JSON: no NaN/Infinity tokens
             with open(tmp, "w") as fh:
-                json.dump(doc, fh, allow_nan=False)  # standard JSON: no NaN/Infinity tokens
+                fh.write('{"meta": ')
+                json.dump(meta, fh, allow_nan=False)
+                fh.write(', "layers": [')
+                for i, layer in enumerate(layers):
+                    fh.write(", " if i else "")
+                    json.dump({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in layer.items()},
+                              fh, allow_nan=False)
+                fh.write("]}")
         else:
             flat = {f"layer{layer['layer']}/{k}": v for layer in layers for k, v in layer.items() if k != "layer"}
             with open(tmp, "wb") as fh:

@@ -18,6 +18,7 @@ The package, by concern (docs/gaussian.md has the overview, the measurements and
 ``paths``          the choice between the fast path and the exact cone method
 ``cone``           the exact cone method (orthant cones, radial × angular rules)
 ``orthant``        piecewise-polynomial factors (ReLU family): closed-form orthant moments
+``series``         two smooth factors: all pairs by the Hermite (Mehler) series
 ``fast``           the fast path (nested rules in Cholesky coordinates, order search)
 ``ladder``         the fast path's rule per coordinate, from the slopes
 ``nested``         the nested sum in numpy (addition theorem for exponential forms)

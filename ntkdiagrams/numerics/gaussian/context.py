@@ -21,6 +21,8 @@ import ctypes.util
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from ...errors import InputError
 from ...settings import Settings, resolve
 
@@ -33,7 +35,7 @@ HEAP_TOP_PAD = 64 << 20
 THREAD_NAME_PREFIX = "ntkdiagrams-quadrature"
 #: the counters of :attr:`Quadrature.stats`
 STAT_KEYS = ("tuples", "simplices", "fast_tuples", "compiled_tuples", "addition_split",
-             "addition_nodes")
+             "addition_nodes", "series_tuples")
 _M_TOP_PAD = -2
 
 
@@ -74,6 +76,7 @@ class Quadrature:
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._memo: dict = {}
         self._closed = False
         if settings.keep_heap:
             keep_heap()
@@ -90,6 +93,20 @@ class Quadrature:
                 self._pool = ThreadPoolExecutor(max_workers=self.threads,
                                                 thread_name_prefix=THREAD_NAME_PREFIX)
             return self._pool
+
+    def remember(self, name: str, arr, compute):
+        """``compute(arr)``, computed once for equal arrays in a row (e.g. the kernel check of
+        the tensors of one layer): the last argument and result per ``name`` are kept."""
+        if not isinstance(arr, np.ndarray):
+            return compute(arr)
+        with self._lock:
+            last = self._memo.get(name)
+        if last is not None and last[0].shape == arr.shape and np.array_equal(last[0], arr):
+            return last[1]
+        out = compute(arr)
+        with self._lock:
+            self._memo[name] = (arr.copy(), out)
+        return out
 
     def count(self, key: str, n: int) -> None:
         """Add n to the counter ``key`` (thread-safe)."""

@@ -10,7 +10,8 @@ with identical factors are permutation-symmetric, so only sorted index tuples wi
 group are computed.  Each tuple is reduced to its distinct variables and its deltas are
 expanded (:mod:`.merge`); the remaining integral goes to the fast path (:mod:`.fast`) or the
 closed-form orthant moments (:mod:`.orthant`) or the exact cone method (:mod:`.cone`) as
-:mod:`.paths` chooses.  :func:`gaussian_expectation`
+:mod:`.paths` chooses.  Two smooth factors take the Hermite series over all pairs at once
+(:mod:`.series`) first.  :func:`gaussian_expectation`
 does the same for one sum of products of univariate functions of given symbols.
 
 Run-time settings (compiled kernel, threads) come from a :class:`.context.Quadrature` or a
@@ -34,8 +35,9 @@ from .factors import Factor, as_sympy, canonical_z, prepare_factor
 from .growth import check_integrable
 from .merge import expect
 from .paths import METHODS
+from .series import applicable as series_applicable, series_tensor
 
-__all__ = ["check_kernel", "expectation_tensor", "gaussian_expectation", "prepare_factors",
+__all__ = ["check_correlations", "check_kernel", "expectation_tensor", "gaussian_expectation", "prepare_factors",
            "tensor_values"]
 
 #: index tuples per call of :func:`tensor_values` (bounds the memory of one batch)
@@ -58,9 +60,44 @@ def check_kernel(K) -> np.ndarray:
         raise InputError("kernel K is not symmetric (max |K - K^T| = "
                          f"{np.max(np.abs(A - A.T)):.3g})")
     A = 0.5 * (A + A.T)
+    # a Cholesky factor of A + δ I (δ = 1e-10 max K_aa ≤ 1e-10 λ_max) proves λ_min > −δ, which
+    # passes the test below; only where it fails are the eigenvalues computed (~20× the cost)
+    dmax = float(np.max(np.diag(A)))
+    if dmax > 0 and np.all(np.diag(A) >= 0):
+        try:
+            np.linalg.cholesky(A + 1e-10 * dmax * np.eye(A.shape[0]))
+            return A
+        except np.linalg.LinAlgError:
+            pass
     ev = np.linalg.eigvalsh(A)
     if ev[0] < -1e-10 * max(ev[-1], 1e-300) or np.any(np.diag(A) < 0):
         raise InputError(f"kernel K is not positive semi-definite (smallest eigenvalue {ev[0]:.3g})")
+    return A
+
+
+def check_correlations(K) -> np.ndarray:
+    """K as a symmetric (N, N) float array (symmetrised) whose 2 × 2 principal minors are
+    positive semi-definite: K_aa ≥ 0 and K_ab² ≤ K_aa K_bb (1 + 1e-10); InputError otherwise.
+
+    What a pair expectation needs (|ρ_ab| ≤ 1), in O(N²) and without LAPACK: for kernels made
+    by a recursion that keeps them positive semi-definite (ntkdiagrams.numerics.evaluate checks
+    each layer's kernel with it).  :func:`check_kernel` is the full test."""
+    try:
+        A = np.asarray(K, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"kernel K must be a real (N, N) array ({exc})") from None
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
+        raise InputError(f"kernel K must be a square (N, N) matrix with N >= 1, got shape {A.shape}")
+    if not np.all(np.isfinite(A)):
+        raise InputError("kernel K contains NaN or infinite entries")
+    scale = max(float(np.max(np.abs(A))), 1e-300)
+    if np.max(np.abs(A - A.T)) > 1e-10 * scale:
+        raise InputError("kernel K is not symmetric (max |K - K^T| = "
+                         f"{np.max(np.abs(A - A.T)):.3g})")
+    A = 0.5 * (A + A.T)
+    d = np.diag(A)
+    if np.any(d < 0) or np.any(A * A > np.outer(d, d) * (1 + 1e-10) + 1e-300):
+        raise InputError("kernel K is not positive semi-definite (a 2 × 2 principal minor is negative)")
     return A
 
 
@@ -129,7 +166,10 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
         :data:`ntkdiagrams.numerics.gaussian.cone.DEFAULT_DEGREE_BY_DIM`); for the fast path:
         nodes per side of the split rules in every coordinate (default: the ladders of
         :mod:`ntkdiagrams.numerics.gaussian.ladder`).
-    method: ``"auto"`` (default): the fast path for tuples with ≥ 2 distinct variables whose
+    method: ``"auto"`` (default): two smooth factors of at most polynomial growth (k = 2, no
+        ``degree``): the Hermite series over all pairs (:mod:`ntkdiagrams.numerics.gaussian.series`),
+        and for the pairs it leaves, as for every other tensor, the fast path for tuples with
+        ≥ 2 distinct variables whose
         factors are all smooth, not all polynomial, and whose effective variance is ≤
         :data:`ntkdiagrams.numerics.gaussian.ladder.FAST_MAX_VARIANCE`; closed-form orthant
         moments for piecewise-polynomial factors (ReLU family, ≥ 2 variables, well-conditioned
@@ -139,7 +179,9 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
     settings: run-time settings (compiled kernel, threads); None: those of the environment
         (:func:`ntkdiagrams.settings.resolve`).  A pool made for them is closed on return.
     quadrature: an open :class:`ntkdiagrams.numerics.gaussian.context.Quadrature` to use
-        instead (its pool is shared between calls); not together with ``settings``.
+        instead (its pool is shared between calls); not together with ``settings``.  K is
+        checked by :func:`check_kernel` once per quadrature for equal arrays in a row
+        (``quadrature.remember("kernel", K, check)``; a caller may check it otherwise first).
 
     Returns an array of shape (N,)*k.  Entries with two deltas on the same variable are NaN.
     Raises :class:`~ntkdiagrams.errors.NumericsError` (attributes ``inputs``, ``reason``) when an
@@ -155,10 +197,12 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
     True
     """
     facs = prepare_factors(factors)
-    A = check_kernel(K)
     _check_options(degree, method)
     with _quadrature(settings, quadrature) as quad:
+        A = quad.remember("kernel", K, check_kernel)
         N, k = A.shape[0], len(facs)
+        if method == "auto" and degree is None and series_applicable(facs):
+            return _two_point(facs, A, quad)
         tuples = np.indices((N,) * k).reshape(k, -1).T
         # slots with identical factors are symmetric: compute sorted tuples only
         canon = tuples.copy()
@@ -178,6 +222,22 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
         for a in range(0, uniq.shape[0], per):
             vals[a:a + per] = tensor_values(facs, A, uniq[a:a + per], degree, method, quad)
     return vals[np.ravel(inv)].reshape((N,) * k)
+
+
+def _two_point(facs: list[Factor], A: np.ndarray, quad: Quadrature) -> np.ndarray:
+    """Two smooth factors: the Hermite series (:mod:`.series`), and the general path for the
+    index pairs it leaves."""
+    T, missing = series_tensor(facs, A)
+    N = A.shape[0]
+    sym = facs[0] is facs[1]
+    quad.count("series_tuples", N * N - missing.shape[0] * (2 if sym else 1)
+               + (int(np.sum(missing[:, 0] == missing[:, 1])) if sym else 0))
+    for a in range(0, missing.shape[0], TUPLES_PER_BATCH):
+        t = missing[a:a + TUPLES_PER_BATCH]
+        T[t[:, 0], t[:, 1]] = v = tensor_values(facs, A, t, None, "auto", quad)
+        if sym:
+            T[t[:, 1], t[:, 0]] = v
+    return T
 
 
 def _split_product(term: sp.Expr, variables) -> tuple[sp.Expr, dict] | None:
