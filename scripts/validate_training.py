@@ -62,7 +62,7 @@ CASES = {
     "relu-L3": ("relu", 3, 0.0, 2.0, 4, 1, 1, 0.3, 3),
     "relu-L4-2out": ("relu", 4, 0.1, 1.5, 2, 2, 2, 0.6, 4),
     "gelu-L3-2out": ("gelu", 3, 0.1, 1.5, 3, 2, 2, 0.5, 5),
-    "gelu-L4": ("gelu", 4, 0.0, 1.5, 4, 1, 1, 0.2, 6),
+    "gelu-L4": ("gelu", 4, 0.0, 1.5, 4, 1, 1, 0.4, 6),
 }
 QUICK = ("tanh-L3", "relu-L3")
 #: near the infinite-width stable step, part of the width-16 networks are unstable or converge very
@@ -208,7 +208,7 @@ def markdown(results, widths, command: str) -> str:
 
 
 def saved_command(args) -> str:
-    """The command of a rendered table: the run that wrote the JSON file is in its "command" entry."""
+    """The command of a rendered table."""
     return f"python scripts/validate_training.py --render {args.render}"
 
 
@@ -223,15 +223,17 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="also write every entry (values per width, fit, z) to this file "
                                                 "(after each case)")
     p.add_argument("--render", default=None, metavar="JSON",
-                   help="only write the table from a --json file of an earlier run (no training)")
+                   help="only write the table from --json files of earlier runs (comma-separated; no training)")
     args = p.parse_args(argv)
     names = args.cases.split(",") if args.cases else (list(QUICK) if args.quick else list(CASES))
     widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else ((16, 32, 64) if args.quick else WIDTHS)
     scale = args.samples_scale * (0.25 if args.quick else 1.0)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     if args.render:
-        with open(args.render) as fh:
-            saved = json.load(fh)
+        saved = {}
+        for path in args.render.split(","):
+            with open(path) as fh:
+                saved.update(json.load(fh))
         results = {k: [{**r, "T": math.inf if r["T"] == "inf" else r["T"],
                         "index": r["index"] if isinstance(r["index"], int) else tuple(r["index"])} for r in v]
                    for k, v in saved.items()}
