@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from ntkdiagrams.analysis.training import compare_training  # noqa: E402
 from ntkdiagrams.numerics.activations import parse_activation  # noqa: E402
 from ntkdiagrams.sampling.model import ModelSpec  # noqa: E402
 from ntkdiagrams.sampling.training import train_ensemble  # noqa: E402
@@ -107,21 +108,12 @@ def run_case(name: str, widths, scale: float, seed: int, log):
         ens = train_ensemble(model, xa, y, xb, lr=pred.meta["lr"], steps=STEPS, samples=S, seed=seed + n,
                              out_width=n_out, tol=TOL)
         for T in STEPS:
-            mom = pred.at(T)
-            E, m0 = mom.kernel_map, mom.mean
-
-            def est(o, T=T, E=E, m0=m0):
-                z0 = o[0].reshape(len(o[0]), -1)
-                zT = o[T].reshape(len(o[T]), -1)
-                r = zT - z0 @ E.T
-                mean = r.mean(0) - m0
-                cz0 = np.cov(z0, rowvar=False, ddof=1)
-                cov = np.cov(zT, rowvar=False, ddof=1) - E @ cz0 @ E.T
-                return np.concatenate([mean, cov[np.triu_indices(len(m0))]])
-
-            val, err = ens.batch_estimate(est)
+            c = compare_training(pred, ens, T, n)     # n·Δ and n·SE with the kernel-GD control variate
+            iu_ = np.triu_indices(len(c.mean))
+            val = np.concatenate([c.mean, c.cov[iu_]])
+            err = np.concatenate([c.mean_error, c.cov_error[iu_]])
             for k in range(len(val)):
-                rows.setdefault((T, k), []).append((n, n * val[k], n * err[k]))
+                rows.setdefault((T, k), []).append((n, val[k], err[k]))
         log(f"  n = {n}: {S} networks, {time.time() - t1:.1f} s (converged in ≤ {ens.meta.get('converged_step')} steps)")
     M = n_out * N
     iu = np.triu_indices(M)

@@ -37,16 +37,17 @@ from .merge import expect
 from .paths import METHODS
 from .series import applicable as series_applicable, series_tensor
 
-__all__ = ["check_correlations", "check_kernel", "expectation_tensor", "gaussian_expectation", "prepare_factors",
+__all__ = ["check_correlations", "check_kernel", "symmetric_kernel", "expectation_tensor", "gaussian_expectation", "prepare_factors",
            "tensor_values"]
 
 #: index tuples per call of :func:`tensor_values` (bounds the memory of one batch)
 TUPLES_PER_BATCH = 4096
 
 
-def check_kernel(K) -> np.ndarray:
-    """K as a symmetric positive semi-definite (N, N) float array (symmetrised); InputError
-    otherwise (tolerance 1e-10 relative)."""
+def symmetric_kernel(K) -> np.ndarray:
+    """K as a finite, symmetric (N, N) float array, symmetrised (tolerance 1e-10 relative);
+    InputError otherwise.  The part of :func:`check_kernel` and :func:`check_correlations` that
+    does not look at the eigenvalues."""
     try:
         A = np.asarray(K, dtype=float)
     except (TypeError, ValueError) as exc:
@@ -60,6 +61,13 @@ def check_kernel(K) -> np.ndarray:
         raise InputError("kernel K is not symmetric (max |K - K^T| = "
                          f"{np.max(np.abs(A - A.T)):.3g})")
     A = 0.5 * (A + A.T)
+    return A
+
+
+def check_kernel(K) -> np.ndarray:
+    """K as a symmetric positive semi-definite (N, N) float array (symmetrised); InputError
+    otherwise (tolerance 1e-10 relative)."""
+    A = symmetric_kernel(K)
     # a Cholesky factor of A + δ I (δ = 1e-10 max K_aa ≤ 1e-10 λ_max) proves λ_min > −δ, which
     # passes the test below; only where it fails are the eigenvalues computed (~20× the cost)
     dmax = float(np.max(np.diag(A)))
@@ -82,19 +90,7 @@ def check_correlations(K) -> np.ndarray:
     What a pair expectation needs (|ρ_ab| ≤ 1), in O(N²) and without LAPACK: for kernels made
     by a recursion that keeps them positive semi-definite (ntkdiagrams.numerics.evaluate checks
     each layer's kernel with it).  :func:`check_kernel` is the full test."""
-    try:
-        A = np.asarray(K, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"kernel K must be a real (N, N) array ({exc})") from None
-    if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
-        raise InputError(f"kernel K must be a square (N, N) matrix with N >= 1, got shape {A.shape}")
-    if not np.all(np.isfinite(A)):
-        raise InputError("kernel K contains NaN or infinite entries")
-    scale = max(float(np.max(np.abs(A))), 1e-300)
-    if np.max(np.abs(A - A.T)) > 1e-10 * scale:
-        raise InputError("kernel K is not symmetric (max |K - K^T| = "
-                         f"{np.max(np.abs(A - A.T)):.3g})")
-    A = 0.5 * (A + A.T)
+    A = symmetric_kernel(K)
     d = np.diag(A)
     if np.any(d < 0) or np.any(A * A > np.outer(d, d) * (1 + 1e-10) + 1e-300):
         raise InputError("kernel K is not positive semi-definite (a 2 × 2 principal minor is negative)")
