@@ -34,7 +34,7 @@ four-point function V does not enter (z⁰ is linear in z(0)).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
