@@ -22,17 +22,22 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..sampling.model import ModelSpec
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """Add --activation --depth --width --cb --cw --lb --lw --inputs/--random --seed."""
+def add_network_arguments(p: argparse.ArgumentParser, width: int = 32) -> None:
+    """Add --activation --depth --width (default ``width``) --cb --cw --lb --lw."""
     p.add_argument("--activation", default="tanh",
                    help="shortcut (tanh, relu, gelu, erf, swish, silu, sin, softplus, linear, "
                         "leaky_relu:a) or an expression in z such as 'z*tanh(z)' (default: tanh)")
     p.add_argument("--depth", type=int, default=3, help="number of layers L (default 3)")
-    p.add_argument("--width", type=int, default=32, help="hidden width n (default 32)")
+    p.add_argument("--width", type=int, default=width, help=f"hidden width n (default {width})")
     p.add_argument("--cb", type=float, default=None, help="bias variance C_b (default 0)")
     p.add_argument("--cw", type=float, default=None, help="weight variance C_W (default 1)")
     p.add_argument("--lb", type=float, default=None, help="bias learning rate λ_b (default 1)")
     p.add_argument("--lw", type=float, default=None, help="weight learning rate λ_W (default 1)")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Add --activation --depth --width --cb --cw --lb --lw --inputs/--random --seed."""
+    add_network_arguments(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--inputs", help="a .npy file with an (N, n0) array of inputs")
     src.add_argument("--random", help="N,n0: draw N standard-normal inputs of dimension n0 "

@@ -16,7 +16,7 @@ import sys
 import warnings
 
 from ..errors import InputError
-from .common import add_param_argument, parse_params
+from .common import add_network_arguments, add_param_argument, parse_params
 from .files import check_output_file, check_rules_option, load_npy
 
 __all__ = ["add_parser", "run"]
@@ -30,13 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "steps T the ensemble mean and covariance of the outputs (training inputs first, then test "
                     "inputs; output neuron 0 unless --all-neurons) as the infinite-width value (kernel gradient "
                     "descent), the coefficient of 1/n, and the prediction infinite + correction/n at --width.")
-    p.add_argument("--activation", default="tanh", help="shortcut or expression in z (default tanh)")
-    p.add_argument("--depth", type=int, default=3, help="number of layers L (default 3)")
-    p.add_argument("--width", type=int, default=64, help="hidden width n of the prediction (default 64)")
-    p.add_argument("--cb", type=float, default=None, help="bias variance C_b (default 0)")
-    p.add_argument("--cw", type=float, default=None, help="weight variance C_W (default 1)")
-    p.add_argument("--lb", type=float, default=None, help="bias learning rate λ_b (default 1)")
-    p.add_argument("--lw", type=float, default=None, help="weight learning rate λ_W (default 1)")
+    add_network_arguments(p, width=64)
     p.add_argument("--rules", default="mlp", help="rule file (default mlp)")
     add_param_argument(p)
     p.add_argument("--train", help="a .npy file with the (n_A, n0) training inputs")

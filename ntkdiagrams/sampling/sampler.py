@@ -86,7 +86,7 @@ from .interpreter import NetworkProgram, build_program
 from .networks import activation_derivatives, forward, layer_objects, layer_widths, parameter_count
 
 __all__ = ["ALL_STATS", "DEFAULT_STATS", "SAMPLED_SUMS", "STAT_ALIASES", "DEPRECATED_NAMES", "STREAMS",
-           "add_sums", "batch_estimate", "chunk_plan", "chunk_rng", "chunk_sums", "chunk_requirements", "default_chunk",
+           "add_sums", "batch_estimate", "check_counts", "chunk_plan", "chunk_rng", "chunk_sums", "chunk_requirements", "default_chunk",
            "parse_stats", "sample", "sample_memory", "save_result", "load_result"]
 
 #: the sampled means and the rule-file tensors (coefficients of 1/n^0 and 1/n) whose sum each
@@ -243,6 +243,21 @@ def _estimate(stat: str, m: dict, n: int) -> np.ndarray:
     if stat == "U":  # U[α1,α4,α2,α3] = n E[ddIIH_{0110;α1α2α3α4}]
         return n * 0.5 * (m["U0"] + m["U1"]).transpose(0, 3, 1, 2)
     raise KeyError(stat)  # pragma: no cover
+
+
+def check_counts(samples, batches, chunk) -> None:
+    """InputError unless ``samples`` and ``batches`` are integers with 2 ≤ batches ≤ samples and
+    ``chunk`` is None or a positive integer (the sampler's and the trainer's run sizes)."""
+    for name, v in (("samples", samples), ("batches", batches)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise InputError(f"{name} must be an integer; got {v!r}")
+    if batches < 2:
+        raise InputError(f"batches must be >= 2 for a standard error; got {batches}")
+    if samples < batches:
+        raise InputError(f"samples ({samples}) must be >= batches ({batches})")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
+                              or chunk < 1):
+        raise InputError(f"chunk must be a positive integer; got {chunk!r}")
 
 
 def batch_sizes(samples: int, batches: int) -> list[int]:
@@ -478,16 +493,7 @@ def sample(model: ModelSpec, samples: int, *, seed: int = 0, batches: int = 30,
     """
     x, program = check_model(model)
     stats = parse_stats(stats)
-    for name, v in (("samples", samples), ("batches", batches)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise InputError(f"{name} must be an integer; got {v!r}")
-    if batches < 2:
-        raise InputError(f"batches must be >= 2 for a standard error; got {batches}")
-    if samples < batches:
-        raise InputError(f"samples ({samples}) must be >= batches ({batches})")
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
-                              or chunk < 1):
-        raise InputError(f"chunk must be a positive integer; got {chunk!r}")
+    check_counts(samples, batches, chunk)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a non-negative integer; got {seed!r}")
 

@@ -66,7 +66,7 @@ from ..numerics.activations import Activation
 from ..numerics.inputs import check_inputs
 from .model import ModelSpec
 from .networks import Ensemble, activation_derivatives
-from .sampler import SEED_TAG, batch_sizes, check_model, make_reporter
+from .sampler import SEED_TAG, batch_sizes, check_counts, check_model, make_reporter
 
 __all__ = ["TrainedEnsemble", "empirical_ntk", "stable_step", "train_ensemble", "train_networks",
            "train_step", "default_chunk", "DEFAULT_TOL", "DEFAULT_MAX_STEPS"]
@@ -576,15 +576,7 @@ def train_ensemble(model: ModelSpec, x_train, y_train, x_test=None, *, lr: float
     steps = _check_steps(list(_check_steps(steps)) + [0])   # step 0 (the initialisation) always
     tol, max_steps = _check_tol(tol, max_steps)
     _check_unconverged(unconverged)
-    for name, v in (("samples", samples), ("batches", batches)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise InputError(f"{name} must be an integer; got {v!r}")
-    if batches < 2:
-        raise InputError(f"batches must be >= 2 for a standard error; got {batches}")
-    if samples < batches:
-        raise InputError(f"samples ({samples}) must be >= batches ({batches})")
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1):
-        raise InputError(f"chunk must be a positive integer; got {chunk!r}")
+    check_counts(samples, batches, chunk)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a non-negative integer; got {seed!r}")
     x = np.concatenate([xtr, xte])
