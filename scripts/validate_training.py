@@ -64,7 +64,11 @@ CASES = {
     "relu-L4-2out": ("relu", 4, 0.1, 1.5, 2, 2, 2, 0.6, 4),
     "gelu-L3-2out": ("gelu", 3, 0.1, 1.5, 3, 2, 2, 0.5, 5),
     "gelu-L4": ("gelu", 4, 0.0, 1.5, 4, 1, 1, 0.4, 6),
+    # relu-L3 at the bottom of the step range (docs/training.md §9: the kink term); not run by default
+    "relu-L3-lr0.1": ("relu", 3, 0.0, 2.0, 4, 1, 1, 0.1, 3),
 }
+#: cases run only when named with --cases
+EXTRA = ("relu-L3-lr0.1",)
 QUICK = ("tanh-L3", "relu-L3")
 #: near the infinite-width stable step, part of the width-16 networks are unstable or converge very
 #: slowly (their empirical NTK fluctuates by O(n^{-1/2})); cases listed here start at a larger width
@@ -217,7 +221,8 @@ def main(argv=None) -> int:
     p.add_argument("--render", default=None, metavar="JSON",
                    help="only write the table from --json files of earlier runs (comma-separated; no training)")
     args = p.parse_args(argv)
-    names = args.cases.split(",") if args.cases else (list(QUICK) if args.quick else list(CASES))
+    names = args.cases.split(",") if args.cases else (list(QUICK) if args.quick else
+                                                       [c for c in CASES if c not in EXTRA])
     widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else ((16, 32, 64) if args.quick else WIDTHS)
     scale = args.samples_scale * (0.25 if args.quick else 1.0)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
