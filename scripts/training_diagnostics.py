@@ -238,10 +238,13 @@ def per_network_objects(ens, act, M, N):
     return (o["z"].reshape(C, M), comb(o["H"], 2), comb(o["dH"], 3), comb(o["ddIH"], 4), comb(o["ddIIH"], 4))
 
 
-def truncated_run(objs, Tr, ybar, eta, steps, order=3):
+def truncated_run(objs, Tr, ybar, eta, steps, order=3, H_mean=None):
     """The update map of docs/training.md §2 with every network's own z, H, dH, ddIH, ddIIH at
-    initialisation (ddNTKs constant): {T: z(T)}.  ``order`` 1: frozen NTK; 2: + dH; 3: + ddNTKs."""
+    initialisation (ddNTKs constant): {T: z(T)}.  ``order`` 1: frozen NTK; 2: + dH; 3: + ddNTKs.
+    ``H_mean``: use this NTK (M, M) for every network instead of its own (no ΔH)."""
     z, H, dH, R, S = (a.copy() for a in objs)
+    if H_mean is not None:
+        H = np.broadcast_to(H_mean, H.shape).copy()
     X = R + S + np.transpose(S, (0, 1, 3, 2, 4))
     Y = R + np.transpose(R, (0, 2, 1, 3, 4)) + S + np.transpose(S, (0, 1, 2, 4, 3))
     X, Y, R = X[..., Tr], Y[:, :, :, Tr][..., Tr], R[:, :, Tr][:, :, :, Tr][..., Tr]
@@ -282,6 +285,8 @@ def cmd_truncated(args):
         model = ModelSpec(act, c["L"], n, cb=c["cb"], cw=c["cw"], lb=1.0, lw=1.0, inputs=np.vstack([c["xa"], c["xb"]]))
         x, program = check_model(model)
         rng = np.random.default_rng(np.random.SeedSequence([args.seed + n, SEED_TAG]))
+        lay = c["pred"].output_layer
+        H_mean = np.kron(np.eye(c["n_out"]), np.asarray(lay["Theta"]) + np.asarray(lay["Theta1"]) / n)
         parts = {}
         done = dropped = 0
         while done < args.samples:
@@ -298,6 +303,9 @@ def cmd_truncated(args):
             for order in (1, 2, 3):
                 for T, z in truncated_run(objs, c["Tr"], c["ybar"], c["eta"], steps, order).items():
                     res[(order, T)] = z
+            for order in (1, 3):      # the same with the mean NTK Θ + Θ1/n for every network
+                for T, z in truncated_run(objs, c["Tr"], c["ybar"], c["eta"], steps, order, H_mean).items():
+                    res[(f"{order}m", T)] = z
             for k, v in res.items():
                 parts.setdefault(k, []).append(v)
             done += cnt
@@ -306,13 +314,29 @@ def cmd_truncated(args):
         print(f"\n## n = {n}: {S} networks ({dropped} dropped: η ≥ their own 2/λ_max(H)), {time.time() - t0:.0f} s")
         print("| T | map | mean n·Δ (entries) | cov n·Δ (diagonal) |")
         print("|---|---|---|---|")
+        f = lambda a, b: np.concatenate([n * (a - b).mean(0), n * (cov(a) - cov(b))[iu][diag]])  # noqa: E731
         for T in steps:
             for order in (1, 2, 3):
-                f = lambda a, b: np.concatenate([n * (a - b).mean(0), n * (cov(a) - cov(b))[iu][diag]])  # noqa: E731
                 v, e = batched(f, [res[(order, T)], res[("exact", T)]], S)
                 cm = ", ".join(f"{a:.3f}±{b:.3f}" for a, b in zip(v[:M], e[:M]))
                 cc = ", ".join(f"{a:.3f}±{b:.3f}" for a, b in zip(v[M:], e[M:]))
                 print(f"| {T} | {order} | {cm} | {cc} |", flush=True)
+        P, B = c["pred"], c["bare"]
+        print("\nNTK-evolution part n·(map 3 − map 1) with each network's own H(0) ('own') and with the mean NTK "
+              "Θ + Θ1/n for every network ('mean': no ΔH, so no ΔH × dNTK cross terms), against the predicted "
+              "dNTK + ddNTK part; mean entries, then the covariance diagonal")
+        print("| T | own | mean H | predicted |")
+        print("|---|---|---|---|")
+        for T in steps:
+            cells = []
+            for a, b in ((3, 1), ("3m", "1m")):
+                ok = (np.abs(res[(a, T)]).max(1) < 1e3) & (np.abs(res[(b, T)]).max(1) < 1e3)
+                v, e = batched(f, [res[(a, T)][ok], res[(b, T)][ok]], int(ok.sum()))
+                cells.append(", ".join(f"{x:.3f}±{y:.3f}" for x, y in zip(v, e))
+                             + (f" ({int((~ok).sum())} diverged, left out)" if not ok.all() else ""))
+            p = np.concatenate([P.at(T).mean_correction - B.at(T).mean_correction,
+                                np.diag(P.at(T).cov_correction - B.at(T).cov_correction)])
+            print(f"| {T} | {cells[0]} | {cells[1]} | {', '.join(f'{x:.3f}' for x in p)} |", flush=True)
     return 0
 
 
