@@ -63,16 +63,17 @@ def legs(*qs):
     return tuple(("leg", q) for q in qs)
 
 
-CASES = ["one_label_k8", "two_V_blobs_k8", "three_labels_k6_polynomial", "three_labels_k4", "two_sites_label"]
+CASES = ["one_label_k8", "two_V_blobs_k8", "three_labels_k6_polynomial", "three_labels_k4", "two_sites_label",
+         "four_labels_k4_polynomial"]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_hermite_against_explicit(case):
-    """tanh (and, for three labels at k = 6, polynomial factors: exact moments, so a tight bound)
-    on N = 3 inputs with random kernels and random tensors (not symmetric: the contraction must
+    """tanh (and, for three labels at k = 6 and four at k = 4, polynomial factors: exact moments,
+    so a tight bound) on N = 3 (4) inputs with random kernels and random tensors (not symmetric: the contraction must
     not assume it)."""
     rng = np.random.default_rng(CASES.index(case))
-    N = 3
+    N = 4 if case.startswith("four") else 3
     K = kernel(N, 5)
     tol = 2e-6
     sech2 = sp.diff(tanh, z)
@@ -88,6 +89,11 @@ def test_hermite_against_explicit(case):
         T = rng.normal(size=(N,) * 6)
         args = legs(*range(6))
         sites, axes = [(("a", "b", "c"), (z ** 2, z ** 3 + z, z ** 3), tuple(range(6)))], ("a", "b", "c")
+        tol = 1e-11
+    elif case == "four_labels_k4_polynomial":
+        T = rng.normal(size=(N,) * 4)
+        args = legs(*range(4))
+        sites, axes = [(("a", "b", "c", "d"), (z, z ** 2, z, z ** 2 + 1), tuple(range(4)))], ("a", "b", "c", "d")
         tol = 1e-11
     elif case == "three_labels_k4":
         T = rng.normal(size=(N,) * 4)

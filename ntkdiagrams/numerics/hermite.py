@@ -256,7 +256,8 @@ def contract_blob(tensor_arr: np.ndarray, args: tuple, sites: list, K: np.ndarra
         raise InputError(f"blob legs must be numbered 0 … {nlegs - 1} across the sites")
     # every assignment γ of each leg to a slot of its site; chunks of assignments
     choices = [range(site_data[leg_site[q][0]][0].shape[0]) for q in range(nlegs)]
-    assignments = np.array(list(itertools.product(*choices)), np.intp).reshape(-1, nlegs)
+    assignments = np.array(list(itertools.product(*choices)), np.intp).reshape(-1, nlegs) if nlegs \
+        else np.zeros((1, 0), np.intp)
     weights = []
     for slots, _t, codes, legs in site_data:   # column of each assignment in the site's table
         r = slots.shape[0]
