@@ -248,3 +248,13 @@ def test_limits():
         expectation_tensor([sp.tanh(z)] * 5, K)
     # four factors over five inputs are fine (every tuple has ≤ 4 distinct inputs)
     assert expectation_tensor([z] * 4, K, settings=SET).shape == (5,) * 4
+
+
+@pytest.mark.parametrize("method", ["exact", "fast"])
+def test_methods_agree(method):
+    """method="exact" (cone) and "fast" on a six-factor tensor over N = 2 give the auto numbers."""
+    K = kernel(2, 51)
+    factors = [t0, t1, t0, t0, t1, g0]
+    auto = expectation_tensor(factors, K, settings=SET)
+    other = expectation_tensor(factors, K, method=method, settings=SET)
+    assert np.max(np.abs(other - auto)) <= 1e-8 * np.max(np.abs(auto))
