@@ -14,7 +14,8 @@ import sympy as sp
 
 from ntkdiagrams.errors import InputError, UnsupportedError
 from ntkdiagrams.numerics.activations import lambdify_z, parse_activation, z
-from ntkdiagrams.numerics.gaussian import expectation_tensor
+from ntkdiagrams.numerics.gaussian import Quadrature, expectation_tensor
+from ntkdiagrams.numerics.gaussian.tensor import prepare_factors, tensor_values
 from ntkdiagrams.settings import Settings
 
 SET = Settings(jit=False, threads=1)
@@ -184,8 +185,6 @@ def test_relu_six_four_inputs_against_cone():
         T = expectation_tensor(factors, K, settings=SET)
         tups = [t for t in some_tuples(4, 6, 30, 11) if len(set(t)) == 4][:6]
         sub = np.array(tups)
-        from ntkdiagrams.numerics.gaussian.tensor import prepare_factors, tensor_values
-        from ntkdiagrams.numerics.gaussian import Quadrature
         with Quadrature(SET) as quad:
             ref = tensor_values(prepare_factors(factors), K, sub, 20, "exact", quad)
         got = np.array([T[t] for t in tups])
