@@ -338,9 +338,9 @@ def test_bad_kernels(K, msg):
 
 def test_bad_factors():
     K = np.eye(2)
-    with pytest.raises(InputError, match="1 to 4"):
-        expectation_tensor([z] * 5, K)
-    with pytest.raises(InputError, match="1 to 4"):
+    with pytest.raises(InputError, match="1 to 8"):
+        expectation_tensor([z] * 9, K)
+    with pytest.raises(InputError, match="1 to 8"):
         expectation_tensor([], K)
     with pytest.raises(InputError, match="other than z"):
         expectation_tensor([z * sp.Symbol("a")], K)

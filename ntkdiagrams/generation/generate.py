@@ -165,6 +165,9 @@ class _Plan:
         key = (funcs, k)
         if key in self.site_index:
             return self.site_index[key]
+        if len(funcs) > 2:  # the printed contraction (runtime contract_blob) knows one- and two-input sites
+            raise UnsupportedError(f"generated code: a blob site on {len(funcs)} inputs (kinked activation, "
+                                   "order 1/n²) is not supported; evaluate with ntkdiagrams.evaluate")
         p0 = sp.Symbol("P00")
         prod = sp.expand(sp.Mul(*funcs))
         monos1, coeffs1, _g, pv1, ts1 = q_polynomial(k, 1)
@@ -195,6 +198,9 @@ class _Plan:
         if key in self.blob_index:
             return self.blob_index[key]
         tensor, args, sites, axes = key
+        if not isinstance(tensor, str):
+            raise UnsupportedError(f"generated code: a blob sum over a product of tensors {tensor} (order 1/n²) "
+                                   "is not supported; evaluate with ntkdiagrams.evaluate")
         specs = []
         for labels, funcs, legs in sites:
             sid = self.site(tuple(funcs), len(legs))

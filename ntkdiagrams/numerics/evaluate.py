@@ -26,6 +26,7 @@ result carries the size of the 1/n corrections (:mod:`ntkdiagrams.numerics.healt
 """
 from __future__ import annotations
 
+import functools
 import json
 import string
 import sys
@@ -40,7 +41,7 @@ import sympy as sp
 
 from .activations import Activation, parse_activation
 from .gaussian import Quadrature, expectation_tensor
-from .gaussian.tensor import check_correlations
+from .gaussian.tensor import MAX_FACTORS, check_correlations
 from .activations import z as zsym
 from ..language.algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor,
                                 WidthRatio, Z)
@@ -114,7 +115,10 @@ class GaussianCache:
         from .hermite import contract_blob
         if ("hermite", key) not in self._store:
             tensor, args, sites, axes = key
-            self._store[("hermite", key)] = contract_blob(prev[tensor], args, list(sites), self.K,
+            # a product of blob tensors (two blobs on one site, order 1/n²): their outer product
+            arr = prev[tensor] if isinstance(tensor, str) else \
+                functools.reduce(np.multiply.outer, [prev[t] for t in tensor])
+            self._store[("hermite", key)] = contract_blob(arr, args, list(sites), self.K,
                                                           lambda fs, K: self.get(tuple(fs)), axes)
         return self._store[("hermite", key)]
 
@@ -261,16 +265,25 @@ class CompiledRecursion:
             f, layer, *betas = pe.args
             grouped = self._gauss_factor(GaussianExpectation(f, layer), act)
             funcs, labels = grouped.key
-            if len(labels) > 2:
-                raise UnsupportedError(f"{self.rec.tensor}: blob site {f} on more than two inputs")
+            if len(labels) > MAX_FACTORS:
+                raise UnsupportedError(f"{self.rec.tensor}: blob site {f} on more than {MAX_FACTORS} inputs")
             for x in betas:
                 if x not in summed:
                     summed.append(x)
             sites.append((tuple(labels), tuple(funcs), tuple(summed.index(x) for x in betas)))
-        args = tuple(("leg", summed.index(a)) if a in summed else ("label", a) for a in b.tensor.args[1:])
+        # the blob tensor, or a product of them (two blobs on one site): the outer product
+        tensors = []
+        for t in sp.Mul.make_args(b.tensor):
+            base, exp = t.as_base_exp()
+            if not (isinstance(base, LayerTensor) and exp.is_Integer and exp > 0):
+                raise UnsupportedError(f"{self.rec.tensor}: blob sum {b} with tensor factor {t}")
+            tensors += [base] * int(exp)
+        args = tuple(("leg", summed.index(a)) if a in summed else ("label", a)
+                     for t in tensors for a in t.args[1:])
         axes = tuple(sorted({lab for labels, _f, _l in sites for lab in labels} |
                             {x for kind, x in args if kind == "label"}, key=str))
-        return _Factor("hermite", (b.tensor.tensor_name, args, tuple(sites), axes), axes)
+        name = tensors[0].tensor_name if len(tensors) == 1 else tuple(t.tensor_name for t in tensors)
+        return _Factor("hermite", (name, args, tuple(sites), axes), axes)
 
     @staticmethod
     def _gauss_factor(ge: GaussianExpectation, act: Activation) -> _Factor:

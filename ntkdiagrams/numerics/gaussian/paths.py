@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import UnsupportedError
 from .blocks import Block, all_polynomial, all_smooth
 from .cone import integrate_exact
 from .context import Quadrature
@@ -22,10 +23,13 @@ from .fast import integrate_fast
 from .ladder import FAST_MAX_VARIANCE, effective_variance
 from .orthant import integrate_orthant, needs_strict, piecewise_polynomial, well_conditioned
 
-__all__ = ["METHODS", "integrate"]
+__all__ = ["METHODS", "MAX_DIM", "integrate"]
 
 #: the values of ``method``
 METHODS = ("auto", "exact", "fast")
+#: most distinct variables of one integral (every method: the fast path's compiled levels, the
+#: orthant probabilities P₁ … P₄, the cone method's rules by dimension)
+MAX_DIM = 4
 
 
 def integrate(blocks: list[Block], C: np.ndarray, degree, method: str, quad: Quadrature) -> np.ndarray:
@@ -34,6 +38,9 @@ def integrate(blocks: list[Block], C: np.ndarray, degree, method: str, quad: Qua
     m = len(blocks)
     if m == 0:
         return np.ones(C.shape[0])
+    if m > MAX_DIM:
+        raise UnsupportedError(f"a Gaussian expectation over {m} distinct variables; the integration "
+                               f"methods handle at most {MAX_DIM}")
     if m >= 2 and method == "auto" and piecewise_polynomial(blocks):
         good = well_conditioned(C, needs_strict(blocks))
         if np.all(good):

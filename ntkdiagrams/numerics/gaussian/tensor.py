@@ -1,7 +1,8 @@
 """The public entry points: whole expectation tensors, and one multivariate expectation.
 
 :func:`expectation_tensor` returns, for factors f₁ … f_k (sympy expressions in
-:data:`ntkdiagrams.numerics.activations.z`, 1 ≤ k ≤ 4) and an (N, N) kernel K, the tensor
+:data:`ntkdiagrams.numerics.activations.z`, 1 ≤ k ≤ :data:`MAX_FACTORS` = 8) and an (N, N) kernel K,
+the tensor
 
     T[a₁, …, a_k] = E[ f₁(z_{a₁}) f₂(z_{a₂}) … f_k(z_{a_k}) ],   z ~ N(0, K),
 
@@ -11,7 +12,13 @@ group are computed.  Each tuple is reduced to its distinct variables and its del
 expanded (:mod:`.merge`); the remaining integral goes to the fast path (:mod:`.fast`) or the
 closed-form orthant moments (:mod:`.orthant`) or the exact cone method (:mod:`.cone`) as
 :mod:`.paths` chooses.  Two smooth factors take the Hermite series over all pairs at once
-(:mod:`.series`) first.  :func:`gaussian_expectation`
+(:mod:`.series`) first.
+
+The integration methods handle at most :data:`MAX_VARIABLES` = 4 distinct variables per tuple.
+Up to k = 4 factors every tuple has at most 4; for k > 4 factors the tensor needs N ≤ 4 inputs
+(then the k slots of a tuple merge into ≤ 4 blocks, one per distinct input: ⟨σ⁶⟩, ⟨σ'²σ⁴⟩,
+… of the order-1/n² recursions), and N > 4 with k > 4 is an UnsupportedError naming the limit.
+:func:`gaussian_expectation`
 does the same for one sum of products of univariate functions of given symbols.
 
 Run-time settings (compiled kernel, threads) come from a :class:`.context.Quadrature` or a
@@ -37,11 +44,17 @@ from .merge import expect
 from .paths import METHODS
 from .series import applicable as series_applicable, series_tensor
 
-__all__ = ["check_correlations", "check_kernel", "symmetric_kernel", "expectation_tensor", "gaussian_expectation", "prepare_factors",
+__all__ = ["MAX_FACTORS", "MAX_VARIABLES", "check_correlations", "check_kernel", "check_variables",
+           "symmetric_kernel", "expectation_tensor", "gaussian_expectation", "prepare_factors",
            "tensor_values"]
 
 #: index tuples per call of :func:`tensor_values` (bounds the memory of one batch)
 TUPLES_PER_BATCH = 4096
+#: most factors of one expectation tensor (the six- and eight-point expectations of order 1/n²)
+MAX_FACTORS = 8
+#: most distinct Gaussian variables of one tuple that the integration methods handle (fast
+#: path, orthant moments, cone method); k > MAX_VARIABLES factors therefore need N ≤ MAX_VARIABLES
+MAX_VARIABLES = 4
 
 
 def symmetric_kernel(K) -> np.ndarray:
@@ -97,6 +110,17 @@ def check_correlations(K) -> np.ndarray:
     return A
 
 
+def check_variables(N: int, k: int) -> None:
+    """UnsupportedError when a tensor of k factors over N inputs has tuples on more than
+    :data:`MAX_VARIABLES` distinct inputs (k > 4 and N > 4)."""
+    if min(N, k) > MAX_VARIABLES:
+        raise UnsupportedError(
+            f"an expectation tensor of {k} factors over N = {N} inputs has index tuples on more "
+            f"than {MAX_VARIABLES} distinct inputs; the Gaussian integration handles at most "
+            f"{MAX_VARIABLES} distinct variables per tuple, so more than {MAX_VARIABLES} factors "
+            f"need N <= {MAX_VARIABLES} inputs")
+
+
 def _check_options(degree, method) -> None:
     if degree is not None and (int(degree) != degree or degree < 1):
         raise InputError(f"degree must be a positive integer, got {degree!r}")
@@ -118,12 +142,12 @@ def _quadrature(settings, quadrature):
 
 
 def prepare_factors(factors) -> list[Factor]:
-    """The :class:`.factors.Factor` of each of 1 to 4 sympy expressions in z."""
+    """The :class:`.factors.Factor` of each of 1 to :data:`MAX_FACTORS` sympy expressions in z."""
     if isinstance(factors, (sp.Basic, str)) or not isinstance(factors, Sequence):
         raise InputError("factors must be a sequence (list/tuple) of sympy expressions in z")
     k = len(factors)
-    if not 1 <= k <= 4:
-        raise InputError(f"expectation_tensor supports 1 to 4 factors, got {k}")
+    if not 1 <= k <= MAX_FACTORS:
+        raise InputError(f"expectation_tensor supports 1 to {MAX_FACTORS} factors, got {k}")
     return [prepare_factor(canonical_z(f)) for f in factors]
 
 
@@ -155,9 +179,12 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
 
     Parameters
     ----------
-    factors: 1 to 4 sympy expressions in :data:`ntkdiagrams.numerics.activations.z`; they may contain
-        Max/Min/Abs/Heaviside with kinks at 0 and DiracDelta(z) (first order).
-    K: (N, N) symmetric positive semi-definite covariance.
+    factors: 1 to :data:`MAX_FACTORS` (8) sympy expressions in
+        :data:`ntkdiagrams.numerics.activations.z`; they may contain Max/Min/Abs/Heaviside with
+        kinks at 0 and DiracDelta(z) (first order).
+    K: (N, N) symmetric positive semi-definite covariance; N ≤ :data:`MAX_VARIABLES` (4) when
+        there are more than 4 factors (UnsupportedError otherwise: a tuple on 5 or more distinct
+        inputs is beyond the integration methods).
     degree: nodes per dimension of the cone method (default
         :data:`ntkdiagrams.numerics.gaussian.cone.DEFAULT_DEGREE_BY_DIM`); for the fast path:
         nodes per side of the split rules in every coordinate (default: the ladders of
@@ -197,6 +224,7 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
     with _quadrature(settings, quadrature) as quad:
         A = quad.remember("kernel", K, check_kernel)
         N, k = A.shape[0], len(facs)
+        check_variables(N, k)
         if method == "auto" and degree is None and series_applicable(facs):
             return _two_point(facs, A, quad)
         tuples = np.indices((N,) * k).reshape(k, -1).T
