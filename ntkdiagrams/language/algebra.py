@@ -343,6 +343,11 @@ class BlobSum(sp.Function):
 
     def _canonical(cls, tensor, *sites):
         betas = _summed(sites)
+        if len(betas) > 4:   # second-order blobs (V6, products of two blobs): no search over k! namings
+            best = _first_appearance(tensor, sites, betas)
+            if best != (tensor,) + tuple(sites):
+                return cls(*best)
+            return None
         best, best_key = None, None
         for perm in itertools.permutations(betas):
             rep = dict(zip(betas, perm))
@@ -407,6 +412,31 @@ def _summed(sites) -> list:
             if b not in out:
                 out.append(b)
     return sorted(out, key=sp.default_sort_key)
+
+
+def _first_appearance(tensor, sites, betas) -> tuple:
+    """A cheap canonical naming of many dummies: β's renamed β_1, β_2, … in the order they first
+    appear in the tensor's arguments (a product of tensors read factor by factor), the tensors
+    re-canonicalised by their own symmetries, repeated to a fixed point (at most a few rounds).
+    Deterministic, so equal sums stay equal; sums that differ only by a naming the rounds do not
+    reach stay separate terms (a longer sum, the same value).  Sites are sorted."""
+    names = dummy_labels(len(betas))
+    args = (tensor,) + tuple(sites)
+    for _round in range(4):
+        tensor, sites = args[0], args[1:]
+        order = []
+        for fac in sp.Mul.make_args(tensor):
+            for a in sp.preorder_traversal(fac):
+                if a in betas and a not in order:
+                    order.append(a)
+        order += [b for b in betas if b not in order]
+        rep = dict(zip(order, names))
+        new = (tensor.xreplace(rep),) + tuple(sorted((_canonical_pe(s.xreplace(rep)) for s in sites),
+                                                     key=sp.default_sort_key))
+        if new == args:
+            break
+        args = new
+    return args
 
 
 def _canonical_pe(pe):
