@@ -61,6 +61,25 @@ Truncation: second-order blobs and undeclared cumulants (the six-point vertex, �
 are O(1/n²) by the power counting of docs/conventions.md §4, so a moment or cumulant of sums with R
 *summed* neuron indices in all (fixed neurons bring no n) is exact up to O(n^{R−2}) (:func:`truncation_power`); the recursion
 stage refuses any request whose order that remainder could reach.
+
+Second order (rules/mlp2.toml, a rule file whose expansions reach 1/n²: :func:`expansion_order`).
+The Edgeworth expansion is kept to second order in the blobs,
+
+    E[Φ] = ⟨Φ⟩ + Σ_b b Φ + ½ Σ_{b, b'} b b' Φ + …,
+
+with every blob of order ≤ 2 in the single sum (G2, V1, the six-point vertex V6, Θ2, D1, F1, D6, F6)
+and every ordered pair of placements of first-order blobs in the double sum (:func:`_pair_terms`,
+one :class:`BlobProduct` per unordered pair: weight 1 for two different placements, ½ for one
+placement twice; for one neuron ½(½G1∂² + ⅛V∂⁴)² = ⅛G1G1∂⁴ + (1/16)G1V∂⁶ + (1/128)VV∂⁸).  Both
+derivative sets act on the same site functions; two blobs never take the same occurrence of a
+field (Φ is linear in each).  The falling factorials are exact, so the cluster split keeps the
+pieces n^{|σ|−order} down to order 2; a pair whose members act on different components of τ is
+disconnected (it is the product of two first-order pieces) and drops out of the cumulant.  The
+truncation moves to O(n^{R−3}), :func:`truncation_power` with the rule file's order, and the
+refusals to order 3.  Stage B asks for second-order terms only where the target needs them
+(``max_order``), and then checks that every cumulant that can act at that order is declared to it
+(:func:`check_coverage_order`: with one NTK occurrence, κ(H), κ(H,z,z), κ(H,z,z,z,z) to 1/n², but
+not κ(H,H)).
 """
 from __future__ import annotations
 
@@ -331,7 +350,7 @@ def _rename_neurons(expr: sp.Expr, mapping: dict, rules: RuleSet) -> sp.Expr:
 
 
 def site_terms(functions: list, index_lists: list, rules: RuleSet, layer, pins: dict | None = None,
-               max_order: int = 1) -> list[SiteTerm]:
+               max_order: int = 1, min_power: int | None = None) -> list[SiteTerm]:
     """Every f(π) of E[Π_p Σ_{indices_p} F_p] at first order in the blobs: for each set
     partition π of the neuron indices into distinct neurons, the leading value and every
     single-blob placement (without the falling factorial and the blob's n^{-order}).
@@ -342,7 +361,8 @@ def site_terms(functions: list, index_lists: list, rules: RuleSet, layer, pins: 
     ``max_order`` ≥ 2 (a second-order rule file, a target that needs it): blobs up to that order,
     and the second-order term ½ (Σ_blobs)² of the Edgeworth expansion, every pair of placements of
     first-order blobs (:func:`_pair_terms`; weight 1 for two different placements, ½ for one
-    placement twice, generated from the ordered pairs)."""
+    placement twice, generated from the ordered pairs).  ``min_power``: blob terms whose power
+    (free sites − order) is below it are left out (the caller reads off no lower power)."""
     indices = [j for idx in index_lists for j in idx]
     F = sp.Mul(*functions)
     means = _means(rules)
@@ -367,13 +387,16 @@ def site_terms(functions: list, index_lists: list, rules: RuleSet, layer, pins: 
         sites = tuple(tuple(b) for b in partition)
         if lead != 0:
             out.append(SiteTerm(sites, None, (), lead, lead, tuple(occ), site_pins))
+        free = s - sum(1 for i in site_pins if i is not None)
         for blob in all_blobs:
+            if min_power is not None and free - blob.order < min_power:
+                continue   # merging sites only lowers the power: this term cannot reach the target
             for placement, value, compact in _blob_placements(blob, zf, occ, means, layer, rules, kernel):
                 v = sp.expand(const * value)
                 if v == 0:
                     continue
                 out.append(SiteTerm(sites, blob, placement, v, const * compact, tuple(occ), site_pins))
-        if max_order >= 2:
+        if max_order >= 2 and (min_power is None or free - 2 >= min_power):
             first = [b for b in all_blobs if b.order == 1]
             for product, placement, value, compact in _pair_terms(first, zf, occ, means, layer, rules, kernel):
                 v = sp.expand(const * value)
@@ -488,18 +511,47 @@ def _product_value(members: list, zf, occ, layer, rules: RuleSet, kernel=None) -
         return value, value
     if any(_is_bare(zf[k]) for _m, _q, k in legs):
         return value, value
-    betas = dummy_labels(len(legs))
+    # members that share no site are separate sums (so that a product of two moments' blobs is the
+    # same expression as the pair on disjoint sites): group the members by shared sites; the dummies
+    # of each group are numbered from β_1
+    group = list(range(len(members)))
+    for m1 in range(len(members)):
+        for m2 in range(m1):
+            if set(members[m1][1]) & set(members[m2][1]):
+                old_, new_ = group[m1], group[m2]
+                group = [new_ if g == old_ else g for g in group]
+    betas, count = [], {}
+    for m, _q, _k in legs:
+        count[group[m]] = count.get(group[m], 0) + 1
+        betas.append(sp.Symbol(f"beta_{count[group[m]]}"))
     label_of = {(m, q): beta for (m, q, _k), beta in zip(legs, betas)}
-    parts, plain = [], []
+    parts_of: dict = {}
+    plain = []
     for k in range(s):
-        here = [beta for (m, q, kk), beta in zip(legs, betas) if kk == k]
+        here = [(m, beta) for (m, q, kk), beta in zip(legs, betas) if kk == k]
         if here:
-            parts.append(PartialExpectation(zf[k], layer, *here))
+            parts_of.setdefault(group[here[0][0]], []).append(PartialExpectation(zf[k], layer, *[b for _m, b in here]))
         else:
             plain.append(gaussian(zf[k], layer, kernel))
-    tens = tensors(label_of)
-    compact = coeff * (BlobSum(tens, *parts) if parts else tens) * sp.Mul(*plain)
+    compact = coeff * sp.Mul(*plain)
+    for g in dict.fromkeys(group):
+        mine = [m for m in range(len(members)) if group[m] == g]
+        tens = sp.Mul(*[_member_tensor(members[m], m, label_of, occ, layer, rules) for m in mine])
+        compact *= BlobSum(tens, *parts_of[g]) if g in parts_of else tens
     return value, compact
+
+
+def _member_tensor(member, m, label_of, occ, layer, rules: RuleSet):
+    """The tensor of member m of a blob product with its labels: dummies on z-legs, the field
+    occurrence's input labels on the other legs."""
+    b, _z, chosen = member
+    olegs = [q for q, f in enumerate(b.legs) if f != "z"]
+    occ_of_leg = dict(zip(olegs, chosen))
+
+    def arg(slot):
+        q, t = slot
+        return label_of[(m, q)] if b.legs[q] == "z" else occ[occ_of_leg[q]][2][t]
+    return rules.tensors[b.tensor].cls(layer, *[arg(a) for a in b.args])
 
 
 def moment_value(terms: list[SiteTerm], width, ratios=None) -> tuple:
@@ -701,23 +753,33 @@ def _fields_in(functions, rules: RuleSet) -> set:
     return out
 
 
-def group_cumulant(sums: list, rules: RuleSet, layer, width, ratios=None, max_order: int = 1):
+def group_cumulant(sums: list, rules: RuleSet, layer, width, ratios=None, max_order: int = 1,
+                   min_power: int | None = None):
     """κ(Y_1, …, Y_m) by Möbius inversion of moments; returns (explicit, compact, the f(π) of the
     full moment E[Y_1 ⋯ Y_m], from which :func:`cluster_pieces` builds the diagrams).
 
     ``max_order``: the highest blob order the caller reads off (2: second-order blobs and pairs
-    of first-order blobs, :func:`site_terms`)."""
+    of first-order blobs, :func:`site_terms`).  ``min_power`` (used at second order): the lowest
+    power of n of the cumulant the caller reads; a block of the Möbius sum with R_b of the R free
+    indices then needs no blob term below min_power − (R − R_b) (the other blocks bring at most
+    n^{R − R_b}), so those are not computed (the returned values are exact from min_power up)."""
     functions, index_lists, pins = site_indices(sums, rules)
     check_coverage(rules, _fields_in(functions, rules))
     if max_order >= 2:
         check_coverage_order(rules, functions, max_order)
     cache = {}
 
+    def free(block):
+        return sum(1 for p in block for j in index_lists[p] if j not in pins)
+
     def moment(block):
         key = tuple(block)
         if key not in cache:
+            low = None
+            if max_order >= 2 and min_power is not None:
+                low = min_power - (free(range(len(sums))) - free(block))
             terms = site_terms([functions[p] for p in block], [index_lists[p] for p in block], rules, layer, pins,
-                               max_order)
+                               max_order, low)
             cache[key] = moment_value(terms, width, ratios) + (terms,)
         return cache[key]
 
@@ -726,9 +788,48 @@ def group_cumulant(sums: list, rules: RuleSet, layer, width, ratios=None, max_or
     for part in set_partitions(list(range(m))):
         k = len(part)
         mu = (-1) ** (k - 1) * math.factorial(k - 1)
+        if max_order >= 2 and min_power is not None:   # only the powers the caller reads
+            explicit.append(mu * _truncated_product([moment(b)[0] for b in part], width, min_power))
+            compact.append(mu * _truncated_product([moment(b)[1] for b in part], width, min_power))
+            continue
         explicit.append(sp.expand(mu * sp.Mul(*[moment(b)[0] for b in part])))
         compact.append(sp.expand(mu * sp.Mul(*[moment(b)[1] for b in part])))
     return sp.Add(*explicit), sp.Add(*compact), moment(list(range(m)))[2]
+
+
+def _powers(expr: sp.Expr, width) -> dict:
+    """{power of width: coefficient} of an expanded Laurent polynomial in width."""
+    out: dict = {}
+    for t in sp.Add.make_args(expr):
+        if t == 0:
+            continue
+        p, rest = 0, []
+        for f in sp.Mul.make_args(t):
+            b, e = f.as_base_exp()
+            if b == width and e.is_Integer:
+                p += int(e)
+            else:
+                rest.append(f)
+        out.setdefault(p, []).append(sp.Mul(*rest))
+    return {p: sp.Add(*cs) for p, cs in out.items()}
+
+
+def _truncated_product(factors: list, width, min_power: int) -> sp.Expr:
+    """Π factors (expanded Laurent polynomials in width), expanded, keeping only the powers
+    ≥ ``min_power``: the Möbius products of second-order moments, whose low powers nobody reads."""
+    acc = {0: sp.Integer(1)}
+    rest_max = [max(_powers(f, width) or {0: 0}) for f in factors]
+    split = [_powers(f, width) for f in factors]
+    for q, parts in enumerate(split):
+        later = sum(rest_max[q + 1:])
+        new: dict = {}
+        for p1, c1 in acc.items():
+            for p2, c2 in parts.items():
+                if p1 + p2 + later < min_power:
+                    continue
+                new.setdefault(p1 + p2, []).append(sp.expand(c1 * c2))
+        acc = {p: sp.Add(*cs) for p, cs in new.items()}
+    return sp.Add(*[c * width ** p for p, c in acc.items()])
 
 
 def partition_moebius(blocks) -> int:

@@ -207,7 +207,9 @@ def assemble(rules: RuleSet, legs: tuple, term, layer, width, first_layer: bool,
                            f"vertex, the 1/n^{order + 1} parts of the lower cumulants and products of "
                            f"{order + 1} blobs, beyond the rule file's order 1/n^{order})"))
                 need = p_coef + R - target_power   # the highest blob order these groups are read at
-                per_group = [group_cumulant(list(g), rules, layer, width, ratios, need) for g in grouping]
+                per_group = [group_cumulant(list(g), rules, layer, width, ratios, need,
+                                            target_power - p_coef - (R - r))
+                             for g, r in zip(grouping, sizes)]
                 pieces = [cluster_pieces(list(g), v[2], target_power - p_coef - (R - r), rules, ratios)
                           for g, v, r in zip(grouping, per_group, sizes)]
                 for combo in itertools.product(*pieces):
