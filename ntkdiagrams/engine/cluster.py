@@ -521,9 +521,10 @@ def _product_value(members: list, zf, occ, layer, rules: RuleSet, kernel=None) -
                 old_, new_ = group[m1], group[m2]
                 group = [new_ if g == old_ else g for g in group]
     betas, count = [], {}
-    for m, _q, _k in legs:
+    for m, q, _k in legs:
         count[group[m]] = count.get(group[m], 0) + 1
-        betas.append(sp.Symbol(f"beta_{count[group[m]]}"))
+        alone = group.count(group[m]) == 1   # a lone member: β by leg position, as _compact_blob names them
+        betas.append(sp.Symbol(f"beta_{q + 1 if alone else count[group[m]]}"))
     label_of = {(m, q): beta for (m, q, _k), beta in zip(legs, betas)}
     parts_of: dict = {}
     plain = []
