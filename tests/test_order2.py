@@ -143,3 +143,24 @@ def test_order_three_refused():
     # the first-order rule file keeps its refusal
     with pytest.raises(UnsupportedError, match="first order in 1/n"):
         nd.derive_request("E[z(i1;a1) z(i2;a2)]", "mlp", order=2)
+
+
+def test_deep_linear_ntk_mean_has_no_second_order_correction(recs):
+    """Deep linear networks: E[H^(ℓ+1)] = λ_b + λ_W E[z z] + C_W E[H^(ℓ)] with E[z z] = K exactly, so
+    Θ1 = Θ2 = 0 at every layer; the derived Θ2 recursion must keep Θ2 at 0 (every term with the
+    NTK-preactivation cumulants D1, F1, D6, F6 carries σ'' = 0)."""
+    rules = nd.load_rules("mlp2")
+    Kcls = rules.tensors["K"].cls
+    rec = nd.derive("Theta2", "mlp2")
+    assert rec.initial == 0
+    for layer in (1, 2, 3):
+        values = dict(linear_closed_forms(layer))
+        values.update({"Theta": sp.Symbol("Th"), "Theta1": 0, "Theta2": 0})
+        values["__K__"] = {Kcls(sp.Integer(layer), sp.Symbol("a"), sp.Symbol("a"))}
+        assert _linear(rec.rhs, layer, values) == 0
+
+
+def test_two_point_request_at_second_order():
+    """E[z z] at order 2 is δ(K + G1/n + G2/n²), the tensors recognised by name."""
+    res = nd.derive_request("E[z(i1;a1) z(i2;a2)]", "mlp2", order=2)
+    assert sorted((s.order, s.name) for s in res.structures) == [(0, "K"), (1, "G1"), (2, "G2")]
