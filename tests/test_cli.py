@@ -134,7 +134,7 @@ def test_usage_error_from_a_fresh_interpreter():
     (["evaluate", "--depth", "0"], "ntkdiagrams evaluate: error: --depth must be >= 1"),
     (["evaluate", "--random", "2"], "ntkdiagrams evaluate: error: --random expects N,n0"),
     (["derive", "K", "--rules", "nosuch"], "ntkdiagrams derive: error: no rule file 'nosuch' (built-in rule "
-                                            "files: ['mlp', 'mlp_nobias', 'resmlp'])"),
+                                            "files: ['mlp', 'mlp2', 'mlp_nobias', 'resmlp'])"),
     (["critical", "--depth", "-1", "--activation", "softplus"], "ntkdiagrams critical: error: --depth must be"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, capsys):

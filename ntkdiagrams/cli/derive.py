@@ -30,7 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="tensors to derive (default: K G1 V), or correlator requests such as "
                         "'E[dH(i0,i1,i2;a0,a1,a2) z(i3;a3)]' (full moment) / 'Ec[...]' (connected)")
     d.add_argument("--order", type=int, default=None,
-                   help="requests: highest power of 1/n kept (0 or 1; default: leading non-vanishing)")
+                   help="requests: highest power of 1/n kept (0 … the rule file's order: 1 for mlp, 2 for mlp2; "
+                        "default: leading non-vanishing)")
     d.add_argument("--connected", action="store_true", help="requests: the connected cumulant (as Ec[...])")
     builtin = ", ".join(builtin_rule_names()) or "none found"
     d.add_argument("--rules", default="mlp",

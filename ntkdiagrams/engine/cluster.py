@@ -61,6 +61,25 @@ Truncation: second-order blobs and undeclared cumulants (the six-point vertex, �
 are O(1/n²) by the power counting of docs/conventions.md §4, so a moment or cumulant of sums with R
 *summed* neuron indices in all (fixed neurons bring no n) is exact up to O(n^{R−2}) (:func:`truncation_power`); the recursion
 stage refuses any request whose order that remainder could reach.
+
+Second order (rules/mlp2.toml, a rule file whose expansions reach 1/n²: :func:`expansion_order`).
+The Edgeworth expansion is kept to second order in the blobs,
+
+    E[Φ] = ⟨Φ⟩ + Σ_b b Φ + ½ Σ_{b, b'} b b' Φ + …,
+
+with every blob of order ≤ 2 in the single sum (G2, V1, the six-point vertex V6, Θ2, D1, F1, D6, F6)
+and every ordered pair of placements of first-order blobs in the double sum (:func:`_pair_terms`,
+one :class:`BlobProduct` per unordered pair: weight 1 for two different placements, ½ for one
+placement twice; for one neuron ½(½G1∂² + ⅛V∂⁴)² = ⅛G1G1∂⁴ + (1/16)G1V∂⁶ + (1/128)VV∂⁸).  Both
+derivative sets act on the same site functions; two blobs never take the same occurrence of a
+field (Φ is linear in each).  The falling factorials are exact, so the cluster split keeps the
+pieces n^{|σ|−order} down to order 2; a pair whose members act on different components of τ is
+disconnected (it is the product of two first-order pieces) and drops out of the cumulant.  The
+truncation moves to O(n^{R−3}), :func:`truncation_power` with the rule file's order, and the
+refusals to order 3.  Stage B asks for second-order terms only where the target needs them
+(``max_order``), and then checks that every cumulant that can act at that order is declared to it
+(:func:`check_coverage_order`: with one NTK occurrence, κ(H), κ(H,z,z), κ(H,z,z,z,z) to 1/n², but
+not κ(H,H)).
 """
 from __future__ import annotations
 
@@ -90,13 +109,66 @@ class Blob:
 
 
 @dataclass(frozen=True)
+class BlobProduct:
+    """Two (or more) perturbation vertices acting together: a term of the second-order part
+    ½ (Σ_blobs)² of the Edgeworth expansion E[Φ] = exp(Σ κ ∂^k/k!) Φ.  Its legs are the members'
+    legs in order; a placement lists the z-leg sites of every member, then the field occurrences
+    of every member (the layout of a single :class:`Blob`'s placement, member after member)."""
+
+    members: tuple                  # tuple[Blob], in canonical order
+
+    @property
+    def order(self) -> int:
+        return sum(b.order for b in self.members)
+
+    @property
+    def legs(self) -> tuple:
+        return tuple(f for b in self.members for f in b.legs)
+
+    @property
+    def tensor(self) -> str:
+        return "*".join(b.tensor for b in self.members)
+
+    def split(self, placement: tuple) -> list:
+        """[(member, its z-leg sites, its occurrences)] of a placement of the product."""
+        nz = [sum(1 for f in b.legs if f == "z") for b in self.members]
+        no = [len(b.legs) - k for b, k in zip(self.members, nz)]
+        zpart, opart = placement[:sum(nz)], placement[sum(nz):]
+        out, zi, oi = [], 0, 0
+        for b, kz, ko in zip(self.members, nz, no):
+            out.append((b, tuple(zpart[zi:zi + kz]), tuple(opart[oi:oi + ko])))
+            zi, oi = zi + kz, oi + ko
+        return out
+
+
+def blob_members(blob, placement: tuple) -> list:
+    """[(blob, z-leg sites, occurrences)] of a single blob's or a product's placement."""
+    if isinstance(blob, BlobProduct):
+        return blob.split(placement)
+    nz = sum(1 for f in blob.legs if f == "z")
+    return [(blob, tuple(placement[:nz]), tuple(placement[nz:]))]
+
+
+def _blob_key(blob: Blob) -> tuple:
+    return (blob.tensor, blob.order, blob.legs, tuple(map(str, blob.deltas)), blob.args, str(blob.coefficient))
+
+
+def canonical_product(members: list) -> tuple:
+    """(BlobProduct, placement) of [(blob, z sites, occurrences)] with the members sorted, so that
+    the same product placed the same way is one key whichever member came first."""
+    members = sorted(members, key=lambda m: (_blob_key(m[0]), m[1], m[2]))
+    return (BlobProduct(tuple(m[0] for m in members)),
+            tuple(k for m in members for k in m[1]) + tuple(c for m in members for c in m[2]))
+
+
+@dataclass(frozen=True)
 class SiteTerm:
     """One term f(π) of an expectation at *distinct* neurons: the sites π (a set partition of the
     neuron indices), the leading measure or one blob placement, and its value without powers of n
     (the moment is Σ_π n(n−1)⋯(n−|π|+1) n^{−order} f(π))."""
 
     sites: tuple                    # tuple of tuples of neuron indices (one tuple per site)
-    blob: Blob | None
+    blob: Blob | BlobProduct | None
     placement: tuple                # for each blob leg: site (z-leg) or H occurrence (other legs)
     value: sp.Expr                  # explicit form
     compact: sp.Expr                # with the blob contraction kept as a BlobSum
@@ -171,9 +243,18 @@ def _means(rules: RuleSet):
     return out
 
 
-def truncation_power(R: int) -> int:
-    """A moment or cumulant of neuron sums with R indices is known up to O(n^(R-2))."""
-    return R - 2
+def expansion_order(rules: RuleSet) -> int:
+    """The highest power of 1/n in the rule file's expansions: 1 for rules/mlp.toml, 2 for
+    rules/mlp2.toml.  The truncation of Stage B follows it (:func:`truncation_power`)."""
+    return max([t.order for st in rules.statistics.values() for t in st.terms] + [1])
+
+
+def truncation_power(R: int, order: int = 1) -> int:
+    """A moment or cumulant of neuron sums with R indices is known up to O(n^(R-1-order)) when
+    the rule file declares the statistics to order 1/n^order: O(n^(R-2)) at first order,
+    O(n^(R-3)) at second order (blobs of order ≥ order+1 and the cumulants power counting puts
+    there are left out)."""
+    return R - 1 - order
 
 
 def _split(function: sp.Expr, site_of: dict, s: int, rules: RuleSet):
@@ -268,17 +349,25 @@ def _rename_neurons(expr: sp.Expr, mapping: dict, rules: RuleSet) -> sp.Expr:
     return expr.xreplace(rep)
 
 
-def site_terms(functions: list, index_lists: list, rules: RuleSet, layer, pins: dict | None = None) -> list[SiteTerm]:
+def site_terms(functions: list, index_lists: list, rules: RuleSet, layer, pins: dict | None = None,
+               max_order: int = 1, min_power: int | None = None) -> list[SiteTerm]:
     """Every f(π) of E[Π_p Σ_{indices_p} F_p] at first order in the blobs: for each set
     partition π of the neuron indices into distinct neurons, the leading value and every
     single-blob placement (without the falling factorial and the blob's n^{-order}).
 
     ``pins``: copy index → fixed neuron.  A site pinned to two different fixed neurons is left out
-    (no placement of any merging of it exists); the weight of the others is :func:`placements`."""
+    (no placement of any merging of it exists); the weight of the others is :func:`placements`.
+
+    ``max_order`` ≥ 2 (a second-order rule file, a target that needs it): blobs up to that order,
+    and the second-order term ½ (Σ_blobs)² of the Edgeworth expansion, every pair of placements of
+    first-order blobs (:func:`_pair_terms`; weight 1 for two different placements, ½ for one
+    placement twice, generated from the ordered pairs).  ``min_power``: blob terms whose power
+    (free sites − order) is below it are left out (the caller reads off no lower power)."""
     indices = [j for idx in index_lists for j in idx]
     F = sp.Mul(*functions)
     means = _means(rules)
     all_blobs = blobs(rules)
+    all_blobs = [b for b in all_blobs if b.order <= max(1, max_order)]
     # bare preactivations come from fields at fixed neurons: Isserlis needs the kernel only there
     kernel = rules.tensors[rules.gaussian_tensor()].cls if pins else None
     out = []
@@ -298,13 +387,172 @@ def site_terms(functions: list, index_lists: list, rules: RuleSet, layer, pins: 
         sites = tuple(tuple(b) for b in partition)
         if lead != 0:
             out.append(SiteTerm(sites, None, (), lead, lead, tuple(occ), site_pins))
+        free = s - sum(1 for i in site_pins if i is not None)
         for blob in all_blobs:
+            if min_power is not None and free - blob.order < min_power:
+                continue   # merging sites only lowers the power: this term cannot reach the target
             for placement, value, compact in _blob_placements(blob, zf, occ, means, layer, rules, kernel):
                 v = sp.expand(const * value)
                 if v == 0:
                     continue
                 out.append(SiteTerm(sites, blob, placement, v, const * compact, tuple(occ), site_pins))
+        if max_order >= 2 and (min_power is None or free - 2 >= min_power):
+            first = [b for b in all_blobs if b.order == 1]
+            for product, placement, value, compact in _pair_terms(first, zf, occ, means, layer, rules, kernel):
+                v = sp.expand(const * value)
+                if v == 0:
+                    continue
+                out.append(SiteTerm(sites, product, placement, v, sp.expand(const * compact), tuple(occ), site_pins))
     return out
+
+
+def _single_structures(blob: Blob, zf, occ) -> list:
+    """The placements (z-leg sites, chosen occurrences) of one blob on the sites, before values:
+    the same filters as :func:`_blob_placements` (legs on the occurrences of their field, the
+    blob's deltas respected, no derivative on a site without a z-function)."""
+    s = len(zf)
+    zlegs = [q for q, f in enumerate(blob.legs) if f == "z"]
+    olegs = [q for q, f in enumerate(blob.legs) if f != "z"]
+    out = []
+    for chosen in itertools.permutations(range(len(occ)), len(olegs)):
+        if any(occ[c][0] != blob.legs[q] for q, c in zip(olegs, chosen)):
+            continue
+        for zsites in itertools.product(range(s), repeat=len(zlegs)):
+            site_of_slot = {}
+            for q, k in zip(zlegs, zsites):
+                site_of_slot[(q, 0)] = k
+            for q, c in zip(olegs, chosen):
+                for t, k in enumerate(occ[c][1]):
+                    site_of_slot[(q, t)] = k
+            if any(site_of_slot[a] != site_of_slot[b] for a, b in blob.deltas):
+                continue
+            if any(zf[k] == 1 for k in zsites):
+                continue
+            out.append((tuple(zsites), tuple(chosen)))
+    return out
+
+
+def _pair_terms(first: list, zf, occ, means, layer, rules: RuleSet, kernel=None):
+    """Yield (BlobProduct, placement, explicit, compact) of the second-order Edgeworth term
+    ½ Σ_{(b,p),(b',p')} b_p b'_{p'} Φ over ordered pairs of first-order blob placements.
+
+    The ordered pairs are generated and collected per unordered pair: two different placements
+    come twice (weight ½ · 2 = 1), a placement with itself once (½); a pair whose members take the
+    same field occurrence vanishes (Φ is linear in each occurrence, ∂²/∂H² of one factor is 0)."""
+    singles = [(b, z, c) for b in first for z, c in _single_structures(b, zf, occ)]
+    weights: dict = {}
+    for a in range(len(singles)):
+        for b in range(len(singles)):
+            if set(singles[a][2]) & set(singles[b][2]):
+                continue
+            key = (min(a, b), max(a, b))
+            weights[key] = weights.get(key, sp.Integer(0)) + sp.Rational(1, 2)
+    for (a, b), w in weights.items():
+        members = [singles[a], singles[b]]
+        product, placement = canonical_product(members)
+        ordered = product.split(placement)
+        used = {c for _b, _z, cs in ordered for c in cs}
+        rest = sp.Mul(*[_mean(o, means, layer, rules) for c, o in enumerate(occ) if c not in used])
+        if rest == 0:
+            continue
+        value, compact = _product_value(ordered, zf, occ, layer, rules, kernel)
+        if value == 0:
+            continue
+        yield product, placement, sp.expand(w * rest * value), w * rest * compact
+
+
+def _product_value(members: list, zf, occ, layer, rules: RuleSet, kernel=None) -> tuple:
+    """(explicit, compact) of Π_members coefficient · T(…) acting together on the site functions:
+    Σ over the input labels of every z-leg of Π T · Π_sites ⟨∂…∂ F_site⟩_K, and the same as one
+    :class:`BlobSum` over dummy labels β (the tensor slot of the sum is the product of the
+    members' tensors).  A leg on a site of bare preactivations (a shortcut's) is resolved in the
+    compact form too (explicit form returned as compact)."""
+    s = len(zf)
+    coeff = sp.Mul(*[b.coefficient for b, _z, _c in members])
+    legs = []            # (member index, leg q, site) of every z-leg, members in order
+    for m, (b, zsites, _c) in enumerate(members):
+        zq = [q for q, f in enumerate(b.legs) if f == "z"]
+        legs += [(m, q, k) for q, k in zip(zq, zsites)]
+
+    def tensors(label_of):
+        out = sp.Integer(1)
+        for m, (b, _z, chosen) in enumerate(members):
+            olegs = [q for q, f in enumerate(b.legs) if f != "z"]
+            occ_of_leg = dict(zip(olegs, chosen))
+
+            def arg(slot):
+                q, t = slot
+                return label_of[(m, q)] if b.legs[q] == "z" else occ[occ_of_leg[q]][2][t]
+            out *= rules.tensors[b.tensor].cls(layer, *[arg(a) for a in b.args])
+        return out
+
+    choices = [integrand_labels(zf[k]) for _m, _q, k in legs]
+    cache: dict = {}
+
+    def site_value(k, labels):
+        key = (k, tuple(sorted(labels, key=sp.default_sort_key)))
+        if key not in cache:
+            d = zf[k]
+            for a in key[1]:
+                d = z_derivative(d, a)
+            cache[key] = gaussian(d, layer, kernel) if d != 0 else sp.Integer(0)
+        return cache[key]
+    pieces = []
+    for labels in itertools.product(*choices):
+        per_site = [[] for _ in range(s)]
+        for (m, q, k), a in zip(legs, labels):
+            per_site[k].append(a)
+        vals = [site_value(k, per_site[k]) for k in range(s)]
+        if any(v == 0 for v in vals):
+            continue
+        pieces.append(tensors({(m, q): a for (m, q, _k), a in zip(legs, labels)}) * sp.Mul(*vals))
+    value = sp.expand(coeff * sp.Add(*pieces))
+    if value == 0:
+        return value, value
+    if any(_is_bare(zf[k]) for _m, _q, k in legs):
+        return value, value
+    # members that share no site are separate sums (so that a product of two moments' blobs is the
+    # same expression as the pair on disjoint sites): group the members by shared sites; the dummies
+    # of each group are numbered from β_1
+    group = list(range(len(members)))
+    for m1 in range(len(members)):
+        for m2 in range(m1):
+            if set(members[m1][1]) & set(members[m2][1]):
+                old_, new_ = group[m1], group[m2]
+                group = [new_ if g == old_ else g for g in group]
+    betas, count = [], {}
+    for m, q, _k in legs:
+        count[group[m]] = count.get(group[m], 0) + 1
+        alone = group.count(group[m]) == 1   # a lone member: β by leg position, as _compact_blob names them
+        betas.append(sp.Symbol(f"beta_{q + 1 if alone else count[group[m]]}"))
+    label_of = {(m, q): beta for (m, q, _k), beta in zip(legs, betas)}
+    parts_of: dict = {}
+    plain = []
+    for k in range(s):
+        here = [(m, beta) for (m, q, kk), beta in zip(legs, betas) if kk == k]
+        if here:
+            parts_of.setdefault(group[here[0][0]], []).append(PartialExpectation(zf[k], layer, *[b for _m, b in here]))
+        else:
+            plain.append(gaussian(zf[k], layer, kernel))
+    compact = coeff * sp.Mul(*plain)
+    for g in dict.fromkeys(group):
+        mine = [m for m in range(len(members)) if group[m] == g]
+        tens = sp.Mul(*[_member_tensor(members[m], m, label_of, occ, layer, rules) for m in mine])
+        compact *= BlobSum(tens, *parts_of[g]) if g in parts_of else tens
+    return value, compact
+
+
+def _member_tensor(member, m, label_of, occ, layer, rules: RuleSet):
+    """The tensor of member m of a blob product with its labels: dummies on z-legs, the field
+    occurrence's input labels on the other legs."""
+    b, _z, chosen = member
+    olegs = [q for q, f in enumerate(b.legs) if f != "z"]
+    occ_of_leg = dict(zip(olegs, chosen))
+
+    def arg(slot):
+        q, t = slot
+        return label_of[(m, q)] if b.legs[q] == "z" else occ[occ_of_leg[q]][2][t]
+    return rules.tensors[b.tensor].cls(layer, *[arg(a) for a in b.args])
 
 
 def moment_value(terms: list[SiteTerm], width, ratios=None) -> tuple:
@@ -454,6 +702,48 @@ def check_coverage(rules: RuleSet, present: set) -> None:
                     "[statistics] (see docs/conventions.md §3)")
 
 
+def check_coverage_order(rules: RuleSet, functions, max_order: int) -> None:
+    """Second-order truncation: every cumulant that can act on these neuron sums at O(1/n^k),
+    k ≤ ``max_order``, must be declared, and its expansion must reach that order.
+
+    A cumulant of total weight w starts at O(1/n^{w/2−1}); at order k it needs the weights
+    w ≤ 2k + 2 (the six-point vertex, κ(H, z, z, z, z), … at k = 2) and, for the declared ones,
+    the terms of order k − (w/2 − 1) beyond their leading order (G2, V1, Θ2, D1, F1, …).  A blob
+    leg on a field other than z removes one occurrence of it, so a cumulant with more legs on such
+    a field than the sums hold occurrences cannot act and is not required."""
+    count: dict = {}
+    for f in functions:
+        for fac in sp.Mul.make_args(sp.expand(f)):
+            base, e = fac.as_base_exp()
+            name = getattr(base.func, "__name__", "")
+            if name in rules.fields and name != "z":
+                count[name] = count.get(name, 0) + (int(e) if e.is_Integer else 1)
+    present = sorted(_fields_in(functions, rules))
+    declared = {}
+    for st in rules.statistics.values():
+        declared[tuple(sorted(leg.field for leg in st.legs))] = max(t.order for t in st.terms)
+    for size in range(1, 2 * max_order + 3):
+        for combo in itertools.combinations_with_replacement(present, size):
+            if any(combo.count(f) > count.get(f, 0) for f in set(combo) if f != "z"):
+                continue
+            w = sum(field_weight(rules, f) for f in combo)
+            lead = w // 2 - 1
+            if w % 2 or lead > max_order:
+                continue
+            key = tuple(sorted(combo))
+            pretty = ", ".join(combo)
+            if key not in declared:
+                raise UnsupportedError(
+                    f"rule file {rules.path} declares no statistic for the cumulant κ({pretty}), which is "
+                    f"O(1/n^{lead}) by power counting and enters this recursion at order 1/n^{max_order}; "
+                    "declare it in [statistics] (see docs/conventions.md §3, §9)")
+            if declared[key] < max_order:
+                raise UnsupportedError(
+                    f"rule file {rules.path}: the expansion of κ({pretty}) stops at order 1/n^{declared[key]}, "
+                    f"but this recursion needs it to order 1/n^{max_order}; declare its 1/n^{max_order} terms "
+                    "(docs/conventions.md §9)")
+
+
 def _fields_in(functions, rules: RuleSet) -> set:
     out = set()
     for f in functions:
@@ -464,17 +754,33 @@ def _fields_in(functions, rules: RuleSet) -> set:
     return out
 
 
-def group_cumulant(sums: list, rules: RuleSet, layer, width, ratios=None):
+def group_cumulant(sums: list, rules: RuleSet, layer, width, ratios=None, max_order: int = 1,
+                   min_power: int | None = None):
     """κ(Y_1, …, Y_m) by Möbius inversion of moments; returns (explicit, compact, the f(π) of the
-    full moment E[Y_1 ⋯ Y_m], from which :func:`cluster_pieces` builds the diagrams)."""
+    full moment E[Y_1 ⋯ Y_m], from which :func:`cluster_pieces` builds the diagrams).
+
+    ``max_order``: the highest blob order the caller reads off (2: second-order blobs and pairs
+    of first-order blobs, :func:`site_terms`).  ``min_power`` (used at second order): the lowest
+    power of n of the cumulant the caller reads; a block of the Möbius sum with R_b of the R free
+    indices then needs no blob term below min_power − (R − R_b) (the other blocks bring at most
+    n^{R − R_b}), so those are not computed (the returned values are exact from min_power up)."""
     functions, index_lists, pins = site_indices(sums, rules)
     check_coverage(rules, _fields_in(functions, rules))
+    if max_order >= 2:
+        check_coverage_order(rules, functions, max_order)
     cache = {}
+
+    def free(block):
+        return sum(1 for p in block for j in index_lists[p] if j not in pins)
 
     def moment(block):
         key = tuple(block)
         if key not in cache:
-            terms = site_terms([functions[p] for p in block], [index_lists[p] for p in block], rules, layer, pins)
+            low = None
+            if max_order >= 2 and min_power is not None:
+                low = min_power - (free(range(len(sums))) - free(block))
+            terms = site_terms([functions[p] for p in block], [index_lists[p] for p in block], rules, layer, pins,
+                               max_order, low)
             cache[key] = moment_value(terms, width, ratios) + (terms,)
         return cache[key]
 
@@ -483,9 +789,48 @@ def group_cumulant(sums: list, rules: RuleSet, layer, width, ratios=None):
     for part in set_partitions(list(range(m))):
         k = len(part)
         mu = (-1) ** (k - 1) * math.factorial(k - 1)
+        if max_order >= 2 and min_power is not None:   # only the powers the caller reads
+            explicit.append(mu * _truncated_product([moment(b)[0] for b in part], width, min_power))
+            compact.append(mu * _truncated_product([moment(b)[1] for b in part], width, min_power))
+            continue
         explicit.append(sp.expand(mu * sp.Mul(*[moment(b)[0] for b in part])))
         compact.append(sp.expand(mu * sp.Mul(*[moment(b)[1] for b in part])))
     return sp.Add(*explicit), sp.Add(*compact), moment(list(range(m)))[2]
+
+
+def _powers(expr: sp.Expr, width) -> dict:
+    """{power of width: coefficient} of an expanded Laurent polynomial in width."""
+    out: dict = {}
+    for t in sp.Add.make_args(expr):
+        if t == 0:
+            continue
+        p, rest = 0, []
+        for f in sp.Mul.make_args(t):
+            b, e = f.as_base_exp()
+            if b == width and e.is_Integer:
+                p += int(e)
+            else:
+                rest.append(f)
+        out.setdefault(p, []).append(sp.Mul(*rest))
+    return {p: sp.Add(*cs) for p, cs in out.items()}
+
+
+def _truncated_product(factors: list, width, min_power: int) -> sp.Expr:
+    """Π factors (expanded Laurent polynomials in width), expanded, keeping only the powers
+    ≥ ``min_power``: the Möbius products of second-order moments, whose low powers nobody reads."""
+    acc = {0: sp.Integer(1)}
+    rest_max = [max(_powers(f, width) or {0: 0}) for f in factors]
+    split = [_powers(f, width) for f in factors]
+    for q, parts in enumerate(split):
+        later = sum(rest_max[q + 1:])
+        new: dict = {}
+        for p1, c1 in acc.items():
+            for p2, c2 in parts.items():
+                if p1 + p2 + later < min_power:
+                    continue
+                new.setdefault(p1 + p2, []).append(sp.expand(c1 * c2))
+        acc = {p: sp.Add(*cs) for p, cs in new.items()}
+    return sp.Add(*[c * width ** p for p, c in acc.items()])
 
 
 def partition_moebius(blocks) -> int:
@@ -536,10 +881,13 @@ def cluster_pieces(sums: list, terms: list[SiteTerm], min_power: int | None = No
             site_of = {j: q for q, b in enumerate(tau) for j in b}
             new = [site_of[t.sites[k][0]] for k in range(s)]
             placement = tuple(new[k] for k in t.placement[:nz]) + tuple(t.placement[nz:])
+            blob = t.blob
+            if isinstance(blob, BlobProduct):   # the members' order after the merge: one key per product
+                blob, placement = canonical_product(blob.split(placement))
             occurrences = tuple((name, tuple(new[k] for k in sites), ins) for name, sites, ins in t.occurrences)
-            if not _connects(tau, t.blob, placement, nz, occurrences, owner, m):
+            if not _connects(tau, blob, placement, nz, occurrences, owner, m):
                 continue
-            key = (tau, t.blob, placement)
+            key = (tau, blob, placement)
             entry = acc.setdefault(key, [(1, rank), occurrences, power, [], _tau_pins(t, sigma, merged, tau, pos)])
             if len(sigma) == s:
                 entry[0] = min(entry[0], (0, rank))   # the unmerged term itself: it sets the order
@@ -587,8 +935,9 @@ def _connects(tau, blob, placement, nz, occurrences, owner, m) -> bool:
     for block in tau:
         join([block])
     if blob is not None:
-        touched = set(placement[:nz])
-        for c in placement[nz:]:
-            touched.update(occurrences[c][1])
-        join([tau[k] for k in touched])
+        for _b, zsites, chosen in blob_members(blob, placement):   # each member joins its own sites
+            touched = set(zsites)
+            for c in chosen:
+                touched.update(occurrences[c][1])
+            join([tau[k] for k in touched])
     return len({find(p) for p in range(m)}) == 1

@@ -32,7 +32,7 @@ from ..language.algebra import InputGram, ell
 from ..language.rulefile import Leg, RuleSet, load_rules, parse_rules
 from ..settings import Settings, resolve
 from . import cache
-from .cluster import cluster_pieces, group_cumulant, truncation_power
+from .cluster import cluster_pieces, expansion_order, group_cumulant, truncation_power
 from .diagrams import Diagram, build_graph, merge_isomorphic
 from .recursion import Recursion
 from .wick import connected_groupings, wick_contractions
@@ -170,6 +170,7 @@ def assemble(rules: RuleSet, legs: tuple, term, layer, width, first_layer: bool,
         return (tuple(tuple(g) for g in part) for part in set_partitions(list(c.sums)))
 
     nlegs = len(legs)
+    order = expansion_order(rules)
     total, total_compact = [], []
     diagrams = []
     target_power = -term.order
@@ -197,12 +198,18 @@ def assemble(rules: RuleSet, legs: tuple, term, layer, width, first_layer: bool,
             if first_layer:
                 per_group = [_deterministic_group(g, width) for g in grouping]
             else:
-                if p_coef + truncation_power(R) >= target_power:
+                if p_coef + truncation_power(R, order) >= target_power:
                     raise UnsupportedError(
                         f"{term.tensor}: a contribution with {R} neuron sums is only known up to "
-                        f"O(n^{p_coef + truncation_power(R)}), which reaches the requested order "
-                        "(it needs second-order blobs or the six-point vertex of layer ℓ)")
-                per_group = [group_cumulant(list(g), rules, layer, width, ratios) for g in grouping]
+                        f"O(n^{p_coef + truncation_power(R, order)}), which reaches the requested order "
+                        + ("(it needs second-order blobs or the six-point vertex of layer ℓ)" if order == 1 else
+                           f"(it needs blobs of order 1/n^{order + 1} of layer ℓ: the {2 * order + 4}-point "
+                           f"vertex, the 1/n^{order + 1} parts of the lower cumulants and products of "
+                           f"{order + 1} blobs, beyond the rule file's order 1/n^{order})"))
+                need = p_coef + R - target_power   # the highest blob order these groups are read at
+                per_group = [group_cumulant(list(g), rules, layer, width, ratios, need,
+                                            target_power - p_coef - (R - r))
+                             for g, r in zip(grouping, sizes)]
                 pieces = [cluster_pieces(list(g), v[2], target_power - p_coef - (R - r), rules, ratios)
                           for g, v, r in zip(grouping, per_group, sizes)]
                 for combo in itertools.product(*pieces):

@@ -45,7 +45,7 @@ import sympy as sp
 from networkx.algorithms.isomorphism import categorical_multiedge_match, categorical_node_match
 
 from ..language.algebra import ActivationDerivative
-from .cluster import copy_symbol
+from .cluster import BlobProduct, blob_members, copy_symbol
 
 
 @dataclass
@@ -158,7 +158,17 @@ def build_graph(nlegs: int, labels, contraction, grouping, terms) -> nx.MultiGra
         for name, sites, _ins in term.occurrences:
             ends = [("site", gi, k) for k in sites]
             g.add_edge(ends[0], ends[-1], kind=name)
-        if term.blob is not None:
+        if isinstance(term.blob, BlobProduct):   # second order: one blob node per member
+            for m, (blob, zsites, chosen) in enumerate(blob_members(term.blob, term.placement)):
+                bnode = ("blob", gi, m)
+                g.add_node(bnode, kind="blob", tensor=blob.tensor)
+                for k in zsites:
+                    g.add_edge(bnode, ("site", gi, k), kind="d")
+                for c in chosen:
+                    name, sites, _ins = term.occurrences[c]
+                    for k in sites:
+                        g.add_edge(bnode, ("site", gi, k), kind="d" + name)
+        elif term.blob is not None:
             bnode = ("blob", gi)
             g.add_node(bnode, kind="blob", tensor=term.blob.tensor)
             zlegs = [q for q, f in enumerate(term.blob.legs) if f == "z"]

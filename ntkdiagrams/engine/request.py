@@ -24,8 +24,10 @@ cumulant) and its recursion.
 Order.  Power counting (docs/conventions.md §4) puts a connected correlator of total weight w (z counts
 1, H 2, dH 3, a ddNTK 4) at n^{1−w/2}; odd w vanishes by the sign flip of the last layer's
 parameters.  The default order is the leading non-vanishing one; this engine's truncation
-reaches order 1/n (``order=2`` and connected correlators of weight ≥ 6 are refused with the
-reason).  A full moment at ``order=1`` holds its order-0 and order-1 coefficients.
+reaches the order of the rule file's expansions (:func:`ntkdiagrams.engine.cluster.expansion_order`:
+1/n for rules/mlp.toml, where ``order=2`` and connected correlators of weight ≥ 6 are refused with
+the reason; 1/n² for rules/mlp2.toml, which refuses ``order=3`` and weight ≥ 8).  A full moment at
+``order=k`` holds its coefficients of order 0 … k.
 
 Results are cached on disk like the named recursions (:mod:`ntkdiagrams.engine.cache`).  Every
 coefficient's recursion carries its diagrams with their values (Σ multiplicity × value = its
@@ -46,7 +48,7 @@ from ..language.algebra import ell
 from ..language.rulefile import ExpansionTerm, Leg, RuleSet, TensorSpec
 from ..settings import Settings, resolve
 from . import cache
-from .cluster import field_weight
+from .cluster import expansion_order, field_weight
 from .derivation import assemble, derive, resolve_rules
 from .diagrams import Diagram
 from .recursion import Recursion
@@ -404,7 +406,7 @@ def _cumulant_expansion(req: Request, structures: list, rules: RuleSet, settings
                 per_block = None
                 break
             opts = [o for o in range(top + 1) if o >= max(0, w // 2 - 1)]
-            if not opts or w // 2 - 1 >= 2:
+            if not opts or w // 2 - 1 > expansion_order(rules):
                 per_block = None
                 break
             found = []
@@ -503,7 +505,7 @@ def derive_request(text: str | Request, rules: RuleSet | str | None = None, *, o
                    connected: bool | None = None, settings: Settings | None = None) -> RequestResult:
     """Derive a correlator request (see the module docstring).
 
-    ``connected`` overrides the ``E``/``Ec`` prefix; ``order`` (0 or 1) is the highest power of
+    ``connected`` overrides the ``E``/``Ec`` prefix; ``order`` (0 … the rule file's order) is the highest power of
     1/n kept (default: the leading non-vanishing order); ``settings``: where the derivation cache
     lives (None: the environment, :func:`ntkdiagrams.settings.resolve`)."""
     settings = resolve(settings)
@@ -514,19 +516,27 @@ def derive_request(text: str | Request, rules: RuleSet | str | None = None, *, o
     w = weight(req, rules)
     if order is not None and (isinstance(order, bool) or not isinstance(order, int) or order < 0):
         raise ExpressionError(f"order must be a non-negative integer; got {order!r}")
-    if order is not None and order >= 2:
-        raise UnsupportedError(f"{req}: order 1/n^{order} needs second-order blobs and the six-point vertex; "
-                               "this engine's truncation is first order in 1/n")
+    top = expansion_order(rules)
+    if order is not None and order > top:
+        if top == 1:
+            raise UnsupportedError(f"{req}: order 1/n^{order} needs second-order blobs and the six-point vertex; "
+                                   "this engine's truncation is first order in 1/n")
+        raise UnsupportedError(f"{req}: order 1/n^{order} needs blobs of order 1/n^{top + 1} (the "
+                               f"{2 * top + 4}-point vertex, the 1/n^{top + 1} parts of the lower cumulants, "
+                               f"products of {top + 1} blobs); the rule file {rules.path} declares its statistics "
+                               f"to order 1/n^{top}")
     if w % 2:
         return RequestResult(req, 0, [], rules)  # odd under the sign flip of the last layer
     if req.connected:
         lead = max(0, w // 2 - 1)
-        if lead >= 2:
+        if lead > top:
             raise UnsupportedError(f"{req}: a connected correlator of weight {w} starts at order 1/n^{lead} "
-                                   "(power counting, docs/conventions.md §4), beyond this engine's first-order truncation")
+                                   "(power counting, docs/conventions.md §4), beyond this engine's "
+                                   + ("first-order truncation" if top == 1 else
+                                      f"truncation at order 1/n^{top} (rule file {rules.path})"))
         orders = [lead] if order is None else ([order] if order >= lead else [])
     else:
-        orders = [0, 1] if order == 1 else [0]
+        orders = list(range(order + 1)) if order else [0]
     legs, nback, aback = req.internal()
     neurons = tuple(dict.fromkeys(i for leg in legs for i in leg.neurons))
     labels = tuple(dict.fromkeys(a for leg in legs for a in leg.inputs))

@@ -265,11 +265,14 @@ class LayerTensor(sp.Function):
         return f"{self.tensor_name}^({printer._print(layer)})[{','.join(printer._print(a) for a in labels)}]"
 
 
+@lru_cache(maxsize=100_000)
 def canonical_order(labels: tuple, symmetries: tuple) -> tuple:
-    """The smallest (by sympy sort key) image of ``labels`` under the symmetry group."""
+    """The smallest (by sympy sort key) image of ``labels`` under the symmetry group (memoised;
+    each label's sort key computed once)."""
     group = permutation_group(symmetries, len(labels))
-    return min((tuple(labels[p[i]] for i in range(len(labels))) for p in group),
-               key=lambda t: tuple(sp.default_sort_key(x) for x in t))
+    keys = [sp.default_sort_key(x) for x in labels]
+    best = min(group, key=lambda p: tuple(keys[p[i]] for i in range(len(labels))))
+    return tuple(labels[best[i]] for i in range(len(labels)))
 
 
 @lru_cache(maxsize=None)
@@ -343,6 +346,11 @@ class BlobSum(sp.Function):
 
     def _canonical(cls, tensor, *sites):
         betas = _summed(sites)
+        if len(betas) > 4:   # second-order blobs (V6, products of two blobs): no search over k! namings
+            best = _site_canonical(tensor, sites, betas)
+            if best != (tensor,) + tuple(sites):
+                return cls(*best)
+            return None
         best, best_key = None, None
         for perm in itertools.permutations(betas):
             rep = dict(zip(betas, perm))
@@ -407,6 +415,56 @@ def _summed(sites) -> list:
             if b not in out:
                 out.append(b)
     return sorted(out, key=sp.default_sort_key)
+
+
+def _site_canonical(tensor, sites, betas) -> tuple:
+    """The canonical naming of many dummies (second-order blobs: V6, products of two blobs).
+
+    The sum Σ_β Π T(…β…) Π_sites ⟨∂_{β∈site} F_site⟩ depends only on which site each tensor slot's
+    β differentiates: write every slot as the rank of its site, put each tensor's slots in the
+    canonical order of its symmetry group and sort the tensors; the smallest such form over the
+    orderings of sites with equal functions is the canonical one, and its β's are named β_1, β_2, …
+    slot by slot.  Equal sums get equal arguments, with a search over site orderings only (no
+    k! over the dummies)."""
+    factors = []
+    for fac in sp.Mul.make_args(tensor):
+        base, e = fac.as_base_exp()
+        factors += [base] * (int(e) if e.is_Integer and e > 0 else 1)
+    site_of = {b: k for k, st in enumerate(sites) for b in st.args[2:]}
+    keys = [sp.default_sort_key((st.args[0], st.args[1], len(st.args) - 2)) for st in sites]
+    ranks = sorted(range(len(sites)), key=lambda k: keys[k])
+    groups = [list(g) for _key, g in itertools.groupby(ranks, key=lambda k: keys[k])]
+    best = None
+    for choice in itertools.product(*[itertools.permutations(g) for g in groups]):
+        rank = {k: r for r, k in enumerate(k for g in choice for k in g)}
+        forms = []
+        for fac in factors:
+            labels = tuple(sp.Integer(rank[site_of[a]]) if a in site_of else a for a in fac.args[1:])
+            canon = canonical_order(labels, type(fac).symmetries)
+            forms.append((sp.default_sort_key((sp.Symbol(type(fac).tensor_name), fac.args[0], canon)), type(fac),
+                          fac.args[0], canon))
+        forms.sort(key=lambda f: f[0])
+        key = tuple(f[0] for f in forms)
+        if best is None or key < best[0]:
+            best = (key, forms, rank)
+    _key, forms, rank = best
+    names = iter(dummy_labels(len(betas)))
+    per_site = {r: [] for r in range(len(sites))}
+    built = []
+    for _k, cls, layer, canon in forms:
+        args = []
+        for a in canon:
+            if isinstance(a, sp.Integer) and a not in betas:
+                b = next(names)
+                per_site[int(a)].append(b)
+                args.append(b)
+            else:
+                args.append(a)
+        built.append(cls(layer, *args))
+    by_rank = {r: k for k, r in rank.items()}
+    parts = tuple(PartialExpectation(sites[by_rank[r]].args[0], sites[by_rank[r]].args[1], *per_site[r])
+                  for r in range(len(sites)))
+    return (sp.Mul(*built),) + parts
 
 
 def _canonical_pe(pe):
