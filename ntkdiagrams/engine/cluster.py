@@ -588,56 +588,42 @@ def _mean(o, means, layer, rules: RuleSet):
 
 def _blob_placements(blob: Blob, zf, occ, means, layer, rules: RuleSet, kernel=None):
     """Yield (placement, explicit value, compact value) of one blob on the sites."""
-    s = len(zf)
     zlegs = [q for q, f in enumerate(blob.legs) if f == "z"]
     olegs = [q for q, f in enumerate(blob.legs) if f != "z"]
     betas = dummy_labels(len(blob.legs))
     T = rules.tensors[blob.tensor].cls
-    for chosen in itertools.permutations(range(len(occ)), len(olegs)):
-        if any(occ[c][0] != blob.legs[q] for q, c in zip(olegs, chosen)):
+    for zsites, chosen in _single_structures(blob, zf, occ):
+        rest = sp.Mul(*[_mean(o, means, layer, rules) for c, o in enumerate(occ) if c not in chosen])
+        if rest == 0:
             continue
-        for zsites in itertools.product(range(s), repeat=len(zlegs)):
-            site_of_slot = {}
-            for q, k in zip(zlegs, zsites):
-                site_of_slot[(q, 0)] = k
-            for q, c in zip(olegs, chosen):
-                for t, k in enumerate(occ[c][1]):
-                    site_of_slot[(q, t)] = k
-            if any(site_of_slot[a] != site_of_slot[b] for a, b in blob.deltas):
-                continue
-            if any(zf[k] == 1 for k in zsites):
-                continue
-            rest = sp.Mul(*[_mean(o, means, layer, rules) for c, o in enumerate(occ) if c not in chosen])
-            if rest == 0:
-                continue
-            # tensor arguments: dummies for z-legs, the occurrence's labels for field legs
-            occ_of_leg = dict(zip(olegs, chosen))
+        # tensor arguments: dummies for z-legs, the occurrence's labels for field legs
+        occ_of_leg = dict(zip(olegs, chosen))
 
-            def arg(slot, zlabel):
-                q, t = slot
-                return zlabel[q] if blob.legs[q] == "z" else occ[occ_of_leg[q]][2][t]
-            # explicit: Σ over labels of each z-leg's site function
-            choices = [integrand_labels(zf[k]) for k in zsites]
-            pieces = []
-            for labels in itertools.product(*choices):
-                zlabel = dict(zip(zlegs, labels))
-                derivs = list(zf)
-                for q, k in zip(zlegs, zsites):
-                    derivs[k] = z_derivative(derivs[k], zlabel[q])
-                if any(d == 0 for d in derivs):
-                    continue
-                pieces.append(T(layer, *[arg(a, zlabel) for a in blob.args]) *
-                              sp.Mul(*[gaussian(d, layer, kernel) for d in derivs]))
-            value = sp.expand(blob.coefficient * rest * sp.Add(*pieces))
-            if value == 0:
+        def arg(slot, zlabel):
+            q, t = slot
+            return zlabel[q] if blob.legs[q] == "z" else occ[occ_of_leg[q]][2][t]
+        # explicit: Σ over labels of each z-leg's site function
+        choices = [integrand_labels(zf[k]) for k in zsites]
+        pieces = []
+        for labels in itertools.product(*choices):
+            zlabel = dict(zip(zlegs, labels))
+            derivs = list(zf)
+            for q, k in zip(zlegs, zsites):
+                derivs[k] = z_derivative(derivs[k], zlabel[q])
+            if any(d == 0 for d in derivs):
                 continue
-            # compact: one BlobSum over the dummy labels of the z-legs
-            if zlegs:
-                compact = blob.coefficient * rest * _compact_blob(T, blob, zlegs, zsites, zf, arg, betas, layer, kernel)
-            else:
-                tens = T(layer, *[arg(a, {}) for a in blob.args])
-                compact = blob.coefficient * rest * tens * sp.Mul(*[gaussian(f, layer, kernel) for f in zf])
-            yield (tuple(zsites) + tuple(chosen)), value, compact
+            pieces.append(T(layer, *[arg(a, zlabel) for a in blob.args]) *
+                          sp.Mul(*[gaussian(d, layer, kernel) for d in derivs]))
+        value = sp.expand(blob.coefficient * rest * sp.Add(*pieces))
+        if value == 0:
+            continue
+        # compact: one BlobSum over the dummy labels of the z-legs
+        if zlegs:
+            compact = blob.coefficient * rest * _compact_blob(T, blob, zlegs, zsites, zf, arg, betas, layer, kernel)
+        else:
+            tens = T(layer, *[arg(a, {}) for a in blob.args])
+            compact = blob.coefficient * rest * tens * sp.Mul(*[gaussian(f, layer, kernel) for f in zf])
+        yield (tuple(zsites) + tuple(chosen)), value, compact
 
 
 def _is_bare(f: sp.Expr) -> bool:
