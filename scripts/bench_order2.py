@@ -38,17 +38,17 @@ def main(argv=None) -> int:
     p.add_argument("--depth", type=int, default=10)
     args = p.parse_args(argv)
     print(f"# order 1/n²; load {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores")
+    folder = tempfile.TemporaryDirectory() if args.cold else None
+    settings = Settings(cache_dir=folder.name) if folder else None   # None: the environment's cache
     if args.cold:
         rules = load_rules("mlp2")
-        with tempfile.TemporaryDirectory() as folder:
-            settings = Settings(cache_dir=folder)
-            clear_memory_cache()
-            t0 = time.perf_counter()
-            for name in rules.tensors:
-                t = time.perf_counter()
-                derive(name, rules, settings=settings)
-                print(f"derive {name}: {time.perf_counter() - t:.1f} s", flush=True)
-            print(f"cold derive, all {len(rules.tensors)} tensors of mlp2: {time.perf_counter() - t0:.0f} s")
+        clear_memory_cache()
+        t0 = time.perf_counter()
+        for name in rules.tensors:
+            t = time.perf_counter()
+            derive(name, rules, settings=settings)
+            print(f"derive {name}: {time.perf_counter() - t:.1f} s", flush=True)
+        print(f"cold derive, all {len(rules.tensors)} tensors of mlp2: {time.perf_counter() - t0:.0f} s")
     x = np.array([[1.1, -0.6, 0.9], [0.2, 1.3, -0.7]])
     x = x / np.linalg.norm(x, axis=1, keepdims=True) * np.sqrt(3 * np.array([1.0, 0.8]))[:, None]
     stats = ["G2", "V1", "V6", "Theta2"]
@@ -56,10 +56,12 @@ def main(argv=None) -> int:
     print("|---|---|---|---|")
     for act in args.activations.split(","):
         cw = CW.get(act, 1.0)
-        evaluate(act, 2, x, cb=0.0, cw=cw, rules="mlp2", stats=stats)
+        evaluate(act, 2, x, cb=0.0, cw=cw, rules="mlp2", stats=stats, settings=settings)
         t, c = time.perf_counter(), time.process_time()
-        evaluate(act, args.depth, x, cb=0.0, cw=cw, rules="mlp2", stats=stats)
+        evaluate(act, args.depth, x, cb=0.0, cw=cw, rules="mlp2", stats=stats, settings=settings)
         print(f"| {act} | {cw} | {time.perf_counter() - t:.2f} s | {time.process_time() - c:.2f} s |", flush=True)
+    if folder:
+        folder.cleanup()
     return 0
 
 
