@@ -225,6 +225,15 @@ def markdown(results, widths, command: str) -> str:
     return "\n".join(lines)
 
 
+def emit(text: str, path: str | None) -> None:
+    """Write the table to ``path``, or print it when no path is given."""
+    if path:
+        with open(path, "w") as fh:
+            fh.write(text)
+    else:
+        print(text)
+
+
 def saved_command(args) -> str:
     """The command of a rendered table."""
     return f"python scripts/validate_training.py --render {args.render}"
@@ -258,12 +267,7 @@ def main(argv=None) -> int:
                              MIN_WIDTH.get(k, 0)) for r in v]
                    for k, v in saved.items()}
         widths = tuple(sorted({n for v in results.values() for r in v for n in r["ns"]}))
-        text = markdown(results, widths, saved_command(args))
-        if args.markdown:
-            with open(args.markdown, "w") as fh:
-                fh.write(text)
-        else:
-            print(text)
+        emit(markdown(results, widths, saved_command(args)), args.markdown)
         return 0
     results = {}
     t0 = time.time()
@@ -282,11 +286,7 @@ def main(argv=None) -> int:
     command = "python scripts/validate_training.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = markdown(results, widths, command.strip())
     text += f"\nTotal time {time.time() - t0:.0f} s on this machine (2 cores).\n"
-    if args.markdown:
-        with open(args.markdown, "w") as fh:
-            fh.write(text)
-    else:
-        print(text)
+    emit(text, args.markdown)
     return 0
 
 
