@@ -164,3 +164,19 @@ def test_two_point_request_at_second_order():
     """E[z z] at order 2 is δ(K + G1/n + G2/n²), the tensors recognised by name."""
     res = nd.derive_request("E[z(i1;a1) z(i2;a2)]", "mlp2", order=2)
     assert sorted((s.order, s.name) for s in res.structures) == [(0, "K"), (1, "G1"), (2, "G2")]
+
+
+@pytest.mark.slow
+def test_six_point_request_is_V6_on_every_pairing():
+    """Ec[z z z z z z] at 1/n² (weight 6): the 15 pairings of the neurons, each V6 with its inputs
+    grouped by the pairs (rules/mlp2.toml), derived from one pairing and renamed onto the others."""
+    res = nd.derive_request("Ec[z(i1;a1) z(i2;a2) z(i3;a3) z(i4;a4) z(i5;a5) z(i6;a6)]", "mlp2", order=2)
+    assert res.order == 2 and len(res.structures) == 15
+    assert {(s.name, s.order, s.coefficient) for s in res.structures} == {("V6", 2, 1)}
+    V6 = nd.load_rules("mlp2").tensors["V6"].cls
+    a = {f"a{k}": sp.Symbol(f"a{k}") for k in range(1, 7)}
+    for s in res.structures:
+        pairs = [tuple(str(i).replace("i", "a") for i in b) for b in s.deltas]
+        assert len(pairs) == 3
+        expected = [a[x] for p in pairs for x in p]
+        assert V6(1, *[a[str(x)] for x in s.args]) == V6(1, *expected), s.deltas

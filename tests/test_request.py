@@ -171,3 +171,31 @@ def test_latex_with_coinciding_input_labels():
     tex = derive_request("Ec[z(i;a1) z(i;a2) z(i;b) z(i;b)]").latex()
     assert r"\left(\sigma_{b}\right)^{2}" in tex
     assert r"\mathbb{E}_c\left[z_{i;a_{1}}" in tex
+
+
+@pytest.mark.parametrize("text", ["Ec[z(i1;a1) z(i2;a2) z(i3;a3) z(i4;a4)]", "Ec[z(i1;a) z(i2;a) z(i3;b) z(i4;b)]",
+                                  "E[z(i1;a1) z(i2;a2) z(i3;a3) z(i4;a4)]"])
+def test_structures_renamed_by_leg_symmetry_equal_the_direct_sum(text):
+    """derive_request derives one Kronecker structure per orbit of the legs' symmetries and renames
+    it onto the others; every structure must equal the coefficient read off the sum over all Wick
+    contractions at once (symbolic neuron indices), at layer ℓ+1 and at layer 1."""
+    from ntkdiagrams.engine.derivation import assemble
+    from ntkdiagrams.language.algebra import ell
+    from ntkdiagrams.language.rulefile import ExpansionTerm
+    res = derive_request(text, order=1)
+    legs, nback, _aback = res.request.internal()
+    neurons = tuple(dict.fromkeys(i for leg in legs for i in leg.neurons))
+    labels = tuple(dict.fromkeys(a for leg in legs for a in leg.inputs))
+    inv = {v: k for k, v in nback.items()}
+    term = ExpansionTerm(frozenset(), "check", labels, sp.Integer(1), 1)
+    layer = assemble(RULES, legs, term, ell, RULES.width, first_layer=False, connected=res.request.connected,
+                     check_lower=False)
+    first = assemble(RULES, legs, term, sp.Integer(0), RULES.input_width, first_layer=True,
+                     connected=res.request.connected, check_lower=False)
+    direct, direct0 = decompose(layer.rhs, neurons), decompose(first.rhs, neurons)
+    got = {tuple(tuple(inv[i] for i in b) for b in s.deltas): s for s in res.structures if s.order == 1}
+    assert set(got) == set(direct) and len(got) >= 3
+    for part, s in got.items():
+        assert sp.expand(s.recursion.rhs - direct[part]) == 0, part
+        assert sp.expand(s.recursion.initial - direct0.get(part, 0)) == 0, part
+        assert sp.expand(sp.Add(*[d.total for d in s.recursion.diagrams]) - direct[part]) == 0, part

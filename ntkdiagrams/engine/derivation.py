@@ -150,7 +150,7 @@ class Assembly:
 
 
 def assemble(rules: RuleSet, legs: tuple, term, layer, width, first_layer: bool, connected: bool = True,
-             check_lower: bool = True) -> Assembly:
+             check_lower: bool = True, keep=None) -> Assembly:
     """Σ over Wick contractions and groupings of Π_groups κ(neuron sums), read off at
     width^{-order} and divided by the target's coefficient.
 
@@ -162,7 +162,9 @@ def assemble(rules: RuleSet, legs: tuple, term, layer, width, first_layer: bool,
     ``connected``: keep the groupings that connect all legs (the joint cumulant of the legs);
     otherwise every grouping (the full moment E[Π legs]).  ``check_lower``: a piece at an order
     below the target must belong to another tensor of the statistic (a consistency check of
-    :func:`derive`; correlator requests read off one order of a series and switch it off)."""
+    :func:`derive`; correlator requests read off one order of a series and switch it off).
+    ``keep``: a predicate on the Wick contractions; only those it accepts are summed (correlator
+    requests take one Kronecker structure at a time)."""
 
     def groupings(c):
         if connected:
@@ -181,6 +183,8 @@ def assemble(rules: RuleSet, legs: tuple, term, layer, width, first_layer: bool,
         # are expanded in 1/n_{ℓ−1}, and the target in 1/n_ℓ
         ratios = (rules.width_ratio(layer), rules.width_ratio(layer - 1))
     for c in wick_contractions(legs, rules, first_layer=first_layer):
+        if keep is not None and not keep(c):
+            continue
         if ratios is not None:
             c = replace(c, coefficient=c.coefficient.xreplace({width: ratios[0] * width}))
         pre = c.coefficient * c.deltas

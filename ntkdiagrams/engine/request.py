@@ -15,6 +15,12 @@ where π runs over the partitions of the neuron indices that the deltas enforce.
 coefficient X_{π,o} is a closed-form expression in the layer-ℓ statistics: its own
 layer-to-layer recursion (and its first-layer value from the rule file's ``first_layer`` map).
 
+Symmetry.  A cumulant or moment is symmetric in its legs: for a permutation g of legs of equal
+fields that renames the neuron indices by ν and the input labels by λ consistently,
+X_{ν(π)}(α) = X_π(α)|_{α→λ(α)}.  The Wick contractions are grouped by the δ-structure of their
+own deltas, one class per orbit of these permutations is derived, and the rest are renamed
+(``Ec[z z z z z z]`` at 1/n²: one of the 15 pairings, i.e. one six-point-vertex derivation, not 15).
+
 Names.  A coefficient equal to c·T(α_σ…) for a tensor T of the rule file (same fields, same
 order, some assignment σ of its slots to the request's input labels) is reported as such, so
 ``Ec[z(i3;a3) H(i1,i2;a1,a2) z(i4;a4)]`` is recognised as D and F; any other coefficient gets a
@@ -40,6 +46,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import networkx as nx
 import sympy as sp
 
 from ..combinatorics import set_partitions
@@ -52,6 +59,7 @@ from .cluster import expansion_order, field_weight
 from .derivation import assemble, derive, resolve_rules
 from .diagrams import Diagram
 from .recursion import Recursion
+from .wick import wick_contractions
 
 _TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[\[\]();,*]))")
 _PREFIXES = {"E": False, "Ec": True, "E_c": True}
@@ -233,26 +241,140 @@ def decompose(expr: sp.Expr, neurons: tuple) -> dict:
     return {p: sp.expand(v) for p, v in out.items() if sp.expand(v) != 0}
 
 
-def _raw(req: Request, rules: RuleSet, order: int, cache_dir: Path | None):
-    """The engine's coefficient of n^{-order} (deltas kept): a cached :class:`Recursion`-shaped
-    record with ``rhs``, ``compact``, ``initial`` and the diagrams (values with their deltas)."""
+def _raw(req: Request, rules: RuleSet, order: int, cache_dir: Path | None, part: tuple):
+    """The engine's coefficient of n^{-order} in the Kronecker structure ``part`` (a partition of the
+    internal neuron symbols, deltas kept): a cached :class:`Recursion`-shaped record with ``rhs``,
+    ``compact``, ``initial`` and the diagrams (values with their deltas).  Only the Wick contractions
+    whose deltas make ``part`` are summed: the others belong to other structures."""
     legs, _nback, _aback = req.internal()
+    neurons = tuple(dict.fromkeys(i for leg in legs for i in leg.neurons))
     key = "request:" + ("Ec" if req.connected else "E") + "[" + " ".join(
         f"{leg.field}({','.join(map(str, leg.neurons))};{','.join(map(str, leg.inputs))})" for leg in legs) + \
-        f"]@{order}"
+        f"]@{order}|" + ";".join(",".join(map(str, b)) for b in part)
     hit = cache.load(rules.source, key, rules, cache_dir)
     if hit is not None:
         return hit
     labels = tuple(dict.fromkeys(a for leg in legs for a in leg.inputs))
     term = ExpansionTerm(frozenset(), key, labels, sp.Integer(1), order)
+
+    def keep(c):
+        return _partition_of(c.deltas, neurons)[0] == part
     layer = assemble(rules, legs, term, ell, rules.width, first_layer=False, connected=req.connected,
-                     check_lower=False)
+                     check_lower=False, keep=keep)
     first = assemble(rules, legs, term, sp.Integer(0), rules.input_width, first_layer=True,
-                     connected=req.connected, check_lower=False)
+                     connected=req.connected, check_lower=False, keep=keep)
     rec = Recursion(key, "request", order, labels, sp.Integer(0), layer.rhs, first.rhs, layer.compact,
                     layer.diagrams, {}, rules)
     cache.store(rules.source, rec, cache_dir)
     return rec
+
+
+def _structures_of_contractions(legs: tuple, rules: RuleSet, neurons: tuple) -> list:
+    """The Kronecker structures (partitions of the neuron symbols) that the Wick contractions of
+    the layer-(ℓ+1) parameters produce, at layer ℓ+1 and at layer 1; sorted."""
+    parts = set()
+    for first_layer in (False, True):
+        for c in wick_contractions(legs, rules, first_layer=first_layer):
+            if c.coefficient * c.deltas != 0:
+                parts.add(_partition_of(c.deltas, neurons)[0])
+    return sorted(parts, key=lambda p: (-len(p), [tuple(map(str, b)) for b in p]))
+
+
+def _leg_symmetries(legs: tuple) -> list:
+    """The permutations g of the legs that keep each leg's field and rename the indices
+    consistently: (g, ν, λ) with leg k ↦ leg g(k), ν and λ bijections of the neuron symbols and
+    of the input labels with (f_k, ν(i_k), λ(a_k)) = leg g(k).  A cumulant or moment is symmetric
+    in its legs, so the coefficient of the Kronecker structure ν(π) is that of π with its input
+    labels renamed by λ:  X_{ν(π)}(α) = X_π(α)|_{α → λ(α)}."""
+    by_field: dict = {}
+    for k, leg in enumerate(legs):
+        by_field.setdefault(leg.field, []).append(k)
+    groups = list(by_field.values())
+    out = []
+    for perms in itertools.product(*(itertools.permutations(g) for g in groups)):
+        g = {}
+        for src, dst in zip(groups, perms):
+            g.update(zip(src, dst))
+        nu, lam, ok = {}, {}, True
+        for k, leg in enumerate(legs):
+            img = legs[g[k]]
+            for table, xs, ys in ((nu, leg.neurons, img.neurons), (lam, leg.inputs, img.inputs)):
+                for x, y in zip(xs, ys):
+                    ok = ok and table.setdefault(x, y) == y
+        if ok and len(set(nu.values())) == len(nu) and len(set(lam.values())) == len(lam):
+            out.append((g, nu, lam))
+    return out
+
+
+def _act(part: tuple, nu: dict, neurons: tuple) -> tuple:
+    """ν(π), normalised like :func:`_partition_of` (blocks in the order of the neurons)."""
+    blocks = [tuple(sorted((nu[i] for i in b), key=neurons.index)) for b in part]
+    return tuple(sorted(blocks, key=lambda b: neurons.index(b[0])))
+
+
+def _orbits(parts: list, symmetries: list, neurons: tuple) -> dict:
+    """{structure: (representative, (g, ν, λ))} with ν(representative) = structure; a
+    representative maps to itself with the identity."""
+    out: dict = {}
+    for p in parts:
+        if p in out:
+            continue
+        for sym in symmetries:
+            q = _act(p, sym[1], neurons)
+            if q in parts and q not in out:
+                out[q] = (p, sym)
+        out.setdefault(p, (p, symmetries[0]))
+    return out
+
+
+def _relabel_diagram(d: Diagram, g: dict, subs: dict) -> Diagram:
+    """A diagram of the representative structure as the diagram of its image: leg k becomes leg
+    g(k) (node ``("leg", k)``, or its ``repr`` in a graph read back from the cache), the legs'
+    labels and the values' neuron indices and input labels renamed by ``subs``."""
+    names = {}
+    for k, v in g.items():
+        names[("leg", k)] = ("leg", v)
+        names[repr(("leg", k))] = repr(("leg", v))
+    graph = nx.relabel_nodes(d.graph, {u: names[u] for u in d.graph if u in names}, copy=True)
+    by_name = {str(x): str(y) for x, y in subs.items()}
+    for _node, data in graph.nodes(data=True):
+        if data.get("kind") == "leg" and "label" in data:
+            data["label"] = by_name.get(data["label"], data["label"])
+    value = None if d.value is None else d.value.xreplace(subs)
+    compact = None if d.compact is None else d.compact.xreplace(subs)
+    return Diagram(graph, d.multiplicity, d.power, value, compact, [_relabel_diagram(m, g, subs) for m in d.members])
+
+
+def _pieces(req: Request, rules: RuleSet, order: int, cache_dir: Path | None) -> tuple:
+    """({structure: rhs}, {structure: compact}, {structure: initial}, {structure: diagrams}) of the
+    coefficient of n^{-order}.  The Wick contractions are taken by the Kronecker structure of their
+    own deltas; each orbit of those under the legs' symmetries (:func:`_leg_symmetries`) is derived
+    once, at its representative, and renamed onto the others (``Ec[z z z z z z]`` at 1/n²: one of
+    the 15 pairings instead of all of them).  A class of contractions may feed coarser structures
+    (deltas from layer ℓ's own statistics): the results are summed structure by structure."""
+    legs, _nback, _aback = req.internal()
+    neurons = tuple(dict.fromkeys(i for leg in legs for i in leg.neurons))
+    symmetries = _leg_symmetries(legs)
+    orbit = _orbits(_structures_of_contractions(legs, rules, neurons), symmetries, neurons)
+    sums = ({}, {}, {})
+    diagrams: dict = {}
+    reps: dict = {}
+    for part, (rep, (g, nu, lam)) in orbit.items():
+        if rep not in reps:   # decomposed once; the δs come off before the labels are renamed
+            raw = _raw(req, rules, order, cache_dir, rep)
+            reps[rep] = ([decompose(e, neurons) for e in (raw.rhs, raw.compact, raw.initial)],
+                         split_diagrams(raw.diagrams, neurons))
+        parts, raw_diagrams = reps[rep]
+        for out, pieces in zip(sums, parts):
+            for q, v in pieces.items():
+                out.setdefault(_act(q, nu, neurons), []).append(v if part == rep else v.xreplace(lam))
+        for q, ds in raw_diagrams.items():
+            diagrams.setdefault(_act(q, nu, neurons), []).extend(
+                ds if part == rep else [_relabel_diagram(d, g, lam) for d in ds])
+    rhs, compact, initial = ({q: v[0] if len(v) == 1 else sp.expand(sp.Add(*v)) for q, v in d.items()} for d in sums)
+    rhs, compact, initial = ({q: v for q, v in d.items() if v != 0} for d in (rhs, compact, initial))
+    parts = sorted(set(rhs) | set(initial), key=lambda p: (-len(p), [tuple(map(str, b)) for b in p]))
+    return rhs, compact, initial, diagrams, _orbits(parts, symmetries, neurons)
 
 
 def split_diagrams(diagrams: list, neurons: tuple) -> dict:
@@ -538,27 +660,30 @@ def derive_request(text: str | Request, rules: RuleSet | str | None = None, *, o
     else:
         orders = list(range(order + 1)) if order else [0]
     legs, nback, aback = req.internal()
-    neurons = tuple(dict.fromkeys(i for leg in legs for i in leg.neurons))
     labels = tuple(dict.fromkeys(a for leg in legs for a in leg.inputs))
-    pieces = {}
-    for o in orders:
-        raw = _raw(req, rules, o, settings.cache_dir)
-        pieces[o] = (decompose(raw.rhs, neurons), decompose(raw.compact, neurons),
-                     decompose(raw.initial, neurons), split_diagrams(raw.diagrams, neurons))
+    pieces = {o: _pieces(req, rules, o, settings.cache_dir) for o in orders}
     if not req.connected and order is None and not pieces[0][0] and not pieces[0][2]:
-        raw = _raw(req, rules, 1, settings.cache_dir)  # the full moment vanishes at order 0: its leading order is 1/n
-        pieces = {1: (decompose(raw.rhs, neurons), decompose(raw.compact, neurons),
-                      decompose(raw.initial, neurons), split_diagrams(raw.diagrams, neurons))}
+        # the full moment vanishes at order 0: its leading order is 1/n
+        pieces = {1: _pieces(req, rules, 1, settings.cache_dir)}
     structures = []
     generated = {}
     counter = itertools.count(1)
-    for o, (rhs, compact, initial, diagrams) in sorted(pieces.items()):
-        for part in sorted(set(rhs) | set(initial), key=lambda p: (-len(p), [tuple(map(str, b)) for b in p])):
+    for o, (rhs, compact, initial, diagrams, orbit) in sorted(pieces.items()):
+        parts = sorted(set(rhs) | set(initial), key=lambda p: (-len(p), [tuple(map(str, b)) for b in p]))
+        found = {}
+        for part in parts:      # representatives first: the other structures of an orbit are renamed
+            rep, (_g, _nu, lam) = orbit[part]
+            if rep in found:
+                hit = found[rep]
+                found[part] = hit and (hit[0], tuple(lam[a] for a in hit[1]), hit[2])
+            else:
+                found[part] = _identify(rhs.get(part, sp.Integer(0)), initial.get(part, sp.Integer(0)), req, o,
+                                        rules, labels, settings)
+        for part in parts:
             x, x0 = rhs.get(part, sp.Integer(0)), initial.get(part, sp.Integer(0))
             user_part = tuple(tuple(nback[i] for i in b) for b in part)
-            found = _identify(x, x0, req, o, rules, labels, settings)
-            if found:
-                name, args, c = found
+            if found[part]:
+                name, args, c = found[part]
                 named = True
                 # the coefficient's recursion has the request's slots: a slot-symmetry-free class
                 spec = TensorSpec(name, len(labels), rules.tensors[name].latex, "", ())
