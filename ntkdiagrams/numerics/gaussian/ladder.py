@@ -11,7 +11,11 @@ and the rule of u_j is the first rung of a ladder (bound, rule) with s_j ≤ bou
   u_0 always uses them (split at z_0 = 0);
 * :data:`FAST_LADDER_GH` — k-point Gauss–Hermite, for j ≥ 1 with s_j ≤ :data:`FAST_GH_MAX` ×
   slack (k points do there what the split rule does with 2k);
-* :data:`FAST_LADDER_M2` — further split rungs for m = 2 (no table, both coordinates summed).
+* :data:`FAST_LADDER_M2` — further split rungs for m = 2 (no table, both coordinates summed);
+* :data:`FAST_LADDER_M34` — the same rungs for m = 3, 4; both end with
+  :data:`FAST_LADDER_WIDE` (issue 15): node counts growing linearly with the slope (∝ √v), up
+  to 84 nodes per side, so that effective variances up to :data:`FAST_MAX_VARIANCE` = 20 stay on
+  the fast path.
 
 Bounds of the ladders: 1-D worst case over products of up to four factors tanh, sech²,
 tanh·sech² with random offsets and slopes ≤ s_j, relative error ≤ 1e-7; the m = 2 rungs:
@@ -28,12 +32,17 @@ import numpy as np
 from .blocks import Block
 
 __all__ = ["FAST_DEGREES", "FAST_GH_MAX", "FAST_LADDER", "FAST_LADDER_GH", "FAST_LADDER_M2",
-           "FAST_LADDER_M34",
+           "FAST_LADDER_M34", "FAST_LADDER_WIDE",
            "FAST_MAX_VARIANCE", "FAST_SLACK", "block_scales", "effective_variance",
            "points_per_tuple", "rule_codes", "slopes"]
 
 #: Tuples whose largest effective variance (C_jj · α², after merging) exceeds this bound are
 #: integrated by the exact cone method even when every factor is smooth (method="auto").
+#: 3.2 before issue 15; 20 covers the benchmark grid's layer-1 variances (≈ 6–12 at C_W = 2,
+#: |x|²/n0 = 3) with room.  Measured up to 20 against the cone method at high degree: ≲ 3e-8 of
+#: the scale Π⟨f²⟩^{1/2} (tanh, gelu, erf, swish, softplus, sin and their first two derivatives,
+#: m = 2, 3, 4); up to 3e-7 with a nearly collinear pair (ρ ≈ 1 − 5e-7), the table's floor, which
+#: at variance ≤ 3.2 (unchanged) reaches 2e-6 (tests/test_gaussian_bigvar.py, docs/gaussian.md).
 FAST_MAX_VARIANCE = 20.0
 #: Nodes per side of the split half-line rules of the fast path, by the number m of distinct
 #: variables and the largest effective variance v of a tuple: the first (bound, n) with
@@ -54,7 +63,10 @@ FAST_LADDER = ((0.027, 3), (0.05, 4), (0.086, 5), (0.124, 6), (0.162, 7), (0.212
                (0.303, 10), (0.332, 11), (0.363, 12), (0.435, 14), (0.52, 16), (0.622, 18),
                (0.681, 20), (0.815, 24))
 #: Rungs beyond slope 1.79 (issue 15: effective variances up to FAST_MAX_VARIANCE), shared by
-#: FAST_LADDER_M2 and FAST_LADDER_M34: n ≈ 20 s nodes per side, as the rungs below.
+#: FAST_LADDER_M2 (slack 1) and FAST_LADDER_M34 (slack 1.5): n ≈ 20 b nodes per side, as the
+#: rungs below.  Cheaper rungs for m = 3, 4 (n ≈ 16 b: 40 … 64) were tried and lost up to 1.3e-6
+#: of the scale on ⟨erf' erf' erf'⟩ with a nearly collinear pair at variance 14 (these rungs:
+#: 1.3e-7, the table's floor there); docs/gaussian.md.
 FAST_LADDER_WIDE = ((2.2, 44), (2.6, 52), (3.0, 60), (3.5, 68), (4.0, 76), (4.6, 84))
 #: Further rungs for m = 2 (both coordinates integrated, no table), where tuples beyond
 #: FAST_LADDER went to the exact cone method: measured against that method at degree 80 on
