@@ -3,8 +3,9 @@
 variables, variances up to :data:`FAST_MAX_VARIANCE`, against the exact cone method at high degree.
 
 Errors are measured relative to the scale Π_s ⟨f_s(z_{a_s})²⟩^{1/2} of each entry (Cauchy–Schwarz);
-the bound 5e-8 of that scale is ~5× the largest error measured (docs/gaussian.md) and catches a
-1e-6 error.
+the bound 5e-8 of that scale is ~2× the largest difference in these cases (2.6e-8: erf with a
+nearly collinear pair, where the reference itself moves 3.7e-7 from degree 24 to 28; the others
+≤ 7e-9, docs/gaussian.md) and catches a 1e-6 error.
 
 m = 1, 2, 3: a tensor over N = 3 inputs (every entry with one or two distinct inputs, two with
 three) against the cone method at degree 64 (one, two inputs) and 48 (three; fast vs degree 40
