@@ -78,7 +78,8 @@ def _fast_constants() -> dict:
             "GH_MAX": ladder.FAST_GH_MAX, "SPLIT_C": rules.SPLIT_C, "SPLIT_DC": rules.SPLIT_DC,
             "SPLIT_RECURRENCE_TERMS": rules.SPLIT_RECURRENCE_TERMS, "TABLE_H_MU": table.TABLE_H_MU,
             "TABLE_H_S": table.TABLE_H_S, "TABLE_REACH": table.TABLE_REACH,
-            "TABLE_DEGREE": table.TABLE_DEGREE, "CHUNK_POINTS": fast.FAST_CHUNK_POINTS}
+            "TABLE_DEGREE": table.TABLE_DEGREE, "TABLE_DEGREE_WIDE": table.TABLE_DEGREE_WIDE,
+            "TABLE_WIDE_S": table.TABLE_WIDE_S, "CHUNK_POINTS": fast.FAST_CHUNK_POINTS}
 
 
 class _JaxPrinter(JaxPrinter):

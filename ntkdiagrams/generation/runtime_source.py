@@ -395,11 +395,13 @@ def _g_table(f, M, S):
         ns = int(math.ceil(S / h_s)) + 4
         s = np.abs(np.arange(-1, ns - 1) * h_s)
         U, W = _split_rules(FAST["TABLE_DEGREE"])
+        wide = _split_rules(FAST["TABLE_DEGREE_WIDE"]) if s[-1] > FAST["TABLE_WIDE_S"] else None
         tab = np.empty((ns, mu.size))
         tab[s == 0] = f(mu)
         for j in np.nonzero(s > 0)[0]:
+            Uj, Wj = (U, W) if s[j] <= FAST["TABLE_WIDE_S"] else wide  # wide rows: more nodes
             g = _split_index(-mu / s[j])
-            tab[j] = np.sum(W[g] * f(mu[:, None] + s[j] * U[g]), axis=1)
+            tab[j] = np.sum(Wj[g] * f(mu[:, None] + s[j] * Uj[g]), axis=1)
         _RULES[key] = np.ascontiguousarray(tab.T)
     return _RULES[key]
 

@@ -24,7 +24,9 @@ cone method, :mod:`.cone`):
 Accuracy (default settings; docs/gaussian.md has the measurements): on the kernels of a tanh
 network ⟨tanh⁴⟩ typical 1e-8, worst 5e-8 relative (the floor is the table interpolation);
 m = 2 pairs ≤ 5e-13 against the cone method at degree 60; random covariances ≤ 1e-6 (m = 3),
-3e-6 (m = 4) where two inputs are nearly collinear.
+3e-6 (m = 4) where two inputs are nearly collinear; effective variances 3.2 … 20 (issue 15: the
+wide rungs of :mod:`.ladder`, wide table rows of :mod:`.table`) ≲ 3e-8 of the scale
+Π⟨f²⟩^{1/2}, 3e-7 with a nearly collinear pair.
 
 The nested sum runs in numpy (:mod:`.nested`), or in the compiled kernel (:mod:`.compiled`)
 when ``quad.jit`` is set, numba is installed and every outer factor has an exponential form;

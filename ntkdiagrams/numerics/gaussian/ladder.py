@@ -11,7 +11,11 @@ and the rule of u_j is the first rung of a ladder (bound, rule) with s_j ≤ bou
   u_0 always uses them (split at z_0 = 0);
 * :data:`FAST_LADDER_GH` — k-point Gauss–Hermite, for j ≥ 1 with s_j ≤ :data:`FAST_GH_MAX` ×
   slack (k points do there what the split rule does with 2k);
-* :data:`FAST_LADDER_M2` — further split rungs for m = 2 (no table, both coordinates summed).
+* :data:`FAST_LADDER_M2` — further split rungs for m = 2 (no table, both coordinates summed);
+* :data:`FAST_LADDER_M34` — the same rungs for m = 3, 4; both end with
+  :data:`FAST_LADDER_WIDE` (issue 15): node counts growing linearly with the slope (∝ √v), up
+  to 84 nodes per side, so that effective variances up to :data:`FAST_MAX_VARIANCE` = 20 stay on
+  the fast path.
 
 Bounds of the ladders: 1-D worst case over products of up to four factors tanh, sech²,
 tanh·sech² with random offsets and slopes ≤ s_j, relative error ≤ 1e-7; the m = 2 rungs:
@@ -28,13 +32,18 @@ import numpy as np
 from .blocks import Block
 
 __all__ = ["FAST_DEGREES", "FAST_GH_MAX", "FAST_LADDER", "FAST_LADDER_GH", "FAST_LADDER_M2",
-           "FAST_LADDER_M34",
+           "FAST_LADDER_M34", "FAST_LADDER_WIDE",
            "FAST_MAX_VARIANCE", "FAST_SLACK", "block_scales", "effective_variance",
            "points_per_tuple", "rule_codes", "slopes"]
 
 #: Tuples whose largest effective variance (C_jj · α², after merging) exceeds this bound are
 #: integrated by the exact cone method even when every factor is smooth (method="auto").
-FAST_MAX_VARIANCE = 3.2
+#: 3.2 before issue 15; 20 covers the benchmark grid's layer-1 variances (≈ 6–12 at C_W = 2,
+#: |x|²/n0 = 3) with room.  Measured up to 20 against the cone method at high degree: ≲ 3e-8 of
+#: the scale Π⟨f²⟩^{1/2} (tanh, gelu, erf, swish, softplus, sin and their first two derivatives,
+#: m = 2, 3, 4); up to 3e-7 with a nearly collinear pair (ρ ≈ 1 − 5e-7), the table's floor, which
+#: at variance ≤ 3.2 (unchanged) reaches 2e-6 (tests/test_gaussian_bigvar.py, docs/gaussian.md).
+FAST_MAX_VARIANCE = 20.0
 #: Nodes per side of the split half-line rules of the fast path, by the number m of distinct
 #: variables and the largest effective variance v of a tuple: the first (bound, n) with
 #: v ≤ bound (measured: relative error ≤ 1e-7 for m = 3, ≤ 1e-6 for m = 4).  (The uniform
@@ -53,19 +62,25 @@ FAST_LADDER_GH = ((0.027, -3), (0.05, -4), (0.086, -5), (0.124, -6), (0.162, -7)
 FAST_LADDER = ((0.027, 3), (0.05, 4), (0.086, 5), (0.124, 6), (0.162, 7), (0.212, 8), (0.254, 9),
                (0.303, 10), (0.332, 11), (0.363, 12), (0.435, 14), (0.52, 16), (0.622, 18),
                (0.681, 20), (0.815, 24))
+#: Rungs beyond slope 1.79 (issue 15: effective variances up to FAST_MAX_VARIANCE), shared by
+#: FAST_LADDER_M2 (slack 1) and FAST_LADDER_M34 (slack 1.5): n ≈ 20 b nodes per side, as the
+#: rungs below.  Cheaper rungs for m = 3, 4 (n ≈ 16 b: 40 … 64) were tried and lost up to 1.3e-6
+#: of the scale on ⟨erf' erf' erf'⟩ with a nearly collinear pair at variance 14 (these rungs:
+#: 1.3e-7, the table's floor there); docs/gaussian.md.
+FAST_LADDER_WIDE = ((2.2, 44), (2.6, 52), (3.0, 60), (3.5, 68), (4.0, 76), (4.6, 84))
 #: Further rungs for m = 2 (both coordinates integrated, no table), where tuples beyond
 #: FAST_LADDER went to the exact cone method: measured against that method at degree 80 on
 #: ⟨f g⟩ for f, g among tanh and its first three derivatives, tanh², (tanh')², with the
 #: variance = bound² and both coordinates at n nodes: ≤ 3e-10 at every bound (n = 24 gives
 #: 2e-10 at s = 1).
-FAST_LADDER_M2 = FAST_LADDER + ((1.0, 24), (1.225, 28), (1.483, 32), (1.79, 36))
+FAST_LADDER_M2 = FAST_LADDER + ((1.0, 24), (1.225, 28), (1.483, 32), (1.79, 36)) + FAST_LADDER_WIDE
 #: Rungs for m = 3, 4 (issue 15): those of FAST_LADDER_M2 beyond FAST_LADDER, so that tuples of
 #: effective variance 1.5 … FAST_MAX_VARIANCE stay on the fast path instead of the cone method
 #: at its default degree.  Measured (⟨σ⁴⟩ over 6 inputs, all index tuples, variance 1.5, 2.5,
 #: 3.1, against the cone method at degree 24): tanh ≤ 3e-8, gelu ≤ 1.3e-7, where the cone method
 #: at its default gave up to 2e-5 (tanh) and 2e-4 (gelu); 10–100× faster.  More nodes (48 at
 #: the last rung) do not lower that floor (the table of the innermost integral).
-FAST_LADDER_M34 = FAST_LADDER + ((1.0, 24), (1.225, 28), (1.483, 32), (1.79, 36))
+FAST_LADDER_M34 = FAST_LADDER + ((1.0, 24), (1.225, 28), (1.483, 32), (1.79, 36)) + FAST_LADDER_WIDE
 #: default slack of the ladders by the number m of distinct variables
 FAST_SLACK = {2: 1.0, 3: 1.5, 4: 1.5}
 #: outer coordinates j ≥ 1 with slope ≤ FAST_GH_MAX × slack use Gauss–Hermite

@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["SPLIT_C", "SPLIT_DC", "SPLIT_RECURRENCE_TERMS", "gauss_legendre", "radial_rule",
+__all__ = ["SPLIT_BATCHED_MAX", "SPLIT_C", "SPLIT_DC", "SPLIT_RECURRENCE_TERMS", "gauss_legendre", "radial_rule",
            "rule_bank", "rule_for_code", "simplex_rule", "split_index", "split_nodes",
            "split_recurrence", "split_rules", "split_rules_full"]
 
@@ -34,8 +34,14 @@ __all__ = ["SPLIT_C", "SPLIT_DC", "SPLIT_RECURRENCE_TERMS", "gauss_legendre", "r
 #: is then within SPLIT_DC/2 of the end point, which is all the rule needs).
 SPLIT_C, SPLIT_DC = 7.0, 0.05
 #: The three-term recurrence of the split weights is computed once up to this many terms
-#: (every rule of the ladders and the table); a rule with more nodes computes its own.
-SPLIT_RECURRENCE_TERMS = 40
+#: (every rule of the ladders and the table); a rule with more nodes computes its own.  The
+#: coefficients of index k do not depend on this bound (40 before issue 15: same rules).
+SPLIT_RECURRENCE_TERMS = 84
+#: Rules with at most this many nodes per side are computed by one batched dense ``eigh`` of
+#: the Jacobi matrices (the rules of the ladders up to 36 and of the table); larger ones by
+#: scipy's tridiagonal solver row by row: the batched dense solver of n ≥ 36 took up to 10 s
+#: on the loaded 2-core machine (BLAS threads), the tridiagonal one 0.3 s for n = 84.
+SPLIT_BATCHED_MAX = 36
 
 
 @lru_cache(maxsize=64)
@@ -140,6 +146,14 @@ def split_rules(n: int):
     eigenvalues of the n × n Jacobi matrices of :func:`split_recurrence` (Golub–Welsch)."""
     cs, alpha, beta, mass = split_recurrence(max(n, SPLIT_RECURRENCE_TERMS))
     G = cs.size
+    if n > SPLIT_BATCHED_MAX:  # tridiagonal solver row by row (no BLAS threads, O(n²) per row)
+        from scipy.linalg import eigh_tridiagonal
+
+        ev, v0 = np.empty((G, n)), np.empty((G, n))
+        for g in range(G):
+            ev[g], V = eigh_tridiagonal(alpha[g, :n], np.sqrt(beta[g, 1:n]))
+            v0[g] = V[0]
+        return cs, ev, mass[:, None] * v0 ** 2
     J = np.zeros((G, n, n))
     i = np.arange(n)
     J[:, i, i] = alpha[:, :n]

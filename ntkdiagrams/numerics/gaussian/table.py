@@ -6,7 +6,8 @@ z_{m−1} = μ + s ξ given the outer coordinates (μ = Σ_{j<m−1} L_{m−1,j}
     G(μ, s) = E[f(μ + s ξ)],   ξ ~ N(0, 1).
 
 It is tabulated once per factor on μ = −M + i h_μ, s = (j − 1) h_s (:func:`g_table`; each entry
-by the split rule of :data:`TABLE_DEGREE` nodes per side, split at ξ = −μ/s), and read by 4-point
+by the split rule of :data:`TABLE_DEGREE` nodes per side, or :data:`TABLE_DEGREE_WIDE` for
+s > :data:`TABLE_WIDE_S`, split at ξ = −μ/s), and read by 4-point
 Lagrange interpolation in s (the same weights for all points of a tuple) and the cubic of the
 4-point interpolant in μ on each cell (:mod:`.interpolation`).  The interpolation error is
 O(h⁴ max|∂⁴G|): ~1e-8 relative for tanh-type factors at h = 0.02 (docs/gaussian.md).  Values of
@@ -24,7 +25,8 @@ from .factors import Factor
 from .interpolation import cubic_coefficients, lagrange4
 from .rules import split_nodes, split_rules_full
 
-__all__ = ["TABLE_DEGREE", "TABLE_H_MU", "TABLE_H_S", "TABLE_REACH", "g_table", "table_extent",
+__all__ = ["TABLE_DEGREE", "TABLE_DEGREE_WIDE", "TABLE_H_MU", "TABLE_H_S", "TABLE_REACH", "TABLE_WIDE_S",
+           "g_table", "table_extent",
            "table_lookup"]
 
 #: Grid spacings (in μ and in s) of the table of the innermost conditional expectation
@@ -33,8 +35,12 @@ TABLE_H_MU, TABLE_H_S = 0.02, 0.02
 #: The table lookup clamps μ to ± TABLE_REACH standard deviations of μ (nodes beyond carry
 #: a weight < e^{-TABLE_REACH²/2} ≈ 3e-18).
 TABLE_REACH = 9.0
-#: Nodes per side used to build the G(μ, s) table.
+#: Nodes per side used to build the G(μ, s) table (rows s ≤ TABLE_WIDE_S).
 TABLE_DEGREE = 24
+#: Rows with s > TABLE_WIDE_S (large conditional variances, issue 15) use TABLE_DEGREE_WIDE nodes
+#: per side: at s = 3 … 5 the 24-node rule leaves up to 6e-7 (tanh'') … 2e-5 pointwise, 48
+#: nodes ≤ 2e-9 (tanh, erf, gelu and their first two derivatives; docs/gaussian.md).
+TABLE_WIDE_S, TABLE_DEGREE_WIDE = 2.0, 48
 
 
 @lru_cache(maxsize=32)
@@ -45,10 +51,11 @@ def g_table(factor: Factor, M: float, S: float) -> np.ndarray:
     ns = int(math.ceil(S / TABLE_H_S)) + 4
     s = np.abs(np.arange(-1, ns - 1) * TABLE_H_S)
     rules = split_rules_full(TABLE_DEGREE)
+    wide = split_rules_full(TABLE_DEGREE_WIDE) if s[-1] > TABLE_WIDE_S else None
     tab = np.empty((ns, mu.size))
     tab[s == 0] = factor.plus(mu)
     for j in np.nonzero(s > 0)[0]:
-        u, w = split_nodes(rules, -mu / s[j])
+        u, w = split_nodes(rules if s[j] <= TABLE_WIDE_S else wide, -mu / s[j])
         tab[j] = np.sum(w * factor.plus(mu[:, None] + s[j] * u), axis=1)
     return np.ascontiguousarray(tab.T)  # (n_mu, n_s)
 
