@@ -116,3 +116,33 @@ def test_compiled_equals_numpy(factors):
             ref = expectation_tensor(factors, K, quadrature=quad, **kw)
         assert quad.stats["compiled_tuples"] == 0
         assert np.max(np.abs(fast - ref)) < 1e-13 * np.max(np.abs(ref)), (var, factors)
+
+
+def test_compiled_off_the_table():
+    """At variance 200 most nodes lie beyond the piecewise polynomial (|z| > FORM_TABLE_Z):
+    the kernel evaluates the terms and atoms there; compiled == numpy to 1e-12 (two factors,
+    m = 2: no G table, which would be slow to build at this variance)."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3, 3))
+    K = 200.0 * (X @ X.T) / np.max(np.diag(X @ X.T))
+    for factors in ([G[1], SW[1]], [E[0], SN[0]], [G[2], SP[0]]):
+        with Quadrature(JIT) as quad:
+            fast = expectation_tensor(factors, K, quadrature=quad, method="fast")
+        assert quad.stats["compiled_tuples"] > 0
+        ref = expectation_tensor(factors, K, settings=NUMPY, method="fast")
+        assert np.all(np.isfinite(fast))
+        assert np.max(np.abs(fast - ref)) < 1e-12 * np.max(np.abs(ref)), factors
+
+
+def test_table_of_a_form():
+    """form_table: the piecewise polynomial of GELU' within FORM_TABLE_TOL of the form on
+    |z| < FORM_TABLE_Z (measured ~3e-15 relative to |g| + max_{|z|≤1}|g|)."""
+    from ntkdiagrams.numerics.gaussian.elementary import (FORM_TABLE_TOL, FORM_TABLE_Z,
+                                                          evaluate_table, form_table)
+    form = elementary_form(G[1])
+    tab = form_table(form)
+    assert tab is not None and form.table is not None
+    x = np.random.default_rng(0).uniform(-FORM_TABLE_Z, FORM_TABLE_Z, 5000)
+    ref = evaluate_form(form, x)
+    assert np.max(np.abs(evaluate_table(tab, x) - ref) / (np.abs(ref) + 1.0)) < FORM_TABLE_TOL

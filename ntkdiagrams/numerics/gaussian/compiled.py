@@ -15,21 +15,35 @@ grid, picked per parent point); F_j is the product of the block's factors f(α z
 G(μ, s) = E[f(μ + s ξ)] is the 4 × 4-point Lagrange interpolant of the same table, with the
 same formulas (:mod:`ntkdiagrams.numerics.gaussian.interpolation`, compiled here; its cubic
 coefficients in μ are computed per tuple on the cells within TABLE_REACH standard deviations of
-μ).  So the two paths agree to rounding (tests/test_gaussian_jit.py: 1e-13 relative).
+μ).  So the two paths agree to rounding (tests/test_gaussian_jit.py: 1e-13 relative), up to
+the piecewise polynomials of the elementary forms (below).
 
-Factors.  Only factors with an exponential form f(z) = P(E)/Q(E), E = e^{κz}, P and Q
-polynomials of degree ≤ d (tanh, sigmoid, their powers and derivatives) are compiled.  They are
-data (κ and the coefficients of P and Q), so one compiled kernel serves them all; numba caches
-it on disk.  A factor is
+Factors.  Every factor is data, so one compiled kernel serves them all (numba caches it on
+disk; nothing is compiled per activation).  Two kinds (:func:`pack_factors` lays both out in
+two flat arrays: every array handed to an inlined helper costs reference counts per call):
 
-    f(z) = P(E)/Q(E)                       for κz ≤ 0,   E = e^{κz} ≤ 1,
-         = P̃(y)/Q̃(y),  y = e^{−κz} ≤ 1      for κz > 0,   P̃(y) = y^d P(1/y),
+* an exponential form f(z) = P(E)/Q(E), E = e^{κz}, P and Q polynomials of degree ≤ d
+  (tanh, sigmoid, their powers and derivatives; :func:`.factors.exponential_form`):
 
-so nothing overflows.  On the last outer level, where most points are, a block of one factor
-uses the addition theorem instead, f(α(μ + s u_i)) = R(e^{κα μ} · e^{κα s u_i}): e^{κα s u_i}
-is computed once per tuple and rule row, e^{κα μ} once per parent point, so no exponential is
-taken per point (guarded: |κα z|·d ≤ ``expo_max``, else the direct form).  Other factors (erf,
-gelu, softplus, …) keep the numpy path.
+      f(z) = P(E)/Q(E)                       for κz ≤ 0,   E = e^{κz} ≤ 1,
+           = P̃(y)/Q̃(y),  y = e^{−κz} ≤ 1      for κz > 0,   P̃(y) = y^d P(1/y),
+
+  so nothing overflows.  On the last outer level, where most points are, a block of one such
+  factor uses the addition theorem instead, f(α(μ + s u_i)) = R(e^{κα μ} · e^{κα s u_i}):
+  e^{κα s u_i} is computed once per tuple and rule row, e^{κα μ} once per parent point, so no
+  exponential is taken per point (guarded: |κα z|·d ≤ ``expo_max``, else the direct form);
+* an elementary form (:mod:`.elementary`: GELU, erf, softplus, swish, sin, their derivatives,
+  powers and products), f(z) = Σ_t P_t(z) Π B_a(z) with atoms B from a fixed set (erf(κz + λ),
+  exp(κz² + λz), log(1 + e^{κz+λ}), sin, cos, an exponential form), evaluated by code.  Where
+  it has one, the kernel reads its piecewise polynomial (:func:`.elementary.form_table`:
+  degree 8 on cells of width 1/16 over |z| < 32, within 5e-14 of the form), one Horner sum per
+  point instead of erf and exp (on the last outer level inline, node by node); beyond the
+  table, the terms and atoms themselves.
+
+Factors with neither form (atan, …) keep the numpy path.  Agreement with the numpy path, which
+evaluates the lambdified expressions: ≤ 1e-13 relative (tests/test_gaussian_jit.py,
+tests/test_gaussian_elementary.py; measured ≤ 1e-14); the exponential forms' arithmetic is
+unchanged, so their numbers are bit-identical to the kernel's before the elementary forms.
 
 Threads.  Tuples are split into interleaved groups (t ≡ g mod groups, so expensive and cheap
 tuples mix) that run in the Python threads of the caller's pool (a
