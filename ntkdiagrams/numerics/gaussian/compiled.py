@@ -36,7 +36,7 @@ two flat arrays: every array handed to an inlined helper costs reference counts 
   powers and products), f(z) = Σ_t P_t(z) Π B_a(z) with atoms B from a fixed set (erf(κz + λ),
   exp(κz² + λz), log(1 + e^{κz+λ}), sin, cos, an exponential form), evaluated by code.  Where
   it has one, the kernel reads its piecewise polynomial (:func:`.elementary.form_table`:
-  degree 8 on cells of width 1/16 over |z| < 32, within 5e-14 of the form), one Horner sum per
+  degree 7 on cells of width 1/32 over |z| < 32, within 5e-14 of the form), one Horner sum per
   point instead of erf and exp (on the last outer level inline, node by node); beyond the
   table, the terms and atoms themselves.
 
@@ -361,13 +361,15 @@ def pack_factors(factors):
     Further rows: a term, (2, offset of its polynomial's coefficients, degree, first atom row,
     end); an atom, (code, offset of (κ, λ, μ), row of its exponential form for EXPO, 0, 0);
     the exponential form of an EXPO atom, as for a factor."""
-    fd: list = []
+    fd: list = []  # float64 arrays, concatenated at the end
+    size = [0]
     rows: list = [None] * len(factors)
 
     def put(values):
-        o = len(fd)
-        fd.extend(float(v) for v in np.ravel(values))
-        return o
+        v = np.ravel(np.asarray(values, dtype=float))
+        fd.append(v)
+        size[0] += v.size
+        return size[0] - v.size
 
     def expo_row(kappa, c):
         return [0, put(np.concatenate([[kappa], c.ravel()])), c.shape[1] - 1, 0, 0]
@@ -403,7 +405,7 @@ def pack_factors(factors):
             rows.extend(atoms[j] for j in t.atoms)
             rows[t0 + i] = [2, put(t.poly), len(t.poly) - 1, q0, len(rows)]
         rows[k] = [1, o, deg, t0, t0 + len(terms)]
-    return np.array(fd if fd else [0.0]), np.array(rows, dtype=np.intp).reshape(-1, 5)
+    return np.concatenate(fd + [np.zeros(1)]), np.array(rows, dtype=np.intp).reshape(-1, 5)
 
 
 def nested(L, codes, bank, nmem, fid, alpha, factors, outer, tab, tv, M, h_mu, h_s, reach,
