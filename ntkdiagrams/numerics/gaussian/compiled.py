@@ -131,21 +131,10 @@ if nb is not None:
             return math.sin(t)
         return math.cos(t)  # ATOM_COS
 
-    @_inline
-    def _factor(k, x, fd, fi):
-        """f_k(x) from the flat arrays of :func:`pack_factors`: an exponential form (fi[k, 0]
-        = 0), or an elementary form (fi[k, 0] = 1): its piecewise polynomial where x is on it,
-        else Σ_terms P_t(x) Π atoms (each atom evaluated where it occurs: off the table only).
-        Two arrays only: every array passed into an inlined helper with branches costs
-        reference counts per call."""
-        if fi[k, 0] == 0:
-            return _expo(k, x, fd, fi)
-        o, d = fi[k, 1], fi[k, 2]
-        if d >= 0:  # the piecewise polynomial: fd[o] = Z, fd[o + 1] = 1/h, fd[o + 2] = cells
-            y = (x + fd[o]) * fd[o + 1]
-            if y >= 0.0 and y < fd[o + 2]:
-                c = int(y)
-                return _horner(fd, o + 3 + c * (d + 1), d, 2.0 * (y - c) - 1.0)
+    @_njit
+    def _terms(k, x, fd, fi):
+        """An elementary form k off its table: Σ_terms P_t(x) Π atoms (each atom evaluated
+        where it occurs).  Not inlined: rare, and it would bloat the hot loops."""
         v = 0.0
         for r in range(fi[k, 3], fi[k, 4]):  # term rows: (−, offset, degree, atoms from, to)
             p = _horner(fd, fi[r, 1], fi[r, 2], x)
@@ -159,9 +148,43 @@ if nb is not None:
             v += p
         return v
 
+    @_njit
+    def _form(k, x, fd, fi):
+        """An elementary form k (fi[k, 0] = 1) at x: its piecewise polynomial where x is on
+        it, else its terms (:func:`_terms`).  Not inlined into the loops: a branch there costs
+        the exponential forms' direct evaluation ~2× (missed optimisations of the inlined
+        code)."""
+        o, d = fi[k, 1], fi[k, 2]
+        if d >= 0:  # the piecewise polynomial: fd[o] = Z, fd[o + 1] = 1/h, fd[o + 2] = cells
+            y = (x + fd[o]) * fd[o + 1]
+            if y >= 0.0 and y < fd[o + 2]:
+                c = int(y)
+                return _horner(fd, o + 3 + c * (d + 1), d, 2.0 * (y - c) - 1.0)
+        return _terms(k, x, fd, fi)
+
+    @_inline
+    def _factor(k, x, fd, fi):
+        """f_k(x) from the flat arrays of :func:`pack_factors`: an exponential form (fi[k, 0]
+        = 0) inline, an elementary form (fi[k, 0] = 1) by :func:`_form`."""
+        if fi[k, 0] == 0:
+            v = _expo(k, x, fd, fi)
+        else:
+            v = _form(k, x, fd, fi)
+        return v
+
     @_inline
     def _block(j, t, z, nmem, fid, alpha, fd, fi):
-        """F_j(z) = Π_members f(α z)."""
+        """F_j(z) = Π_members f(α z), every member an exponential form."""
+        v = 1.0
+        for i in range(nmem[j]):
+            v *= _expo(fid[j, i], alpha[t, j, i] * z, fd, fi)
+        return v
+
+    @_inline
+    def _block_any(j, t, z, nmem, fid, alpha, fd, fi):
+        """F_j(z) = Π_members f(α z), any member.  Kept apart from :func:`_block`: a branch
+        per factor in the inlined loops makes the exponential forms' direct evaluation ~2×
+        slower."""
         v = 1.0
         for i in range(nmem[j]):
             v *= _factor(fid[j, i], alpha[t, j, i] * z, fd, fi)
@@ -174,7 +197,7 @@ if nb is not None:
     @_njit
     def _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha, fd, fi, outer,
                    tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max, cells, y, eu, eu_stamp, f,
-                   e, num, den, idx, off, wt, mu, ws):
+                   e, num, den, idx, off, wt, mu, ws, expo):
         """E_t.  The parent levels 0 … J−1 (J = outer − 1) are walked depth-first with an
         explicit stack (node index, rule offset, weight and running means per level); the
         last outer level J is summed in the inner loop, with the table lookup when tv ≥ 0.
@@ -205,6 +228,11 @@ if nb is not None:
                                                                             y[i + 2])
         stamp = t + 1
         J = outer - 1
+        for j in range(outer):  # the levels whose factors are all exponential forms
+            expo[j] = True
+            for i in range(nmem[j]):
+                if fi[fid[j, i], 0] != 0:
+                    expo[j] = False
         # the last level's single factor by the addition theorem: e^{κα s u} per rule row
         rJ = codes[t, J]
         sJ = L[t, J, J]
@@ -232,8 +260,12 @@ if nb is not None:
                 continue
             if j < J:  # a parent node
                 u = U[off[j] + idx[j]]
-                wt[j + 1] = wt[j] * W[off[j] + idx[j]] * _block(
-                    j, t, mu[j, j] + L[t, j, j] * u, nmem, fid, alpha, fd, fi)
+                zj = mu[j, j] + L[t, j, j] * u
+                if expo[j]:
+                    fj = _block(j, t, zj, nmem, fid, alpha, fd, fi)
+                else:
+                    fj = _block_any(j, t, zj, nmem, fid, alpha, fd, fi)
+                wt[j + 1] = wt[j] * W[off[j] + idx[j]] * fj
                 for i in range(j + 1, LEVELS):
                     mu[j + 1, i] = mu[j, i] + L[t, i, j] * u
                 j += 1
@@ -279,11 +311,15 @@ if nb is not None:
                         for jj in range(dJ - 1, -1, -1):
                             v = v * tc + fd[q + jj]
                     else:
-                        v = _factor(kJ, x, fd, fi)
+                        v = _terms(kJ, x, fd, fi)
                     f[i] = W[o + i] * v
-            else:
+            elif expo[J]:
                 for i in range(k):
                     f[i] = W[o + i] * _block(J, t, m + sJ * U[o + i], nmem, fid, alpha, fd, fi)
+            else:
+                for i in range(k):
+                    f[i] = W[o + i] * _block_any(J, t, m + sJ * U[o + i], nmem, fid, alpha, fd,
+                                                 fi)
             acc = 0.0
             if tv < 0:
                 for i in range(k):
@@ -320,10 +356,12 @@ if nb is not None:
         wt = np.ones(LEVELS + 1)
         mu = np.zeros((LEVELS + 1, LEVELS + 1))
         ws = np.zeros(4)
+        expo = np.zeros(LEVELS, np.bool_)
         for t in range(grp, L.shape[0], groups):
             out[t] = _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
                                 fd, fi, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max,
-                                cells, y, eu, eu_stamp, f, e, num, den, idx, off, wt, mu, ws)
+                                cells, y, eu, eu_stamp, f, e, num, den, idx, off, wt, mu, ws,
+                                expo)
 
 
 def exponential_coefficients(num, den, degree):

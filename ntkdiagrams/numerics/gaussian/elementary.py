@@ -122,12 +122,12 @@ def _form_cached(g: sp.Expr) -> ElementaryForm | None:
         return None
     try:
         form = _decompose(g)
-    except (_NoForm, sp.PolynomialError, TypeError, ValueError, NotImplementedError,
-            AttributeError, OverflowError, ZeroDivisionError):
-        return None
-    if not check_form(form, g):
-        return None
-    return form._replace(table=form_table(form))
+        if not check_form(form, g):
+            return None
+        return form._replace(table=form_table(form))
+    except (_NoForm, ArithmeticError, LookupError, TypeError, ValueError, NotImplementedError,
+            AttributeError, sp.polys.polyerrors.BasePolynomialError):
+        return None  # sympy could not bring g into that form: the numpy path
 
 
 def _linear(arg: sp.Expr):
