@@ -141,8 +141,38 @@ def test_table_of_a_form():
     from ntkdiagrams.numerics.gaussian.elementary import (FORM_TABLE_TOL, FORM_TABLE_Z,
                                                           evaluate_table, form_table)
     form = elementary_form(G[1])
-    tab = form_table(form)
-    assert tab is not None and form.table is not None
+    tab, q = form_table(form)
+    assert tab is not None and form.table is not None and q == 0
     x = np.random.default_rng(0).uniform(-FORM_TABLE_Z, FORM_TABLE_Z, 5000)
     ref = evaluate_form(form, x)
     assert np.max(np.abs(evaluate_table(tab, x) - ref) / (np.abs(ref) + 1.0)) < FORM_TABLE_TOL
+
+
+def test_table_near_zero():
+    """g = z^q h: the table keeps z·tanh z (q = 2) and GELU (q = 1) accurate relative to g at
+    tiny z, where a table of g itself would be off by its absolute error."""
+    from ntkdiagrams.numerics.gaussian.elementary import evaluate_table
+    for e, q in ((z * sp.tanh(z), 2), (G[0], 1), (SN[0], 1)):
+        form = elementary_form(e)
+        assert form.table is not None and form.power == q, e
+        x = np.array([1e-30, -1e-12, 3e-6, -0.01])
+        ref = lambdify_z(e)(x)
+        assert np.all(np.abs(evaluate_table(form.table, x, q) - ref) <= 1e-13 * np.abs(ref)), e
+
+
+def test_tiny_variances_through_the_kernel():
+    """z·tanh z and its derivative over a kernel of variance 1e-20 (deep networks whose
+    kernel shrinks), two factors (m = 2: no G table, whose absolute error would dominate at
+    this scale on either path): compiled == numpy to 1e-13 relative, and both equal the exact
+    method (a table of g itself, without z^q factored out, gave garbage here)."""
+    pytest.importorskip("numba")
+    K = 1e-20 * _kernel(7, 4, 1.0)
+    e = z * sp.tanh(z)
+    for factors in ([e, e], [sp.diff(e, z)] * 2):  # even products (odd ones vanish)
+        with Quadrature(JIT) as quad:
+            fast = expectation_tensor(factors, K, quadrature=quad, method="fast")
+        assert quad.stats["compiled_tuples"] > 0
+        ref = expectation_tensor(factors, K, settings=NUMPY, method="fast")
+        assert np.max(np.abs(fast - ref)) < 1e-13 * np.max(np.abs(ref)), factors
+        exact = expectation_tensor(factors, K, settings=NUMPY, method="exact", degree=30)
+        assert np.max(np.abs(fast - exact)) < 1e-9 * np.max(np.abs(exact)), factors

@@ -155,11 +155,14 @@ if nb is not None:
         the exponential forms' direct evaluation ~2× (missed optimisations of the inlined
         code)."""
         o, d = fi[k, 1], fi[k, 2]
-        if d >= 0:  # the piecewise polynomial: fd[o] = Z, fd[o + 1] = 1/h, fd[o + 2] = cells
-            y = (x + fd[o]) * fd[o + 1]
+        if d >= 0:  # the piecewise polynomial: fd[o] = Z, fd[o + 1] = 1/h, fd[o + 2] = cells,
+            y = (x + fd[o]) * fd[o + 1]  # fd[o + 3] = q of g = x^q h
             if y >= 0.0 and y < fd[o + 2]:
                 c = int(y)
-                return _horner(fd, o + 3 + c * (d + 1), d, 2.0 * (y - c) - 1.0)
+                v = _horner(fd, o + 4 + c * (d + 1), d, 2.0 * (y - c) - 1.0)
+                for _ in range(int(fd[o + 3])):
+                    v *= x
+                return v
         return _terms(k, x, fd, fi)
 
     @_inline
@@ -242,7 +245,7 @@ if nb is not None:
         pJ, qJ = oJ + 1, oJ + 1 + (dJ + 1)  # rows P and Q
         add = nmem[J] == 1 and fi[kJ, 0] == 0  # an elementary form is evaluated directly
         poly = nmem[J] == 1 and fi[kJ, 0] == 1 and dJ >= 0  # or by its piecewise polynomial
-        zJ, ihJ, ncJ = fd[oJ], fd[oJ + 1], fd[oJ + 2]
+        zJ, ihJ, ncJ, powJ = fd[oJ], fd[oJ + 1], fd[oJ + 2], int(fd[oJ + 3])
         idx[:] = 0
         wt[0] = 1.0
         mu[0, :] = 0.0  # mu[j, i]: mean of z_i given u_0 … u_{j−1}
@@ -306,10 +309,12 @@ if nb is not None:
                     if yc >= 0.0 and yc < ncJ:
                         c = int(yc)
                         tc = 2.0 * (yc - c) - 1.0
-                        q = oJ + 3 + c * (dJ + 1)
-                        v = fd[q + dJ]
+                        cq = oJ + 4 + c * (dJ + 1)
+                        v = fd[cq + dJ]
                         for jj in range(dJ - 1, -1, -1):
-                            v = v * tc + fd[q + jj]
+                            v = v * tc + fd[cq + jj]
+                        for jj in range(powJ):
+                            v *= x
                     else:
                         v = _terms(kJ, x, fd, fi)
                     f[i] = W[o + i] * v
@@ -393,8 +398,9 @@ def pack_factors(factors):
     * exponential form: fi[k] = (0, o, d, 0, 0); fd[o] = κ, then the rows P, Q, P̃, Q̃ of
       :func:`exponential_coefficients`, d + 1 each;
     * elementary form (:mod:`.elementary`): fi[k] = (1, o, d, first term row, end); d ≥ 0:
-      its piecewise polynomial (:func:`.elementary.form_table`) at fd[o] = Z, fd[o + 1] = 1/h,
-      fd[o + 2] = number of cells, then d + 1 coefficients per cell; d = −1: none.
+      its piecewise polynomial (:func:`.elementary.form_table`, g = x^q h) at fd[o] = Z,
+      fd[o + 1] = 1/h, fd[o + 2] = number of cells, fd[o + 3] = q, then d + 1 coefficients of
+      h per cell; d = −1: none.
 
     Further rows: a term, (2, offset of its polynomial's coefficients, degree, first atom row,
     end); an atom, (code, offset of (κ, λ, μ), row of its exponential form for EXPO, 0, 0);
@@ -420,7 +426,7 @@ def pack_factors(factors):
             continue
         form = d[1]
         if form.table is not None:
-            o = put([FORM_TABLE_Z, 1.0 / FORM_TABLE_H, form.table.shape[0]])
+            o = put([FORM_TABLE_Z, 1.0 / FORM_TABLE_H, form.table.shape[0], form.power])
             put(form.table)
             deg = form.table.shape[1] - 1
         else:
@@ -443,7 +449,8 @@ def pack_factors(factors):
             rows.extend(atoms[j] for j in t.atoms)
             rows[t0 + i] = [2, put(t.poly), len(t.poly) - 1, q0, len(rows)]
         rows[k] = [1, o, deg, t0, t0 + len(terms)]
-    return np.concatenate(fd + [np.zeros(1)]), np.array(rows, dtype=np.intp).reshape(-1, 5)
+    # padded: the kernel reads fd[o … o + 3] of the last level's factor before it knows its kind
+    return np.concatenate(fd + [np.zeros(4)]), np.array(rows, dtype=np.intp).reshape(-1, 5)
 
 
 def nested(L, codes, bank, nmem, fid, alpha, factors, outer, tab, tv, M, h_mu, h_s, reach,

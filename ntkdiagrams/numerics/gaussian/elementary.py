@@ -54,7 +54,7 @@ __all__ = ["ATOM_COS", "ATOM_ERF", "ATOM_EXPO", "ATOM_GAUSS", "ATOM_SIN", "ATOM_
            "Atom", "ElementaryForm", "FORM_CHECK_RANGE", "FORM_CHECK_TOL", "FORM_MAX_ATOMS",
            "FORM_MAX_TERMS", "FORM_TABLE_DEGREE", "FORM_TABLE_H", "FORM_TABLE_TOL", "FORM_TABLE_Z",
            "Term", "check_form", "elementary_form", "evaluate_form", "evaluate_table",
-           "form_table"]
+           "form_table", "zero_order"]
 
 #: atom codes (the kernel's switch, :mod:`.compiled`)
 ATOM_ERF, ATOM_GAUSS, ATOM_SOFTPLUS, ATOM_SIN, ATOM_COS, ATOM_EXPO = range(6)
@@ -89,11 +89,13 @@ class Term(NamedTuple):
 
 class ElementaryForm(NamedTuple):
     """g(z) = Σ terms (module docstring); ``atoms``: the distinct atoms, each evaluated once
-    per point; ``table``: the piecewise polynomial of :func:`form_table`, or None."""
+    per point; ``table``: the piecewise polynomial of :func:`form_table`, or None;
+    ``power``: q of g = z^q h on the table."""
 
     atoms: tuple
     terms: tuple
     table: np.ndarray | None = None
+    power: int = 0
 
 
 class _NoForm(Exception):
@@ -124,7 +126,8 @@ def _form_cached(g: sp.Expr) -> ElementaryForm | None:
         form = _decompose(g)
         if not check_form(form, g):
             return None
-        return form._replace(table=form_table(form))
+        table, q = form_table(form, lambdify_z(g))
+        return form._replace(table=table, power=q)
     except (_NoForm, ArithmeticError, LookupError, TypeError, ValueError, NotImplementedError,
             AttributeError, sp.polys.polyerrors.BasePolynomialError):
         return None  # sympy could not bring g into that form: the numpy path
@@ -288,47 +291,73 @@ def _chebyshev_to_monomial(deg: int) -> np.ndarray:
     return out
 
 
-def form_table(form: ElementaryForm) -> np.ndarray | None:
-    """The form as a piecewise polynomial, for the kernel: on cell i, x ∈ [x_i, x_i + h] with
-    x_i = −Z + i h, g(x) ≈ Σ_j c[i, j] t^j, t = 2 (x − x_i)/h − 1 ∈ [−1, 1] (Z, h, degree d:
-    FORM_TABLE_Z, FORM_TABLE_H, FORM_TABLE_DEGREE).  The interpolant at the d + 1 Chebyshev
-    points of each cell (its Chebyshev coefficients by the discrete cosine sums, then the
-    exact integer change of basis); the interpolation error is ≤ 2 (h/4)^{d+1} max|g^{(d+1)}|
-    /(d+1)!, i.e. ≲ 1e-21 · max|g⁽⁸⁾| at the defaults (d = 7, h = 1/32: 2048 cells, 128 KB),
-    so rounding (~1e-15 of |g| + max_{|z|≤1}|g|) is what remains.  One polynomial (d
-    multiply-adds) per point instead of the transcendental functions of the atoms (the
-    kernel's cost per point for GELU comes within ~1.4× of tanh's addition theorem; degree 8
-    on cells of 1/16 was ~15 % slower, degree 6 on 1/32 misses the tolerance for erf'²).
-    None where it differs from
-    the form by more than FORM_TABLE_TOL (|g| + max_{|z| ≤ 1} |g|) at test points between the
-    nodes (the kernel then evaluates the form)."""
-    Z, h, d = FORM_TABLE_Z, FORM_TABLE_H, FORM_TABLE_DEGREE
-    n = int(round(2 * Z / h))
+def zero_order(fn) -> int:
+    """q ≤ 4 with g(z) ~ c z^q at 0 (c ≠ 0), read from |g| at ±1e-4 and ±1e-5; 0 where that is
+    not clearly an integer."""
+    with np.errstate(all="ignore"):
+        v = np.abs(np.asarray(fn(np.array([1e-4, 1e-5, -1e-4, -1e-5])), dtype=float))
+    if v.shape != (4,) or not np.all(np.isfinite(v)) or np.any(v == 0):
+        return 0
+    q = np.log10(v[[0, 2]] / v[[1, 3]])
+    r = int(np.rint(q[0]))
+    return r if 0 <= r <= 4 and np.all(np.abs(q - r) < 0.05) else 0
+
+
+def form_table(form: ElementaryForm, fn=None) -> tuple[np.ndarray | None, int]:
+    """The form as a piecewise polynomial, for the kernel, and the order q of its zero at 0:
+    g(x) = x^q h(x), and on cell i, x ∈ [x_i, x_i + h] with x_i = −Z + i h,
+    h(x) ≈ Σ_j c[i, j] t^j, t = 2 (x − x_i)/h − 1 ∈ [−1, 1] (Z, h, degree d: FORM_TABLE_Z,
+    FORM_TABLE_H, FORM_TABLE_DEGREE).  Factoring x^q out keeps the table accurate relative to
+    g near 0 (z·tanh z at variances 1e-30: deep networks whose kernel shrinks).  h is the
+    interpolant at the d + 1 Chebyshev points of each cell (its Chebyshev coefficients by the
+    discrete cosine sums, then the exact integer change of basis) of ``fn`` (the lambdified
+    expression, the numpy path's values; the form where it is not finite); the interpolation
+    error is ≤ 2 (h/4)^{d+1} max|h^{(d+1)}|/(d+1)!, i.e. ≲ 1e-21 · max|h⁽⁸⁾| at the defaults
+    (d = 7, h = 1/32: 2048 cells, 128 KB), so rounding (~1e-15) is what remains.  One
+    polynomial (d multiply-adds) per point instead of the transcendental functions of the
+    atoms (the kernel's cost per point for GELU comes within ~1.5× of tanh's addition theorem;
+    degree 8 on cells of 1/16 was ~15 % slower, degree 6 on 1/32 misses the tolerance for
+    erf'²).  (None, 0) where x^q h differs from g by more than FORM_TABLE_TOL
+    (|g| + |x|^q max_{|z| ≤ 1}|h|) at test points between the nodes and near 0 (the kernel then
+    evaluates the form)."""
+    Z, hh, d = FORM_TABLE_Z, FORM_TABLE_H, FORM_TABLE_DEGREE
+
+    def values(x):
+        with np.errstate(all="ignore"):
+            v = np.broadcast_to(np.asarray(fn(x), dtype=float), x.shape) if fn is not None \
+                else np.full(x.shape, np.nan)
+            return np.where(np.isfinite(v), v, evaluate_form(form, x))
+
+    q = zero_order(lambda x: values(np.asarray(x, dtype=float)))
+    n = int(round(2 * Z / hh))
     theta = np.pi * (np.arange(d + 1) + 0.5) / (d + 1)
-    tn = np.cos(theta)
     T = np.cos(np.outer(np.arange(d + 1), theta)) * (2.0 / (d + 1))  # T_k(t_j)
     T[0] *= 0.5
-    x = (-Z + h * (np.arange(n) + 0.5))[:, None] + 0.5 * h * tn[None, :]
-    with np.errstate(all="ignore"):
-        vals = evaluate_form(form, x.ravel()).reshape(n, d + 1)
+    x = ((-Z + hh * (np.arange(n) + 0.5))[:, None] + 0.5 * hh * np.cos(theta)[None, :]).ravel()
+    vals = (values(x) / x ** q).reshape(n, d + 1)  # x ≠ 0 at the nodes
     coef = (vals @ T.T) @ _chebyshev_to_monomial(d)
     if not np.all(np.isfinite(coef)):
-        return None
-    xt = np.linspace(-Z, Z, 8 * n + 1)[1:-1] + 0.3 * h / 8  # between the nodes
-    with np.errstate(all="ignore"):
-        ref = evaluate_form(form, xt)
-        scale = float(np.max(np.abs(evaluate_form(form, np.linspace(-1.0, 1.0, 101)))))
-    err = np.abs(evaluate_table(coef, xt) - ref)
-    return coef if bool(np.all(err <= FORM_TABLE_TOL * (np.abs(ref) + scale))) else None
+        return None, 0
+    small = 10.0 ** np.arange(-12.0, 0.0, 0.5)
+    xt = np.concatenate([np.linspace(-Z, Z, 8 * n + 1)[1:-1] + 0.3 * hh / 8, small, -small])
+    ref = values(xt)
+    near = np.linspace(-1.0, 1.0, 100)  # x ≠ 0
+    sh = float(np.max(np.abs(values(near) / near ** q)))
+    err = np.abs(evaluate_table(coef, xt, q) - ref)
+    ok = np.all(err <= FORM_TABLE_TOL * (np.abs(ref) + np.abs(xt) ** q * sh))
+    return (coef, q) if bool(ok) else (None, 0)
 
 
-def evaluate_table(coef: np.ndarray, x) -> np.ndarray:
-    """The piecewise polynomial of :func:`form_table` at x (|x| < FORM_TABLE_Z), in numpy
-    (the kernel's formula)."""
-    y = (np.asarray(x, dtype=float) + FORM_TABLE_Z) * (1.0 / FORM_TABLE_H)
+def evaluate_table(coef: np.ndarray, x, q: int = 0) -> np.ndarray:
+    """x^q times the piecewise polynomial of :func:`form_table` at x (|x| < FORM_TABLE_Z), in
+    numpy (the kernel's formula)."""
+    x = np.asarray(x, dtype=float)
+    y = (x + FORM_TABLE_Z) * (1.0 / FORM_TABLE_H)
     c = np.floor(y).astype(np.intp)
     t = 2.0 * (y - c) - 1.0
     p = coef[c, -1]
     for j in range(coef.shape[1] - 2, -1, -1):
         p = p * t + coef[c, j]
+    for _ in range(q):
+        p = p * x
     return p
