@@ -36,7 +36,8 @@ two flat arrays: every array handed to an inlined helper costs reference counts 
   powers and products), f(z) = Σ_t P_t(z) Π B_a(z) with atoms B from a fixed set (erf(κz + λ),
   exp(κz² + λz), log(1 + e^{κz+λ}), sin, cos, an exponential form), evaluated by code.  Where
   it has one, the kernel reads its piecewise polynomial (:func:`.elementary.form_table`:
-  degree 7 on cells of width 1/32 over |z| < 32, within 5e-14 of the form), one Horner sum per
+  f = z^q h, h of degree 7 on cells of width 1/32 over |z| < 32, within 5e-14 of f relative
+  to |f| + |z|^q max|h|, so also at tiny variances), one Horner sum per
   point instead of erf and exp (on the last outer level inline, node by node); beyond the
   table, the terms and atoms themselves.
 
