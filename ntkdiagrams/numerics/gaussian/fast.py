@@ -28,9 +28,9 @@ m = 2 pairs â‰¤ 5e-13 against the cone method at degree 60; random covariances â
 
 The nested sum runs in numpy (:mod:`.nested`), or in the compiled kernel (:mod:`.compiled`)
 when ``quad.jit`` is set, numba is installed and every outer factor has an exponential form
-or an elementary form (:mod:`.elementary`); the two agree to rounding.  Chunks of tuples (numpy) or interleaved groups (compiled) run in the
-threads of ``quad.pool``: they are independent and write disjoint entries, so the numbers do
-not depend on the number of threads.
+or an elementary form (:mod:`.elementary`); the two agree to rounding.  Chunks of tuples
+(numpy) or interleaved groups (compiled) run in the threads of ``quad.pool``: they are
+independent and write disjoint entries, so the numbers do not depend on the number of threads.
 """
 from __future__ import annotations
 
