@@ -24,6 +24,7 @@ The package, by concern (docs/gaussian.md has the overview, the measurements and
 ``nested``         the nested sum in numpy (addition theorem for exponential forms)
 ``table``          the tabulated innermost integral G(μ, s) = E[f(μ + s ξ)]
 ``compiled``       the nested sum compiled with numba (optional)
+``elementary``     factors without an exponential form (GELU, erf, …) as data for ``compiled``
 ``rules``          quadrature rules (radial Gauss, Gauss–Legendre, simplex, split rules)
 ``interpolation``  4-point Lagrange formulas shared by ``table`` and ``compiled``
 ``linalg``         batched Cholesky factors

@@ -15,21 +15,36 @@ grid, picked per parent point); F_j is the product of the block's factors f(α z
 G(μ, s) = E[f(μ + s ξ)] is the 4 × 4-point Lagrange interpolant of the same table, with the
 same formulas (:mod:`ntkdiagrams.numerics.gaussian.interpolation`, compiled here; its cubic
 coefficients in μ are computed per tuple on the cells within TABLE_REACH standard deviations of
-μ).  So the two paths agree to rounding (tests/test_gaussian_jit.py: 1e-13 relative).
+μ).  So the two paths agree to rounding (tests/test_gaussian_jit.py: 1e-13 relative), up to
+the piecewise polynomials of the elementary forms (below).
 
-Factors.  Only factors with an exponential form f(z) = P(E)/Q(E), E = e^{κz}, P and Q
-polynomials of degree ≤ d (tanh, sigmoid, their powers and derivatives) are compiled.  They are
-data (κ and the coefficients of P and Q), so one compiled kernel serves them all; numba caches
-it on disk.  A factor is
+Factors.  Every factor is data, so one compiled kernel serves them all (numba caches it on
+disk; nothing is compiled per activation).  Two kinds (:func:`pack_factors` lays both out in
+two flat arrays: every array handed to an inlined helper costs reference counts per call):
 
-    f(z) = P(E)/Q(E)                       for κz ≤ 0,   E = e^{κz} ≤ 1,
-         = P̃(y)/Q̃(y),  y = e^{−κz} ≤ 1      for κz > 0,   P̃(y) = y^d P(1/y),
+* an exponential form f(z) = P(E)/Q(E), E = e^{κz}, P and Q polynomials of degree ≤ d
+  (tanh, sigmoid, their powers and derivatives; :func:`.factors.exponential_form`):
 
-so nothing overflows.  On the last outer level, where most points are, a block of one factor
-uses the addition theorem instead, f(α(μ + s u_i)) = R(e^{κα μ} · e^{κα s u_i}): e^{κα s u_i}
-is computed once per tuple and rule row, e^{κα μ} once per parent point, so no exponential is
-taken per point (guarded: |κα z|·d ≤ ``expo_max``, else the direct form).  Other factors (erf,
-gelu, softplus, …) keep the numpy path.
+      f(z) = P(E)/Q(E)                       for κz ≤ 0,   E = e^{κz} ≤ 1,
+           = P̃(y)/Q̃(y),  y = e^{−κz} ≤ 1      for κz > 0,   P̃(y) = y^d P(1/y),
+
+  so nothing overflows.  On the last outer level, where most points are, a block of one such
+  factor uses the addition theorem instead, f(α(μ + s u_i)) = R(e^{κα μ} · e^{κα s u_i}):
+  e^{κα s u_i} is computed once per tuple and rule row, e^{κα μ} once per parent point, so no
+  exponential is taken per point (guarded: |κα z|·d ≤ ``expo_max``, else the direct form);
+* an elementary form (:mod:`.elementary`: GELU, erf, softplus, swish, sin, their derivatives,
+  powers and products), f(z) = Σ_t P_t(z) Π B_a(z) with atoms B from a fixed set (erf(κz + λ),
+  exp(κz² + λz), log(1 + e^{κz+λ}), sin, cos, an exponential form), evaluated by code.  Where
+  it has one, the kernel reads its piecewise polynomial (:func:`.elementary.form_table`:
+  f = z^q h, h of degree 7 on cells of width 1/32 over |z| < 32, within 5e-14 of f relative
+  to |f| + |z|^q max|h|, so also at tiny variances), one Horner sum per
+  point instead of erf and exp (on the last outer level inline, node by node); beyond the
+  table, the terms and atoms themselves.
+
+Factors with neither form (atan, …) keep the numpy path.  Agreement with the numpy path, which
+evaluates the lambdified expressions: ≤ 1e-13 relative (tests/test_gaussian_jit.py,
+tests/test_gaussian_elementary.py; measured ≤ 1e-14); the exponential forms' arithmetic is
+unchanged, so their numbers are bit-identical to the kernel's before the elementary forms.
 
 Threads.  Tuples are split into interleaved groups (t ≡ g mod groups, so expensive and cheap
 tuples mix) that run in the Python threads of the caller's pool (a
@@ -44,6 +59,8 @@ import math
 
 import numpy as np
 
+from .elementary import ATOM_EXPO, FORM_TABLE_H, FORM_TABLE_Z, elementary_form
+from .factors import Factor
 from .interpolation import cubic_coefficients, lagrange4
 
 try:  # numba is optional: without it the numpy path (nested.py) is used
@@ -83,29 +100,98 @@ if nb is not None:
         return int(np.rint((c + c_max) / dc))
 
     @_inline
-    def _horner(c, k, row, d, x):
-        """Σ_i c[k, row, i] xⁱ, i ≤ d."""
-        v = c[k, row, d]
+    def _horner(fd, o, d, x):
+        """Σ_i fd[o + i] xⁱ, i ≤ d."""
+        v = fd[o + d]
         for i in range(d - 1, -1, -1):
-            v = v * x + c[k, row, i]
+            v = v * x + fd[o + i]
         return v
 
     @_inline
-    def _factor(k, x, fac_kappa, fac_deg, fac_coef):
-        """f_k(x) = P(E)/Q(E) with E = e^{−|κx|} ≤ 1: rows P, Q of fac_coef[k] for κx ≤ 0,
-        P̃, Q̃ for κx > 0."""
-        d = fac_deg[k]
-        a = fac_kappa[k] * x
+    def _expo(k, x, fd, fi):
+        """f_k(x) = P(E)/Q(E) with E = e^{−|κx|} ≤ 1: rows P, Q for κx ≤ 0, P̃, Q̃ for κx > 0
+        (fi[k] = (0, offset o, degree d): κ = fd[o], then the four rows of d + 1)."""
+        o, d = fi[k, 1], fi[k, 2]
+        a = fd[o] * x
         e = math.exp(-abs(a))
-        r = 0 if a <= 0.0 else 2
-        return _horner(fac_coef, k, r, d, e) / _horner(fac_coef, k, r + 1, d, e)
+        r = o + 1 if a <= 0.0 else o + 1 + 2 * (d + 1)
+        return _horner(fd, r, d, e) / _horner(fd, r + d + 1, d, e)
 
     @_inline
-    def _block(j, t, z, nmem, fid, alpha, fac_kappa, fac_deg, fac_coef):
-        """F_j(z) = Π_members f(α z)."""
+    def _atom(c, p0, p1, p2, x):
+        """Atom of code c ≠ EXPO with parameters (κ, λ, μ) = (p0, p1, p2) at x (codes of
+        :mod:`.elementary`)."""
+        if c == 1:  # ATOM_GAUSS: exp(κx² + λx)
+            return math.exp(x * (p0 * x + p1))
+        t = p0 * x + p1
+        if c == 0:  # ATOM_ERF
+            return math.erf(t)
+        if c == 2:  # ATOM_SOFTPLUS: μ + log(1 + e^t), stably
+            return p2 + (max(t, 0.0) + math.log1p(math.exp(-abs(t))))
+        if c == 3:  # ATOM_SIN
+            return math.sin(t)
+        return math.cos(t)  # ATOM_COS
+
+    @_njit
+    def _terms(k, x, fd, fi):
+        """An elementary form k off its table: Σ_terms P_t(x) Π atoms (each atom evaluated
+        where it occurs).  Not inlined: rare, and it would bloat the hot loops."""
+        v = 0.0
+        for r in range(fi[k, 3], fi[k, 4]):  # term rows: (−, offset, degree, atoms from, to)
+            p = _horner(fd, fi[r, 1], fi[r, 2], x)
+            for q in range(fi[r, 3], fi[r, 4]):  # atom rows: (code, offset of κ λ μ, row)
+                c = fi[q, 0]
+                if c == 5:  # ATOM_EXPO: an exponential form of its own row
+                    p *= _expo(fi[q, 2], x, fd, fi)
+                else:
+                    o = fi[q, 1]
+                    p *= _atom(c, fd[o], fd[o + 1], fd[o + 2], x)
+            v += p
+        return v
+
+    @_njit
+    def _form(k, x, fd, fi):
+        """An elementary form k (fi[k, 0] = 1) at x: its piecewise polynomial where x is on
+        it, else its terms (:func:`_terms`).  Not inlined into the loops: a branch there costs
+        the exponential forms' direct evaluation ~2× (missed optimisations of the inlined
+        code)."""
+        o, d = fi[k, 1], fi[k, 2]
+        if d >= 0:  # the piecewise polynomial: fd[o] = Z, fd[o + 1] = 1/h, fd[o + 2] = cells,
+            y = (x + fd[o]) * fd[o + 1]  # fd[o + 3] = q of g = x^q h
+            if y >= 0.0 and y < fd[o + 2]:
+                c = int(y)
+                v = _horner(fd, o + 4 + c * (d + 1), d, 2.0 * (y - c) - 1.0)
+                for _ in range(int(fd[o + 3])):
+                    v *= x
+                return v
+        return _terms(k, x, fd, fi)
+
+    @_inline
+    def _factor(k, x, fd, fi):
+        """f_k(x) from the flat arrays of :func:`pack_factors`: an exponential form (fi[k, 0]
+        = 0) inline, an elementary form (fi[k, 0] = 1) by :func:`_form`."""
+        if fi[k, 0] == 0:
+            v = _expo(k, x, fd, fi)
+        else:
+            v = _form(k, x, fd, fi)
+        return v
+
+    @_inline
+    def _block(j, t, z, nmem, fid, alpha, fd, fi):
+        """F_j(z) = Π_members f(α z), every member an exponential form."""
         v = 1.0
         for i in range(nmem[j]):
-            v *= _factor(fid[j, i], alpha[t, j, i] * z, fac_kappa, fac_deg, fac_coef)
+            v *= _expo(fid[j, i], alpha[t, j, i] * z, fd, fi)
+        return v
+
+    @_inline
+    def _block_any(j, t, z, nmem, fid, alpha, fd, fi):
+        """F_j(z) = Π_members f(α z), any member.  Kept apart from :func:`_block`: a branch
+        per factor in the inlined loops makes the exponential forms' direct evaluation ~2×
+        slower."""
+        v = 1.0
+        for i in range(nmem[j]):
+            v *= _factor(fid[j, i], alpha[t, j, i] * z, fd, fi)
         return v
 
     # the same formulas as the numpy path's, compiled
@@ -113,9 +199,9 @@ if nb is not None:
     _cubic = _inline(cubic_coefficients)
 
     @_njit
-    def _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha, fac_kappa,
-                   fac_deg, fac_coef, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max,
-                   cells, y, eu, eu_stamp, f, e, num, den, idx, off, wt, mu, ws):
+    def _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha, fd, fi, outer,
+                   tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max, cells, y, eu, eu_stamp, f,
+                   e, num, den, idx, off, wt, mu, ws, expo):
         """E_t.  The parent levels 0 … J−1 (J = outer − 1) are walked depth-first with an
         explicit stack (node index, rule offset, weight and running means per level); the
         last outer level J is summed in the inner loop, with the table lookup when tv ≥ 0.
@@ -146,13 +232,21 @@ if nb is not None:
                                                                             y[i + 2])
         stamp = t + 1
         J = outer - 1
+        for j in range(outer):  # the levels whose factors are all exponential forms
+            expo[j] = True
+            for i in range(nmem[j]):
+                if fi[fid[j, i], 0] != 0:
+                    expo[j] = False
         # the last level's single factor by the addition theorem: e^{κα s u} per rule row
         rJ = codes[t, J]
         sJ = L[t, J, J]
         kJ = fid[J, 0]
-        dJ = fac_deg[kJ]
-        ka = fac_kappa[kJ] * alpha[t, J, 0]
-        add = nmem[J] == 1
+        oJ, dJ = fi[kJ, 1], fi[kJ, 2]
+        ka = fd[oJ] * alpha[t, J, 0]
+        pJ, qJ = oJ + 1, oJ + 1 + (dJ + 1)  # rows P and Q
+        add = nmem[J] == 1 and fi[kJ, 0] == 0  # an elementary form is evaluated directly
+        poly = nmem[J] == 1 and fi[kJ, 0] == 1 and dJ >= 0  # or by its piecewise polynomial
+        zJ, ihJ, ncJ, powJ = fd[oJ], fd[oJ + 1], fd[oJ + 2], int(fd[oJ + 3])
         idx[:] = 0
         wt[0] = 1.0
         mu[0, :] = 0.0  # mu[j, i]: mean of z_i given u_0 … u_{j−1}
@@ -170,8 +264,12 @@ if nb is not None:
                 continue
             if j < J:  # a parent node
                 u = U[off[j] + idx[j]]
-                wt[j + 1] = wt[j] * W[off[j] + idx[j]] * _block(
-                    j, t, mu[j, j] + L[t, j, j] * u, nmem, fid, alpha, fac_kappa, fac_deg, fac_coef)
+                zj = mu[j, j] + L[t, j, j] * u
+                if expo[j]:
+                    fj = _block(j, t, zj, nmem, fid, alpha, fd, fi)
+                else:
+                    fj = _block_any(j, t, zj, nmem, fid, alpha, fd, fi)
+                wt[j + 1] = wt[j] * W[off[j] + idx[j]] * fj
                 for i in range(j + 1, LEVELS):
                     mu[j + 1, i] = mu[j, i] + L[t, i, j] * u
                 j += 1
@@ -195,19 +293,39 @@ if nb is not None:
                 # the compiler vectorises
                 for i in range(k):
                     e[i] = em * eu[g * k + i]
-                    num[i] = fac_coef[kJ, 0, dJ]
-                    den[i] = fac_coef[kJ, 1, dJ]
+                    num[i] = fd[pJ + dJ]
+                    den[i] = fd[qJ + dJ]
                 for c in range(dJ - 1, -1, -1):
-                    p, q = fac_coef[kJ, 0, c], fac_coef[kJ, 1, c]
+                    p, q = fd[pJ + c], fd[qJ + c]
                     for i in range(k):
                         num[i] = num[i] * e[i] + p
                         den[i] = den[i] * e[i] + q
                 for i in range(k):
                     f[i] = W[o + i] * num[i] / den[i]
+            elif poly:  # one elementary form: its piecewise polynomial, inline
+                aJ = alpha[t, J, 0]
+                for i in range(k):
+                    x = aJ * (m + sJ * U[o + i])
+                    yc = (x + zJ) * ihJ
+                    if yc >= 0.0 and yc < ncJ:
+                        c = int(yc)
+                        tc = 2.0 * (yc - c) - 1.0
+                        cq = oJ + 4 + c * (dJ + 1)
+                        v = fd[cq + dJ]
+                        for jj in range(dJ - 1, -1, -1):
+                            v = v * tc + fd[cq + jj]
+                        for jj in range(powJ):
+                            v *= x
+                    else:
+                        v = _terms(kJ, x, fd, fi)
+                    f[i] = W[o + i] * v
+            elif expo[J]:
+                for i in range(k):
+                    f[i] = W[o + i] * _block(J, t, m + sJ * U[o + i], nmem, fid, alpha, fd, fi)
             else:
                 for i in range(k):
-                    f[i] = W[o + i] * _block(J, t, m + sJ * U[o + i], nmem, fid, alpha, fac_kappa,
-                                             fac_deg, fac_coef)
+                    f[i] = W[o + i] * _block_any(J, t, m + sJ * U[o + i], nmem, fid, alpha, fd,
+                                                 fi)
             acc = 0.0
             if tv < 0:
                 for i in range(k):
@@ -228,8 +346,7 @@ if nb is not None:
 
     @_njit
     def _nested_group(grp, groups, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
-                      fac_kappa, fac_deg, fac_coef, outer, tv, tab, M, h_mu, h_s, reach, c_max,
-                      dc, expo_max, out):
+                      fd, fi, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max, out):
         """The tuples t ≡ grp (mod groups), with one set of scratch arrays.  Interleaved
         groups spread expensive and cheap tuples evenly; they run in Python threads (the
         kernel releases the GIL), not in numba's threading layer: GNU OpenMP is not safe
@@ -245,11 +362,12 @@ if nb is not None:
         wt = np.ones(LEVELS + 1)
         mu = np.zeros((LEVELS + 1, LEVELS + 1))
         ws = np.zeros(4)
+        expo = np.zeros(LEVELS, np.bool_)
         for t in range(grp, L.shape[0], groups):
             out[t] = _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
-                                fac_kappa, fac_deg, fac_coef, outer, tv, tab, M, h_mu, h_s,
-                                reach, c_max, dc, expo_max, cells, y, eu, eu_stamp, f, e, num,
-                                den, idx, off, wt, mu, ws)
+                                fd, fi, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max,
+                                cells, y, eu, eu_stamp, f, e, num, den, idx, off, wt, mu, ws,
+                                expo)
 
 
 def exponential_coefficients(num, den, degree):
@@ -262,20 +380,87 @@ def exponential_coefficients(num, den, degree):
     return c
 
 
+def factor_data(f: Factor):
+    """The kernel's description of a smooth factor, or None when it has neither form (it then
+    keeps the numpy path): ``("expo", κ, rows)`` for an exponential form R(e^{κz}) (rows of
+    :func:`exponential_coefficients`), ``("form", form)`` for an
+    :class:`.elementary.ElementaryForm`."""
+    if f.expo is not None:
+        return ("expo", f.expo.kappa, exponential_coefficients(f.expo.num, f.expo.den,
+                                                               f.expo.degree))
+    form = elementary_form(f.expr) if f.smooth and f.delta == 0 else None
+    return None if form is None else ("form", form)
+
+
+def pack_factors(factors):
+    """The two flat arrays the kernel reads the factors from: ``fd`` (float64) and ``fi``
+    (int rows of 5).  Row k < len(factors) describes factor k:
+
+    * exponential form: fi[k] = (0, o, d, 0, 0); fd[o] = κ, then the rows P, Q, P̃, Q̃ of
+      :func:`exponential_coefficients`, d + 1 each;
+    * elementary form (:mod:`.elementary`): fi[k] = (1, o, d, first term row, end); d ≥ 0:
+      its piecewise polynomial (:func:`.elementary.form_table`, g = x^q h) at fd[o] = Z,
+      fd[o + 1] = 1/h, fd[o + 2] = number of cells, fd[o + 3] = q, then d + 1 coefficients of
+      h per cell; d = −1: none.
+
+    Further rows: a term, (2, offset of its polynomial's coefficients, degree, first atom row,
+    end); an atom, (code, offset of (κ, λ, μ), row of its exponential form for EXPO, 0, 0);
+    the exponential form of an EXPO atom, as for a factor."""
+    fd: list = []  # float64 arrays, concatenated at the end
+    size = [0]
+    rows: list = [None] * len(factors)
+
+    def put(values):
+        v = np.ravel(np.asarray(values, dtype=float))
+        fd.append(v)
+        size[0] += v.size
+        return size[0] - v.size
+
+    def expo_row(kappa, c):
+        return [0, put(np.concatenate([[kappa], c.ravel()])), c.shape[1] - 1, 0, 0]
+
+    for k, d in enumerate(factors):
+        if d[0] == "expo":
+            rows[k] = expo_row(d[1], d[2])
+    for k, d in enumerate(factors):
+        if d[0] != "form":
+            continue
+        form = d[1]
+        if form.table is not None:
+            o = put([FORM_TABLE_Z, 1.0 / FORM_TABLE_H, form.table.shape[0], form.power])
+            put(form.table)
+            deg = form.table.shape[1] - 1
+        else:
+            o, deg = 0, -1
+        atoms = []  # rows of the form's distinct atoms
+        for a in form.atoms:
+            ref = 0
+            if a.code == ATOM_EXPO:
+                ref = len(rows)
+                rows.append(expo_row(a.expo.kappa, exponential_coefficients(
+                    a.expo.num, a.expo.den, a.expo.degree)))
+            atoms.append([a.code, put([a.kappa, a.shift, a.offset]), ref, 0, 0])
+        t0 = len(rows)
+        terms = []
+        for t in form.terms:
+            rows.append(None)  # the term rows first (contiguous), then their atom rows
+            terms.append(t)
+        for i, t in enumerate(terms):
+            q0 = len(rows)
+            rows.extend(atoms[j] for j in t.atoms)
+            rows[t0 + i] = [2, put(t.poly), len(t.poly) - 1, q0, len(rows)]
+        rows[k] = [1, o, deg, t0, t0 + len(terms)]
+    # padded: the kernel reads fd[o … o + 3] of the last level's factor before it knows its kind
+    return np.concatenate(fd + [np.zeros(4)]), np.array(rows, dtype=np.intp).reshape(-1, 5)
+
+
 def nested(L, codes, bank, nmem, fid, alpha, factors, outer, tab, tv, M, h_mu, h_s, reach,
            c_max, dc, expo_max, pool=None, groups=1):
     """Σ of the nested rule per tuple (see the module docstring).  ``factors``: per distinct
-    factor (κ, coefficient rows of :func:`exponential_coefficients`); ``expo_max``: the bound
-    on |κα z|·d of the addition theorem (negative: never used); ``pool``: an executor whose
-    threads share the tuples in ``groups`` interleaved groups (None: this thread)."""
-    F = len(factors)
-    deg = np.zeros(F, np.intp)
-    kappa = np.zeros(F)
-    D = max(c.shape[1] for _, c in factors)
-    coef = np.zeros((F, 4, D))
-    for k, (kap, c) in enumerate(factors):
-        kappa[k], deg[k] = kap, c.shape[1] - 1
-        coef[k, :, :c.shape[1]] = c
+    factor its :func:`factor_data`; ``expo_max``: the bound on |κα z|·d of the addition
+    theorem (negative: never used); ``pool``: an executor whose threads share the tuples in
+    ``groups`` interleaved groups (None: this thread)."""
+    fd, fi = pack_factors(factors)
     U, W, base, rows, width, umax = bank
     T = L.shape[0]
     out = np.empty(T)
@@ -283,8 +468,8 @@ def nested(L, codes, bank, nmem, fid, alpha, factors, outer, tab, tv, M, h_mu, h
 
     def run(grp):
         _nested_group(grp, groups, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
-                      kappa, deg, coef, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc,
-                      float(expo_max), out)
+                      fd, fi, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, float(expo_max),
+                      out)
     if groups == 1:
         run(0)
     else:

@@ -29,10 +29,10 @@ wide rungs of :mod:`.ladder`, wide table rows of :mod:`.table`) ≲ 3e-8 of the 
 Π⟨f²⟩^{1/2}, 3e-7 with a nearly collinear pair.
 
 The nested sum runs in numpy (:mod:`.nested`), or in the compiled kernel (:mod:`.compiled`)
-when ``quad.jit`` is set, numba is installed and every outer factor has an exponential form;
-the two agree to rounding.  Chunks of tuples (numpy) or interleaved groups (compiled) run in the
-threads of ``quad.pool``: they are independent and write disjoint entries, so the numbers do
-not depend on the number of threads.
+when ``quad.jit`` is set, numba is installed and every outer factor has an exponential form
+or an elementary form (:mod:`.elementary`); the two agree to rounding.  Chunks of tuples
+(numpy) or interleaved groups (compiled) run in the threads of ``quad.pool``: they are
+independent and write disjoint entries, so the numbers do not depend on the number of threads.
 """
 from __future__ import annotations
 
@@ -164,7 +164,9 @@ def nested_compiled(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
                     M: float, quad: Quadrature):
     """The nested rule by the compiled kernel of :mod:`.compiled`, or None where it does not
     apply: ``quad.jit`` off (``Settings.jit``, NTKDIAGRAMS_JIT=0), numba not installed, or an
-    outer factor without an exponential form R(e^{κz}).  Same rules, same numbers to rounding."""
+    outer factor with neither an exponential form R(e^{κz}) nor an elementary form
+    (:mod:`.elementary`: GELU, erf, softplus, swish, sin, …).  Same rules, same numbers to
+    rounding."""
     if not quad.jit:
         return None
     from . import compiled as gj  # numba is imported only where the kernel is asked for
@@ -179,12 +181,12 @@ def nested_compiled(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
     for j in range(outer):  # the tabulated block (j = m − 1 with a table) is not a level
         nmem[j] = len(blocks[j].members)
         for i, (f, a) in enumerate(blocks[j].members):
-            if f.expo is None:
-                return None
             if f not in factors:
+                data = gj.factor_data(f)  # exponential or elementary form, as data
+                if data is None:
+                    return None
                 factors.append(f)
-                coefs.append((f.expo.kappa, gj.exponential_coefficients(f.expo.num, f.expo.den,
-                                                                        f.expo.degree)))
+                coefs.append(data)
             fid[j, i] = factors.index(f)
             alpha[:, j, i] = a
     bank, lut, lo = rule_bank(tuple(int(c) for c in np.unique(nodes)))
