@@ -180,3 +180,16 @@ def test_six_point_request_is_V6_on_every_pairing():
         assert len(pairs) == 3
         expected = [a[x] for p in pairs for x in p]
         assert V6(1, *[a[str(x)] for x in s.args]) == V6(1, *expected), s.deltas
+
+
+@pytest.mark.slow
+def test_four_point_moment_at_second_order_through_cumulants():
+    """E[z z z z] at 1/n²: each pairing's coefficient is K·G2 + G1·G1 + G2·K + V1 (moments from the
+    connected correlators), which the engine keeps only after checking it symbolically against its
+    own coefficient at layer ℓ+1 and layer 1."""
+    res = nd.derive_request("E[z(i1;a1) z(i2;a2) z(i3;a3) z(i4;a4)]", "mlp2", order=2)
+    second = [s for s in res.structures if s.order == 2]
+    assert len(second) == 3 and res.orders == [0, 1, 2]
+    for s in second:
+        factors = sorted(tuple(name for name, _args in fs) for _c, fs in s.expansion)
+        assert factors == [("G1", "G1"), ("G2", "K"), ("K", "G2"), ("V1",)], s.deltas
