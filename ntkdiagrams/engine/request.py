@@ -160,7 +160,7 @@ def parse_request(text: str, rules: RuleSet) -> Request:
                               f"{', '.join(sorted(rules.fields))}")
         spec = rules.fields[fname]
         take("punct", "(", what=f"'(' after {fname}")
-        groups, names = [[]], []
+        groups = [[]]
         while True:
             t = peek()
             if t[0] == "name":
