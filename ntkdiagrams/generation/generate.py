@@ -79,7 +79,8 @@ def _fast_constants() -> dict:
             "SPLIT_RECURRENCE_TERMS": rules.SPLIT_RECURRENCE_TERMS, "TABLE_H_MU": table.TABLE_H_MU,
             "TABLE_H_S": table.TABLE_H_S, "TABLE_REACH": table.TABLE_REACH,
             "TABLE_DEGREE": table.TABLE_DEGREE, "TABLE_DEGREE_WIDE": table.TABLE_DEGREE_WIDE,
-            "TABLE_WIDE_S": table.TABLE_WIDE_S, "CHUNK_POINTS": fast.FAST_CHUNK_POINTS}
+            "TABLE_WIDE_S": table.TABLE_WIDE_S, "CHUNK_POINTS": fast.FAST_CHUNK_POINTS,
+            "ORDER_SAVING": fast.FAST_ORDER_SAVING}
 
 
 class _JaxPrinter(JaxPrinter):

@@ -362,9 +362,30 @@ def _rule_for_code(code):
     return _RULES[key]
 
 
-def _rule_codes(S, outer, slack, split_ladder):
-    """Rule codes per tuple and outer coordinate u_j from the slopes s_j = max_{k ≥ j} |L_kj|: the
-    first rung (bound, code) of the ladder with s_j ≤ bound · slack; 0 beyond the ladder."""
+def _slopes(L, outer):
+    """(own, inside) per tuple and outer coordinate u_j: |L_jj|, and the slope of the functions
+    inside, min(max_{k>j} |L_kj|, √(ℓᵀ(I + L_in L_inᵀ)⁻¹ℓ)) with ℓ = L[j+1:, j], L_in = L[j+1:, j+1:]
+    (smoothed by the coordinates they are integrated over)."""
+    T, m = L.shape[0], L.shape[1]
+    own, inside = np.empty((T, outer)), np.zeros((T, outer))
+    for j in range(outer):
+        own[:, j] = np.abs(L[:, j, j])
+        if j + 1 == m:
+            continue
+        ell = L[:, j + 1:, j]
+        Lin = L[:, j + 1:, j + 1:]
+        A = np.eye(m - j - 1) + Lin @ np.swapaxes(Lin, 1, 2)
+        smooth = np.sqrt(np.einsum("ti,ti->t", ell, np.linalg.solve(A, ell[..., None])[..., 0]))
+        inside[:, j] = np.minimum(np.max(np.abs(ell), axis=1), smooth)
+    return own, inside
+
+
+def _rule_codes(own, inside, slack, split_ladder):
+    """Rule codes per tuple and outer coordinate u_j from the slopes of :func:`_slopes`: the first
+    rung (bound, code) of the ladder with max(own_j, slack · inside_j) ≤ bound · slack (the slack
+    for the owned function only); 0 beyond the ladder."""
+    S = np.maximum(own, slack * inside)
+    outer = S.shape[1]
     out = np.empty((S.shape[0], outer), np.intp)
 
     def ladder(lad, sj):
@@ -373,7 +394,7 @@ def _rule_codes(S, outer, slack, split_ladder):
         return codes[np.searchsorted(bounds, sj)]
     gh_ladder = FAST["LADDER_GH"]
     for j in range(outer):
-        sj = np.max(S[:, j:, j], axis=1)
+        sj = S[:, j]
         out[:, j] = ladder(split_ladder, sj)
         if j:
             gh = sj <= min(FAST["GH_MAX"], gh_ladder[-1][0]) * slack
@@ -541,33 +562,43 @@ def _integrate_fast(blocks, C):
     outer = m - 1 if single else m
     sl = FAST["SLACK"][m]
     split_ladder = FAST["LADDER_M2"] if m == 2 else FAST["LADDER_M34"]
-    nodes = _rule_codes(np.abs(L), outer, sl, split_ladder)
-    same = [j for j, b in enumerate(blocks) if len(b) == 1 and b[0] is blocks[-1][0]]
-    if single and len(same) > 1:
-        orders = []
-        for perm in itertools.permutations(same):
-            if list(perm) != same:
-                o = list(range(m))
-                for a, b in zip(same, perm):
-                    o[a] = b
-                orders.append(o)
-        P = len(orders)
-        Cp = np.concatenate([C[:, o][:, :, o] for o in orders])
-        Cp, Lp = _cholesky_np(Cp)
-        nodes_p = _rule_codes(np.abs(Lp), outer, sl, split_ladder)
-        cost_p = _points_per_tuple(nodes_p).reshape(P, n)
-        cost = _points_per_tuple(nodes)
-        best = np.argmin(cost_p, axis=0)
-        better = cost_p[best, np.arange(n)] < cost
-        if np.any(better):
-            k = best[better] * n + np.nonzero(better)[0]
-            C[better], L[better], nodes[better] = Cp[k], Lp[k], nodes_p[k]
-    beyond = np.any(nodes == 0, axis=1)
-    if np.any(beyond):
-        out[beyond] = _cone_smooth(blocks, C[beyond])
-    keep = ~beyond
-    if np.any(keep):
-        out[keep] = _integrate_nodes(blocks, L[keep], nodes[keep], m, single)
+    nodes = _rule_codes(*_slopes(L, outer), sl, split_ladder)
+    choice = np.zeros(n, np.intp)
+    orders = [tuple(range(m))]
+
+    def key(o):  # blocks of one single function are interchangeable
+        return tuple(("f", id(blocks[j][0])) if len(blocks[j]) == 1 else ("b", j) for j in o)
+    if single:
+        orders += [o for o in itertools.permutations(range(m))
+                   if len(blocks[o[-1]]) == 1 and o != orders[0]]
+        P = len(orders) - 1
+        if P:
+            Cp = np.concatenate([C[:, o][:, :, o] for o in orders[1:]])
+            Cp, Lp = _cholesky_np(Cp)
+            nodes_p = _rule_codes(*_slopes(Lp, outer), sl, split_ladder)
+            weight = np.array([1.0 if key(o) == key(orders[0]) else 1.0 / FAST["ORDER_SAVING"]
+                               for o in orders[1:]])
+            cost_p = _points_per_tuple(nodes_p).reshape(P, n) * weight[:, None]
+            cost = _points_per_tuple(nodes)
+            best = np.argmin(cost_p, axis=0)
+            better = cost_p[best, np.arange(n)] < cost
+            if np.any(better):
+                k = best[better] * n + np.nonzero(better)[0]
+                C[better], L[better], nodes[better] = Cp[k], Lp[k], nodes_p[k]
+                choice[better] = best[better] + 1
+    groups = {}
+    for c in np.unique(choice):
+        groups.setdefault(key(orders[c]), (orders[c], []))[1].append(c)
+    for o, cs in groups.values():
+        idx = np.nonzero(np.isin(choice, cs))[0]
+        bl = [blocks[j] for j in o]
+        Cg, Lg, ng = C[idx], L[idx], nodes[idx]
+        beyond = np.any(ng == 0, axis=1)
+        if np.any(beyond):
+            out[idx[beyond]] = _cone_smooth(bl, Cg[beyond])
+        keep = ~beyond
+        if np.any(keep):
+            out[idx[keep]] = _integrate_nodes(bl, Lg[keep], ng[keep], m, single)
     return out
 
 

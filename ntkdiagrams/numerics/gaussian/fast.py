@@ -15,8 +15,11 @@ cone method, :mod:`.cone`):
   4-variable tuple needs ~1e3 points instead of (2n)³;
 * for m ≥ 3 the last variable is one unscaled factor f and its integral G(μ, s) = E[f(μ + s ξ)]
   is read from a table (:mod:`.table`); it is moved last when some block qualifies;
-* where several slots carry the same single factor, each tuple takes the order of those slots
-  with the fewest points (all orders are tried, ties go to the first order tried);
+* each tuple takes the order of its variables with the fewest points among those with a
+  tabulated factor last (all orders are tried, ties go to the first order tried); an order that
+  puts other factors at other levels must save :data:`FAST_ORDER_SAVING` of the points (before
+  2026-11-30 only slots of one identical factor were reordered: the four-point expectations of
+  σ'σ'σ''σ kind of the dNTK/ddNTK recursions now take ~12 000 points per tuple instead of ~20 000);
 * tuples with a slope beyond the ladder are integrated by the cone method, unless
   ``force`` (``method="fast"``: the last rung instead);
 * ``degree = n`` replaces the ladders by n nodes per side in every coordinate.
@@ -51,23 +54,26 @@ from .nested import nested_sum
 from .rules import SPLIT_C, SPLIT_DC, rule_bank, rule_for_code
 from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, g_table, table_extent
 
-__all__ = ["FAST_CHUNK_POINTS", "integrate_fast", "integrate_nodes", "nested_compiled"]
+__all__ = ["FAST_CHUNK_POINTS", "FAST_ORDER_SAVING", "integrate_fast", "integrate_nodes", "nested_compiled"]
 
 #: quadrature points per chunk of the fast path (arrays of ~1 MB: the innermost level makes
 #: ~20 passes over them, which is faster from cache than from memory)
 FAST_CHUNK_POINTS = 1 << 17
+#: another order of a tuple's variables that puts other factors at other levels is taken when it
+#: needs at most this fraction of the points (orders of identical factors: any saving)
+FAST_ORDER_SAVING = 0.75
 
 
 def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature, slack=None,
                    force: bool = False) -> np.ndarray:
     """Smooth factors, m ≥ 2 distinct variables: nested split Gauss rules in the Cholesky
-    coordinates (z = L u); for m ≥ 3 the integral over the last variable is read from a table."""
+    coordinates (z = L u); for m ≥ 3 the integral over the last variable is read from a table.
+    With the ladders (``degree`` None) and a table, each tuple takes the order of its variables
+    with the fewest quadrature points, among the orders that keep a tabulated block last."""
     n, m = C.shape[0], len(blocks)
     out = np.empty(n)
     # the innermost variable should be a single unscaled factor (tabulated)
-    single = [j for j, b in enumerate(blocks) if len(b.members) == 1 and np.all(b.members[0][1] == 1)]
-    if m < 3:
-        single = []
+    single = [j for j, b in enumerate(blocks) if _tabulated(b)] if m >= 3 else []
     order = list(range(m))
     if single:
         last = single[-1]
@@ -77,52 +83,84 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
     C, L = cholesky_jittered(C, m)
     quad.count("fast_tuples", n)
     outer = m - 1 if single else m
-    if degree is None:
-        sl = FAST_SLACK[m] if slack is None else slack
-        split_ladder = FAST_LADDER_M2 if m == 2 else FAST_LADDER_M34
-        scales = block_scales(blocks)
-        nodes = rule_codes(slopes(blocks, L, scales), outer, sl, split_ladder)
-        # identical single unscaled factors may be taken in any order: per tuple, the order
-        # of those slots with the fewest quadrature points
-        same = [j for j, b in enumerate(blocks) if len(b.members) == 1
-                and b.members[0][0] is blocks[-1].members[0][0] and np.all(b.members[0][1] == 1)]
-        if single and len(same) > 1:
-            # all other orders at once: (P·n) stacked covariances, one Cholesky, one ladder
-            orders = []
-            for perm in itertools.permutations(same):
-                if list(perm) != same:
-                    order = list(range(m))
-                    for a, b in zip(same, perm):
-                        order[a] = b
-                    orders.append(order)
-            P = len(orders)
-            Cp = np.concatenate([C[:, o][:, :, o] for o in orders])
+    if degree is not None:
+        nodes = np.full((n, outer), int(degree), np.intp)
+        out[:] = integrate_nodes(blocks, L, nodes, m, single, quad)
+        return out
+    sl = FAST_SLACK[m] if slack is None else slack
+    split_ladder = FAST_LADDER_M2 if m == 2 else FAST_LADDER_M34
+    scales = block_scales(blocks)
+    nodes = rule_codes(*slopes(blocks, L, outer, scales), sl, split_ladder)
+    choice = np.zeros(n, np.intp)
+    orders = [tuple(range(m))]
+    if single:
+        # every other order with a tabulated block last (lexicographic; the first order with
+        # the fewest points wins, ties go to the order tried first): (P·n) stacked covariances,
+        # one Cholesky, one ladder
+        orders += [o for o in itertools.permutations(range(m))
+                   if _tabulated(blocks[o[-1]]) and o != orders[0]]
+        P = len(orders) - 1
+        if P:
+            Cp = np.concatenate([C[:, o][:, :, o] for o in orders[1:]])
             Cp, Lp = cholesky_jittered(Cp, m)
-            # the blocks do not move (only identical unscaled slots are exchanged)
-            nodes_p = rule_codes(slopes(blocks, Lp, np.tile(scales, (P, 1))), outer, sl,
-                                 split_ladder)
-            cost_p = points_per_tuple(nodes_p).reshape(P, n)
-            # the first order with the fewest points (ties: the order tried first)
+            scales_p = np.concatenate([scales[:, o] for o in orders[1:]])
+            nodes_p = rule_codes(*slopes(None, Lp, outer, scales_p), sl, split_ladder)
+            # an order with other blocks at other levels must save FAST_ORDER_SAVING of the
+            # points: the ladders' bounds allow ~1e-7 per level, and a marginal saving is not
+            # worth a different error
+            same = tuple(_block_key(blocks[j], j) for j in orders[0])
+            weight = np.array([1.0 if tuple(_block_key(blocks[j], j) for j in o) == same
+                               else 1.0 / FAST_ORDER_SAVING for o in orders[1:]])
+            cost_p = points_per_tuple(nodes_p).reshape(P, n) * weight[:, None]
             cost = points_per_tuple(nodes)
             best = np.argmin(cost_p, axis=0)
             better = cost_p[best, np.arange(n)] < cost
             if np.any(better):
                 k = best[better] * n + np.nonzero(better)[0]
                 C[better], L[better], nodes[better] = Cp[k], Lp[k], nodes_p[k]
-        beyond = np.any(nodes == 0, axis=1)
-        if np.any(beyond):  # slopes too large for the ladder: the exact cone method
-            nodes[nodes == 0] = FAST_LADDER[-1][1]
-            if not force:
-                quad.count("fast_tuples", -int(np.sum(beyond)))
-                out[beyond] = integrate_exact([b.take(beyond) for b in blocks], C[beyond], None, quad)
-                keep = ~beyond
-                if np.any(keep):
-                    out[keep] = integrate_nodes([b.take(keep) for b in blocks], L[keep],
-                                                nodes[keep], m, single, quad)
-                return out
-    else:
-        nodes = np.full((n, outer), int(degree), np.intp)
-    out[:] = integrate_nodes(blocks, L, nodes, m, single, quad)
+                choice[better] = best[better] + 1
+    # orders that give the same sequence of blocks (identical single unscaled factors) share a
+    # call: only the covariances differ
+    groups: dict = {}
+    for c in np.unique(choice):
+        key = tuple(_block_key(blocks[j], j) for j in orders[c])
+        groups.setdefault(key, (orders[c], []))[1].append(c)
+    for o, cs in groups.values():
+        idx = np.nonzero(np.isin(choice, cs))[0]
+        whole = idx.size == n
+        bl = [blocks[j] if whole else blocks[j].take(idx) for j in o]
+        Ls, ns = (L, nodes) if whole else (L[idx], nodes[idx])
+        out[idx] = _integrate_ladder(bl, C if whole else C[idx], Ls, ns, m, single, quad, force)
+    return out
+
+
+def _tabulated(b: Block) -> bool:
+    """Whether block b can be the tabulated innermost variable: one factor, unscaled."""
+    return len(b.members) == 1 and bool(np.all(b.members[0][1] == 1))
+
+
+def _block_key(b: Block, j: int):
+    """Blocks with equal keys are interchangeable: the same single unscaled factor."""
+    return ("factor", id(b.members[0][0])) if _tabulated(b) else ("block", j)
+
+
+def _integrate_ladder(blocks, C, L, nodes, m, single, quad, force):
+    """The nested rule with the ladders' codes; tuples beyond the ladders (code 0) by the exact
+    cone method, unless ``force`` (then the last rung)."""
+    beyond = np.any(nodes == 0, axis=1)
+    if not np.any(beyond):
+        return integrate_nodes(blocks, L, nodes, m, single, quad)
+    nodes = nodes.copy()
+    nodes[nodes == 0] = FAST_LADDER[-1][1]
+    if force:
+        return integrate_nodes(blocks, L, nodes, m, single, quad)
+    out = np.empty(L.shape[0])
+    quad.count("fast_tuples", -int(np.sum(beyond)))
+    out[beyond] = integrate_exact([b.take(beyond) for b in blocks], C[beyond], None, quad)
+    keep = ~beyond
+    if np.any(keep):
+        out[keep] = integrate_nodes([b.take(keep) for b in blocks], L[keep], nodes[keep], m,
+                                    single, quad)
     return out
 
 

@@ -1,11 +1,28 @@
 """Rule choice of the fast path: which rule integrates each Cholesky coordinate of a tuple.
 
 The fast path (:mod:`.fast`) integrates E[Π_k F_k(z_k)], z = L u, as an iterated integral over
-u_0, u_1, … .  Along coordinate u_j the factors k ≥ j vary with the slope
+u_0, u_1, … .  Along coordinate u_j the factor k = j it *owns* varies with the slope a_j L_jj
+(a_k = max|α| over block k's members, its scales); the factors k > j vary with a_k L_kj, but
+the levels inside integrate them over u_{j+1}, …, which smooths them: the integrand of level j
+is F_j(z_j) times g(u_j) = ∫ Π_{k>j} F_k(a_k w_k) N(w; μ + u_j ℓ, Σ) dw with ℓ_k = L_kj and
+Σ = L_in L_inᵀ (L_in: the block of L inside, rows and columns > j).  In the variables a_k w_k,
+a Gaussian of covariance Σ' = D Σ D (D = diag(a)) damps the frequency ω of g in u_j by
+exp(−ω²/2 ℓ'ᵀΣ'⁻¹ℓ') (ℓ' = D ℓ); with the factors' own scale (unit slope) added as a unit
+variance, the slope of g is
 
-    s_j = max_{k ≥ j} |L_kj| · max|α|_k        (α: the scales of block k's members),
+    ŝ_j = √(ℓ'ᵀ (I + Σ')⁻¹ ℓ')            (one factor: a L_kj / √(1 + a² Σ_{i>j} L_ki²)),
 
-and the rule of u_j is the first rung of a ladder (bound, rule) with s_j ≤ bound × slack:
+and the slope of coordinate j (issue 15, 2026-11-30; before: max_{k ≥ j} a_k |L_kj|)
+
+    s_j = max( a_j L_jj ,  min( max_{k>j} a_k |L_kj| , ŝ_j ) )   (below: with the slack).
+
+A nearly singular Σ (inner factors that move together) leaves ŝ_j large along its null
+directions, where the inner levels do not smooth (two steps whose crossings move past each
+other make a kink in g).  The rule of u_j is the first rung of a ladder (bound, rule) with
+max(a_j L_jj, slack × ŝ'_j) ≤ bound × slack, ŝ'_j = min(max_{k>j} a_k |L_kj|, ŝ_j): the slack
+(:data:`FAST_SLACK`, 1.5 for m = 3, 4) relaxes the bound for the owned factor only, whose
+transition sits at the split point, where the rules converge fastest; a factor inside is
+anywhere along u_j and gets the ladder's bound itself.
 
 * :data:`FAST_LADDER` — split rules (n nodes per side, split at the zero crossing of z_j);
   u_0 always uses them (split at z_0 = 0);
@@ -99,18 +116,32 @@ def effective_variance(blocks: list[Block], C: np.ndarray) -> np.ndarray:
     return np.max(np.einsum("nii->ni", C) * block_scales(blocks) ** 2, axis=1)
 
 
-def slopes(blocks: list[Block], L: np.ndarray, scales=None) -> np.ndarray:
-    """S[t, k, j] = |L_kj| · max |α| over the members of block k: how fast factor k varies
-    along the Cholesky coordinate u_j."""
-    amax = block_scales(blocks) if scales is None else scales
-    return np.abs(L) * amax[:, :, None]
+def slopes(blocks: list[Block], L: np.ndarray, outer: int, scales=None) -> tuple:
+    """(own, inside), each (T, outer): the slope a_j |L_jj| of the factor that coordinate u_j owns,
+    and that of the factors inside, min(max_{k>j} a_k |L_kj|, ŝ_j) with ŝ_j their slope smoothed
+    by the coordinates they are integrated over (module docstring)."""
+    a = block_scales(blocks) if scales is None else scales
+    T, m = a.shape
+    own, inside = np.empty((T, outer)), np.zeros((T, outer))
+    for j in range(outer):
+        own[:, j] = a[:, j] * np.abs(L[:, j, j])
+        if j + 1 == m:
+            continue
+        ell = a[:, j + 1:] * L[:, j + 1:, j]                     # ℓ' = D ℓ
+        Lin = a[:, j + 1:, None] * L[:, j + 1:, j + 1:]          # D L_in
+        A = np.eye(m - j - 1) + Lin @ np.swapaxes(Lin, 1, 2)     # I + Σ'
+        smooth = np.sqrt(np.einsum("ti,ti->t", ell, np.linalg.solve(A, ell[..., None])[..., 0]))
+        inside[:, j] = np.minimum(np.max(np.abs(ell), axis=1), smooth)
+    return own, inside
 
 
-def rule_codes(S: np.ndarray, outer: int, slack: float, split_ladder=FAST_LADDER) -> np.ndarray:
-    """Rule codes (n > 0: split rule, −k: Gauss–Hermite, 0: beyond the ladder) for each outer
-    coordinate u_j, j < outer, from the slopes s_j = max_{k ≥ j} S_kj; u_0 always uses the
-    split rule (split at z_0 = 0)."""
-    T = S.shape[0]
+def rule_codes(own: np.ndarray, inside: np.ndarray, slack: float, split_ladder=FAST_LADDER) -> np.ndarray:
+    """Rule codes (n > 0: split rule, −k: Gauss–Hermite, 0: beyond the ladder) for the outer
+    coordinates u_j from the slopes of :func:`slopes`: the first rung with
+    max(own_j, slack · inside_j) ≤ bound × slack, i.e. the slack applies to the owned factor
+    only; u_0 always uses the split rule (split at z_0 = 0)."""
+    s = np.maximum(own, slack * inside)
+    T, outer = s.shape
     out = np.empty((T, outer), np.intp)
 
     def ladder(lad, sj):
@@ -118,7 +149,7 @@ def rule_codes(S: np.ndarray, outer: int, slack: float, split_ladder=FAST_LADDER
         codes = np.array([c for _, c in lad] + [0])  # 0: beyond the ladder
         return codes[np.searchsorted(bounds, sj)]
     for j in range(outer):
-        sj = np.max(S[:, j:, j], axis=1)
+        sj = s[:, j]
         out[:, j] = ladder(split_ladder, sj)
         if j:
             gh = sj <= min(FAST_GH_MAX, FAST_LADDER_GH[-1][0]) * slack
