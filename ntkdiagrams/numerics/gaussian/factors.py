@@ -40,7 +40,7 @@ from .growth import quadratic_growth
 from ...errors import InputError, UnsupportedError
 
 __all__ = ["EXPO_MAX_EXPONENT", "KINK_FUNCTIONS", "ExponentialForm", "Factor", "as_sympy",
-           "canonical_z", "exponential_form", "prepare_factor"]
+           "canonical_z", "exponential_form", "parity", "prepare_factor"]
 
 #: Bound on |κ z|·d for evaluating a factor R(e^{κz}) (R of degree d) by its addition
 #: theorem: E^d must stay far from overflow (e^709).
@@ -79,6 +79,7 @@ class Factor:
     expo: ExponentialForm | None = None  # g(z) = R(e^{κz}) (smooth factors only)
     growth: tuple = (0.0, 0.0)  # (c₊, c₋): limsup log|g|/z² at ±∞, None where unknown (.growth)
     poly: tuple | None = None   # polynomial branches: (coefficients of g₊, of g₋), ascending
+    parity: int = 0             # smooth g without delta: +1 even, −1 odd (shown symbolically), else 0
 
 
 def as_sympy(expr, what: str) -> sp.Basic:
@@ -228,4 +229,17 @@ def prepare_factor(e: sp.Expr) -> Factor:
               -math.inf if minus == 0 else quadratic_growth(minus, -1))
     return Factor(expr=e, delta=delta, at0=at0, plus=fp, minus=fm, smooth=smooth,
                   zero_plus=(plus == 0), zero_minus=(minus == 0), degree=degree,
-                  expo=exponential_form(plus) if smooth else None, growth=growth, poly=poly)
+                  expo=exponential_form(plus) if smooth else None, growth=growth, poly=poly,
+                  parity=parity(plus) if smooth and delta == 0 else 0)
+
+
+def parity(g: sp.Expr) -> int:
+    """+1 when g(−z) = g(z), −1 when g(−z) = −g(z), shown by sympy's expansion of g(−z) ∓ g(z)
+    (tanh, erf, sin, Gaussians and their derivatives, powers and products: sympy writes
+    f(−z) = ±f(z) itself); 0 otherwise (no claim)."""
+    r = g.subs(z, -z)
+    if sp.expand(r - g) == 0:
+        return 1
+    if sp.expand(r + g) == 0:
+        return -1
+    return 0

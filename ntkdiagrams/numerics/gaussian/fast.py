@@ -51,10 +51,10 @@ from .ladder import (FAST_LADDER, FAST_LADDER_M2, FAST_LADDER_M34, FAST_SLACK, b
                      rule_codes, slopes)
 from .linalg import cholesky_jittered
 from .nested import nested_sum
-from .rules import SPLIT_C, SPLIT_DC, rule_bank, rule_for_code
+from .rules import HALF_CODE, SPLIT_C, SPLIT_DC, rule_bank, rule_for_code
 from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, g_table, table_extent
 
-__all__ = ["FAST_CHUNK_POINTS", "FAST_ORDER_SAVING", "integrate_fast", "integrate_nodes", "nested_compiled"]
+__all__ = ["FAST_CHUNK_POINTS", "FAST_ORDER_SAVING", "half", "symmetry", "integrate_fast", "integrate_nodes", "nested_compiled"]
 
 #: quadrature points per chunk of the fast path (arrays of ~1 MB: the innermost level makes
 #: ~20 passes over them, which is faster from cache than from memory)
@@ -72,6 +72,11 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
     with the fewest quadrature points, among the orders that keep a tabulated block last."""
     n, m = C.shape[0], len(blocks)
     out = np.empty(n)
+    sym = symmetry(blocks)
+    if sym < 0:  # odd under z → −z: E = 0 exactly
+        quad.count("fast_tuples", n)
+        out[:] = 0.0
+        return out
     # the innermost variable should be a single unscaled factor (tabulated)
     single = [j for j, b in enumerate(blocks) if _tabulated(b)] if m >= 3 else []
     order = list(range(m))
@@ -85,7 +90,7 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
     outer = m - 1 if single else m
     if degree is not None:
         nodes = np.full((n, outer), int(degree), np.intp)
-        out[:] = integrate_nodes(blocks, L, nodes, m, single, quad)
+        out[:] = integrate_nodes(blocks, L, half(nodes) if sym > 0 else nodes, m, single, quad)
         return out
     sl = FAST_SLACK[m] if slack is None else slack
     split_ladder = FAST_LADDER_M2 if m == 2 else FAST_LADDER_M34
@@ -130,7 +135,29 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
         whole = idx.size == n
         bl = [blocks[j] if whole else blocks[j].take(idx) for j in o]
         Ls, ns = (L, nodes) if whole else (L[idx], nodes[idx])
-        out[idx] = _integrate_ladder(bl, C if whole else C[idx], Ls, ns, m, single, quad, force)
+        out[idx] = _integrate_ladder(bl, C if whole else C[idx], Ls, ns, m, single, quad, force,
+                                     sym > 0)
+    return out
+
+
+def symmetry(blocks: list[Block]) -> int:
+    """+1 when the product of the blocks is even under z → −z, −1 when odd (every member
+    factor has a parity, :func:`.factors.parity`), 0 otherwise."""
+    p = 1
+    for b in blocks:
+        for f, _ in b.members:
+            p *= f.parity
+    return p
+
+
+def half(nodes: np.ndarray) -> np.ndarray:
+    """The codes with the outermost split rule (at z_0 = 0, since μ_0 = 0) replaced by its half
+    on [0, ∞) with doubled weights: for an even integrand (:func:`symmetry`) the other half is
+    its mirror image, u → −u in every coordinate (the split points and Gauss–Hermite rules
+    mirror with it)."""
+    out = nodes.copy()
+    split = out[:, 0] > 0
+    out[split, 0] += HALF_CODE
     return out
 
 
@@ -144,14 +171,16 @@ def _block_key(b: Block, j: int):
     return ("factor", id(b.members[0][0])) if _tabulated(b) else ("block", j)
 
 
-def _integrate_ladder(blocks, C, L, nodes, m, single, quad, force):
-    """The nested rule with the ladders' codes; tuples beyond the ladders (code 0) by the exact
-    cone method, unless ``force`` (then the last rung)."""
+def _integrate_ladder(blocks, C, L, nodes, m, single, quad, force, even):
+    """The nested rule with the ladders' codes (the half rule outermost when ``even``); tuples
+    beyond the ladders (code 0) by the exact cone method, unless ``force`` (then the last rung)."""
     beyond = np.any(nodes == 0, axis=1)
     if not np.any(beyond):
-        return integrate_nodes(blocks, L, nodes, m, single, quad)
+        return integrate_nodes(blocks, L, half(nodes) if even else nodes, m, single, quad)
     nodes = nodes.copy()
     nodes[nodes == 0] = FAST_LADDER[-1][1]
+    if even:
+        nodes = half(nodes)
     if force:
         return integrate_nodes(blocks, L, nodes, m, single, quad)
     out = np.empty(L.shape[0])

@@ -47,6 +47,7 @@ import math
 import numpy as np
 
 from .blocks import Block
+from .rules import HALF_CODE
 
 __all__ = ["FAST_DEGREES", "FAST_GH_MAX", "FAST_LADDER", "FAST_LADDER_GH", "FAST_LADDER_M2",
            "FAST_LADDER_M34", "FAST_LADDER_WIDE",
@@ -158,6 +159,8 @@ def rule_codes(own: np.ndarray, inside: np.ndarray, slack: float, split_ladder=F
 
 
 def points_per_tuple(codes: np.ndarray) -> np.ndarray:
-    """Quadrature points per tuple of rule codes: Π_j (2n_j or k_j); beyond the ladder: ∞."""
-    pts = np.prod(np.where(codes > 0, 2 * codes, -codes).astype(float), axis=1)
+    """Quadrature points per tuple of rule codes: Π_j (2n_j, k_j, or n_j for a half rule);
+    beyond the ladder: ∞."""
+    size = np.where(codes > HALF_CODE, codes - HALF_CODE, np.where(codes > 0, 2 * codes, -codes))
+    pts = np.prod(size.astype(float), axis=1)
     return np.where(np.any(codes == 0, axis=1), np.inf, pts)

@@ -16,7 +16,9 @@
   Stieltjes procedure on a 400-point Gauss–Legendre discretisation of [c, max(c + 7.5, 9.5)]
   (:func:`split_recurrence`).
 * Rule codes (:func:`rule_for_code`) — the fast path names a rule by an integer: n > 0 is the
-  split rule with n nodes per side, −k the k-point Gauss–Hermite rule (probabilists', weight φ).
+  split rule with n nodes per side, −k the k-point Gauss–Hermite rule (probabilists', weight φ),
+  :data:`HALF_CODE` + n the n-node rule of [0, ∞) with doubled weights (∫ φ h for an even h:
+  the outermost coordinate of an integrand even under u → −u, split at 0).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["SPLIT_BATCHED_MAX", "SPLIT_C", "SPLIT_DC", "SPLIT_RECURRENCE_TERMS", "gauss_legendre", "radial_rule",
+__all__ = ["HALF_CODE", "SPLIT_BATCHED_MAX", "SPLIT_C", "SPLIT_DC", "SPLIT_RECURRENCE_TERMS", "gauss_legendre", "radial_rule",
            "rule_bank", "rule_for_code", "simplex_rule", "split_index", "split_nodes",
            "split_recurrence", "split_rules", "split_rules_full"]
 
@@ -33,6 +35,8 @@ __all__ = ["SPLIT_BATCHED_MAX", "SPLIT_C", "SPLIT_DC", "SPLIT_RECURRENCE_TERMS",
 #: with spacing SPLIT_DC (the split is exact at the rounded point; the factor's zero crossing
 #: is then within SPLIT_DC/2 of the end point, which is all the rule needs).
 SPLIT_C, SPLIT_DC = 7.0, 0.05
+#: rule code HALF_CODE + n: the Gauss rule of φ on [0, ∞) with n nodes, weights doubled (one row)
+HALF_CODE = 1000
 #: The three-term recurrence of the split weights is computed once up to this many terms
 #: (every rule of the ladders and the table); a rule with more nodes computes its own.  The
 #: coefficients of index k do not depend on this bound (40 before issue 15: same rules).
@@ -189,8 +193,13 @@ def split_nodes(rules, c):
 
 @lru_cache(maxsize=64)
 def rule_for_code(code: int):
-    """(U, W) of a rule code: split rules (G, 2n) per split point for code n > 0, or
-    Gauss–Hermite (1, k) for code −k (weights normalised to φ)."""
+    """(U, W) of a rule code: split rules (G, 2n) per split point for code 0 < n < HALF_CODE,
+    Gauss–Hermite (1, k) for code −k (weights normalised to φ), or the half rule (1, n) of
+    [0, ∞) with doubled weights for code HALF_CODE + n."""
+    if code > HALF_CODE:
+        cs, X, W = split_rules(code - HALF_CODE)
+        g = int(split_index(0.0))
+        return X[g][None, :].copy(), 2.0 * W[g][None, :]
     if code > 0:
         return split_rules_full(code)
     x, w = np.polynomial.hermite_e.hermegauss(-code)
