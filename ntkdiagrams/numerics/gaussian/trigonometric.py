@@ -98,6 +98,11 @@ def fourier_form(g: sp.Expr) -> tuple[tuple[complex, float], ...] | None:
     out = tuple((c, w) for w, c in sorted(terms.items()) if c != 0)
     if not out or not all(np.isfinite(c.real) and np.isfinite(c.imag) for c, _ in out):
         return None
+    # a real factor: c_{−ω} = c_ω* (the sum over conjugate pairs relies on it)
+    big = max(abs(c) for c, _ in out)
+    if any(abs(c - out[-1 - j][0].conjugate()) > 1e-14 * big or w != -out[-1 - j][1]
+                                     for j, (c, w) in enumerate(out)):
+        return None
     return out
 
 
@@ -135,31 +140,29 @@ def integrate_trigonometric(blocks: list[Block], C: np.ndarray) -> tuple[np.ndar
     """(E[Π_b F_b(z_b)], accurate) for z ~ N(0, C), C (n, m, m) (any rank), every member with a
     Fourier form (:func:`trigonometric`): the finite sum of the module docstring, and per tuple
     whether its rounding bound is ≤ :data:`TRIG_TOL` of the scale (the values of the others
-    are not to be used)."""
+    are not to be used).
+
+    The forms of real factors are conjugate-symmetric, so the combination with every frequency
+    negated contributes the complex conjugate: only the combinations whose first non-zero
+    member frequency is positive are summed (twice their real part), and those with all
+    frequencies zero once."""
     n, m = C.shape[0], len(blocks)
     members = [(b, fourier_form(f.expr), np.asarray(a, float)) for b, blk in enumerate(blocks)
                for f, a in blk.members]
-    sizes = [len(form) for _, form, _ in members]
-    idx = np.array(list(itertools.product(*(range(s) for s in sizes))), dtype=np.intp).reshape(-1, len(members))
-    coef = np.ones(idx.shape[0], complex)
-    freq = np.empty(idx.shape, float)  # (combinations, members)
-    for s, (_, form, _) in enumerate(members):
-        c = np.array([t[0] for t in form])
-        w = np.array([t[1] for t in form])
-        coef = coef * c[idx[:, s]]
-        freq[:, s] = w[idx[:, s]]
+    coef, freq = _combinations(tuple(form for _, form, _ in members))
     abscoef = np.abs(coef)
+    sd = np.sqrt(np.maximum(np.einsum("nii->ni", C), 0.0))
     value = np.zeros(n)
     bound = np.zeros(n)
-    per = max(1, _BATCH // max(1, idx.shape[0]))
+    per = max(1, _BATCH // max(1, coef.size))
     for lo in range(0, n, per):
         sl = slice(lo, min(n, lo + per))
-        Cs = C[sl]
-        Om = np.zeros((Cs.shape[0], idx.shape[0], m))
+        Om = np.zeros((sl.stop - lo, coef.size, m))
         for s, (b, _, a) in enumerate(members):
             Om[:, :, b] += a[sl, None] * freq[None, :, s]
-        q = np.einsum("nca,nab,ncb->nc", Om, Cs, Om)
-        qabs = np.einsum("nca,nab,ncb->nc", np.abs(Om), np.abs(Cs), np.abs(Om))
+        q = np.einsum("nca,nca->nc", Om @ C[sl], Om)
+        # |Σ_ab Ω_a Ω_b C_ab| ≤ (Σ_a |Ω_a| √C_aa)²: the size of the exponent's rounding
+        qabs = np.einsum("nca,na->nc", np.abs(Om), sd[sl]) ** 2
         e = np.exp(-0.5 * np.maximum(q, 0.0))
         value[sl] = (e @ coef).real
         bound[sl] = (e * (8.0 + 0.5 * qabs)) @ abscoef
@@ -173,12 +176,43 @@ def integrate_trigonometric(blocks: list[Block], C: np.ndarray) -> tuple[np.ndar
     return value, accurate
 
 
-def _mean_square(form, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """⟨f(x)²⟩ for x ~ N(0, var) (n,) from the Fourier form, and the level (1000 ε Σ|c|²)
-    below which it is rounding."""
+@lru_cache(maxsize=512)
+def _arrays(form) -> tuple:
+    """(c, ω, (Σ-coefficients, squared frequencies) of f²): the form as arrays, and the form of
+    f² = Σ_{jl} c_j c_l e^{i(ω_j + ω_l)z} with equal frequency sums combined."""
     c = np.array([t[0] for t in form])
     w = np.array([t[1] for t in form])
-    cc = (c[:, None] * c[None, :]).ravel()
-    ww = (w[:, None] + w[None, :]).ravel()
-    v = (np.exp(-0.5 * ww[None, :] ** 2 * var[:, None]) @ cc).real
-    return v, 1e3 * _EPS * float(np.sum(np.abs(c))) ** 2
+    sums, inv = np.unique((w[:, None] + w[None, :]).ravel(), return_inverse=True)
+    cc = np.zeros(sums.size, complex)
+    np.add.at(cc, inv.ravel(), (c[:, None] * c[None, :]).ravel())
+    return c, w, (cc.real.copy(), sums ** 2, float(np.sum(np.abs(c))) ** 2)
+
+
+@lru_cache(maxsize=256)
+def _combinations(forms: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The combinations (one term per member) to sum: coefficients (weight 2 for a
+    conjugate pair, 1 for all frequencies zero) and frequencies (combinations, members)."""
+    arrays = [_arrays(form) for form in forms]
+    sizes = [arr[0].size for arr in arrays]
+    idx = np.array(list(itertools.product(*(range(s) for s in sizes))), dtype=np.intp).reshape(-1, len(arrays))
+    coef = np.ones(idx.shape[0], complex)
+    freq = np.empty(idx.shape, float)
+    for s, (c, w, _) in enumerate(arrays):
+        coef = coef * c[idx[:, s]]
+        freq[:, s] = w[idx[:, s]]
+    nz = freq != 0
+    first = np.argmax(nz, axis=1)
+    lead = freq[np.arange(freq.shape[0]), first]
+    keep = lead > 0
+    zero = ~np.any(nz, axis=1)
+    weight = np.where(zero, 1.0, 2.0)
+    sel = keep | zero
+    return coef[sel] * weight[sel], freq[sel]
+
+
+def _mean_square(form, var: np.ndarray) -> tuple[np.ndarray, float]:
+    """⟨f(x)²⟩ for x ~ N(0, var) (n,) from the Fourier form, and the level (1000 ε Σ|c|²)
+    below which it is rounding."""
+    cc, w2, l1 = _arrays(form)[2]
+    v = np.exp(-0.5 * var[:, None] * w2[None, :]) @ cc
+    return v, 1e3 * _EPS * l1
