@@ -183,3 +183,25 @@ def test_evaluate_against_quadrature(monkeypatch):
         for layer in (1, 2, 3):
             a, b = np.asarray(new[layer - 1][name]), np.asarray(old[layer - 1][name])
             assert np.max(np.abs(a - b)) <= 2e-8 * max(np.max(np.abs(b)), 1e-300), (name, layer)
+
+
+def test_pairs_all_variances():
+    """k = 2: the exact form where accurate, the Hermite series elsewhere (one tiny input);
+    variance 500, where the series' rules alias sin's coefficients (it returned values off by
+    ~1 of the scale), takes the exact form throughout.  Reference ⟨sin z_a sin z_b⟩ =
+    e^{−(K_aa + K_bb)/2} sinh K_ab (and its difference form at 500, where sinh overflows)."""
+    X = np.random.default_rng(0).standard_normal((6, 8))
+    X[3] *= 1e-3
+    for var in (0.3, 3.0, 500.0):
+        K = X @ X.T / 8 * var
+        T, st = _quad_stats([s, s], K)
+        d = np.diag(K)
+        tot = d[:, None] + d[None, :]
+        if var < 100:
+            ref = np.exp(-0.5 * tot) * np.sinh(K)
+        else:
+            ref = 0.5 * (np.exp(-0.5 * (tot - 2 * K)) - np.exp(-0.5 * (tot + 2 * K)))
+        scale = np.sqrt(np.outer(-np.expm1(-2 * d), -np.expm1(-2 * d))) / 2
+        assert np.max(np.abs(T - ref) / scale) <= 1e-12, var
+        assert st["trigonometric_tuples"] >= (36 if var == 500 else 25), (var, st)
+        assert st["series_tuples"] == (0 if var == 500 else 36), (var, st)
