@@ -8,7 +8,7 @@ import sympy as sp
 
 from ntkdiagrams.numerics.activations import z
 from ntkdiagrams.numerics.evaluate import evaluate
-from ntkdiagrams.numerics.gaussian import Quadrature, expectation_tensor, gaussian_expectation, paths
+from ntkdiagrams.numerics.gaussian import Quadrature, expectation_tensor, gaussian_expectation, paths, tensor
 from ntkdiagrams.numerics.gaussian.blocks import Block
 from ntkdiagrams.numerics.gaussian.factors import prepare_factor
 from ntkdiagrams.numerics.gaussian.trigonometric import (TRIG_MAX_TERMS, fourier_form,
@@ -178,6 +178,7 @@ def test_evaluate_against_quadrature(monkeypatch):
     stats = ["K", "G1", "V"]
     new = evaluate("sin", 3, x, cw=2.0, stats=stats, settings=Settings(jit=False, threads=1))
     monkeypatch.setattr(paths, "trigonometric", lambda blocks: False)
+    monkeypatch.setattr(tensor, "trigonometric", lambda blocks: False)  # pairs: the series
     old = evaluate("sin", 3, x, cw=2.0, stats=stats, settings=Settings(jit=False, threads=1))
     for name in stats:
         for layer in (1, 2, 3):
