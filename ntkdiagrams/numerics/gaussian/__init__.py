@@ -15,9 +15,10 @@ The package, by concern (docs/gaussian.md has the overview, the measurements and
 ``growth``         growth rates log|f|/z² at ±∞; divergent or inaccurate expectations refused
 ``blocks``         the product of the factors that share one variable, per tuple
 ``merge``          coinciding inputs (merging) and Dirac deltas (conditioning)
-``paths``          the choice between the fast path and the exact cone method
+``paths``          the choice of method per tuple (closed forms, fast path, cone method)
 ``cone``           the exact cone method (orthant cones, radial × angular rules)
 ``orthant``        piecewise-polynomial factors (ReLU family): closed-form orthant moments
+``trigonometric``  trigonometric factors (σ = sin): exact sums of characteristic functions
 ``series``         two smooth factors: all pairs by the Hermite (Mehler) series
 ``fast``           the fast path (nested rules in Cholesky coordinates, order search)
 ``ladder``         the fast path's rule per coordinate, from the slopes

@@ -35,7 +35,7 @@ HEAP_TOP_PAD = 64 << 20
 THREAD_NAME_PREFIX = "ntkdiagrams-quadrature"
 #: the counters of :attr:`Quadrature.stats`
 STAT_KEYS = ("tuples", "simplices", "fast_tuples", "compiled_tuples", "addition_split",
-             "addition_nodes", "series_tuples")
+             "addition_nodes", "series_tuples", "trigonometric_tuples")
 _M_TOP_PAD = -2
 
 

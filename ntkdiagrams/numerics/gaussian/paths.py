@@ -1,5 +1,10 @@
 """Which method integrates a batch of tuples (after merging and delta expansion).
 
+Trigonometric factors (σ = sin, its derivatives, powers and products: every member has a Fourier
+form, :func:`.trigonometric.trigonometric`; any m ≥ 1) go to the exact finite sum of
+:mod:`.trigonometric` when ``method="auto"`` and no ``degree`` is given, for the tuples where its
+rounding bound is small (:data:`.trigonometric.TRIG_TOL`); the others (small variances) take the
+choice below.
 Piecewise-polynomial factors (ReLU family, polynomials; m ≥ 2 distinct variables) go to the
 closed-form orthant moments of :mod:`.orthant` when ``method="auto"`` and their correlation matrix
 is well conditioned (:func:`.orthant.well_conditioned`), the cone method otherwise.
@@ -22,6 +27,7 @@ from .context import Quadrature
 from .fast import integrate_fast
 from .ladder import FAST_MAX_VARIANCE, effective_variance
 from .orthant import integrate_orthant, needs_strict, piecewise_polynomial, well_conditioned
+from .trigonometric import integrate_trigonometric, trigonometric
 
 __all__ = ["METHODS", "MAX_DIM", "integrate"]
 
@@ -41,6 +47,21 @@ def integrate(blocks: list[Block], C: np.ndarray, degree, method: str, quad: Qua
     if m > MAX_DIM:
         raise UnsupportedError(f"a Gaussian expectation over {m} distinct variables; the integration "
                                f"methods handle at most {MAX_DIM}")
+    if method == "auto" and degree is None and trigonometric(blocks):
+        val, done = integrate_trigonometric(blocks, C)
+        quad.count("trigonometric_tuples", int(np.sum(done)))
+        if np.all(done):
+            return val
+        if np.any(done):
+            rest = ~done
+            val[rest] = _by_quadrature([b.take(rest) for b in blocks], C[rest], degree, method, quad)
+            return val
+    return _by_quadrature(blocks, C, degree, method, quad)
+
+
+def _by_quadrature(blocks: list[Block], C: np.ndarray, degree, method: str, quad: Quadrature) -> np.ndarray:
+    """The orthant moments, the fast path or the cone method (module docstring)."""
+    m = len(blocks)
     if m >= 2 and method == "auto" and piecewise_polynomial(blocks):
         good = well_conditioned(C, needs_strict(blocks))
         if np.all(good):

@@ -9,10 +9,11 @@ the tensor
 for every index tuple, repeated indices included (the ⟨…⟩_K of docs/conventions.md).  Slots
 with identical factors are permutation-symmetric, so only sorted index tuples within each such
 group are computed.  Each tuple is reduced to its distinct variables and its deltas are
-expanded (:mod:`.merge`); the remaining integral goes to the fast path (:mod:`.fast`) or the
-closed-form orthant moments (:mod:`.orthant`) or the exact cone method (:mod:`.cone`) as
-:mod:`.paths` chooses.  Two smooth factors take the Hermite series over all pairs at once
-(:mod:`.series`) first.
+expanded (:mod:`.merge`); the remaining integral goes to the exact finite sum of trigonometric
+factors (:mod:`.trigonometric`), the fast path (:mod:`.fast`), the closed-form orthant moments
+(:mod:`.orthant`) or the exact cone method (:mod:`.cone`) as :mod:`.paths` chooses.  Two smooth
+factors take the Hermite series over all pairs at once (:mod:`.series`) first (two
+trigonometric factors: their exact sum first, the series where it is not accurate).
 
 The integration methods handle at most :data:`MAX_VARIABLES` = 4 distinct variables per tuple.
 Up to k = 4 factors every tuple has at most 4; for k > 4 factors the tensor needs N ≤ 4 inputs
@@ -43,6 +44,7 @@ from .growth import check_integrable
 from .merge import expect
 from .paths import METHODS
 from .series import applicable as series_applicable, series_tensor
+from .trigonometric import integrate_trigonometric, trigonometric
 
 __all__ = ["MAX_FACTORS", "MAX_VARIABLES", "check_correlations", "check_kernel", "check_variables",
            "symmetric_kernel", "expectation_tensor", "gaussian_expectation", "prepare_factors",
@@ -189,7 +191,10 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
         :data:`ntkdiagrams.numerics.gaussian.cone.DEFAULT_DEGREE_BY_DIM`); for the fast path:
         nodes per side of the split rules in every coordinate (default: the ladders of
         :mod:`ntkdiagrams.numerics.gaussian.ladder`).
-    method: ``"auto"`` (default): two smooth factors of at most polynomial growth (k = 2, no
+    method: ``"auto"`` (default): without ``degree``, factors that are all trigonometric
+        polynomials (σ = sin, its derivatives, powers, products) the exact finite sum of
+        :mod:`ntkdiagrams.numerics.gaussian.trigonometric` wherever its rounding is small (all
+        but small variances); two smooth factors of at most polynomial growth (k = 2, no
         ``degree``): the Hermite series over all pairs (:mod:`ntkdiagrams.numerics.gaussian.series`),
         and for the pairs it leaves, as for every other tensor, the fast path for tuples with
         ≥ 2 distinct variables whose
@@ -250,10 +255,22 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
 
 def _two_point(facs: list[Factor], A: np.ndarray, quad: Quadrature) -> np.ndarray:
     """Two smooth factors: the Hermite series (:mod:`.series`), and the general path for the
-    index pairs it leaves."""
-    T, missing = series_tensor(facs, A)
+    index pairs it leaves.  Two trigonometric factors (:mod:`.trigonometric`) take their exact
+    finite sum for every pair where it is accurate (all but small variances) and the series
+    only where it is not: at large variances (≳ 300 for sin) the series' rules alias sin's
+    Hermite coefficients, which then sit beyond the columns it computes."""
     N = A.shape[0]
     sym = facs[0] is facs[1]
+    exact = None
+    if trigonometric([Block([(f, np.ones(1))]) for f in facs]):
+        a, b = (x.ravel() for x in np.indices((N, N)))
+        blocks = [Block([(f, np.ones(N * N))]) for f in facs]
+        val, ok = integrate_trigonometric(blocks, A[np.stack([a, b], 1)[:, :, None], np.stack([a, b], 1)[:, None, :]])
+        quad.count("trigonometric_tuples", int(np.sum(ok)))
+        if np.all(ok):
+            return val.reshape(N, N)
+        exact = (val.reshape(N, N), ok.reshape(N, N))
+    T, missing = series_tensor(facs, A)
     quad.count("series_tuples", N * N - missing.shape[0] * (2 if sym else 1)
                + (int(np.sum(missing[:, 0] == missing[:, 1])) if sym else 0))
     for a in range(0, missing.shape[0], TUPLES_PER_BATCH):
@@ -261,6 +278,8 @@ def _two_point(facs: list[Factor], A: np.ndarray, quad: Quadrature) -> np.ndarra
         T[t[:, 0], t[:, 1]] = v = tensor_values(facs, A, t, None, "auto", quad)
         if sym:
             T[t[:, 1], t[:, 0]] = v
+    if exact is not None:
+        T[exact[1]] = exact[0][exact[1]]
     return T
 
 
