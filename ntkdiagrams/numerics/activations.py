@@ -99,8 +99,16 @@ class Activation:
         return self._cache[key]
 
     def has_delta(self, k: int) -> bool:
-        """True when σ^{(k)} contains a Dirac delta (piecewise activations, k ≥ 2)."""
-        return self.derivative(k).has(sp.DiracDelta)
+        """True when σ^{(k)} contains a Dirac delta (piecewise activations, k ≥ 2).
+
+        The unsimplified derivative decides where it has none (simplification does not create a
+        δ): smooth activations skip :meth:`derivative`'s ``sp.simplify``, whose first call
+        alone imports sympy.physics.units (~0.2 s)."""
+        key = ("delta", k)
+        if key not in self._cache:
+            raw = sp.diff(self.expr, z, k) if k else self.expr
+            self._cache[key] = raw.has(sp.DiracDelta) and self.derivative(k).has(sp.DiracDelta)
+        return self._cache[key]
 
     def numpy(self, k: int = 0) -> Callable[[np.ndarray], np.ndarray]:
         """A vectorised numpy function for σ^{(k)}.
@@ -118,13 +126,21 @@ class Activation:
         return self._cache[key]
 
 
+def lambdify_numpy(args, expr: sp.Expr, functions: dict | None = None) -> Callable:
+    """``sp.lambdify(args, expr, modules=[functions, "numpy"])`` with the numpy module object in
+    place of the string: the same printer (sympy's NumPyPrinter) and the same numpy functions,
+    but the names resolve in ``numpy.__dict__`` instead of a namespace filled by
+    ``from numpy import *``, which loads every lazily imported numpy submodule (numpy.f2py,
+    numpy.testing, numpy.ma: ~0.3 s, once per process).  ``functions``: names that take
+    precedence (as in lambdify's own list of modules)."""
+    return sp.lambdify(args, expr, modules=[functions, np] if functions else [np])
+
+
 def lambdify_z(expr: sp.Expr) -> Callable[[np.ndarray], np.ndarray]:
     """Lambdify an expression in ``z`` to numpy, mapping erf and Heaviside explicitly."""
     import scipy.special
 
-    fn = sp.lambdify(z, expr, modules=[{"erf": scipy.special.erf,
-                                         "Heaviside": lambda x, h0=0.5: np.heaviside(x, h0)},
-                                        "numpy"])
+    fn = lambdify_numpy(z, expr, {"erf": scipy.special.erf, "Heaviside": lambda x, h0=0.5: np.heaviside(x, h0)})
     if not expr.free_symbols:
         const = float(expr)
         return lambda x: np.full(np.shape(x), const, dtype=float)
