@@ -17,12 +17,16 @@ cached; a first warm-up call loads numba's kernel and builds tables):
   derivation cache warm: one untimed run first), its wall time (best of ``--cli-runs``, each run
   printed) minus the in-process time of the same ``evaluate`` call after the warm-up (best of as
   many calls).  The difference is what a fresh process adds: Python, the imports, the one-time work
-  of the first call (quadrature rules, lambdified factors, numba's cached kernel), reading the
-  inputs and writing the npz.
+  of the first call (quadrature rules, lambdified factors, numba's kernel where a call is large
+  enough), reading the inputs and writing the npz.  Each line also prints the CPU times (the
+  better figure on a loaded machine).
 
 Options: ``--only kgv,all,two,derive,cli`` (groups), ``--act tanh,relu`` (subsets of the kgv grid
 and of the ``all`` group), ``--scale 1``, ``--cw 2`` (subsets of the kgv grid), ``--timeout S`` per cell (SIGALRM; a cell that runs out prints
-``>S``), ``--markdown`` (print the README table), ``--target 5`` (the kgv target, marks cells).
+``>S``), ``--markdown`` (print the README table), ``--target 5`` (the kgv target, marks cells),
+``--cli-runs 3`` (timed runs of the cli group).
+
+    python3 scripts/bench_grid.py --only cli      # the CLI's overhead (README: large outputs)
 
     python3 scripts/bench_grid.py --only kgv --act relu,tanh --scale 1 --timeout 60
 
@@ -136,7 +140,7 @@ def main() -> None:
         print(f"cold derive, complete set: {t:.1f} s", flush=True)
     # warm-up: derivations (cache), numba kernel, tables
     t0 = time.perf_counter()
-    for a in dict.fromkeys(acts + ["tanh"]):
+    for a in dict.fromkeys((acts if {"kgv", "all"} & set(groups) else []) + ["tanh"]):
         evaluate(a, 3, inputs(3, 1.0), cw=1.5, stats="all" if "all" in groups else ["K", "G1", "V"],
                  settings=settings)
     print(f"warm-up: {time.perf_counter() - t0:.1f} s", flush=True)
