@@ -195,8 +195,8 @@ def lambdify_numpy(args, expr: sp.Expr, functions: dict | None = None) -> Callab
     place of the string: the same printer (sympy's NumPyPrinter) and the same numpy functions,
     but the names resolve in ``numpy.__dict__`` instead of a namespace filled by
     ``from numpy import *``, which loads every lazily imported numpy submodule (numpy.f2py,
-    numpy.testing, numpy.ma: ~0.3 s, once per process).  ``functions``: names that take
-    precedence (as in lambdify's own list of modules)."""
+    numpy.testing, numpy.ma: 0.1–0.3 s once per process; importing scipy.special loads them
+    too).  ``functions``: names that take precedence (as in lambdify's own list of modules)."""
     return sp.lambdify(args, expr, modules=[functions, np] if functions else [np])
 
 
