@@ -12,10 +12,21 @@ cached; a first warm-up call loads numba's kernel and builds tables):
   256,1024`` adds other N; each line also prints the CPU time, which on a loaded machine is
   the better figure, and the process's peak memory).
 * ``derive``: cold derive of the complete set (a subprocess with an empty derivation cache).
+* ``cli``: the CLI's overhead over the in-process call on the case of ``two`` (N = 256):
+  ``python3 -m ntkdiagrams evaluate ... --out x.npz`` as a subprocess (inputs from a .npy file,
+  derivation cache warm: one untimed run first), its wall time (best of ``--cli-runs``, each run
+  printed) minus the in-process time of the same ``evaluate`` call after the warm-up (best of as
+  many calls).  The difference is what a fresh process adds: Python, the imports, the one-time work
+  of the first call (quadrature rules, lambdified factors, numba's kernel where a call is large
+  enough), reading the inputs and writing the npz.  Each line also prints the CPU times (the
+  better figure on a loaded machine).
 
-Options: ``--only kgv,all,two,derive`` (groups), ``--act tanh,relu`` (subsets of the kgv grid
+Options: ``--only kgv,all,two,derive,cli`` (groups), ``--act tanh,relu`` (subsets of the kgv grid
 and of the ``all`` group), ``--scale 1``, ``--cw 2`` (subsets of the kgv grid), ``--timeout S`` per cell (SIGALRM; a cell that runs out prints
-``>S``), ``--markdown`` (print the README table), ``--target 5`` (the kgv target, marks cells).
+``>S``), ``--markdown`` (print the README table), ``--target 5`` (the kgv target, marks cells),
+``--cli-runs 3`` (timed runs of the cli group).
+
+    python3 scripts/bench_grid.py --only cli      # the CLI's overhead (README: large outputs)
 
     python3 scripts/bench_grid.py --only kgv --act relu,tanh --scale 1 --timeout 60
 
@@ -44,7 +55,7 @@ from ntkdiagrams.settings import Settings  # noqa: E402
 ACTIVATIONS = ("tanh", "relu", "leaky_relu:0.1", "gelu", "erf", "swish", "softplus", "sin")
 SCALES = (0.3, 1.0, 3.0)
 CWS = (1.0, 2.0)
-GROUPS = ("kgv", "all", "two", "derive")
+GROUPS = ("kgv", "all", "two", "derive", "cli")
 
 
 class CellTimeout(Exception):
@@ -106,6 +117,7 @@ def main() -> None:
     p.add_argument("--markdown", action="store_true", help="print the README table at the end")
     p.add_argument("--two-n", default="256", help="input counts N of the two group (comma-separated; "
                    "e.g. 256,1024: the peak memory printed is the process's so far)")
+    p.add_argument("--cli-runs", type=int, default=3, help="timed CLI runs of the cli group (best taken)")
     p.add_argument("--threads", type=int)
     p.add_argument("--no-jit", action="store_true")
     args = p.parse_args()
@@ -128,7 +140,7 @@ def main() -> None:
         print(f"cold derive, complete set: {t:.1f} s", flush=True)
     # warm-up: derivations (cache), numba kernel, tables
     t0 = time.perf_counter()
-    for a in dict.fromkeys(acts + ["tanh"]):
+    for a in dict.fromkeys((acts if {"kgv", "all"} & set(groups) else []) + ["tanh"]):
         evaluate(a, 3, inputs(3, 1.0), cw=1.5, stats="all" if "all" in groups else ["K", "G1", "V"],
                  settings=settings)
     print(f"warm-up: {time.perf_counter() - t0:.1f} s", flush=True)
@@ -162,8 +174,49 @@ def main() -> None:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB (Linux)
             print(f"two  tanh N={n} L=20 K+Theta: {fmt(t, why):>10s}  (cpu {cpu:.2f} s; process peak "
                   f"{peak:.2f} GiB)", flush=True)
+    if "cli" in groups:
+        results["cli"] = cli_overhead(settings, args.cli_runs)
     if args.markdown:
         markdown(results, acts, scales, cws, args.target)
+
+
+def cli_overhead(settings: Settings, runs: int) -> tuple[float, None]:
+    """The ``cli`` group: (CLI wall time − in-process time) in seconds, both best of ``runs``;
+    prints every figure and the load."""
+    x = inputs(256, 1.0)
+    call = dict(cw=1.5, stats=["K", "Theta"], settings=settings)
+    inproc, inproc_cpu = [], []
+    for _ in range(max(runs, 1)):
+        t0, c0 = time.perf_counter(), time.process_time()
+        evaluate("tanh", 20, x, **call)
+        inproc.append(time.perf_counter() - t0)
+        inproc_cpu.append(time.process_time() - c0)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+               NTKDIAGRAMS_JIT="1" if settings.jit else "0")
+    if settings.threads is not None:
+        env["NTKDIAGRAMS_THREADS"] = str(settings.threads)
+    env["NTKDIAGRAMS_CACHE"] = "off" if settings.cache_dir is None else str(settings.cache_dir)
+    walls, cpus = [], []
+    with tempfile.TemporaryDirectory() as d:
+        np.save(Path(d) / "x.npy", x)
+        cmd = [sys.executable, "-m", "ntkdiagrams", "evaluate", "--activation", "tanh", "--depth", "20",
+               "--inputs", str(Path(d) / "x.npy"), "--cw", "1.5", "--stats", "K,Theta",
+               "--out", str(Path(d) / "out.npz")]
+        subprocess.run(cmd, env=env, capture_output=True, check=True)  # warm: derivation cache
+        for _ in range(max(runs, 1)):
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, capture_output=True, check=True)
+            walls.append(time.perf_counter() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+    overhead = min(walls) - min(inproc)
+    print(f"cli  tanh N=256 L=20 K+Theta --out npz: CLI {min(walls):.2f} s (runs "
+          f"{', '.join(f'{t:.2f}' for t in walls)}), in-process {min(inproc):.2f} s (runs "
+          f"{', '.join(f'{t:.2f}' for t in inproc)}); overhead {overhead:.2f} s (cpu: CLI {min(cpus):.2f} s, "
+          f"in-process {min(inproc_cpu):.2f} s, overhead {min(cpus) - min(inproc_cpu):.2f} s)   load "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
+    return overhead, None
 
 
 def markdown(results, acts, scales, cws, target) -> None:
@@ -179,12 +232,13 @@ def markdown(results, acts, scales, cws, target) -> None:
             row.append(f"**{cell}**" if t is not None and t <= target else cell)
         if any(("kgv", a, s, cw) in results for s, cw in cols):
             print(f"| {a} | " + " | ".join(row) + " |")
-    extra = [(k, v) for k, v in results.items() if k in ("derive", "two") or k[0] in ("all", "two")]
+    extra = [(k, v) for k, v in results.items() if k in ("derive", "two", "cli") or k[0] in ("all", "two")]
     if extra:
         print()
         print("| case | time |\n|---|---|")
         for k, (t, why) in extra:
-            name = {"derive": "cold derive, complete set", "two": "tanh, N = 256, L = 20, K + Θ"}.get(
+            name = {"derive": "cold derive, complete set", "two": "tanh, N = 256, L = 20, K + Θ",
+                    "cli": "CLI overhead (`--out x.npz`) over the in-process call, tanh, N = 256"}.get(
                 k, (f"tanh, N = {k[1]}, L = 20, K + Θ" if k[0] == "two" else
                     f"{k[1]}, N = 16, L = 10, all 15 tensors") if isinstance(k, tuple) else k)
             print(f"| {name} | {fmt(t, why)} |")

@@ -111,7 +111,7 @@ def test_compiled_equals_numpy(factors):
     kw = {"method": "fast"} if len(factors) == 2 or trig else {}
     for var, seed in ((0.5, 1), (1.5, 2), (3.0, 3)):
         K = _kernel(seed, 5, var)
-        with Quadrature(JIT) as quad:
+        with Quadrature(JIT, compiled_min_points=0) as quad:
             fast = expectation_tensor(factors, K, quadrature=quad, **kw)
         assert quad.stats["compiled_tuples"] > 0
         with Quadrature(NUMPY) as quad:
@@ -129,7 +129,7 @@ def test_compiled_off_the_table():
     X = rng.standard_normal((3, 3))
     K = 200.0 * (X @ X.T) / np.max(np.diag(X @ X.T))
     for factors in ([G[1], SW[1]], [E[0], SN[0]], [G[2], SP[0]]):
-        with Quadrature(JIT) as quad:
+        with Quadrature(JIT, compiled_min_points=0) as quad:
             fast = expectation_tensor(factors, K, quadrature=quad, method="fast")
         assert quad.stats["compiled_tuples"] > 0
         ref = expectation_tensor(factors, K, settings=NUMPY, method="fast")
@@ -171,7 +171,7 @@ def test_tiny_variances_through_the_kernel():
     K = 1e-20 * _kernel(7, 4, 1.0)
     e = z * sp.tanh(z)
     for factors in ([e, e], [sp.diff(e, z)] * 2):  # even products (odd ones vanish)
-        with Quadrature(JIT) as quad:
+        with Quadrature(JIT, compiled_min_points=0) as quad:
             fast = expectation_tensor(factors, K, quadrature=quad, method="fast")
         assert quad.stats["compiled_tuples"] > 0
         ref = expectation_tensor(factors, K, settings=NUMPY, method="fast")

@@ -1,6 +1,8 @@
 """The compiled kernel of the fast path (ntkdiagrams.numerics.gaussian.compiled, needs numba) against the
 numpy path (ntkdiagrams.numerics.gaussian.nested): the same rules, so the same numbers up to rounding.
-Settings(jit=...) chooses the path; the counters of a Quadrature tell which one ran."""
+Settings(jit=...) chooses the path; the counters of a Quadrature tell which one ran.  The tests run the
+kernel on small tensors with Quadrature(compiled_min_points=0): by default a call of fewer than
+COMPILED_MIN_POINTS quadrature points takes the numpy path."""
 import numpy as np
 import pytest
 import sympy as sp
@@ -31,7 +33,7 @@ def _kernel(seed, n=6, var=0.8, close=True):
 
 def _run(factors, K, settings, **kw):
     """(tensor, tuples summed by the compiled kernel)."""
-    with Quadrature(settings) as quad:
+    with Quadrature(settings, compiled_min_points=0) as quad:
         T = expectation_tensor(factors, K, quadrature=quad, **kw)
     return T, quad.stats["compiled_tuples"]
 
@@ -74,7 +76,7 @@ def test_addition_theorem_off_in_the_kernel():
     P(E)/Q(E) directly; the numbers agree to rounding."""
     K = _kernel(6, n=5, var=0.8)
     for factors in ([TH] * 4, [TH, TH, D1]):
-        with Quadrature(JIT, addition_theorem=False) as quad:
+        with Quadrature(JIT, addition_theorem=False, compiled_min_points=0) as quad:
             direct = expectation_tensor(factors, K, quadrature=quad)
         assert quad.stats["compiled_tuples"] > 0
         ref = expectation_tensor(factors, K, settings=JIT)
@@ -105,6 +107,26 @@ def test_jit_off_from_the_environment(monkeypatch):
     assert _run([TH] * 4, K, None)[1] > 0
 
 
+def test_small_calls_take_the_numpy_path():
+    """Below COMPILED_MIN_POINTS quadrature points (all tuples of a call together) the default
+    Quadrature keeps the numpy path (no numba to load for a few tuples), with the numpy path's
+    numbers; the kernel on the same call agrees to rounding."""
+    from ntkdiagrams.numerics.gaussian.context import COMPILED_MIN_POINTS
+
+    K = _kernel(3, n=4)
+    with Quadrature(JIT) as quad:
+        a = expectation_tensor([TH, TH], K, quadrature=quad, method="fast")
+    assert quad.stats["compiled_tuples"] == 0 and quad.stats["fast_tuples"] > 0
+    assert np.array_equal(a, expectation_tensor([TH, TH], K, method="fast", settings=NUMPY))
+    b, compiled = _run([TH, TH], K, JIT, method="fast")
+    assert compiled > 0
+    assert np.max(np.abs(a - b)) < 1e-13 * np.max(np.abs(a))
+    # a call above the bound takes the kernel by default
+    with Quadrature(JIT, compiled_min_points=COMPILED_MIN_POINTS) as quad:
+        expectation_tensor([TH] * 4, _kernel(7, n=7), quadrature=quad)
+    assert quad.stats["compiled_tuples"] > 0
+
+
 def test_threads_do_not_change_the_numbers():
     """Tuples are summed independently: one thread and a pool of three threads (8 interleaved
     groups per thread) give identical bits."""
@@ -121,7 +143,7 @@ def test_accuracy_through_the_kernel():
     two smooth factors by the Hermite series) against the exact cone method at degree 60
     (≤ 1e-9)."""
     K = _kernel(9, n=5, var=1.5)
-    with Quadrature(JIT) as quad:
+    with Quadrature(JIT, compiled_min_points=0) as quad:
         for facs in ([TH, TH], [D1, D1], [D2, TH], [D2, D2]):
             fast = expectation_tensor(facs, K, quadrature=quad, method="fast")
             exact = expectation_tensor(facs, K, method="exact", degree=60, settings=NUMPY)

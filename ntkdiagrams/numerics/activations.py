@@ -64,6 +64,69 @@ SHORTCUTS: dict[str, str] = {
 }
 
 
+#: σ^{(k)}, k = 1…4, of the shortcuts as :meth:`Activation.derivative` computes them
+#: (``sp.simplify(sp.diff(σ, z, k))``, sympy 1.14), written out: the first ``sp.simplify`` of a
+#: process imports sympy.physics.units (~0.2 s) and each call costs 0.02–0.1 s, a large part of a
+#: short CLI run (issue 15).  Keys: the shortcut texts of :data:`SHORTCUTS`; the texts parse (with
+#: :data:`DERIVATIVE_NAMES`) to expressions structurally identical (``==``, same ``srepr``) to
+#: simplify's, which tests/test_activations_derivatives.py checks for every entry (a numeric factor
+#: written last: ``4*(2*z**2 - 1)`` would be distributed by sympy on construction).
+KNOWN_DERIVATIVES: dict[str, tuple[str, ...]] = {
+    "z": ("1", "0", "0", "0"),
+    "tanh(z)": ("cosh(z)**(-2)", "-2*tanh(z)/cosh(z)**2", "-6*tanh(z)**4 + 8*tanh(z)**2 - 2",
+                "24*tanh(z)**5 - 40*tanh(z)**3 + 16*tanh(z)"),
+    "erf(z)": ("2*exp(-z**2)/sqrt(pi)", "-4*z*exp(-z**2)/sqrt(pi)", "exp(-z**2)*(2*z**2 - 1)*4/sqrt(pi)",
+               "(-16*z**3 + 24*z)*exp(-z**2)/sqrt(pi)"),
+    "Max(0, z)": ("Heaviside(z)", "DiracDelta(z)", "DiracDelta(z, 1)", "DiracDelta(z, 2)"),
+    "z/2*(1 + erf(z/sqrt(2)))": (
+        "sqrt(2)*z*exp(-z**2/2)/(2*sqrt(pi)) + erf(sqrt(2)*z/2)/2 + 1/2",
+        "sqrt(2)*(2 - z**2)*exp(-z**2/2)/(2*sqrt(pi))",
+        "sqrt(2)*z*(z**2 - 4)*exp(-z**2/2)/(2*sqrt(pi))",
+        "sqrt(2)*(-z**4 + 7*z**2 - 4)*exp(-z**2/2)/(2*sqrt(pi))"),
+    "z/(1 + exp(-z))": (
+        "(z + exp(z) + 1)/(4*cosh(z/2)**2)",
+        "(z*(1 - exp(z)) + 2*exp(z) + 2)*exp(z)/(exp(z) + 1)**3",
+        "(z*((exp(z) + 1)**3 - 6*(exp(z) + 1)**2 + 6*exp(z) + 6) - 3*(exp(z) + 1)**3 + 6*(exp(z) + 1)**2)"
+        "*exp(z)/(exp(z) + 1)**5",
+        "(-z*((exp(z) + 1)**3 - 14*(exp(z) + 1)**2 + 36*exp(z) + 12) + 4*(exp(z) + 1)**3 - 24*(exp(z) + 1)**2"
+        " + 24*exp(z) + 24)*exp(z)/(exp(z) + 1)**5"),
+    "1/(1 + exp(-z))": (
+        "1/(4*cosh(z/2)**2)",
+        "(1 - exp(z))*exp(z)/(exp(z) + 1)**3",
+        "((exp(z) + 1)**3 - 6*(exp(z) + 1)**2 + 6*exp(z) + 6)*exp(z)/(exp(z) + 1)**5",
+        "(-(exp(z) + 1)**3 + 14*(exp(z) + 1)**2 - 36*exp(z) - 12)*exp(z)/(exp(z) + 1)**5"),
+    "sin(z)": ("cos(z)", "-sin(z)", "-cos(z)", "sin(z)"),
+    "log(1 + exp(z))": (
+        "exp(z)/(exp(z) + 1)",
+        "1/(4*cosh(z/2)**2)",
+        "(1 - exp(z))*exp(z)/(exp(3*z) + 3*exp(2*z) + 3*exp(z) + 1)",
+        "(exp(2*z) - 4*exp(z) + 1)*exp(z)/(exp(4*z) + 4*exp(3*z) + 6*exp(2*z) + 4*exp(z) + 1)"),
+}
+
+#: the functions and constants of :data:`KNOWN_DERIVATIVES`' texts
+DERIVATIVE_NAMES: dict[str, Callable] = {
+    "tanh": sp.tanh, "cosh": sp.cosh, "exp": sp.exp, "erf": sp.erf, "sqrt": sp.sqrt, "sin": sp.sin,
+    "cos": sp.cos, "log": sp.log, "Heaviside": sp.Heaviside, "DiracDelta": sp.DiracDelta,
+}
+
+
+def known_derivative(expr: sp.Expr, k: int) -> sp.Expr | None:
+    """σ^{(k)} from :data:`KNOWN_DERIVATIVES` where σ = ``expr`` is a shortcut's expression and
+    1 ≤ k ≤ 4 (the same expression as ``sp.simplify(sp.diff(expr, z, k))``), else None."""
+    if not 1 <= k <= 4:
+        return None
+    for text, derivs in KNOWN_DERIVATIVES.items():
+        if _shortcut_expr(text) == expr:
+            return parse_expression(derivs[k - 1], names={"z": z, "pi": sp.pi}, functions=DERIVATIVE_NAMES,
+                                    where=f"derivative {k} of {text}")
+    return None
+
+
+@lru_cache(maxsize=32)
+def _shortcut_expr(text: str) -> sp.Expr:
+    return parse_expression(text, names={"z": z}, functions=ALLOWED_FUNCTIONS, where="activation")
+
+
 @dataclass(frozen=True)
 class Activation:
     """An activation σ(z) with exact sympy derivatives and numpy evaluators.
@@ -86,7 +149,8 @@ class Activation:
             raise ValueError("derivative order must be >= 0")
         key = ("d", k)
         if key not in self._cache:
-            self._cache[key] = sp.simplify(sp.diff(self.expr, z, k)) if k else self.expr
+            known = known_derivative(self.expr, k) if k else self.expr
+            self._cache[key] = known if known is not None else sp.simplify(sp.diff(self.expr, z, k))
         return self._cache[key]
 
     @property
@@ -99,8 +163,16 @@ class Activation:
         return self._cache[key]
 
     def has_delta(self, k: int) -> bool:
-        """True when σ^{(k)} contains a Dirac delta (piecewise activations, k ≥ 2)."""
-        return self.derivative(k).has(sp.DiracDelta)
+        """True when σ^{(k)} contains a Dirac delta (piecewise activations, k ≥ 2).
+
+        The unsimplified derivative decides where it has none (simplification does not create a
+        δ): smooth activations skip :meth:`derivative`'s ``sp.simplify``, whose first call
+        alone imports sympy.physics.units (~0.2 s)."""
+        key = ("delta", k)
+        if key not in self._cache:
+            raw = sp.diff(self.expr, z, k) if k else self.expr
+            self._cache[key] = raw.has(sp.DiracDelta) and self.derivative(k).has(sp.DiracDelta)
+        return self._cache[key]
 
     def numpy(self, k: int = 0) -> Callable[[np.ndarray], np.ndarray]:
         """A vectorised numpy function for σ^{(k)}.
@@ -118,13 +190,21 @@ class Activation:
         return self._cache[key]
 
 
+def lambdify_numpy(args, expr: sp.Expr, functions: dict | None = None) -> Callable:
+    """``sp.lambdify(args, expr, modules=[functions, "numpy"])`` with the numpy module object in
+    place of the string: the same printer (sympy's NumPyPrinter) and the same numpy functions,
+    but the names resolve in ``numpy.__dict__`` instead of a namespace filled by
+    ``from numpy import *``, which loads every lazily imported numpy submodule (numpy.f2py,
+    numpy.testing, numpy.ma: 0.1–0.3 s once per process; importing scipy.special loads them
+    too).  ``functions``: names that take precedence (as in lambdify's own list of modules)."""
+    return sp.lambdify(args, expr, modules=[functions, np] if functions else [np])
+
+
 def lambdify_z(expr: sp.Expr) -> Callable[[np.ndarray], np.ndarray]:
     """Lambdify an expression in ``z`` to numpy, mapping erf and Heaviside explicitly."""
     import scipy.special
 
-    fn = sp.lambdify(z, expr, modules=[{"erf": scipy.special.erf,
-                                         "Heaviside": lambda x, h0=0.5: np.heaviside(x, h0)},
-                                        "numpy"])
+    fn = lambdify_numpy(z, expr, {"erf": scipy.special.erf, "Heaviside": lambda x, h0=0.5: np.heaviside(x, h0)})
     if not expr.free_symbols:
         const = float(expr)
         return lambda x: np.full(np.shape(x), const, dtype=float)

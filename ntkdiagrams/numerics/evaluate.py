@@ -8,7 +8,7 @@ with every label β one of the target's inputs α_1…α_m (possibly repeated). 
 (:class:`CompiledRecursion`) turns each term into an ``einsum`` over arrays indexed by the
 inputs: repeated labels are diagonals (``'aab->ab'``), labels a factor does not touch are
 broadcast, so one call updates every input-index component of the layer at once.
-Coefficients are lambdified from sympy (``sympy.lambdify``, ``modules="numpy"``).
+Coefficients are lambdified from sympy (``sympy.lambdify`` to numpy: :func:`.activations.lambdify_numpy`).
 
 Gaussian expectations are tensors E[a_1…a_k] = ⟨f_1(z_{a_1}) ⋯ f_k(z_{a_k})⟩_K over all input
 tuples (:func:`ntkdiagrams.numerics.gaussian.expectation_tensor`), computed once per layer and shared
@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 import sympy as sp
 
-from .activations import Activation, parse_activation
+from .activations import Activation, lambdify_numpy, parse_activation
 from .gaussian import Quadrature, expectation_tensor
 from .gaussian.tensor import MAX_FACTORS, check_correlations
 from .activations import z as zsym
@@ -240,7 +240,7 @@ class CompiledRecursion:
         self.used |= coeff.free_symbols & set(self.symbols)
         if extra:
             raise UnsupportedError(f"{self.rec.tensor}: coefficient {coeff} has symbols {extra} with no value")
-        fn = sp.lambdify(self.symbols, coeff, modules="numpy")
+        fn = lambdify_numpy(self.symbols, coeff)
         fn.expr = coeff  # the coefficient as sympy, for generated code (ntkdiagrams.generation)
         return [(fn, factors)]
 

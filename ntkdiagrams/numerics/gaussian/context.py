@@ -2,9 +2,10 @@
 
 A :class:`Quadrature` is made from a :class:`ntkdiagrams.settings.Settings` and holds what
 the integration needs besides the numbers: whether the compiled kernel may be used
-(``settings.jit``), the thread pool of the fast path (``settings.threads``; created on first
-use, shut down by :meth:`Quadrature.close`), and counters of what was computed (which path
-integrated how many tuples).  No setting changes a number: tuples are integrated
+(``settings.jit``, for calls of at least :data:`COMPILED_MIN_POINTS` quadrature points), the
+thread pool of the fast path (``settings.threads``; created on first use, shut down by
+:meth:`Quadrature.close`), and counters of what was computed (which path integrated how many
+tuples).  No setting changes a number: tuples are integrated
 independently and write disjoint entries, whatever thread does it.
 
     with Quadrature(Settings(threads=2)) as quad:
@@ -26,11 +27,18 @@ import numpy as np
 from ...errors import InputError
 from ...settings import Settings, resolve
 
-__all__ = ["HEAP_TOP_PAD", "THREAD_NAME_PREFIX", "Quadrature", "keep_heap"]
+__all__ = ["COMPILED_MIN_POINTS", "HEAP_TOP_PAD", "THREAD_NAME_PREFIX", "Quadrature", "keep_heap"]
 
 #: bytes of free heap that glibc keeps at the top of the heap instead of returning them to
 #: the OS (M_TOP_PAD); see :func:`keep_heap`
 HEAP_TOP_PAD = 64 << 20
+#: the compiled kernel (numba) integrates a call of the fast path only from this many quadrature
+#: points on (all tuples together); a smaller one takes the numpy path, which agrees to rounding.
+#: The kernel's first call in a process costs ~0.5 s (importing numba, loading the cached kernel):
+#: a CLI run whose only fast-path call is a few collinear pairs (8 pairs, 9e3 points, 2 ms in
+#: numpy) paid it in full (issue 15: the CLI's overhead).  In the N = 16 grid the calls below the
+#: bound take ≤ 0.03 s more per cell in numpy than compiled (tanh, gelu at |x|²/n0 = 1, measured).
+COMPILED_MIN_POINTS = 1 << 14
 #: name prefix of the pool's threads (tests check that none outlives a closed Quadrature)
 THREAD_NAME_PREFIX = "ntkdiagrams-quadrature"
 #: the counters of :attr:`Quadrature.stats`
@@ -60,10 +68,13 @@ class Quadrature:
     ``settings``: a :class:`ntkdiagrams.settings.Settings`; None resolves it with
     :func:`ntkdiagrams.settings.resolve` (the environment).  ``addition_theorem=False``
     evaluates every factor directly instead of by the addition theorem of its exponential
-    form (for tests: the numbers agree to rounding).  Use as a context manager, or call
+    form (for tests: the numbers agree to rounding).  ``compiled_min_points``: the smallest call
+    (quadrature points) the compiled kernel takes (default :data:`COMPILED_MIN_POINTS`; 0: every
+    call, for tests of the kernel on small tensors).  Use as a context manager, or call
     :meth:`close`: the pool's threads end there."""
 
-    def __init__(self, settings: Settings | None = None, *, addition_theorem: bool = True):
+    def __init__(self, settings: Settings | None = None, *, addition_theorem: bool = True,
+                 compiled_min_points: int = COMPILED_MIN_POINTS):
         settings = resolve(settings)
         if not isinstance(settings, Settings):
             raise InputError(f"settings must be a ntkdiagrams.settings.Settings; got {settings!r}")
@@ -73,6 +84,7 @@ class Quadrature:
         self.jit = bool(settings.jit)
         self.threads = int(settings.threads)
         self.addition_theorem = bool(addition_theorem)
+        self.compiled_min_points = int(compiled_min_points)
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None

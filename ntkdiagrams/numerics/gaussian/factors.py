@@ -35,7 +35,7 @@ from typing import Callable, NamedTuple
 
 import sympy as sp
 
-from ..activations import lambdify_z, z
+from ..activations import lambdify_numpy, lambdify_z, z
 from .growth import quadratic_growth
 from ...errors import InputError, UnsupportedError
 
@@ -169,7 +169,7 @@ def _exponential_form_of(g: sp.Expr):
     d = max(sp.degree(num, _E), sp.degree(den, _E))
     R = sp.factor(num) / sp.factor(den)  # factored: fewer operations, no cancellation in (E - 1)²
     coeffs = [tuple(float(c) for c in reversed(sp.Poly(q, _E).all_coeffs())) for q in (num, den)]
-    return ExponentialForm(float(kappa), sp.lambdify(_E, R, "numpy"), int(d), *coeffs)
+    return ExponentialForm(float(kappa), lambdify_numpy(_E, R), int(d), *coeffs)
 
 
 @lru_cache(maxsize=512)

@@ -32,8 +32,9 @@ wide rungs of :mod:`.ladder`, wide table rows of :mod:`.table`) ≲ 3e-8 of the 
 Π⟨f²⟩^{1/2}, 3e-7 with a nearly collinear pair.
 
 The nested sum runs in numpy (:mod:`.nested`), or in the compiled kernel (:mod:`.compiled`)
-when ``quad.jit`` is set, numba is installed and every outer factor has an exponential form
-or an elementary form (:mod:`.elementary`); the two agree to rounding.  Chunks of tuples
+when ``quad.jit`` is set, numba is installed, every outer factor has an exponential form
+or an elementary form (:mod:`.elementary`) and the call has at least ``quad.compiled_min_points``
+quadrature points; the two agree to rounding.  Chunks of tuples
 (numpy) or interleaved groups (compiled) run in the threads of ``quad.pool``: they are
 independent and write disjoint entries, so the numbers do not depend on the number of threads.
 """
@@ -232,9 +233,10 @@ def nested_compiled(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
     """The nested rule by the compiled kernel of :mod:`.compiled`, or None where it does not
     apply: ``quad.jit`` off (``Settings.jit``, NTKDIAGRAMS_JIT=0), numba not installed, or an
     outer factor with neither an exponential form R(e^{κz}) nor an elementary form
-    (:mod:`.elementary`: GELU, erf, softplus, swish, sin, …).  Same rules, same numbers to
-    rounding."""
-    if not quad.jit:
+    (:mod:`.elementary`: GELU, erf, softplus, swish, sin, …), or a call of fewer than
+    ``quad.compiled_min_points`` quadrature points (:data:`.context.COMPILED_MIN_POINTS`: the
+    numpy path costs less than loading the kernel).  Same rules, same numbers to rounding."""
+    if not quad.jit or np.sum(points_per_tuple(nodes)) < quad.compiled_min_points:
         return None
     from . import compiled as gj  # numba is imported only where the kernel is asked for
     if not gj.available():

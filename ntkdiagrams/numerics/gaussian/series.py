@@ -84,15 +84,17 @@ def _hermite_rows(x: np.ndarray, log0: np.ndarray, count: int, total: bool = Fal
     scale = np.zeros_like(x)           # log of the factor taken out of u
     rows = None if total else np.empty((count, x.size))
     acc = np.zeros_like(x)             # Σ h_n² / e^{2 scale}
+    root = np.sqrt(np.arange(count + 1))  # √n (the same doubles as np.sqrt(n) one by one)
+    mag = np.empty_like(x)
     for n in range(count):
         if total:
             acc += u * u
         else:
             with np.errstate(divide="ignore"):
                 rows[n] = np.sign(u) * np.exp(log0 + scale + np.log(np.abs(u)))
-        u_prev, u = u, (x * u - np.sqrt(n) * u_prev) / np.sqrt(n + 1)
-        big = np.abs(u) > _RESCALE
-        if np.any(big):
+        u_prev, u = u, (x * u - root[n] * u_prev) / root[n + 1]
+        if np.abs(u, out=mag).max() > _RESCALE:
+            big = mag > _RESCALE
             for arr in (u, u_prev):
                 arr[big] /= _RESCALE
             acc[big] /= _RESCALE ** 2
