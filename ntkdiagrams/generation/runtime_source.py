@@ -13,9 +13,12 @@ within slots of the same function) are grouped by their pattern of coinciding in
 group is integrated over its m distinct variables z ~ N(0, C), slot s reading its tuple's variable.
 
 numpy target — the package's own methods (``ntkdiagrams.numerics.gaussian``; docs/gaussian.md),
-ported rule for rule, so that the module agrees with ``ntkdiagrams.evaluate`` to rounding
-(except the package's use of parity, :func:`ntkdiagrams.numerics.gaussian.fast.symmetry`: half
-the outermost rule for even integrands, 0 for odd ones; the full rule here agrees to ~1e-12):
+ported rule for rule, so that the module agrees with ``ntkdiagrams.evaluate`` to rounding,
+with two exceptions: the package's parity (:func:`ntkdiagrams.numerics.gaussian.fast.symmetry`:
+half the outermost rule for even integrands, 0 for odd ones; the full rule here agrees to
+~1e-12), and its exact sums for trigonometric factors
+(:mod:`ntkdiagrams.numerics.gaussian.trigonometric`; for σ = sin this module keeps the fast path,
+whose error, ~1e-8 of V per layer, is then the difference):
 
 * smooth functions, m ≥ 2, largest variance ≤ FAST["MAX_VARIANCE"]: the fast path — nested split
   Gauss rules in the Cholesky coordinates z = L u, one rule per coordinate from the ladders by its
