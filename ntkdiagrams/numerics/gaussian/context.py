@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import threading
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -85,6 +86,8 @@ class Quadrature:
         self.threads = int(settings.threads)
         self.addition_theorem = bool(addition_theorem)
         self.compiled_min_points = int(compiled_min_points)
+        #: folder of the quadrature tables kept between processes (:mod:`.stored`), or None
+        self.tables = None if settings.cache_dir is None else Path(settings.cache_dir) / "tables"
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
