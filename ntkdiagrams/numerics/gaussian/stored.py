@@ -1,9 +1,10 @@
 """Quadrature tables kept on disk between processes (the one-time work of a fresh process).
 
 Some tables of the quadrature take a noticeable part of a short run to compute and import
-scipy (~0.25 s of import) to do so: the Gauss–Hermite bases of the series path up to Q = 2048
-(:func:`.series.hermite_basis`, ~0.15 s) and the split rules with more than
-:data:`.rules.SPLIT_BATCHED_MAX` nodes (:func:`.rules.split_rules`, ~0.15 s).  The CLI pays that
+scipy (~0.25 s of import) or numpy.polynomial (~0.05 s) to do so: the Gauss–Hermite bases of
+the series path up to Q = 2048 (:func:`.series.hermite_basis`, ~0.15 s), the split rules
+(:func:`.rules.split_rules`, those with more than :data:`.rules.SPLIT_BATCHED_MAX` nodes
+~0.15 s) and the Gauss–Hermite rules of the fast path (:func:`.rules.rule_for_code`).  The CLI pays that
 on every call (issue 15: its overhead over the in-process call).  :func:`stored` keeps such a
 table in the folder ``Settings.cache_dir / "tables"`` (:attr:`.context.Quadrature.tables`) as an
 uncompressed ``.npz``: the arrays exactly as computed, read back bit for bit.
@@ -99,6 +100,8 @@ def stored(folder: Path | None, name: str, args: tuple,
 _LAYOUT = {
     # Q: x (Q,), w (Q,), psi (Q, Q//2 + 1)
     "hermite_basis": (3, lambda args: [(args[0],), (args[0],), (args[0], args[0] // 2 + 1)]),
+    # code −k: nodes (1, k), weights (1, k) of the Gauss–Hermite rule code
+    "hermite_rule": (2, lambda args: [(1, -args[0]), (1, -args[0])]),
     # n: c (G,), nodes (G, n), weights (G, n); G is checked for consistency only
     "split_rules": (3, None),
 }
