@@ -4,7 +4,8 @@ A :class:`Quadrature` is made from a :class:`ntkdiagrams.settings.Settings` and 
 the integration needs besides the numbers: whether the compiled kernel may be used
 (``settings.jit``, for calls of at least :data:`COMPILED_MIN_POINTS` quadrature points), the
 thread pool of the fast path (``settings.threads``; created on first use, shut down by
-:meth:`Quadrature.close`), and counters of what was computed (which path integrated how many
+:meth:`Quadrature.close`), the folder of the quadrature tables kept between processes
+(``settings.cache_dir / "tables"``, :mod:`.stored`), and counters of what was computed (which path integrated how many
 tuples).  No setting changes a number: tuples are integrated
 independently and write disjoint entries, whatever thread does it.
 
