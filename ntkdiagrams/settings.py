@@ -44,8 +44,8 @@ class Settings:
     """How to run (never what to compute: no setting changes a number beyond rounding).
 
     ``jit``: use the compiled quadrature kernel where it applies; ``threads``: size of the
-    quadrature's thread pool (1: none); ``cache_dir``: folder of the derivation cache, or None
-    for no cache; ``keep_heap``: the glibc M_TOP_PAD change (process-wide, opt-in)."""
+    quadrature's thread pool (1: none); ``cache_dir``: folder of the derivation cache (and of the
+    quadrature tables, ``cache_dir/tables``), or None for no cache; ``keep_heap``: the glibc M_TOP_PAD change (process-wide, opt-in)."""
 
     jit: bool = True
     threads: int = 1

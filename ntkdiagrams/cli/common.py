@@ -82,8 +82,10 @@ def parse_params(items) -> dict:
     return out
 
 
-def model_from_args(args: argparse.Namespace) -> ModelSpec:
-    """Build and validate a :class:`ModelSpec` from parsed arguments (raises InputError)."""
+def model_from_args(args: argparse.Namespace, loaded: dict | None = None) -> ModelSpec:
+    """Build and validate a :class:`ModelSpec` from parsed arguments (raises InputError).
+    ``loaded``: a dict that receives the :class:`~ntkdiagrams.language.rulefile.RuleSet` read for
+    ``--param`` under ``"rules"`` (so that the caller parses the rule file only once)."""
     import numpy as np
 
     from ..numerics.activations import parse_activation
@@ -111,7 +113,10 @@ def model_from_args(args: argparse.Namespace) -> ModelSpec:
 
         rules = getattr(args, "rules", None) or "mlp"
         params = parse_params(args.param)
-        declared = load_rules(rules).symbols
+        ruleset = load_rules(rules)
+        if loaded is not None:
+            loaded["rules"] = ruleset
+        declared = ruleset.symbols
         for k, v in SHORTHAND_DEFAULTS.items():
             if k not in hyper and _SHORTHAND_SYMBOLS[k] in declared and _SHORTHAND_SYMBOLS[k] not in params:
                 hyper[k] = v

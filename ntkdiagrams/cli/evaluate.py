@@ -88,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
     run_options = dict(scheduler=getattr(args, "scheduler", None), block=getattr(args, "block", None),
                        out=args.out if zarr_out else None, allow_incomplete=args.allow_incomplete)
     check_rules_option(args.rules)  # before model_from_args, which reads the rule file for --param
-    model = model_from_args(args)
-    rules = load_rules(args.rules)
+    loaded: dict = {}
+    model = model_from_args(args, loaded)
+    rules = loaded.get("rules") or load_rules(args.rules)  # the rule file parsed once
     # the rule file's hyper-parameters by symbol name (--param) and the MLP shorthands; their values
     # with the defaults, for the meta (evaluate resolves them the same way)
     hyper = dict(params=model.params, cb=model.cb, cw=model.cw, lb=model.lb, lw=model.lw)

@@ -24,13 +24,12 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-import networkx as nx
 import sympy as sp
 
 from .. import __version__
 from ..language.algebra import (ActivationDerivative, BlobSum, GaussianExpectation, InputGram, LayerTensor,
                                 PartialExpectation, WidthRatio, Z)
-from .diagrams import Diagram
+from .diagrams import Diagram, NodeLinkGraph
 from .recursion import Recursion
 
 # the sources whose change can change a derivation (relative to the package root)
@@ -122,6 +121,8 @@ def decode(d, tensors: dict):
 # ---- recursions ----
 
 def _payload(rec) -> dict:
+    import networkx as nx
+
     return {
         "tensor": rec.tensor, "statistic": rec.statistic, "order": rec.order,
         "labels": [encode(a) for a in rec.labels], "target": encode(rec.target), "rhs": encode(rec.rhs),
@@ -134,6 +135,8 @@ def _payload(rec) -> dict:
 
 def _plain(g):
     """node ids as strings (JSON), attributes kept."""
+    import networkx as nx
+
     return nx.relabel_nodes(g, {v: repr(v) for v in g.nodes})
 
 
@@ -155,7 +158,7 @@ def load(source: str, tensor: str, rules, cache_dir: Path | None):
         tensors = {name: spec.cls for name, spec in rules.tensors.items()}
         if rules.width_ratio is not None:
             tensors["ratio:" + rules.width_ratio.ratio_name] = rules.width_ratio
-        diagrams = [Diagram(nx.node_link_graph(d["graph"], edges="edges", multigraph=True), int(d["multiplicity"]),
+        diagrams = [Diagram(_graph(d["graph"]), int(d["multiplicity"]),
                             int(d["power"]), decode(d["value"], tensors), decode(d["compact"], tensors))
                     for d in payload["diagrams"]]
         return Recursion(payload["tensor"], payload["statistic"], int(payload["order"]),
@@ -168,6 +171,17 @@ def load(source: str, tensor: str, rules, cache_dir: Path | None):
         except OSError:
             pass
         return None
+
+
+def _graph(data) -> NodeLinkGraph:
+    """A stored graph, kept in node-link form until used (reading it needs no networkx); its
+    shape is checked here (nodes and edges lists of objects with an ``id`` / ``source`` and
+    ``target``), the rest of a malformed entry is excluded by the checksum."""
+    if not (isinstance(data, dict) and isinstance(data.get("nodes"), list) and isinstance(data.get("edges"), list)
+            and all(isinstance(n, dict) and "id" in n for n in data["nodes"])
+            and all(isinstance(e, dict) and "source" in e and "target" in e for e in data["edges"])):
+        raise CacheError("malformed graph")
+    return NodeLinkGraph(data)
 
 
 def store(source: str, rec: Recursion, cache_dir: Path | None) -> None:

@@ -76,7 +76,7 @@ def derive(tensor: str, rules: RuleSet | str | None = None, *, settings: Setting
 @lru_cache(maxsize=64)
 def derive_source(tensor: str, path: str, source: str, cache_dir: Path | None) -> Recursion:
     """:func:`derive` from the text of a rule file, memoised per (tensor, rule file, cache folder)."""
-    rules = parse_rules(source, path)
+    rules = rules_of_source(source, path)
     hit = cache.load(source, tensor, rules, cache_dir)
     if hit is not None:
         return hit
@@ -85,9 +85,17 @@ def derive_source(tensor: str, path: str, source: str, cache_dir: Path | None) -
     return rec
 
 
+@lru_cache(maxsize=8)
+def rules_of_source(source: str, path: str) -> RuleSet:
+    """``parse_rules(source, path)`` once per process for the same text: the recursions of every
+    tensor of a rule file share one :class:`RuleSet` (as those of :func:`builtin_rules` do)."""
+    return parse_rules(source, path)
+
+
 def clear_memory_cache() -> None:
     """Forget the recursions derived in this process (the on-disk cache is untouched)."""
     derive_source.cache_clear()
+    rules_of_source.cache_clear()
 
 
 def derive_uncached(tensor: str, rules: RuleSet) -> Recursion:

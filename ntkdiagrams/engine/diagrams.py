@@ -39,27 +39,54 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import sympy as sp
-from networkx.algorithms.isomorphism import categorical_multiedge_match, categorical_node_match
 
 from ..language.algebra import ActivationDerivative
 from .cluster import BlobProduct, blob_members, copy_symbol
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+#: networkx (~0.1 s of import) is imported where a graph is built or compared: a recursion read
+#: back from the derivation cache and only evaluated never needs it (:class:`NodeLinkGraph`).
+
+
+@dataclass(frozen=True)
+class NodeLinkGraph:
+    """A diagram's graph in networkx's node-link form (as the derivation cache stores it), made
+    a ``networkx.MultiGraph`` on first use of :attr:`Diagram.graph`."""
+
+    data: dict
+
+    def build(self) -> "nx.MultiGraph":
+        import networkx as nx
+
+        return nx.node_link_graph(self.data, edges="edges", multigraph=True)
 
 
 @dataclass
 class Diagram:
     """A diagram with its multiplicity, power of n and value (a sympy expression per member:
     the coefficient of n^power it contributes, explicit; ``compact`` with blob contractions kept as
-    :class:`~ntkdiagrams.language.algebra.BlobSum`)."""
+    :class:`~ntkdiagrams.language.algebra.BlobSum`).  The first argument is the graph (a
+    ``networkx.MultiGraph``, or a :class:`NodeLinkGraph` built into one on first use of
+    :attr:`graph`)."""
 
-    graph: nx.MultiGraph
+    source: "nx.MultiGraph | NodeLinkGraph"
     multiplicity: int
     power: int
     value: sp.Expr | None
     compact: sp.Expr | None = None
     members: list = field(default_factory=list, repr=False)
+
+    @property
+    def graph(self) -> "nx.MultiGraph":
+        """The diagram's MultiGraph (built from the node-link form on first use)."""
+        if isinstance(self.source, NodeLinkGraph):
+            self.source = self.source.build()
+        return self.source
 
     @property
     def total(self) -> sp.Expr:
@@ -77,7 +104,7 @@ class Diagram:
 
     def copy(self) -> "Diagram":
         """A fresh diagram with the same graph, multiplicity, power and values (no members)."""
-        return Diagram(self.graph, self.multiplicity, self.power, self.value, self.compact)
+        return Diagram(self.source, self.multiplicity, self.power, self.value, self.compact)
 
     def describe(self) -> str:
         """A one-line summary: which propagators, sites and blobs, and the power of n."""
@@ -128,6 +155,8 @@ def insertion_function(function: sp.Expr, index) -> str:
 
 def build_graph(nlegs: int, labels, contraction, grouping, terms) -> nx.MultiGraph:
     """The MultiGraph of one (contraction, grouping, cluster piece per group) configuration."""
+    import networkx as nx
+
     g = nx.MultiGraph()
     for k in range(nlegs):
         g.add_node(("leg", k), kind="leg", label=str(labels[k]))
@@ -197,6 +226,9 @@ def merge_isomorphic(diagrams: list[Diagram], labeled: bool = True) -> list[Diag
     compact) merge, so multiplicity × value stays the contribution.  Otherwise diagrams are grouped
     into topologies, and a topology's value is its members' common value, or None where they
     differ (use :attr:`Diagram.total`)."""
+    import networkx as nx
+    from networkx.algorithms.isomorphism import categorical_multiedge_match, categorical_node_match
+
     attrs = ["kind", "tensor", "function", "label"] if labeled else ["kind", "tensor", "function"]
     nm = categorical_node_match(attrs, [None] * len(attrs))
     em = categorical_multiedge_match("kind", None)

@@ -46,7 +46,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import networkx as nx
 import sympy as sp
 
 from ..combinatorics import set_partitions
@@ -335,6 +334,8 @@ def _relabel_diagram(d: Diagram, g: dict, subs: dict) -> Diagram:
     for k, v in g.items():
         names[("leg", k)] = ("leg", v)
         names[repr(("leg", k))] = repr(("leg", v))
+    import networkx as nx
+
     graph = nx.relabel_nodes(d.graph, {u: names[u] for u in d.graph if u in names}, copy=True)
     by_name = {str(x): str(y) for x, y in subs.items()}
     for _node, data in graph.nodes(data=True):
@@ -387,7 +388,7 @@ def split_diagrams(diagrams: list, neurons: tuple) -> dict:
             raise UnsupportedError(f"internal: a diagram of {len(parts)} Kronecker structures")
         (part, value), = parts.items()
         compact = decompose(d.compact, neurons).get(part, sp.Integer(0))
-        out.setdefault(part, []).append(Diagram(d.graph, d.multiplicity, d.power, value, compact))
+        out.setdefault(part, []).append(Diagram(d.source, d.multiplicity, d.power, value, compact))
     return out
 
 

@@ -201,10 +201,14 @@ def lambdify_numpy(args, expr: sp.Expr, functions: dict | None = None) -> Callab
 
 
 def lambdify_z(expr: sp.Expr) -> Callable[[np.ndarray], np.ndarray]:
-    """Lambdify an expression in ``z`` to numpy, mapping erf and Heaviside explicitly."""
-    import scipy.special
+    """Lambdify an expression in ``z`` to numpy, mapping erf and Heaviside explicitly (scipy.special,
+    ~0.25 s of import, only where the expression has an erf)."""
+    functions = {"Heaviside": lambda x, h0=0.5: np.heaviside(x, h0)}
+    if expr.has(sp.erf):
+        import scipy.special
 
-    fn = lambdify_numpy(z, expr, {"erf": scipy.special.erf, "Heaviside": lambda x, h0=0.5: np.heaviside(x, h0)})
+        functions["erf"] = scipy.special.erf
+    fn = lambdify_numpy(z, expr, functions)
     if not expr.free_symbols:
         const = float(expr)
         return lambda x: np.full(np.shape(x), const, dtype=float)

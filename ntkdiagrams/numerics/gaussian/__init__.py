@@ -27,6 +27,7 @@ The package, by concern (docs/gaussian.md has the overview, the measurements and
 ``compiled``       the nested sum compiled with numba (optional)
 ``elementary``     factors without an exponential form (GELU, erf, …) as data for ``compiled``
 ``rules``          quadrature rules (radial Gauss, Gauss–Legendre, simplex, split rules)
+``stored``         quadrature tables kept on disk between processes (``cache_dir/tables``)
 ``interpolation``  4-point Lagrange formulas shared by ``table`` and ``compiled``
 ``linalg``         batched Cholesky factors
 ``context``        :class:`Quadrature`; the opt-in allocator change :func:`keep_heap`

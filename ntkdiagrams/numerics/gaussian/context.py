@@ -4,7 +4,8 @@ A :class:`Quadrature` is made from a :class:`ntkdiagrams.settings.Settings` and 
 the integration needs besides the numbers: whether the compiled kernel may be used
 (``settings.jit``, for calls of at least :data:`COMPILED_MIN_POINTS` quadrature points), the
 thread pool of the fast path (``settings.threads``; created on first use, shut down by
-:meth:`Quadrature.close`), and counters of what was computed (which path integrated how many
+:meth:`Quadrature.close`), the folder of the quadrature tables kept between processes
+(``settings.cache_dir / "tables"``, :mod:`.stored`), and counters of what was computed (which path integrated how many
 tuples).  No setting changes a number: tuples are integrated
 independently and write disjoint entries, whatever thread does it.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import threading
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -85,6 +87,8 @@ class Quadrature:
         self.threads = int(settings.threads)
         self.addition_theorem = bool(addition_theorem)
         self.compiled_min_points = int(compiled_min_points)
+        #: folder of the quadrature tables kept between processes (:mod:`.stored`), or None
+        self.tables = None if settings.cache_dir is None else Path(settings.cache_dir) / "tables"
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None

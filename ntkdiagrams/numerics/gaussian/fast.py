@@ -211,7 +211,7 @@ def integrate_nodes(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
     jobs = []
     for gi, key in enumerate(keys):
         idx = np.nonzero(inv == gi)[0]
-        rules = [rule_for_code(int(d)) for d in key]
+        rules = [rule_for_code(int(d), quad.tables) for d in key]
         per = int(points_per_tuple(key[None])[0])
         for sl in chunks(idx.size, per, FAST_CHUNK_POINTS):
             jobs.append((idx[sl], rules))
@@ -258,7 +258,7 @@ def nested_compiled(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
                 coefs.append(data)
             fid[j, i] = factors.index(f)
             alpha[:, j, i] = a
-    bank, lut, lo = rule_bank(tuple(int(c) for c in np.unique(nodes)))
+    bank, lut, lo = rule_bank(tuple(int(c) for c in np.unique(nodes)), quad.tables)
     codes = np.full((T, gj.LEVELS), lut[-1 - lo], np.intp)  # levels beyond: the one-point rule
     codes[:, :outer] = lut[nodes - lo]
     Lp = np.zeros((T, gj.LEVELS, gj.LEVELS))

@@ -26,8 +26,11 @@ from __future__ import annotations
 import decimal
 import math
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
+
+from .stored import stored
 
 __all__ = ["HALF_CODE", "SPLIT_BATCHED_MAX", "SPLIT_C", "SPLIT_DC", "SPLIT_RECURRENCE_TERMS", "gauss_legendre", "radial_rule",
            "rule_bank", "rule_for_code", "simplex_rule", "split_index", "split_nodes",
@@ -164,12 +167,17 @@ def split_recurrence(n: int):
     return cs, alpha, beta, mass
 
 
-@lru_cache(maxsize=16)
-def split_rules(n: int):
+@lru_cache(maxsize=32)
+def split_rules(n: int, folder: Path | None = None):
     """Gauss rules of the weight φ(u) = e^{-u²/2}/√(2π) on [c, ∞) for the grid of c.
 
     Returns (c (G,), nodes (G, n), weights (G, n)); the weights sum to P(ξ > c).  The
-    eigenvalues of the n × n Jacobi matrices of :func:`split_recurrence` (Golub–Welsch)."""
+    eigenvalues of the n × n Jacobi matrices of :func:`split_recurrence` (Golub–Welsch).
+    ``folder``: the tables' folder (:func:`.stored.stored`): the rules are read from disk where
+    stored (those with more than SPLIT_BATCHED_MAX nodes take ~0.1 s each to compute, and
+    :func:`split_recurrence` imports scipy.special)."""
+    if folder is not None:
+        return stored(folder, "split_rules", (int(n),), lambda: split_rules(n))
     cs, alpha, beta, mass = split_recurrence(max(n, SPLIT_RECURRENCE_TERMS))
     G = cs.size
     if n > SPLIT_BATCHED_MAX:  # tridiagonal solver row by row (no BLAS threads, O(n²) per row)
@@ -188,11 +196,11 @@ def split_rules(n: int):
     return cs, ev, mass[:, None] * V[:, 0, :] ** 2
 
 
-@lru_cache(maxsize=16)
-def split_rules_full(n: int):
+@lru_cache(maxsize=32)
+def split_rules_full(n: int, folder: Path | None = None):
     """(nodes (G, 2n), weights (G, 2n)) of the full line split at c = grid[g]: the rule of
-    [c, ∞) followed by the mirrored rule of (-∞, c]."""
-    cs, X, W = split_rules(n)
+    [c, ∞) followed by the mirrored rule of (-∞, c] (``folder``: as in :func:`split_rules`)."""
+    cs, X, W = split_rules(n, folder)
     return (np.ascontiguousarray(np.concatenate([X, -X[::-1]], axis=1)),
             np.ascontiguousarray(np.concatenate([W, W[::-1]], axis=1)))
 
@@ -213,23 +221,25 @@ def split_nodes(rules, c):
     return U[g], W[g]
 
 
-@lru_cache(maxsize=64)
-def rule_for_code(code: int):
+@lru_cache(maxsize=128)
+def rule_for_code(code: int, folder: Path | None = None):
     """(U, W) of a rule code: split rules (G, 2n) per split point for code 0 < n < HALF_CODE,
     Gauss–Hermite (1, k) for code −k (weights normalised to φ), or the half rule (1, n) of
-    [0, ∞) with doubled weights for code HALF_CODE + n."""
+    [0, ∞) with doubled weights for code HALF_CODE + n (``folder``: as in :func:`split_rules`)."""
     if code > HALF_CODE:
-        cs, X, W = split_rules(code - HALF_CODE)
+        cs, X, W = split_rules(code - HALF_CODE, folder)
         g = int(split_index(0.0))
         return X[g][None, :].copy(), 2.0 * W[g][None, :]
     if code > 0:
-        return split_rules_full(code)
+        return split_rules_full(code, folder)
+    if folder is not None:  # numpy.polynomial: ~0.05 s of import
+        return stored(folder, "hermite_rule", (int(code),), lambda: rule_for_code(code))
     x, w = np.polynomial.hermite_e.hermegauss(-code)
     return x[None, :], (w / math.sqrt(2 * math.pi))[None, :]
 
 
 @lru_cache(maxsize=64)
-def rule_bank(codes: tuple):
+def rule_bank(codes: tuple, folder: Path | None = None):
     """The rules of the given codes (and the one-point rule, code −1) flattened for the
     compiled kernel: (bank, lut, lo) with bank = (U, W, base, rows, width, umax) and
     lut[code − lo] the rule's index in the bank."""
@@ -237,7 +247,7 @@ def rule_bank(codes: tuple):
     Us, Ws, base, rows, width, umax = [], [], [], [], [], []
     pos = 0
     for c in used:
-        U, W = rule_for_code(c)
+        U, W = rule_for_code(c, folder)
         Us.append(U.ravel())
         Ws.append(W.ravel())
         base.append(pos)

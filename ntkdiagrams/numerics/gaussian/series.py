@@ -44,10 +44,12 @@ rates ≤ 0: every ordinary activation and its derivatives; :func:`applicable`).
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from .factors import Factor
 from .merge import MERGE_TOL
+from .stored import stored
 
 __all__ = ["SERIES_NODES", "SERIES_RESOLVED", "SERIES_TOL", "SERIES_VERIFIED", "applicable", "hermite_basis",
            "pair_series", "series_tensor"]
@@ -102,12 +104,15 @@ def _hermite_rows(x: np.ndarray, log0: np.ndarray, count: int, total: bool = Fal
     return np.log(acc) + 2 * scale if total else rows
 
 
-@lru_cache(maxsize=8)
-def hermite_basis(Q: int):
+@lru_cache(maxsize=16)
+def hermite_basis(Q: int, folder: Path | None = None):
     """(x, w, ψ) of the Q-point Gauss–Hermite rule (weights normalised to the standard normal):
     ψ[q, n] = √w_q h_n(x_q) for n ≤ Q/2 (read-only); the full (Q, Q) matrix is orthogonal.  The
     weights are the Christoffel numbers w_q = 1/Σ_{n<Q} h_n(x_q)², summed in logarithms, so that
-    ψ stays exact where w_q itself underflows (|x_q| ≳ 38, rules with Q ≳ 700)."""
+    ψ stays exact where w_q itself underflows (|x_q| ≳ 38, rules with Q ≳ 700).  ``folder``: the
+    tables' folder (:func:`.stored.stored`; the same arrays, read from disk where stored)."""
+    if folder is not None:
+        return stored(folder, "hermite_basis", (int(Q),), lambda: hermite_basis(Q))
     from scipy.special import roots_hermitenorm  # scipy.special: ~0.3 s of import, when needed
 
     x, _ = roots_hermitenorm(Q)
@@ -140,7 +145,7 @@ def _values(f: Factor, z: np.ndarray) -> np.ndarray:
     return np.broadcast_to(v, z.shape)
 
 
-def _coefficients(facs: list[Factor], sig: np.ndarray):
+def _coefficients(facs: list[Factor], sig: np.ndarray, folder: Path | None = None):
     """For both factors at the scales ``sig`` (n,): coefficients c_n (2, n, Mmax+1), the squared
     norms E[f²] on the rule (2, n), the diagonal E[f g] (n,) and a status per row: 2 resolved
     (the first rule of SERIES_NODES that resolves both factors), 1 verified (no rule resolves
@@ -159,7 +164,7 @@ def _coefficients(facs: list[Factor], sig: np.ndarray):
         rows = np.flatnonzero(todo)
         if rows.size == 0:
             break
-        x, w, psi = hermite_basis(Q)
+        x, w, psi = hermite_basis(Q, folder)
         zz = np.multiply.outer(sig[rows], x)
         vals = [_values(f, zz) for f in facs[:1 if same else 2]]
         finite = np.all(np.isfinite(vals[0]), axis=1) & np.all(np.isfinite(vals[-1]), axis=1)
@@ -263,17 +268,18 @@ def pair_series(cf: np.ndarray, cg: np.ndarray, nf: np.ndarray, ng: np.ndarray, 
     return out, ok
 
 
-def series_tensor(facs: list[Factor], K: np.ndarray):
+def series_tensor(facs: list[Factor], K: np.ndarray, folder: Path | None = None):
     """(T, missing): T[a, b] = E[f(z_a) g(z_b)] for z ~ N(0, K) (K checked, (N, N)) by the
     series, NaN at the index pairs ``missing`` (m, 2) that it leaves to the general path (inputs
     no rule resolves or verifies, pairs whose bound no order meets, the diagonal of verified
     inputs).  Identical factors (the same :class:`Factor` object) give a symmetric T, summed once
-    per pair; ``missing`` then lists a ≤ b only."""
+    per pair; ``missing`` then lists a ≤ b only.  ``folder``: the quadrature tables' folder
+    (:attr:`.context.Quadrature.tables`; None: computed in the process)."""
     N = K.shape[0]
     sym = facs[0] is facs[1]
     var = np.clip(np.diag(K), 0.0, None)
     uvar, inv = np.unique(var, return_inverse=True)
-    coef, norm2, diag, ustatus = _coefficients(facs, np.sqrt(uvar))
+    coef, norm2, diag, ustatus = _coefficients(facs, np.sqrt(uvar), folder)
     status = ustatus[inv]
     T = np.full((N, N), np.nan)
     full = np.flatnonzero(status == 2)
