@@ -71,8 +71,9 @@ class Quadrature:
     :func:`ntkdiagrams.settings.resolve` (the environment).  ``addition_theorem=False``
     evaluates every factor directly instead of by the addition theorem of its exponential
     form (for tests: the numbers agree to rounding).  ``compiled_min_points``: the smallest call
-    (quadrature points) the compiled kernel takes (default :data:`COMPILED_MIN_POINTS`; 0: every
-    call, for tests of the kernel on small tensors).  Use as a context manager, or call
+    (quadrature points) the compiled kernel takes until it has run once in this Quadrature
+    (default :data:`COMPILED_MIN_POINTS`; 0: every call, for tests of the kernel on small
+    tensors).  Use as a context manager, or call
     :meth:`close`: the pool's threads end there."""
 
     def __init__(self, settings: Settings | None = None, *, addition_theorem: bool = True,
@@ -87,6 +88,9 @@ class Quadrature:
         self.threads = int(settings.threads)
         self.addition_theorem = bool(addition_theorem)
         self.compiled_min_points = int(compiled_min_points)
+        #: whether this Quadrature has run the compiled kernel: once it is loaded, calls of any
+        #: size take it (the threshold only spares small runs the cost of loading it)
+        self.kernel_used = False
         #: folder of the quadrature tables kept between processes (:mod:`.stored`), or None
         self.tables = None if settings.cache_dir is None else Path(settings.cache_dir) / "tables"
         self.stats = dict.fromkeys(STAT_KEYS, 0)

@@ -235,8 +235,10 @@ def nested_compiled(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
     outer factor with neither an exponential form R(e^{κz}) nor an elementary form
     (:mod:`.elementary`: GELU, erf, softplus, swish, sin, …), or a call of fewer than
     ``quad.compiled_min_points`` quadrature points (:data:`.context.COMPILED_MIN_POINTS`: the
-    numpy path costs less than loading the kernel).  Same rules, same numbers to rounding."""
-    if not quad.jit or np.sum(points_per_tuple(nodes)) < quad.compiled_min_points:
+    numpy path costs less than loading the kernel) while this Quadrature has not run the kernel
+    yet (``quad.kernel_used``).  Same rules, same numbers to rounding."""
+    if not quad.jit or (not quad.kernel_used
+                        and np.sum(points_per_tuple(nodes)) < quad.compiled_min_points):
         return None
     from . import compiled as gj  # numba is imported only where the kernel is asked for
     if not gj.available():
@@ -273,4 +275,5 @@ def nested_compiled(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
         raise RuntimeError(f"the compiled quadrature kernel failed ({type(exc).__name__}); "
                            "use Settings(jit=False) (NTKDIAGRAMS_JIT=0) for the numpy path") from exc
     quad.count("compiled_tuples", T)
+    quad.kernel_used = True
     return out
