@@ -79,12 +79,15 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
         out[:] = 0.0
         return out
     # the innermost variable should be a single unscaled factor (tabulated)
-    single = [j for j, b in enumerate(blocks) if _tabulated(b)] if m >= 3 else []
+    tab = [_tabulated(b) for b in blocks]
+    single = [j for j in range(m) if tab[j]] if m >= 3 else []
     order = list(range(m))
     if single:
         last = single[-1]
         order = [j for j in range(m) if j != last] + [last]
     blocks = [blocks[j] for j in order]
+    tab = [tab[j] for j in order]
+    keys = [_block_key(b, j, t) for j, (b, t) in enumerate(zip(blocks, tab))]
     C = C[:, order][:, :, order]
     C, L = cholesky_jittered(C, m)
     quad.count("fast_tuples", n)
@@ -103,8 +106,7 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
         # every other order with a tabulated block last (lexicographic; the first order with
         # the fewest points wins, ties go to the order tried first): (P·n) stacked covariances,
         # one Cholesky, one ladder
-        orders += [o for o in itertools.permutations(range(m))
-                   if _tabulated(blocks[o[-1]]) and o != orders[0]]
+        orders += [o for o in itertools.permutations(range(m)) if tab[o[-1]] and o != orders[0]]
         P = len(orders) - 1
         if P:
             Cp = np.concatenate([C[:, o][:, :, o] for o in orders[1:]])
@@ -114,9 +116,8 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
             # an order with other blocks at other levels must save FAST_ORDER_SAVING of the
             # points: the ladders' bounds allow ~1e-7 per level, and a marginal saving is not
             # worth a different error
-            same = tuple(_block_key(blocks[j], j) for j in orders[0])
-            weight = np.array([1.0 if tuple(_block_key(blocks[j], j) for j in o) == same
-                               else 1.0 / FAST_ORDER_SAVING for o in orders[1:]])
+            weight = np.array([1.0 if [keys[j] for j in o] == keys else 1.0 / FAST_ORDER_SAVING
+                               for o in orders[1:]])
             cost_p = points_per_tuple(nodes_p).reshape(P, n) * weight[:, None]
             cost = points_per_tuple(nodes)
             best = np.argmin(cost_p, axis=0)
@@ -129,7 +130,7 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
     # call: only the covariances differ
     groups: dict = {}
     for c in np.unique(choice):
-        key = tuple(_block_key(blocks[j], j) for j in orders[c])
+        key = tuple(keys[j] for j in orders[c])
         groups.setdefault(key, (orders[c], []))[1].append(c)
     for o, cs in groups.values():
         idx = np.nonzero(np.isin(choice, cs))[0]
@@ -167,9 +168,9 @@ def _tabulated(b: Block) -> bool:
     return len(b.members) == 1 and bool(np.all(b.members[0][1] == 1))
 
 
-def _block_key(b: Block, j: int):
+def _block_key(b: Block, j: int, tabulated: bool):
     """Blocks with equal keys are interchangeable: the same single unscaled factor."""
-    return ("factor", id(b.members[0][0])) if _tabulated(b) else ("block", j)
+    return ("factor", id(b.members[0][0])) if tabulated else ("block", j)
 
 
 def _integrate_ladder(blocks, C, L, nodes, m, single, quad, force, even):

@@ -51,7 +51,7 @@ from .rules import HALF_CODE
 
 __all__ = ["FAST_DEGREES", "FAST_GH_MAX", "FAST_LADDER", "FAST_LADDER_GH", "FAST_LADDER_M2",
            "FAST_LADDER_M34", "FAST_LADDER_WIDE",
-           "FAST_MAX_VARIANCE", "FAST_SLACK", "block_scales", "effective_variance",
+           "FAST_MAX_VARIANCE", "FAST_SLACK", "block_scales", "effective_variance", "inverse_form",
            "points_per_tuple", "rule_codes", "slopes"]
 
 #: Tuples whose largest effective variance (C_jj · α², after merging) exceeds this bound are
@@ -131,9 +131,30 @@ def slopes(blocks: list[Block], L: np.ndarray, outer: int, scales=None) -> tuple
         ell = a[:, j + 1:] * L[:, j + 1:, j]                     # ℓ' = D ℓ
         Lin = a[:, j + 1:, None] * L[:, j + 1:, j + 1:]          # D L_in
         A = np.eye(m - j - 1) + Lin @ np.swapaxes(Lin, 1, 2)     # I + Σ'
-        smooth = np.sqrt(np.einsum("ti,ti->t", ell, np.linalg.solve(A, ell[..., None])[..., 0]))
+        smooth = np.sqrt(inverse_form(A, ell))
         inside[:, j] = np.minimum(np.max(np.abs(ell), axis=1), smooth)
     return own, inside
+
+
+def inverse_form(A: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """xᵀ A⁻¹ x for symmetric positive definite A (T, r, r), x (T, r): by the adjugate for
+    r ≤ 3 (batched LAPACK solves of tiny systems cost more than the arithmetic), else solve."""
+    r = A.shape[1]
+    if r == 1:
+        return x[:, 0] ** 2 / A[:, 0, 0]
+    if r == 2:
+        a, b, d = A[:, 0, 0], A[:, 0, 1], A[:, 1, 1]
+        return (d * x[:, 0] ** 2 - 2 * b * x[:, 0] * x[:, 1] + a * x[:, 1] ** 2) / (a * d - b * b)
+    if r == 3:
+        a, b, c = A[:, 0, 0], A[:, 0, 1], A[:, 0, 2]
+        d, e, f = A[:, 1, 1], A[:, 1, 2], A[:, 2, 2]
+        c00, c01, c02 = d * f - e * e, c * e - b * f, b * e - c * d
+        c11, c12, c22 = a * f - c * c, b * c - a * e, a * d - b * b
+        det = a * c00 + b * c01 + c * c02
+        x0, x1, x2 = x[:, 0], x[:, 1], x[:, 2]
+        return (c00 * x0 * x0 + c11 * x1 * x1 + c22 * x2 * x2
+                + 2 * (c01 * x0 * x1 + c02 * x0 * x2 + c12 * x1 * x2)) / det
+    return np.einsum("ti,ti->t", x, np.linalg.solve(A, x[..., None])[..., 0])
 
 
 def rule_codes(own: np.ndarray, inside: np.ndarray, slack: float, split_ladder=FAST_LADDER) -> np.ndarray:
