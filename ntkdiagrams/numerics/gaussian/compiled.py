@@ -167,6 +167,22 @@ if nb is not None:
         return _terms(k, x, fd, fi)
 
     @_inline
+    def _piecewise(k, x, fd, fi):
+        """An elementary form k with a piecewise polynomial (fi[k, 2] ≥ 0) at x, inline; off the
+        table by its terms (:func:`_terms`).  For the parent levels (:func:`_form` costs a call
+        per parent node: a quarter of the time of deep layers' tuples, with few inner nodes) and
+        blocks of several such factors on the last level."""
+        o, d = fi[k, 1], fi[k, 2]
+        y = (x + fd[o]) * fd[o + 1]
+        if y >= 0.0 and y < fd[o + 2]:
+            c = int(y)
+            v = _horner(fd, o + 4 + c * (d + 1), d, 2.0 * (y - c) - 1.0)
+            for _ in range(int(fd[o + 3])):
+                v *= x
+            return v
+        return _terms(k, x, fd, fi)
+
+    @_inline
     def _factor(k, x, fd, fi):
         """f_k(x) from the flat arrays of :func:`pack_factors`: an exponential form (fi[k, 0]
         = 0) inline, an elementary form (fi[k, 0] = 1) by :func:`_form`."""
@@ -201,7 +217,7 @@ if nb is not None:
     @_njit
     def _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha, fd, fi, outer,
                    tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max, cells, y, eu, eu_stamp, f,
-                   e, num, den, idx, off, wt, mu, ws, expo):
+                   e, num, den, idx, off, wt, mu, ws, expo, pieces):
         """E_t.  The parent levels 0 … J−1 (J = outer − 1) are walked depth-first with an
         explicit stack (node index, rule offset, weight and running means per level); the
         last outer level J is summed in the inner loop, with the table lookup when tv ≥ 0.
@@ -232,11 +248,14 @@ if nb is not None:
                                                                             y[i + 2])
         stamp = t + 1
         J = outer - 1
-        for j in range(outer):  # the levels whose factors are all exponential forms
-            expo[j] = True
+        for j in range(outer):  # the levels whose factors are all exponential forms, or all
+            expo[j] = True      # elementary forms with a piecewise polynomial
+            pieces[j] = True
             for i in range(nmem[j]):
                 if fi[fid[j, i], 0] != 0:
                     expo[j] = False
+                if fi[fid[j, i], 0] != 1 or fi[fid[j, i], 2] < 0:
+                    pieces[j] = False
         # the last level's single factor by the addition theorem: e^{κα s u} per rule row
         rJ = codes[t, J]
         sJ = L[t, J, J]
@@ -246,6 +265,10 @@ if nb is not None:
         pJ, qJ = oJ + 1, oJ + 1 + (dJ + 1)  # rows P and Q
         add = nmem[J] == 1 and fi[kJ, 0] == 0  # an elementary form is evaluated directly
         poly = nmem[J] == 1 and fi[kJ, 0] == 1 and dJ >= 0  # or by its piecewise polynomial
+        many = nmem[J] > 1  # or several, each by its piecewise polynomial
+        for i in range(nmem[J]):
+            if fi[fid[J, i], 0] != 1 or fi[fid[J, i], 2] < 0:
+                many = False
         zJ, ihJ, ncJ, powJ = fd[oJ], fd[oJ + 1], fd[oJ + 2], int(fd[oJ + 3])
         idx[:] = 0
         wt[0] = 1.0
@@ -267,6 +290,10 @@ if nb is not None:
                 zj = mu[j, j] + L[t, j, j] * u
                 if expo[j]:
                     fj = _block(j, t, zj, nmem, fid, alpha, fd, fi)
+                elif pieces[j]:
+                    fj = 1.0
+                    for q in range(nmem[j]):
+                        fj *= _piecewise(fid[j, q], alpha[t, j, q] * zj, fd, fi)
                 else:
                     fj = _block_any(j, t, zj, nmem, fid, alpha, fd, fi)
                 wt[j + 1] = wt[j] * W[off[j] + idx[j]] * fj
@@ -319,6 +346,13 @@ if nb is not None:
                     else:
                         v = _terms(kJ, x, fd, fi)
                     f[i] = W[o + i] * v
+            elif many:  # several elementary forms: their piecewise polynomials, member by member
+                for i in range(k):
+                    f[i] = W[o + i]
+                for q in range(nmem[J]):
+                    kq, aq = fid[J, q], alpha[t, J, q]
+                    for i in range(k):
+                        f[i] *= _piecewise(kq, aq * (m + sJ * U[o + i]), fd, fi)
             elif expo[J]:
                 for i in range(k):
                     f[i] = W[o + i] * _block(J, t, m + sJ * U[o + i], nmem, fid, alpha, fd, fi)
@@ -363,11 +397,12 @@ if nb is not None:
         mu = np.zeros((LEVELS + 1, LEVELS + 1))
         ws = np.zeros(4)
         expo = np.zeros(LEVELS, np.bool_)
+        pieces = np.zeros(LEVELS, np.bool_)
         for t in range(grp, L.shape[0], groups):
             out[t] = _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
                                 fd, fi, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max,
                                 cells, y, eu, eu_stamp, f, e, num, den, idx, off, wt, mu, ws,
-                                expo)
+                                expo, pieces)
 
 
 def exponential_coefficients(num, den, degree):
