@@ -31,6 +31,7 @@ from __future__ import annotations
 import keyword
 import string
 from importlib import resources
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -43,8 +44,8 @@ from ..errors import InputError, UnsupportedError
 from ..numerics.activations import Activation, parse_activation
 from ..numerics.activations import z as zsym
 from ..numerics.evaluate import RATIO_SYMBOLS, CompiledRecursion, required_tensors
-from ..numerics.gaussian.factors import KINK_FUNCTIONS
-from ..numerics.gaussian import fast, ladder, orthant, rules, table
+from ..numerics.gaussian.factors import KINK_FUNCTIONS, prepare_factor
+from ..numerics.gaussian import fast, ladder, orthant, rules, sharpness, table
 from ..numerics.gaussian.cone import DEFAULT_DEGREE_BY_DIM
 from ..numerics.gaussian.rules import radial_rule, simplex_rule
 from ..numerics.hermite import q_polynomial
@@ -80,7 +81,18 @@ def _fast_constants() -> dict:
             "TABLE_H_S": table.TABLE_H_S, "TABLE_REACH": table.TABLE_REACH,
             "TABLE_DEGREE": table.TABLE_DEGREE, "TABLE_DEGREE_WIDE": table.TABLE_DEGREE_WIDE,
             "TABLE_WIDE_S": table.TABLE_WIDE_S, "CHUNK_POINTS": fast.FAST_CHUNK_POINTS,
-            "ORDER_SAVING": fast.FAST_ORDER_SAVING}
+            "ORDER_SAVING": fast.FAST_ORDER_SAVING, "SHARPNESS_FROM": sharpness.SHARPNESS_FROM}
+
+
+def _sharpness(expr: sp.Expr, settings) -> float:
+    """The package's sharpness κ of a smooth function (:mod:`ntkdiagrams.numerics.gaussian.sharpness`),
+    for the numpy runtime's ladders (1 where the package would not compute one)."""
+    folder = None if settings is None or settings.cache_dir is None else Path(settings.cache_dir) / "tables"
+    try:
+        f = prepare_factor(expr)
+    except (InputError, UnsupportedError):
+        return 1.0
+    return sharpness.sharpness(f, ladder.SHARPNESS_RUNGS, folder)
 
 
 class _JaxPrinter(JaxPrinter):
@@ -279,7 +291,9 @@ def _coefficients(b: sp.Expr) -> tuple:
     return tuple(float(c) for c in reversed(sp.Poly(b, zsym).all_coeffs()))
 
 
-def _function_code(fid: int, expr: sp.Expr, kinked: bool, degree, printer) -> list[str]:
+def _function_code(fid: int, expr: sp.Expr, kinked: bool, degree, printer, sharp=None) -> list[str]:
+    """The function's code and its entries in _F, _KINKED, _POLY, _PIECES, and in _SHARP its
+    sharpness ``sharp`` where given (numpy target)."""
     def body(e):
         code = printer.doprint(e)
         return code if e.has(zsym) else f"{code} + 0.0 * z"
@@ -299,6 +313,8 @@ def _function_code(fid: int, expr: sp.Expr, kinked: bool, degree, printer) -> li
         lines += [f"def _f{fid}(z):", f"    # {expr}", f"    return {body(expr)}", ""]
         lines.append(f"_F[{fid}] = (_f{fid}, _f{fid})")
         lines.append(f"_KINKED[{fid}] = False")
+        if sharp is not None and sharp < 1.0:
+            lines.append(f"_SHARP[_f{fid}] = {sharp!r}")
         if degree is not None:
             lines.append(f"_POLY[_f{fid}] = {degree}")
             lines.append(f"_PIECES[{fid}] = {_coefficients(expr)!r}, {_coefficients(expr)!r}")
@@ -374,7 +390,9 @@ def codegen(stats: Sequence[str] | str, activation: str | Activation, *, rules=N
     kinked_any = any(plan.fns.kinked(i) for i in range(len(plan.fns.exprs)))
     funcs = []
     for fid, expr in enumerate(plan.fns.exprs):
-        funcs += _function_code(fid, expr, plan.fns.kinked(fid), plan.fns.polynomial_degree(fid), printer)
+        sharp = (_sharpness(expr, settings) if target == "numpy" and not plan.fns.kinked(fid) else None)
+        funcs += _function_code(fid, expr, plan.fns.kinked(fid), plan.fns.polynomial_degree(fid), printer,
+                                sharp)
     closure = _closure_constants(rules, act, names, settings, printer)
     return _assemble(rules, act, target, names, needed, gauss, keys + ([ratio] if ratio else []), used, plan, funcs,
                      body, printer, kinked_any,
@@ -464,6 +482,7 @@ def _assemble(rules, act, target, names, needed, gauss, keys, used, plan, funcs,
         "_F = {}",
         "_KINKED = {}",
         "_POLY = {}  # smooth polynomial functions: degree",
+        "_SHARP = {}  # smooth functions smoother than tanh: their sharpness κ < 1 (the fast path's ladders)",
         f"_RANK = {plan.fns.ranks()!r}  # canonical slot order (the package's: by sympy srepr)",
         "RADIAL = {}",
         "SIMPLEX = {}",

@@ -18,7 +18,9 @@ with two exceptions: the package's parity (:func:`ntkdiagrams.numerics.gaussian.
 half the outermost rule for even integrands, 0 for odd ones; the full rule here agrees to
 ~1e-12), and its exact sums for trigonometric factors
 (:mod:`ntkdiagrams.numerics.gaussian.trigonometric`; for σ = sin this module keeps the fast path,
-whose error, ~1e-8 of V per layer, is then the difference):
+whose error, ~1e-8 of V per layer, is then the difference).  The functions' sharpness κ
+(:mod:`ntkdiagrams.numerics.gaussian.sharpness`, the ladders' slope ratio of functions smoother
+than tanh) is computed by the package when the module is generated (:data:`_SHARP`):
 
 * smooth functions, m ≥ 2, largest variance ≤ FAST["MAX_VARIANCE"]: the fast path — nested split
   Gauss rules in the Cholesky coordinates z = L u, one rule per coordinate from the ladders by its
@@ -58,6 +60,7 @@ RADIAL1 = {}
 _F = {}
 _KINKED = {}
 _POLY = {}
+_SHARP = {}
 
 # --- runtime begin ---
 R_MAX = 8.6
@@ -367,29 +370,37 @@ def _rule_for_code(code):
     return _RULES[key]
 
 
-def _slopes(L, outer):
-    """(own, inside) per tuple and outer coordinate u_j: |L_jj|, and the slope of the functions
-    inside, min(max_{k>j} |L_kj|, √(ℓᵀ(I + L_in L_inᵀ)⁻¹ℓ)) with ℓ = L[j+1:, j], L_in = L[j+1:, j+1:]
-    (smoothed by the coordinates they are integrated over)."""
+def _slopes(L, outer, a=None):
+    """(own, inside) per tuple and outer coordinate u_j: a_j |L_jj|, and the slope of the functions
+    inside, min(max_{k>j} a_k |L_kj|, √(ℓᵀ(I + L_in L_inᵀ)⁻¹ℓ)) with ℓ = a ∘ L[j+1:, j],
+    L_in = diag(a) L[j+1:, j+1:] (smoothed by the coordinates they are integrated over); the
+    scales a (T, m) are 1 (None) or the functions' sharpness (:data:`_SHARP`)."""
     T, m = L.shape[0], L.shape[1]
+    a = np.ones((T, m)) if a is None else a
     own, inside = np.empty((T, outer)), np.zeros((T, outer))
     for j in range(outer):
-        own[:, j] = np.abs(L[:, j, j])
+        own[:, j] = a[:, j] * np.abs(L[:, j, j])
         if j + 1 == m:
             continue
-        ell = L[:, j + 1:, j]
-        Lin = L[:, j + 1:, j + 1:]
+        ell = a[:, j + 1:] * L[:, j + 1:, j]
+        Lin = a[:, j + 1:, None] * L[:, j + 1:, j + 1:]
         A = np.eye(m - j - 1) + Lin @ np.swapaxes(Lin, 1, 2)
         smooth = np.sqrt(np.einsum("ti,ti->t", ell, np.linalg.solve(A, ell[..., None])[..., 0]))
         inside[:, j] = np.minimum(np.max(np.abs(ell), axis=1), smooth)
     return own, inside
 
 
-def _rule_codes(own, inside, slack, split_ladder):
+def _rule_codes(own, inside, slack, split_ladder, sharp=None):
     """Rule codes per tuple and outer coordinate u_j from the slopes of :func:`_slopes`: the first
     rung (bound, code) of the ladder with max(own_j, slack · inside_j) ≤ bound · slack (the slack
-    for the owned function only); 0 beyond the ladder."""
+    for the owned function only); 0 beyond the ladder.  ``sharp``: the slopes with the functions'
+    sharpness; a slope beyond SHARPNESS_FROM · slack enters as max(its sharpened slope, just
+    above SHARPNESS_FROM · slack)."""
     S = np.maximum(own, slack * inside)
+    if sharp is not None:
+        edge = FAST["SHARPNESS_FROM"] * slack
+        Sk = np.maximum(sharp[0], slack * sharp[1])
+        S = np.where(S <= edge, S, np.maximum(Sk, np.nextafter(edge, np.inf)))
     outer = S.shape[1]
     out = np.empty((S.shape[0], outer), np.intp)
 
@@ -567,7 +578,13 @@ def _integrate_fast(blocks, C):
     outer = m - 1 if single else m
     sl = FAST["SLACK"][m]
     split_ladder = FAST["LADDER_M2"] if m == 2 else FAST["LADDER_M34"]
-    nodes = _rule_codes(*_slopes(L, outer), sl, split_ladder)
+    kappa = np.array([max(_SHARP.get(f, 1.0) for f in b) for b in blocks])
+    sharp = bool(np.any(kappa < 1))
+
+    def codes(Ls, kap):  # from the slopes, and the sharpened slopes where some κ < 1
+        return _rule_codes(*_slopes(Ls, outer), sl, split_ladder,
+                           _slopes(Ls, outer, kap) if sharp else None)
+    nodes = codes(L, np.broadcast_to(kappa, (n, m)))
     choice = np.zeros(n, np.intp)
     orders = [tuple(range(m))]
 
@@ -580,7 +597,7 @@ def _integrate_fast(blocks, C):
         if P:
             Cp = np.concatenate([C[:, o][:, :, o] for o in orders[1:]])
             Cp, Lp = _cholesky_np(Cp)
-            nodes_p = _rule_codes(*_slopes(Lp, outer), sl, split_ladder)
+            nodes_p = codes(Lp, np.concatenate([np.broadcast_to(kappa[list(o)], (n, m)) for o in orders[1:]]))
             weight = np.array([1.0 if key(o) == key(orders[0]) else 1.0 / FAST["ORDER_SAVING"]
                                for o in orders[1:]])
             cost_p = _points_per_tuple(nodes_p).reshape(P, n) * weight[:, None]

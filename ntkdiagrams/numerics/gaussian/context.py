@@ -73,11 +73,13 @@ class Quadrature:
     form (for tests: the numbers agree to rounding).  ``compiled_min_points``: the smallest call
     (quadrature points) the compiled kernel takes until it has run once in this Quadrature
     (default :data:`COMPILED_MIN_POINTS`; 0: every call, for tests of the kernel on small
-    tensors).  Use as a context manager, or call
+    tensors).  ``sharpness=False`` enters the fast path's ladders with every factor as the
+    tanh family (:mod:`.sharpness`; for validation: the rules before 2026-12-01, more nodes for
+    smoother factors).  Use as a context manager, or call
     :meth:`close`: the pool's threads end there."""
 
     def __init__(self, settings: Settings | None = None, *, addition_theorem: bool = True,
-                 compiled_min_points: int = COMPILED_MIN_POINTS):
+                 compiled_min_points: int = COMPILED_MIN_POINTS, sharpness: bool = True):
         settings = resolve(settings)
         if not isinstance(settings, Settings):
             raise InputError(f"settings must be a ntkdiagrams.settings.Settings; got {settings!r}")
@@ -88,6 +90,9 @@ class Quadrature:
         self.threads = int(settings.threads)
         self.addition_theorem = bool(addition_theorem)
         self.compiled_min_points = int(compiled_min_points)
+        #: whether the fast path enters its ladders with each factor's sharpness
+        #: (:mod:`.sharpness`; False: every factor as the tanh family, the rules before 2026-12-01)
+        self.sharpness = bool(sharpness)
         #: whether this Quadrature has run the compiled kernel: once it is loaded, calls of any
         #: size take it (the threshold only spares small runs the cost of loading it)
         self.kernel_used = False

@@ -20,6 +20,10 @@ cone method, :mod:`.cone`):
   puts other factors at other levels must save :data:`FAST_ORDER_SAVING` of the points (before
   2026-11-30 only slots of one identical factor were reordered: the four-point expectations of
   σ'σ'σ''σ kind of the dNTK/ddNTK recursions now take ~12 000 points per tuple instead of ~20 000);
+* a factor smoother than tanh enters the ladders with its sharpness κ ≤ 1 times its slope
+  (:mod:`.sharpness`, 2026-12-01; a 1-D calibration against the tanh family, times a safety
+  factor 1.5: softplus 0.54, swish 0.58, GELU 0.66, erf 0.88, tanh and sech² 1); the rules of
+  slopes up to :data:`.sharpness.SHARPNESS_FROM` are unchanged (``quad.sharpness`` False: κ = 1);
 * tuples with a slope beyond the ladder are integrated by the cone method, unless
   ``force`` (``method="fast"``: the last rung instead);
 * ``degree = n`` replaces the ladders by n nodes per side in every coordinate.
@@ -48,7 +52,7 @@ from .blocks import Block
 from .cone import chunks, integrate_exact
 from .context import Quadrature
 from .factors import EXPO_MAX_EXPONENT
-from .ladder import (FAST_LADDER, FAST_LADDER_M2, FAST_LADDER_M34, FAST_SLACK, block_scales, points_per_tuple,
+from .ladder import (FAST_LADDER, FAST_LADDER_M2, FAST_LADDER_M34, FAST_SLACK, block_scales, block_sharpness, points_per_tuple,
                      rule_codes, slopes)
 from .linalg import cholesky_jittered
 from .nested import nested_sum
@@ -99,7 +103,14 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
     sl = FAST_SLACK[m] if slack is None else slack
     split_ladder = FAST_LADDER_M2 if m == 2 else FAST_LADDER_M34
     scales = block_scales(blocks)
-    nodes = rule_codes(*slopes(blocks, L, outer, scales), sl, split_ladder)
+    kappa = block_sharpness(blocks, quad.tables) if quad.sharpness else np.ones(m)
+    sharp = bool(np.any(kappa < 1))
+
+    def codes(Ls, sc, kap):
+        """Rule codes from the slopes, and from the sharpened slopes where some κ < 1."""
+        return rule_codes(*slopes(None, Ls, outer, sc), sl, split_ladder,
+                          slopes(None, Ls, outer, sc * kap) if sharp else None)
+    nodes = codes(L, scales, kappa)
     choice = np.zeros(n, np.intp)
     orders = [tuple(range(m))]
     if single:
@@ -112,7 +123,8 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
             Cp = np.concatenate([C[:, o][:, :, o] for o in orders[1:]])
             Cp, Lp = cholesky_jittered(Cp, m)
             scales_p = np.concatenate([scales[:, o] for o in orders[1:]])
-            nodes_p = rule_codes(*slopes(None, Lp, outer, scales_p), sl, split_ladder)
+            kappa_p = np.concatenate([np.broadcast_to(kappa[list(o)], (n, m)) for o in orders[1:]])
+            nodes_p = codes(Lp, scales_p, kappa_p)
             # an order with other blocks at other levels must save FAST_ORDER_SAVING of the
             # points: the ladders' bounds allow ~1e-7 per level, and a marginal saving is not
             # worth a different error
@@ -202,8 +214,7 @@ def integrate_nodes(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
     out = np.empty(L.shape[0])
     tab, M = None, 0.0
     if single:
-        M, S = table_extent(L, m)
-        tab = g_table(blocks[-1].members[0][0], M, S)
+        tab, M = g_table(blocks[-1].members[0][0], *table_extent(L, m))
     jit = nested_compiled(blocks, L, nodes, m, single, tab, M, quad)
     if jit is not None:
         return jit

@@ -16,6 +16,9 @@ and the slope of coordinate j (issue 15, 2026-11-30; before: max_{k ≥ j} a_k |
 
     s_j = max( a_j L_jj ,  min( max_{k>j} a_k |L_kj| , ŝ_j ) )   (below: with the slack).
 
+The scales a_k are those of the tanh family; a smoother factor's scale is κ a_k with its
+sharpness κ ≤ 1 (:mod:`.sharpness`), applied in :func:`rule_codes` beyond SHARPNESS_FROM.
+
 A nearly singular Σ (inner factors that move together) leaves ŝ_j large along its null
 directions, where the inner levels do not smooth (two steps whose crossings move past each
 other make a kink in g).  The rule of u_j is the first rung of a ladder (bound, rule) with
@@ -48,10 +51,11 @@ import numpy as np
 
 from .blocks import Block
 from .rules import HALF_CODE
+from .sharpness import SHARPNESS_FROM, sharpness
 
 __all__ = ["FAST_DEGREES", "FAST_GH_MAX", "FAST_LADDER", "FAST_LADDER_GH", "FAST_LADDER_M2",
            "FAST_LADDER_M34", "FAST_LADDER_WIDE",
-           "FAST_MAX_VARIANCE", "FAST_SLACK", "block_scales", "effective_variance", "inverse_form",
+           "FAST_MAX_VARIANCE", "FAST_SLACK", "SHARPNESS_RUNGS", "block_scales", "block_sharpness", "effective_variance", "inverse_form",
            "points_per_tuple", "rule_codes", "slopes"]
 
 #: Tuples whose largest effective variance (C_jj · α², after merging) exceeds this bound are
@@ -111,6 +115,17 @@ def block_scales(blocks: list[Block]) -> np.ndarray:
                     axis=1)
 
 
+#: the rungs a slope mapped by a factor's sharpness can reach (:mod:`.sharpness`): those of the
+#: split ladders beyond SHARPNESS_FROM
+SHARPNESS_RUNGS = tuple((b, n) for b, n in FAST_LADDER_M2 if b > SHARPNESS_FROM)
+
+
+def block_sharpness(blocks: list[Block], folder=None) -> np.ndarray:
+    """κ per block (m,): the largest sharpness (:func:`.sharpness.sharpness`) of its members."""
+    return np.array([max(sharpness(f, SHARPNESS_RUNGS, folder) for f, _ in b.members)
+                     for b in blocks])
+
+
 def effective_variance(blocks: list[Block], C: np.ndarray) -> np.ndarray:
     """Per tuple: v = max_j C_jj · max |α|² over the members of block j (the scale on which
     the factors vary, in units of their argument)."""
@@ -157,12 +172,23 @@ def inverse_form(A: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.einsum("ti,ti->t", x, np.linalg.solve(A, x[..., None])[..., 0])
 
 
-def rule_codes(own: np.ndarray, inside: np.ndarray, slack: float, split_ladder=FAST_LADDER) -> np.ndarray:
+def rule_codes(own: np.ndarray, inside: np.ndarray, slack: float, split_ladder=FAST_LADDER,
+               sharp=None) -> np.ndarray:
     """Rule codes (n > 0: split rule, −k: Gauss–Hermite, 0: beyond the ladder) for the outer
     coordinates u_j from the slopes of :func:`slopes`: the first rung with
     max(own_j, slack · inside_j) ≤ bound × slack, i.e. the slack applies to the owned factor
-    only; u_0 always uses the split rule (split at z_0 = 0)."""
+    only; u_0 always uses the split rule (split at z_0 = 0).
+
+    ``sharp``: (own, inside) of :func:`slopes` with each block's scale times its sharpness κ
+    (:func:`block_sharpness`).  A slope beyond SHARPNESS_FROM × slack then enters the ladder as
+    max(its sharpened slope, just above SHARPNESS_FROM × slack): the rungs up to SHARPNESS_FROM
+    keep the slopes they had; smoother factors reach the rungs beyond with κ times their slope
+    (:mod:`.sharpness`)."""
     s = np.maximum(own, slack * inside)
+    if sharp is not None:
+        edge = SHARPNESS_FROM * slack
+        sk = np.maximum(sharp[0], slack * sharp[1])
+        s = np.where(s <= edge, s, np.maximum(sk, np.nextafter(edge, np.inf)))
     T, outer = s.shape
     out = np.empty((T, outer), np.intp)
 

@@ -34,7 +34,7 @@ __all__ = ["TABLES_VERSION", "stored", "tables_key"]
 #: bump to invalidate every stored table
 TABLES_VERSION = 1
 #: modules whose source is part of the key (they compute the tables)
-_SOURCES = ("rules.py", "series.py", "stored.py")
+_SOURCES = ("rules.py", "series.py", "stored.py", "sharpness.py")
 
 
 @lru_cache(maxsize=1)
@@ -104,6 +104,9 @@ _LAYOUT = {
     "hermite_rule": (2, lambda args: [(1, -args[0]), (1, -args[0])]),
     # n: c (G,), nodes (G, n), weights (G, n); G is checked for consistency only
     "split_rules": (3, None),
+    # the 1-D calibration of .sharpness: one value per rung
+    "sharpness_reference": (1, None),
+    "sharpness": (1, None),
 }
 
 
