@@ -22,7 +22,7 @@ whose error, ~1e-8 of V per layer, is then the difference).  The functions' shar
 (:mod:`ntkdiagrams.numerics.gaussian.sharpness`, the ladders' slope ratio of functions smoother
 than tanh) is computed by the package when the module is generated (:data:`_SHARP`):
 
-* smooth functions, m ≥ 2, largest variance ≤ FAST["MAX_VARIANCE"]: the fast path — nested split
+* smooth functions, m ≥ 2, largest variance × κ² ≤ FAST["MAX_VARIANCE"]: the fast path — nested split
   Gauss rules in the Cholesky coordinates z = L u, one rule per coordinate from the ladders by its
   slope (Gauss–Hermite for small slopes), for m ≥ 3 the innermost integral G(μ, s) = E[f(μ + sξ)]
   read from a table (4 × 4-point Lagrange); the order of identical single slots with the fewest
@@ -690,7 +690,8 @@ def _integrate_pattern(fids, blocks_slots, C):
     (ntkdiagrams.numerics.gaussian.paths): m ≥ 2 piecewise-polynomial functions (ReLU family) the
     closed-form orthant moments where the correlations are well conditioned, else the cone
     method; smooth functions: m = 1 the cone method (64-point radial rule), m ≥ 2 the fast path
-    when the largest variance is ≤ FAST["MAX_VARIANCE"], else the cone method."""
+    when the largest variance times κ² (:data:`_SHARP`) is ≤ FAST["MAX_VARIANCE"], else the cone
+    method."""
     blocks = [[fids[s] for s in b] for b in blocks_slots]
     m, n = len(blocks), C.shape[0]
     kinked = any(_KINKED[f] for b in blocks for f in b)
@@ -709,7 +710,8 @@ def _integrate_pattern(fids, blocks_slots, C):
     blocks = [[_F[f][0] for f in b] for b in blocks]
     if m == 1:
         return _cone_smooth(blocks, C)
-    veff = np.max(np.einsum("nii->ni", C), axis=1)
+    kappa = np.array([max(_SHARP.get(f, 1.0) for f in b) for b in blocks])  # the ladders' κ
+    veff = np.max(np.einsum("nii->ni", C) * kappa ** 2, axis=1)
     fast = veff <= FAST["MAX_VARIANCE"]
     out = np.empty(n)
     if np.any(fast):

@@ -65,6 +65,9 @@ __all__ = ["FAST_DEGREES", "FAST_GH_MAX", "FAST_LADDER", "FAST_LADDER_GH", "FAST
 #: the scale Π⟨f²⟩^{1/2} (tanh, gelu, erf, swish, softplus, sin and their first two derivatives,
 #: m = 2, 3, 4); up to 3e-7 with a nearly collinear pair (ρ ≈ 1 − 5e-7), the table's floor, which
 #: at variance ≤ 3.2 (unchanged) reaches 2e-6 (tests/test_gaussian_bigvar.py, docs/gaussian.md).
+#: Since 2026-12-01 the bound applies to the variance times κ² (the factors' sharpness,
+#: :mod:`.sharpness`): softplus at variance 25 (the grid's deep layers at |x|²/n0 = 3, C_W = 2)
+#: and 48 stays within 4e-10 of the cone method at degree 32 (docs/gaussian.md).
 FAST_MAX_VARIANCE = 20.0
 #: Nodes per side of the split half-line rules of the fast path, by the number m of distinct
 #: variables and the largest effective variance v of a tuple: the first (bound, n) with
@@ -126,10 +129,13 @@ def block_sharpness(blocks: list[Block], folder=None) -> np.ndarray:
                      for b in blocks])
 
 
-def effective_variance(blocks: list[Block], C: np.ndarray) -> np.ndarray:
+def effective_variance(blocks: list[Block], C: np.ndarray, kappa=None) -> np.ndarray:
     """Per tuple: v = max_j C_jj · max |α|² over the members of block j (the scale on which
-    the factors vary, in units of their argument)."""
-    return np.max(np.einsum("nii->ni", C) * block_scales(blocks) ** 2, axis=1)
+    the factors vary, in units of their argument), times κ_j² with the blocks' sharpness
+    ``kappa`` (m,) where given (:func:`block_sharpness`: the variance at which the tanh family
+    varies as these factors do)."""
+    a = block_scales(blocks) if kappa is None else block_scales(blocks) * kappa
+    return np.max(np.einsum("nii->ni", C) * a ** 2, axis=1)
 
 
 def slopes(blocks: list[Block], L: np.ndarray, outer: int, scales=None) -> tuple:

@@ -10,7 +10,9 @@ closed-form orthant moments of :mod:`.orthant` when ``method="auto"`` and their 
 is well conditioned (:func:`.orthant.well_conditioned`), the cone method otherwise.
 ``method="auto"`` (the default): a tuple with m ≥ 2 distinct variables whose factors are all
 smooth (no Max/Min/Abs/Heaviside/δ) and not all polynomial, and whose effective variance
-v = max_j C_jj α_j² is ≤ :data:`ntkdiagrams.numerics.gaussian.ladder.FAST_MAX_VARIANCE`, goes to
+v = max_j C_jj α_j² κ_j² is ≤ :data:`ntkdiagrams.numerics.gaussian.ladder.FAST_MAX_VARIANCE`
+(κ_j: the sharpness of block j's factors, :mod:`.sharpness`; 1 for the tanh family, and with an
+explicit ``degree``), goes to
 the fast path (:mod:`.fast`); every other tuple to the exact cone method (:mod:`.cone`), which
 is exact for polynomial branches and integrates kinks at z = 0 exactly.
 ``method="exact"``: always the cone method.  ``method="fast"``: the fast path for every smooth
@@ -25,7 +27,7 @@ from .blocks import Block, all_polynomial, all_smooth
 from .cone import integrate_exact
 from .context import Quadrature
 from .fast import integrate_fast
-from .ladder import FAST_MAX_VARIANCE, effective_variance
+from .ladder import FAST_MAX_VARIANCE, block_sharpness, effective_variance
 from .orthant import integrate_orthant, needs_strict, piecewise_polynomial, well_conditioned
 from .trigonometric import integrate_trigonometric, trigonometric
 
@@ -73,7 +75,9 @@ def _by_quadrature(blocks: list[Block], C: np.ndarray, degree, method: str, quad
         return out
     if m >= 2 and method != "exact" and all_smooth(blocks) and (
             method == "fast" or not all_polynomial(blocks)):
-        veff = effective_variance(blocks, C)
+        # with the ladders, the bound applies to the variance seen through the factors' sharpness
+        kappa = block_sharpness(blocks, quad.tables) if quad.sharpness and degree is None else None
+        veff = effective_variance(blocks, C, kappa)
         fast = np.ones(C.shape[0], bool) if method == "fast" else veff <= FAST_MAX_VARIANCE
         if np.all(fast):
             return integrate_fast(blocks, C, degree, quad, force=method == "fast")
