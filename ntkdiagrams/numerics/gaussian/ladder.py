@@ -66,8 +66,10 @@ __all__ = ["FAST_DEGREES", "FAST_GH_MAX", "FAST_LADDER", "FAST_LADDER_GH", "FAST
 #: m = 2, 3, 4); up to 3e-7 with a nearly collinear pair (ρ ≈ 1 − 5e-7), the table's floor, which
 #: at variance ≤ 3.2 (unchanged) reaches 2e-6 (tests/test_gaussian_bigvar.py, docs/gaussian.md).
 #: Since 2026-12-01 the bound applies to the variance times κ² (the factors' sharpness,
-#: :mod:`.sharpness`): softplus at variance 25 (the grid's deep layers at |x|²/n0 = 3, C_W = 2)
-#: and 48 stays within 4e-10 of the cone method at degree 32 (docs/gaussian.md).
+#: :mod:`.sharpness`): softplus tuples at variance 25 (the grid's deep layers at |x|²/n0 = 3,
+#: C_W = 2) and 48 that it moves to the fast path are within 4e-10 of the cone method at degree
+#: 32 (docs/gaussian.md); those still beyond keep the cone method at its default degrees (1.3e-7
+#: there on σ''σ'σσ, with or without the sharpness).
 FAST_MAX_VARIANCE = 20.0
 #: Nodes per side of the split half-line rules of the fast path, by the number m of distinct
 #: variables and the largest effective variance v of a tuple: the first (bound, n) with
