@@ -108,6 +108,17 @@ if nb is not None:
         return v
 
     @_inline
+    def _cell_poly(fd, o, d, t):
+        """Σ_i fd[o + i] tⁱ, i ≤ d: a cell of a piecewise polynomial (t ∈ [−1, 1]); degree 7 (the
+        tables' degree, :data:`.elementary.FORM_TABLE_DEGREE`) by Estrin's scheme, a dependency
+        chain of 3 multiply-adds instead of Horner's 7 (~15 % of a four-point tuple's time)."""
+        if d == 7:
+            t2 = t * t
+            return ((fd[o] + fd[o + 1] * t) + (fd[o + 2] + fd[o + 3] * t) * t2
+                    + ((fd[o + 4] + fd[o + 5] * t) + (fd[o + 6] + fd[o + 7] * t) * t2) * (t2 * t2))
+        return _horner(fd, o, d, t)
+
+    @_inline
     def _expo(k, x, fd, fi):
         """f_k(x) = P(E)/Q(E) with E = e^{−|κx|} ≤ 1: rows P, Q for κx ≤ 0, P̃, Q̃ for κx > 0
         (fi[k] = (0, offset o, degree d): κ = fd[o], then the four rows of d + 1)."""
@@ -160,7 +171,7 @@ if nb is not None:
             y = (x + fd[o]) * fd[o + 1]  # fd[o + 3] = q of g = x^q h
             if y >= 0.0 and y < fd[o + 2]:
                 c = int(y)
-                v = _horner(fd, o + 4 + c * (d + 1), d, 2.0 * (y - c) - 1.0)
+                v = _cell_poly(fd, o + 4 + c * (d + 1), d, 2.0 * (y - c) - 1.0)
                 for _ in range(int(fd[o + 3])):
                     v *= x
                 return v
@@ -176,7 +187,7 @@ if nb is not None:
         y = (x + fd[o]) * fd[o + 1]
         if y >= 0.0 and y < fd[o + 2]:
             c = int(y)
-            v = _horner(fd, o + 4 + c * (d + 1), d, 2.0 * (y - c) - 1.0)
+            v = _cell_poly(fd, o + 4 + c * (d + 1), d, 2.0 * (y - c) - 1.0)
             for _ in range(int(fd[o + 3])):
                 v *= x
             return v
@@ -337,10 +348,7 @@ if nb is not None:
                     if yc >= 0.0 and yc < ncJ:
                         c = int(yc)
                         tc = 2.0 * (yc - c) - 1.0
-                        cq = oJ + 4 + c * (dJ + 1)
-                        v = fd[cq + dJ]
-                        for jj in range(dJ - 1, -1, -1):
-                            v = v * tc + fd[cq + jj]
+                        v = _cell_poly(fd, oJ + 4 + c * (dJ + 1), dJ, tc)
                         for jj in range(powJ):
                             v *= x
                     else:
