@@ -108,8 +108,10 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
 
     def codes(Ls, sc, kap):
         """Rule codes from the slopes, and from the sharpened slopes where some κ < 1."""
-        return rule_codes(*slopes(None, Ls, outer, sc), sl, split_ladder,
-                          slopes(None, Ls, outer, sc * kap) if sharp else None)
+        if not sharp:
+            return rule_codes(*slopes(None, Ls, outer, sc), sl, split_ladder)
+        own, inside, own_k, inside_k = slopes(None, Ls, outer, sc, sc * kap)
+        return rule_codes(own, inside, sl, split_ladder, (own_k, inside_k))
     nodes = codes(L, scales, kappa)
     choice = np.zeros(n, np.intp)
     orders = [tuple(range(m))]

@@ -140,23 +140,28 @@ def effective_variance(blocks: list[Block], C: np.ndarray, kappa=None) -> np.nda
     return np.max(np.einsum("nii->ni", C) * a ** 2, axis=1)
 
 
-def slopes(blocks: list[Block], L: np.ndarray, outer: int, scales=None) -> tuple:
+def slopes(blocks: list[Block], L: np.ndarray, outer: int, scales=None, *more) -> tuple:
     """(own, inside), each (T, outer): the slope a_j |L_jj| of the factor that coordinate u_j owns,
     and that of the factors inside, min(max_{k>j} a_k |L_kj|, ŝ_j) with ŝ_j their slope smoothed
-    by the coordinates they are integrated over (module docstring)."""
-    a = block_scales(blocks) if scales is None else scales
-    T, m = a.shape
-    own, inside = np.empty((T, outer)), np.zeros((T, outer))
+    by the coordinates they are integrated over (module docstring).  ``more``: further scale
+    arrays (T, m) (the sharpened scales of :func:`rule_codes`), whose (own, inside) follow, sharing
+    the products L_in L_inᵀ."""
+    sets = [block_scales(blocks) if scales is None else scales, *more]
+    T, m = sets[0].shape
+    out = [(np.empty((T, outer)), np.zeros((T, outer))) for _ in sets]
     for j in range(outer):
-        own[:, j] = a[:, j] * np.abs(L[:, j, j])
-        if j + 1 == m:
-            continue
-        ell = a[:, j + 1:] * L[:, j + 1:, j]                     # ℓ' = D ℓ
-        Lin = a[:, j + 1:, None] * L[:, j + 1:, j + 1:]          # D L_in
-        A = np.eye(m - j - 1) + Lin @ np.swapaxes(Lin, 1, 2)     # I + Σ'
-        smooth = np.sqrt(inverse_form(A, ell))
-        inside[:, j] = np.minimum(np.max(np.abs(ell), axis=1), smooth)
-    return own, inside
+        ell = L[:, j + 1:, j]                                    # ℓ
+        P = L[:, j + 1:, j + 1:] @ np.swapaxes(L[:, j + 1:, j + 1:], 1, 2) if j + 1 < m else None
+        for a, (own, inside) in zip(sets, out):
+            own[:, j] = a[:, j] * np.abs(L[:, j, j])
+            if P is None:
+                continue
+            ai = a[:, j + 1:]
+            ella = ai * ell                                       # ℓ' = D ℓ
+            A = P * (ai[:, :, None] * ai[:, None, :])             # Σ' = D L_in L_inᵀ D
+            A[:, np.arange(m - j - 1), np.arange(m - j - 1)] += 1.0  # I + Σ'
+            inside[:, j] = np.minimum(np.max(np.abs(ella), axis=1), np.sqrt(inverse_form(A, ella)))
+    return out[0] if not more else tuple(x for pair in out for x in pair)
 
 
 def inverse_form(A: np.ndarray, x: np.ndarray) -> np.ndarray:
