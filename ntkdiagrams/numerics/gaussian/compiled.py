@@ -160,23 +160,6 @@ if nb is not None:
             v += p
         return v
 
-    @_njit
-    def _form(k, x, fd, fi):
-        """An elementary form k (fi[k, 0] = 1) at x: its piecewise polynomial where x is on
-        it, else its terms (:func:`_terms`).  Not inlined into the loops: a branch there costs
-        the exponential forms' direct evaluation ~2× (missed optimisations of the inlined
-        code)."""
-        o, d = fi[k, 1], fi[k, 2]
-        if d >= 0:  # the piecewise polynomial: fd[o] = Z, fd[o + 1] = 1/h, fd[o + 2] = cells,
-            y = (x + fd[o]) * fd[o + 1]  # fd[o + 3] = q of g = x^q h
-            if y >= 0.0 and y < fd[o + 2]:
-                c = int(y)
-                v = _cell_poly(fd, o + 4 + c * (d + 1), d, 2.0 * (y - c) - 1.0)
-                for _ in range(int(fd[o + 3])):
-                    v *= x
-                return v
-        return _terms(k, x, fd, fi)
-
     @_inline
     def _piecewise(k, x, fd, fi):
         """An elementary form k with a piecewise polynomial (fi[k, 2] ≥ 0) at x, inline; off the
@@ -184,13 +167,23 @@ if nb is not None:
         per parent node: a quarter of the time of deep layers' tuples, with few inner nodes) and
         blocks of several such factors on the last level."""
         o, d = fi[k, 1], fi[k, 2]
-        y = (x + fd[o]) * fd[o + 1]
-        if y >= 0.0 and y < fd[o + 2]:
+        y = (x + fd[o]) * fd[o + 1]  # fd[o] = Z, fd[o + 1] = 1/h, fd[o + 2] = cells,
+        if y >= 0.0 and y < fd[o + 2]:  # fd[o + 3] = q of g = x^q h
             c = int(y)
             v = _cell_poly(fd, o + 4 + c * (d + 1), d, 2.0 * (y - c) - 1.0)
             for _ in range(int(fd[o + 3])):
                 v *= x
             return v
+        return _terms(k, x, fd, fi)
+
+    @_njit
+    def _form(k, x, fd, fi):
+        """An elementary form k (fi[k, 0] = 1) at x: its piecewise polynomial where x is on
+        it (:func:`_piecewise`), else its terms (:func:`_terms`).  Not inlined into the loops: a
+        branch there costs the exponential forms' direct evaluation ~2× (missed optimisations of
+        the inlined code)."""
+        if fi[k, 2] >= 0:
+            return _piecewise(k, x, fd, fi)
         return _terms(k, x, fd, fi)
 
     @_inline
