@@ -31,7 +31,6 @@ from __future__ import annotations
 import keyword
 import string
 from importlib import resources
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -47,6 +46,7 @@ from ..numerics.evaluate import RATIO_SYMBOLS, CompiledRecursion, required_tenso
 from ..numerics.gaussian.factors import KINK_FUNCTIONS, prepare_factor
 from ..numerics.gaussian import fast, ladder, orthant, rules, sharpness, table
 from ..numerics.gaussian.cone import DEFAULT_DEGREE_BY_DIM
+from ..numerics.gaussian.context import tables_folder
 from ..numerics.gaussian.rules import radial_rule, simplex_rule
 from ..numerics.hermite import q_polynomial
 from ..engine.closure import open_tensors, shortcut_coefficients
@@ -87,7 +87,7 @@ def _fast_constants() -> dict:
 def _sharpness(expr: sp.Expr, settings) -> float:
     """The package's sharpness κ of a smooth function (:mod:`ntkdiagrams.numerics.gaussian.sharpness`),
     for the numpy runtime's ladders (1 where the package would not compute one)."""
-    folder = None if settings is None or settings.cache_dir is None else Path(settings.cache_dir) / "tables"
+    folder = None if settings is None else tables_folder(settings)
     try:
         f = prepare_factor(expr)
     except (InputError, UnsupportedError):

@@ -269,10 +269,7 @@ if nb is not None:
         pJ, qJ = oJ + 1, oJ + 1 + (dJ + 1)  # rows P and Q
         add = nmem[J] == 1 and fi[kJ, 0] == 0  # an elementary form is evaluated directly
         poly = nmem[J] == 1 and fi[kJ, 0] == 1 and dJ >= 0  # or by its piecewise polynomial
-        many = nmem[J] > 1  # or several, each by its piecewise polynomial
-        for i in range(nmem[J]):
-            if fi[fid[J, i], 0] != 1 or fi[fid[J, i], 2] < 0:
-                many = False
+        many = nmem[J] > 1 and pieces[J]  # or several, each by its piecewise polynomial
         zJ, ihJ, ncJ, powJ = fd[oJ], fd[oJ + 1], fd[oJ + 2], int(fd[oJ + 3])
         idx[:] = 0
         wt[0] = 1.0

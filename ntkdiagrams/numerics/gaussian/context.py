@@ -29,7 +29,7 @@ import numpy as np
 from ...errors import InputError
 from ...settings import Settings, resolve
 
-__all__ = ["COMPILED_MIN_POINTS", "HEAP_TOP_PAD", "THREAD_NAME_PREFIX", "Quadrature", "keep_heap"]
+__all__ = ["COMPILED_MIN_POINTS", "HEAP_TOP_PAD", "THREAD_NAME_PREFIX", "Quadrature", "keep_heap", "tables_folder"]
 
 #: bytes of free heap that glibc keeps at the top of the heap instead of returning them to
 #: the OS (M_TOP_PAD); see :func:`keep_heap`
@@ -62,6 +62,12 @@ def keep_heap(pad: int = HEAP_TOP_PAD) -> bool:
         return bool(libc.mallopt(_M_TOP_PAD, int(pad)))
     except (OSError, AttributeError):  # not glibc
         return False
+
+
+def tables_folder(settings: Settings) -> Path | None:
+    """The folder of the quadrature tables kept between processes, ``settings.cache_dir / "tables"``
+    (:mod:`.stored`), or None without a cache folder."""
+    return None if settings.cache_dir is None else Path(settings.cache_dir) / "tables"
 
 
 class Quadrature:
@@ -97,7 +103,7 @@ class Quadrature:
         #: size take it (the threshold only spares small runs the cost of loading it)
         self.kernel_used = False
         #: folder of the quadrature tables kept between processes (:mod:`.stored`), or None
-        self.tables = None if settings.cache_dir is None else Path(settings.cache_dir) / "tables"
+        self.tables = tables_folder(settings)
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None

@@ -37,8 +37,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import sympy as sp
 
-from .factors import Factor
+from ..activations import z
+from .factors import Factor, prepare_factor
 from .rules import SPLIT_C, SPLIT_DC, rule_for_code, split_index
 from .stored import stored
 
@@ -107,11 +109,6 @@ def _errors(f, rungs: tuple, S: np.ndarray) -> np.ndarray:
 def _reference(rungs: tuple, folder: Path | None) -> np.ndarray:
     """ε_r: the tanh family's worst error at each rung's bound (the larger of its two grid
     neighbours)."""
-    import sympy as sp
-
-    from ..activations import z
-    from .factors import prepare_factor
-
     def compute():
         S = calibration_slopes(rungs)
         E = np.maximum.reduce([_errors(prepare_factor(e).plus, rungs, S)
