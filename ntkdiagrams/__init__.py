@@ -40,7 +40,9 @@ number: :class:`~ntkdiagrams.errors.NumericsError`); ``evaluate(..., width=n)`` 
 expansion health and warns with :class:`~ntkdiagrams.numerics.health.ExpansionWarning` where the
 1/n expansion is out of its range.  With a shortcut (rules/resmlp.toml, ξ ≠ 0) the first-order
 tensors that miss terms from layer 3 on are refused (``allow_incomplete=True`` computes them with a
-:class:`~ntkdiagrams.numerics.closure.ClosureWarning`; docs/conventions.md §8).
+:class:`~ntkdiagrams.numerics.closure.ClosureWarning`; docs/conventions.md §8).  Gaussian
+expectations of smooth activations beyond the calibrated variance range (effective variance > 60)
+warn with :class:`~ntkdiagrams.numerics.gaussian.cone.AccuracyWarning`.
 """
 __version__ = "0.1.0"
 
@@ -54,6 +56,7 @@ _PUBLIC = {
     "NumericsError": "ntkdiagrams.errors",
     "ExpansionWarning": "ntkdiagrams.numerics.health",
     "ClosureWarning": "ntkdiagrams.numerics.closure",
+    "AccuracyWarning": "ntkdiagrams.numerics.gaussian.cone",
     "Settings": "ntkdiagrams.settings",
     "Recursion": "ntkdiagrams.engine.recursion",
     "derive": "ntkdiagrams.engine.derivation",
@@ -74,7 +77,7 @@ _PUBLIC = {
 
 __all__ = ["ModelSpec", "load_rules", "derive", "derive_request", "Recursion", "RequestResult", "evaluate",
            "evaluate_request", "sample", "parse_activation", "NtkDiagramsError", "NumericsError", "ExpansionWarning",
-           "ClosureWarning", "Settings", "critical_point", "depth_scaling", "CriticalPoint", "codegen",
+           "ClosureWarning", "AccuracyWarning", "Settings", "critical_point", "depth_scaling", "CriticalPoint", "codegen",
            "train_prediction", "TrainingPrediction"]
 
 

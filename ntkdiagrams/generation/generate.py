@@ -45,7 +45,7 @@ from ..numerics.activations import z as zsym
 from ..numerics.evaluate import RATIO_SYMBOLS, CompiledRecursion, required_tensors
 from ..numerics.gaussian.factors import KINK_FUNCTIONS, prepare_factor
 from ..numerics.gaussian import fast, ladder, orthant, rules, sharpness, table
-from ..numerics.gaussian.cone import DEFAULT_DEGREE_BY_DIM
+from ..numerics.gaussian.cone import DEFAULT_DEGREE_BY_DIM, SMOOTH_1D_NODES_PER_SLOPE
 from ..numerics.gaussian.context import tables_folder
 from ..numerics.gaussian.rules import radial_rule, simplex_rule
 from ..numerics.hermite import q_polynomial
@@ -80,8 +80,10 @@ def _fast_constants() -> dict:
             "SPLIT_RECURRENCE_TERMS": rules.SPLIT_RECURRENCE_TERMS, "TABLE_H_MU": table.TABLE_H_MU,
             "TABLE_H_S": table.TABLE_H_S, "TABLE_REACH": table.TABLE_REACH,
             "TABLE_DEGREE": table.TABLE_DEGREE, "TABLE_DEGREE_WIDE": table.TABLE_DEGREE_WIDE,
-            "TABLE_WIDE_S": table.TABLE_WIDE_S, "CHUNK_POINTS": fast.FAST_CHUNK_POINTS,
-            "ORDER_SAVING": fast.FAST_ORDER_SAVING, "SHARPNESS_FROM": sharpness.SHARPNESS_FROM}
+            "TABLE_WIDE_S": table.TABLE_WIDE_S, "TABLE_DEGREE_WIDER": table.TABLE_DEGREE_WIDER,
+            "TABLE_WIDER_S": table.TABLE_WIDER_S, "CHUNK_POINTS": fast.FAST_CHUNK_POINTS,
+            "ORDER_SAVING": fast.FAST_ORDER_SAVING,
+            "SMOOTH_1D_NODES_PER_SLOPE": SMOOTH_1D_NODES_PER_SLOPE, "SHARPNESS_FROM": sharpness.SHARPNESS_FROM}
 
 
 def _sharpness(expr: sp.Expr, settings) -> float:

@@ -431,12 +431,13 @@ def _g_table(f, M, S):
         mu = np.arange(-M, M + h_mu / 2, h_mu)
         ns = int(math.ceil(S / h_s)) + 4
         s = np.abs(np.arange(-1, ns - 1) * h_s)
-        U, W = _split_rules(FAST["TABLE_DEGREE"])
-        wide = _split_rules(FAST["TABLE_DEGREE_WIDE"]) if s[-1] > FAST["TABLE_WIDE_S"] else None
         tab = np.empty((ns, mu.size))
         tab[s == 0] = f(mu)
         for j in np.nonzero(s > 0)[0]:
-            Uj, Wj = (U, W) if s[j] <= FAST["TABLE_WIDE_S"] else wide  # wide rows: more nodes
+            # wide rows: more nodes
+            Uj, Wj = _split_rules(FAST["TABLE_DEGREE"] if s[j] <= FAST["TABLE_WIDE_S"] else
+                                  FAST["TABLE_DEGREE_WIDE"] if s[j] <= FAST["TABLE_WIDER_S"] else
+                                  FAST["TABLE_DEGREE_WIDER"])
             g = _split_index(-mu / s[j])
             tab[j] = np.sum(Wj[g] * f(mu[:, None] + s[j] * Uj[g]), axis=1)
         _RULES[key] = np.ascontiguousarray(tab.T)
@@ -642,6 +643,16 @@ def _cone_smooth(blocks, C):
     n_r = base if P is None else min(base, P // 2 + 1)
     if P is not None and m >= 3:
         n_a = max(n_a, 20 if m == 3 else 12)
+    if m == 1 and P is None:  # one smooth variable: 16 nodes per unit slope beyond the base
+        n1 = max(base, FAST["SMOOTH_1D_NODES_PER_SLOPE"] * int(math.ceil(float(np.max(L[:, 0, 0])))))
+        if n1 > base:  # the Gauss rule of φ on [0, ∞): the split rules' row at c = 0
+            U, W = _split_rules(n1)
+            g = int(round(FAST["SPLIT_C"] / FAST["SPLIT_DC"]))
+            funcs = [(f, f) for b in blocks for f in b]
+            smap = np.broadcast_to(np.array([0] * len(funcs)), (C.shape[0], len(funcs)))
+            zp = (L[:, 0, 0][:, None] * U[g, :n1][None, :])[..., None]
+            one = np.ones(zp.shape)
+            return _branches(funcs, smap, zp, one) @ W[g, :n1] + _branches(funcs, smap, -zp, -one) @ W[g, :n1]
     if m == 1 and n_r in RADIAL1:
         r, wr = RADIAL1[n_r]
     else:  # the base rule, exact for polynomial blocks of total degree < 2 · base as well

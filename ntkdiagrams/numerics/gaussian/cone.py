@@ -37,10 +37,11 @@ import numpy as np
 from .blocks import Block
 from .context import Quadrature
 from .linalg import cholesky_jittered
-from .rules import gauss_legendre, radial_rule, simplex_rule
+from .rules import HALF_CODE, gauss_legendre, radial_rule, rule_for_code, simplex_rule
 
-__all__ = ["CHUNK_POINTS", "DEFAULT_DEGREE", "DEFAULT_DEGREE_BY_DIM", "MAX_EDGE_ANGLE", "chunks",
-           "degrees", "integrate_exact"]
+__all__ = ["AccuracyWarning", "CHUNK_POINTS", "DEFAULT_DEGREE", "DEFAULT_DEGREE_BY_DIM", "MAX_EDGE_ANGLE",
+           "SMOOTH_1D_NODES_PER_SLOPE", "chunks", "degrees", "integrate_1d_split", "integrate_exact",
+           "smooth_1d_nodes"]
 
 #: Default number of quadrature nodes per dimension (radial and angular) for two-variable
 #: integrals; ``degree=n`` sets both the radial and the angular degree to n for every m.
@@ -49,10 +50,24 @@ DEFAULT_DEGREE = 40
 #: m = 1: half-line rule; m = 2: radial × Gauss–Legendre per arc; m = 3, 4: radial ×
 #: per-direction degree of the collapsed simplex rule.
 DEFAULT_DEGREE_BY_DIM = {1: (64, 0), 2: (DEFAULT_DEGREE, DEFAULT_DEGREE), 3: (16, 12), 4: (12, 8)}
+#: One smooth variable (m = 1, no explicit degree): the half-line rule takes at least this many
+#: nodes per unit of its slope √C · max|α| (2026-12-01), i.e. 16 ⌈slope⌉ when that exceeds the
+#: default 64 (variance > 16).  At 64 nodes E[f²] of tanh, erf, gelu and their first two derivatives
+#: was off by up to 2e-9 at variance 20, 1e-7 at 40, 3e-6 at 60 (erf''), 4e-5 at 100 (mpmath
+#: references); with 16 ⌈slope⌉ nodes: ≤ 5e-13 at 60, ≤ 7e-14 at 100 (the rule of
+#: :func:`integrate_1d_split`).
+SMOOTH_1D_NODES_PER_SLOPE = 16
 #: Maximal edge angle of a spherical simplex before it is bisected (m = 3, 4).
 MAX_EDGE_ANGLE = math.radians(80.0)
 #: Number of (tuple × quadrature point) evaluations per vectorised chunk.
 CHUNK_POINTS = 1 << 21
+
+
+class AccuracyWarning(UserWarning):
+    """Gaussian expectations computed where their accuracy is below the README's (≤ 1e-8 of the
+    scale Π⟨f²⟩^{1/2}): smooth factors beyond the fast path's variance bound or its ladders,
+    integrated by this method at its default degree (2e-6 … 1e-3 of the scale measured at
+    variance 45 for four variables; docs/gaussian.md)."""
 
 
 def chunks(n: int, per: int, points: int = CHUNK_POINTS):
@@ -90,6 +105,10 @@ def integrate_exact(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature
     if P is not None and m >= 3 and degree is None:
         n_a = max(n_a, 20 if m == 3 else 12)  # polynomial branches: exact radial rule, cheap
     if m == 1:
+        if P is None and degree is None:
+            n = smooth_1d_nodes(blocks[0], L[:, 0, 0], n_r)
+            if n > n_r:
+                return integrate_1d_split(blocks[0], L[:, 0, 0], n, quad)
         return integrate_1d(blocks[0], L[:, 0, 0], n_r)
     if m == 2:
         if P is not None:
@@ -98,12 +117,32 @@ def integrate_exact(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature
     return integrate_simplices(blocks, L, n_r, n_a, quad)
 
 
+def smooth_1d_nodes(block: Block, s: np.ndarray, base: int) -> int:
+    """Nodes of the half-line rule for one smooth variable of standard deviations s (n,): base,
+    or SMOOTH_1D_NODES_PER_SLOPE ⌈max s · max|α|⌉ where that is more."""
+    if s.size == 0:
+        return base
+    a = max(float(np.max(np.abs(al))) for _, al in block.members)
+    return max(base, SMOOTH_1D_NODES_PER_SLOPE * math.ceil(float(np.max(s)) * a))
+
+
 def integrate_1d(block: Block, s: np.ndarray, n_r: int) -> np.ndarray:
     """E[F(s ξ)] = (2π)^{-1/2} Σ_± ∫_0^∞ F^±(±s r) e^{-r²/2} dr."""
     r, w = radial_rule(n_r, 0)
     zz = s[:, None] * r[None, :]
     v = block.evaluate(zz, 1) @ w + block.evaluate(-zz, -1) @ w
     return v / math.sqrt(2 * math.pi)
+
+
+def integrate_1d_split(block: Block, s: np.ndarray, n: int, quad: Quadrature) -> np.ndarray:
+    """E[F(s ξ)] = Σ_± ∫_0^∞ F^±(±s u) φ(u) du by the n-point Gauss rule of φ on [0, ∞) of the
+    split rules (:func:`.rules.rule_for_code`, the half rule): the radial rule of
+    :func:`integrate_1d` (the same Gauss rule, up to rounding) reaches r ≈ 32 at n = 200, where
+    the lambdified factors overflow to NaN (softplus''² at s = 12: e^{2z}/(1 + e^z)⁴); the split
+    rules' nodes stay below 9.5, where the weight left out is < 1e-19."""
+    u, w = rule_for_code(HALF_CODE + n, quad.tables)  # weights of φ on [0, ∞), doubled
+    zz = s[:, None] * u[0][None, :]
+    return (block.evaluate(zz, 1) @ w[0] + block.evaluate(-zz, -1) @ w[0]) / 2
 
 
 def integrate_2d(blocks: list[Block], L: np.ndarray, n_r: int, n_a: int) -> np.ndarray:

@@ -34,8 +34,8 @@ anywhere along u_j and gets the ladder's bound itself.
 * :data:`FAST_LADDER_M2` — further split rungs for m = 2 (no table, both coordinates summed);
 * :data:`FAST_LADDER_M34` — the same rungs for m = 3, 4; both end with
   :data:`FAST_LADDER_WIDE` (issue 15): node counts growing linearly with the slope (∝ √v), up
-  to 84 nodes per side, so that effective variances up to :data:`FAST_MAX_VARIANCE` = 20 stay on
-  the fast path.
+  to 146 nodes per side, so that effective variances up to :data:`FAST_MAX_VARIANCE` = 60 stay on
+  the fast path (20 and 84 nodes before 2026-12-01's second change).
 
 Bounds of the ladders: 1-D worst case over products of up to four factors tanh, sech²,
 tanh·sech² with random offsets and slopes ≤ s_j, relative error ≤ 1e-7; the m = 2 rungs:
@@ -55,7 +55,7 @@ from .sharpness import SHARPNESS_FROM, sharpness
 
 __all__ = ["FAST_DEGREES", "FAST_GH_MAX", "FAST_LADDER", "FAST_LADDER_GH", "FAST_LADDER_M2",
            "FAST_LADDER_M34", "FAST_LADDER_WIDE",
-           "FAST_MAX_VARIANCE", "FAST_SLACK", "SHARPNESS_RUNGS", "block_scales", "block_sharpness", "effective_variance", "inverse_form",
+           "FAST_MAX_VARIANCE", "FAST_SLACK", "SHARPNESS_RUNGS", "SHARPNESS_TO", "block_scales", "block_sharpness", "effective_variance", "inverse_form",
            "points_per_tuple", "rule_codes", "slopes"]
 
 #: Tuples whose largest effective variance (C_jj · α², after merging) exceeds this bound are
@@ -69,8 +69,14 @@ __all__ = ["FAST_DEGREES", "FAST_GH_MAX", "FAST_LADDER", "FAST_LADDER_GH", "FAST
 #: :mod:`.sharpness`): softplus tuples at variance 25 (the grid's deep layers at |x|²/n0 = 3,
 #: C_W = 2) and 48 that it moves to the fast path are within 4e-10 of the cone method at degree
 #: 32 (docs/gaussian.md); those still beyond keep the cone method at its default degrees (1.3e-7
-#: there on σ''σ'σσ, with or without the sharpness).
-FAST_MAX_VARIANCE = 20.0
+#: there on σ''σ'σσ, with or without the sharpness).  20 → 60 on 2026-12-01 (the rungs beyond
+#: slope 4.6 of FAST_LADDER_WIDE, table rows with 96 nodes beyond s = 4.5): at variances 30 … 60
+#: ≤ 1.5e-10 of the scale for m = 2 and 4 and ≤ 8.1e-9 for m = 3 against uniform rules of 150–180
+#: nodes per side (2.1e-7 with a nearly collinear pair), where the cone method at its default degree
+#: was off by up to 2e-3 (docs/gaussian.md, tests/test_gaussian_widevar.py); beyond, that method
+#: remains and warns (:class:`.cone.AccuracyWarning`).  Slopes stay below the ladders' last bound
+#: (8 × slack) for every tuple within this bound: √60 = 7.75.
+FAST_MAX_VARIANCE = 60.0
 #: Nodes per side of the split half-line rules of the fast path, by the number m of distinct
 #: variables and the largest effective variance v of a tuple: the first (bound, n) with
 #: v ≤ bound (measured: relative error ≤ 1e-7 for m = 3, ≤ 1e-6 for m = 4).  (The uniform
@@ -89,12 +95,14 @@ FAST_LADDER_GH = ((0.027, -3), (0.05, -4), (0.086, -5), (0.124, -6), (0.162, -7)
 FAST_LADDER = ((0.027, 3), (0.05, 4), (0.086, 5), (0.124, 6), (0.162, 7), (0.212, 8), (0.254, 9),
                (0.303, 10), (0.332, 11), (0.363, 12), (0.435, 14), (0.52, 16), (0.622, 18),
                (0.681, 20), (0.815, 24))
-#: Rungs beyond slope 1.79 (issue 15: effective variances up to FAST_MAX_VARIANCE), shared by
+#: Rungs beyond slope 1.79 (issue 15: effective variances up to FAST_MAX_VARIANCE; the four beyond
+#: 4.6 since 2026-12-01, n ≈ 18 b as below, measured in docs/gaussian.md), shared by
 #: FAST_LADDER_M2 (slack 1) and FAST_LADDER_M34 (slack 1.5): n ≈ 20 b nodes per side, as the
 #: rungs below.  Cheaper rungs for m = 3, 4 (n ≈ 16 b: 40 … 64) were tried and lost up to 1.3e-6
 #: of the scale on ⟨erf' erf' erf'⟩ with a nearly collinear pair at variance 14 (these rungs:
 #: 1.3e-7, the table's floor there); docs/gaussian.md.
-FAST_LADDER_WIDE = ((2.2, 44), (2.6, 52), (3.0, 60), (3.5, 68), (4.0, 76), (4.6, 84))
+FAST_LADDER_WIDE = ((2.2, 44), (2.6, 52), (3.0, 60), (3.5, 68), (4.0, 76), (4.6, 84), (5.3, 98),
+                    (6.1, 112), (7.0, 128), (8.0, 146))
 #: Further rungs for m = 2 (both coordinates integrated, no table), where tuples beyond
 #: FAST_LADDER went to the exact cone method: measured against that method at degree 80 on
 #: ⟨f g⟩ for f, g among tanh and its first three derivatives, tanh², (tanh')², with the
@@ -120,9 +128,13 @@ def block_scales(blocks: list[Block]) -> np.ndarray:
                     axis=1)
 
 
+#: the last rung of the sharpness calibration (:mod:`.sharpness`): the rungs up to slope 4.6
+#: (variance 21), those of the ladders before 2026-12-01; the rungs beyond (variances up to
+#: FAST_MAX_VARIANCE = 64) take the same κ
+SHARPNESS_TO = 4.6
 #: the rungs a slope mapped by a factor's sharpness can reach (:mod:`.sharpness`): those of the
-#: split ladders beyond SHARPNESS_FROM
-SHARPNESS_RUNGS = tuple((b, n) for b, n in FAST_LADDER_M2 if b > SHARPNESS_FROM)
+#: split ladders beyond SHARPNESS_FROM, up to SHARPNESS_TO (the calibration's rungs)
+SHARPNESS_RUNGS = tuple((b, n) for b, n in FAST_LADDER_M2 if SHARPNESS_FROM < b <= SHARPNESS_TO)
 
 
 def block_sharpness(blocks: list[Block], folder=None) -> np.ndarray:

@@ -44,8 +44,9 @@ SPLIT_C, SPLIT_DC = 7.0, 0.05
 HALF_CODE = 1000
 #: The three-term recurrence of the split weights is computed once up to this many terms
 #: (every rule of the ladders and the table); a rule with more nodes computes its own.  The
-#: coefficients of index k do not depend on this bound (40 before issue 15: same rules).
-SPLIT_RECURRENCE_TERMS = 84
+#: coefficients of index k do not depend on this bound (40 before issue 15, 84 before 2026-12-01,
+#: when the ladders reached 146 nodes per side: same rules).
+SPLIT_RECURRENCE_TERMS = 146
 #: Rules with at most this many nodes per side are computed by one batched dense ``eigh`` of
 #: the Jacobi matrices (the rules of the ladders up to 36 and of the table); larger ones by
 #: scipy's tridiagonal solver row by row: the batched dense solver of n ≥ 36 took up to 10 s

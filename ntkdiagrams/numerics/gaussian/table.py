@@ -7,8 +7,8 @@ z_{m−1} = μ + s ξ given the outer coordinates (μ = Σ_{j<m−1} L_{m−1,j}
 
 It is tabulated once per factor on μ = −M + i h_μ, s = (j − 1) h_s (:func:`g_table`, grown to
 the widest extent asked for so far: :class:`GrowingTable`; each entry
-by the split rule of :data:`TABLE_DEGREE` nodes per side, or :data:`TABLE_DEGREE_WIDE` for
-s > :data:`TABLE_WIDE_S`, split at ξ = −μ/s), and read by 4-point
+by the split rule of :data:`TABLE_DEGREE` nodes per side, :data:`TABLE_DEGREE_WIDE` for
+s > :data:`TABLE_WIDE_S`, :data:`TABLE_DEGREE_WIDER` for s > :data:`TABLE_WIDER_S`, split at ξ = −μ/s), and read by 4-point
 Lagrange interpolation in s (the same weights for all points of a tuple) and the cubic of the
 4-point interpolant in μ on each cell (:mod:`.interpolation`).  The interpolation error is
 O(h⁴ max|∂⁴G|): ~1e-8 relative for tanh-type factors at h = 0.02 (docs/gaussian.md).  Values of
@@ -27,7 +27,8 @@ from .factors import Factor
 from .interpolation import cubic_coefficients, lagrange4
 from .rules import split_nodes, split_rules_full
 
-__all__ = ["TABLE_DEGREE", "TABLE_DEGREE_WIDE", "TABLE_H_MU", "TABLE_H_S", "TABLE_REACH", "TABLE_WIDE_S",
+__all__ = ["TABLE_DEGREE", "TABLE_DEGREE_WIDE", "TABLE_DEGREE_WIDER", "TABLE_H_MU", "TABLE_H_S", "TABLE_REACH",
+           "TABLE_WIDE_S", "TABLE_WIDER_S", "table_degree",
            "GrowingTable", "g_table", "growing_table", "table_extent",
            "table_lookup"]
 
@@ -43,6 +44,11 @@ TABLE_DEGREE = 24
 #: per side: at s = 3 … 5 the 24-node rule leaves up to 6e-7 (tanh'') … 2e-5 pointwise, 48
 #: nodes ≤ 2e-9 (tanh, erf, gelu and their first two derivatives; docs/gaussian.md).
 TABLE_WIDE_S, TABLE_DEGREE_WIDE = 2.0, 48
+#: Rows with s > TABLE_WIDER_S (effective variances beyond 20, 2026-12-01) use TABLE_DEGREE_WIDER
+#: nodes per side: at s = 6.5 … 8 the 48-node rule leaves up to 1.8e-6 … 2.5e-5 of a column's
+#: largest entry (tanh, erf), 96 nodes ≤ 3.2e-12 (tanh, gelu, erf, softplus, swish and their first
+#: two derivatives, against 140 nodes; at s = 5: 48 nodes 5.4e-8, 96 nodes 3.4e-14).
+TABLE_WIDER_S, TABLE_DEGREE_WIDER = 4.5, 96
 
 
 class GrowingTable:
@@ -81,8 +87,8 @@ class GrowingTable:
         self.tab, self.I, self.J = tab, I, J
 
     def _entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """G(i h_μ, |j − 1| h_s): by the split rule of TABLE_DEGREE nodes per side
-        (TABLE_DEGREE_WIDE beyond TABLE_WIDE_S), split at ξ = −μ/s."""
+        """G(i h_μ, |j − 1| h_s): by the split rule of :func:`table_degree` nodes per side,
+        split at ξ = −μ/s."""
         mu = i * TABLE_H_MU
         out = np.empty((i.size, j.size))
         if i.size == 0:
@@ -92,10 +98,17 @@ class GrowingTable:
             if s == 0:
                 out[:, col] = self.factor.plus(mu)
                 continue
-            rules = split_rules_full(TABLE_DEGREE if s <= TABLE_WIDE_S else TABLE_DEGREE_WIDE)
+            rules = split_rules_full(table_degree(s))
             u, w = split_nodes(rules, -mu / s)
             out[:, col] = np.sum(w * self.factor.plus(mu[:, None] + s * u), axis=1)
         return out
+
+
+def table_degree(s: float) -> int:
+    """Nodes per side of the split rule of the table's row at s: TABLE_DEGREE, TABLE_DEGREE_WIDE
+    beyond TABLE_WIDE_S, TABLE_DEGREE_WIDER beyond TABLE_WIDER_S."""
+    return TABLE_DEGREE if s <= TABLE_WIDE_S else TABLE_DEGREE_WIDE if s <= TABLE_WIDER_S \
+        else TABLE_DEGREE_WIDER
 
 
 @lru_cache(maxsize=32)
