@@ -643,17 +643,14 @@ def _cone_smooth(blocks, C):
     n_r = base if P is None else min(base, P // 2 + 1)
     if P is not None and m >= 3:
         n_a = max(n_a, 20 if m == 3 else 12)
-    if m == 1 and P is None:  # one smooth variable: 16 nodes per unit slope beyond the base
+    n1 = base  # one smooth variable: 16 nodes per unit slope beyond the base (the package's cone.py)
+    if m == 1 and P is None and C.shape[0]:
         n1 = max(base, FAST["SMOOTH_1D_NODES_PER_SLOPE"] * int(math.ceil(float(np.max(L[:, 0, 0])))))
-        if n1 > base:  # the Gauss rule of φ on [0, ∞): the split rules' row at c = 0
-            U, W = _split_rules(n1)
-            g = int(round(FAST["SPLIT_C"] / FAST["SPLIT_DC"]))
-            funcs = [(f, f) for b in blocks for f in b]
-            smap = np.broadcast_to(np.array([0] * len(funcs)), (C.shape[0], len(funcs)))
-            zp = (L[:, 0, 0][:, None] * U[g, :n1][None, :])[..., None]
-            one = np.ones(zp.shape)
-            return _branches(funcs, smap, zp, one) @ W[g, :n1] + _branches(funcs, smap, -zp, -one) @ W[g, :n1]
-    if m == 1 and n_r in RADIAL1:
+    if n1 > base:  # the Gauss rule of φ on [0, ∞): the split rules' row
+        U, W = _split_rules(n1)             # at c = 0, weights as those of e^{-r²/2}
+        g = int(round(FAST["SPLIT_C"] / FAST["SPLIT_DC"]))
+        r, wr = U[g, :n1], W[g, :n1] * math.sqrt(2 * math.pi)
+    elif m == 1 and n_r in RADIAL1:
         r, wr = RADIAL1[n_r]
     else:  # the base rule, exact for polynomial blocks of total degree < 2 · base as well
         r, wr = CONE_RADIAL[(n_r if (n_r, m - 1) in CONE_RADIAL else base, m - 1)]

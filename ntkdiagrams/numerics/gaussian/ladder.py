@@ -130,7 +130,7 @@ def block_scales(blocks: list[Block]) -> np.ndarray:
 
 #: the last rung of the sharpness calibration (:mod:`.sharpness`): the rungs up to slope 4.6
 #: (variance 21), those of the ladders before 2026-12-01; the rungs beyond (variances up to
-#: FAST_MAX_VARIANCE = 64) take the same κ
+#: FAST_MAX_VARIANCE = 60) take the same κ (measured: docs/gaussian.md)
 SHARPNESS_TO = 4.6
 #: the rungs a slope mapped by a factor's sharpness can reach (:mod:`.sharpness`): those of the
 #: split ladders beyond SHARPNESS_FROM, up to SHARPNESS_TO (the calibration's rungs)
