@@ -97,8 +97,8 @@ def test_table_rows_beyond_wider_s(name):
     for f in prepare_factors([act.derivative(k) for k in range(3)]):
         tab, M = GrowingTable(f).extent(12.0, 8.0)
         mu = -M + 0.02 * np.arange(tab.shape[0])
-        for j in (int(TABLE_WIDER_S / 0.02) + 3, tab.shape[1] - 1):
-            s = (j - 1) * 0.02
+        for j in (int(TABLE_WIDER_S / 0.02) + 4, tab.shape[1] - 1):
+            s = (j - 2) * 0.02  # the row of s = (j − 2) h_s
             assert table_degree(s) == 96
             u, w = split_nodes(split_rules_full(140), -mu / s)
             ref = np.sum(w * f.plus(mu[:, None] + s * u), axis=1)

@@ -424,13 +424,13 @@ def _points_per_tuple(codes):
 
 
 def _g_table(f, M, S):
-    """G(μ, s) = E[f(μ + s ξ)] on μ = −M + i h_μ, s = (j − 1) h_s, shape (n_μ, n_s)."""
+    """G(μ, s) = E[f(μ + s ξ)] on μ = −M + i h_μ, s = (j − 2) h_s, shape (n_μ, n_s)."""
     key = ("table", f, M, S)
     if key not in _RULES:
         h_mu, h_s = FAST["TABLE_H_MU"], FAST["TABLE_H_S"]
         mu = np.arange(-M, M + h_mu / 2, h_mu)
-        ns = int(math.ceil(S / h_s)) + 4
-        s = np.abs(np.arange(-1, ns - 1) * h_s)
+        ns = int(math.ceil(S / h_s)) + 6
+        s = np.abs(np.arange(-2, ns - 2) * h_s)
         tab = np.empty((ns, mu.size))
         tab[s == 0] = f(mu)
         for j in np.nonzero(s > 0)[0]:
@@ -452,42 +452,47 @@ def _table_extent(L, m):
     return float(M), float(S)
 
 
-def _lagrange4(t):
-    return ((-t * (t - 1) * (t - 2) / 6), ((t + 1) * (t - 1) * (t - 2) / 2),
-            (-(t + 1) * t * (t - 2) / 2), ((t + 1) * t * (t - 1) / 6))
+def _lagrange6(t):
+    a, b, c, d, e, f = t + 2, t + 1, t, t - 1, t - 2, t - 3
+    return (-(b * c * d * e * f) / 120, (a * c * d * e * f) / 24, -(a * b * d * e * f) / 12,
+            (a * b * c * e * f) / 12, -(a * b * c * d * f) / 24, (a * b * c * d * e) / 120)
 
 
 def _table_lookup(tab, M, x, L, m):
     """G(μ, s) at the points x (T, P) (μ in table units, modified in place), s = L[t, m−1, m−1]:
-    4-point Lagrange in s, the cubic of the 4-point interpolant in μ on each cell."""
+    6-point Lagrange in s, the quintic of the 6-point interpolant in μ on each cell."""
     h_mu, h_s = FAST["TABLE_H_MU"], FAST["TABLE_H_S"]
     T = L.shape[0]
     n_mu, n_s = tab.shape
     reach = FAST["TABLE_REACH"] * np.sqrt(np.sum(L[:, m - 1, :m - 1] ** 2, axis=1))[:, None] / h_mu
     np.clip(x, M / h_mu - reach, M / h_mu + reach, out=x)
     lo, hi = int(x.min()), int(x.max())
-    if lo < 1 or hi > n_mu - 3:
-        np.clip(x, 1.0, n_mu - 3.0, out=x)
+    if lo < 2 or hi > n_mu - 4:
+        np.clip(x, 2.0, n_mu - 4.0, out=x)
         lo, hi = int(x.min()), int(x.max())
-    lo, hi = lo - 1, hi + 2
-    xs = L[:, m - 1, m - 1] / h_s + 1.0
-    js = np.clip(np.floor(xs).astype(np.intp), 1, n_s - 3)
-    ws = _lagrange4(xs - js)
+    lo, hi = lo - 2, hi + 3
+    xs = L[:, m - 1, m - 1] / h_s + 2.0
+    js = np.clip(np.floor(xs).astype(np.intp), 2, n_s - 4)
+    ws = _lagrange6(xs - js)
     win = tab[lo:hi + 1]
-    tt = sum(wk[:, None] * win[:, js + (k - 1)].T for k, wk in enumerate(ws))
+    tt = sum(wk[:, None] * win[:, js + (k - 2)].T for k, wk in enumerate(ws))
     nw = tt.shape[1]
-    ym, y0, y1, y2 = tt[:, :-3], tt[:, 1:-2], tt[:, 2:-1], tt[:, 3:]
-    coef = np.stack((y0, -ym * (1 / 3) - y0 * 0.5 + y1 - y2 * (1 / 6), (ym + y1) * 0.5 - y0,
-                     (y0 - y1) * 0.5 + (y2 - ym) * (1 / 6)), axis=-1).reshape(-1, 4)
+    ym2, ym1, y0, y1, y2, y3 = (tt[:, k:nw - 5 + k] for k in range(6))
+    coef = np.stack((y0,
+                     ym2 * (1 / 20) - ym1 * 0.5 - y0 * (1 / 3) + y1 - y2 * 0.25 + y3 * (1 / 30),
+                     -ym2 * (1 / 24) + ym1 * (2 / 3) - y0 * 1.25 + y1 * (2 / 3) - y2 * (1 / 24),
+                     -(ym2 + ym1) * (1 / 24) + y0 * (5 / 12) - y1 * (7 / 12) + y2 * (7 / 24) - y3 * (1 / 24),
+                     (ym2 + y2) * (1 / 24) - (ym1 + y1) * (1 / 6) + y0 * 0.25,
+                     -ym2 * (1 / 120) + ym1 * (1 / 24) - y0 * (1 / 12) + y1 * (1 / 12) - y2 * (1 / 24)
+                     + y3 * (1 / 120)), axis=-1).reshape(-1, 6)
     i0 = x.astype(np.intp)
     x -= i0
-    i0 += (np.arange(T) * (nw - 3) - 1 - lo)[:, None]
+    i0 += (np.arange(T) * (nw - 5) - 2 - lo)[:, None]
     cf = np.take(coef, i0, axis=0)
-    g = cf[..., 3] * x
-    g += cf[..., 2]
-    g *= x
-    g += cf[..., 1]
-    g *= x
+    g = cf[..., 5] * x
+    for k in (4, 3, 2, 1):
+        g += cf[..., k]
+        g *= x
     g += cf[..., 0]
     return g
 

@@ -12,8 +12,8 @@ depth-first, one compiled loop per tuple.  The rules are the same: level j of tu
 rule ``codes[t, j]`` of a flattened bank (:func:`ntkdiagrams.numerics.gaussian.rules.rule_bank`;
 Gauss–Hermite: one row; split rule: the row of the split c = −μ_j/L_jj, rounded to the split
 grid, picked per parent point); F_j is the product of the block's factors f(α z_j);
-G(μ, s) = E[f(μ + s ξ)] is the 4 × 4-point Lagrange interpolant of the same table, with the
-same formulas (:mod:`ntkdiagrams.numerics.gaussian.interpolation`, compiled here; its cubic
+G(μ, s) = E[f(μ + s ξ)] is the 6 × 6-point Lagrange interpolant of the same table, with the
+same formulas (:mod:`ntkdiagrams.numerics.gaussian.interpolation`, compiled here; its quintic
 coefficients in μ are computed per tuple on the cells within TABLE_REACH standard deviations of
 μ).  So the two paths agree to rounding (tests/test_gaussian_jit.py: 1e-13 relative), up to
 the piecewise polynomials of the elementary forms (below).
@@ -61,7 +61,7 @@ import numpy as np
 
 from .elementary import ATOM_EXPO, FORM_TABLE_H, FORM_TABLE_Z, elementary_form
 from .factors import Factor
-from .interpolation import cubic_coefficients, lagrange4
+from .interpolation import lagrange6, quintic_coefficients
 
 try:  # numba is optional: without it the numpy path (nested.py) is used
     import numba as nb
@@ -215,8 +215,8 @@ if nb is not None:
         return v
 
     # the same formulas as the numpy path's, compiled
-    _lagrange = _inline(lagrange4)
-    _cubic = _inline(cubic_coefficients)
+    _lagrange = _inline(lagrange6)
+    _quintic = _inline(quintic_coefficients)
 
     @_njit
     def _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha, fd, fi, outer,
@@ -233,23 +233,23 @@ if nb is not None:
         js = 1
         lo = hi = 0.0
         if tv >= 0:  # the interpolation in s is the same for every point of the tuple
-            xs = L[t, tv, tv] / h_s + 1.0
-            js = min(max(int(math.floor(xs)), 1), n_s - 3)
-            ws[0], ws[1], ws[2], ws[3] = _lagrange(xs - js)
+            xs = L[t, tv, tv] / h_s + 2.0
+            js = min(max(int(math.floor(xs)), 2), n_s - 4)
+            ws[0], ws[1], ws[2], ws[3], ws[4], ws[5] = _lagrange(xs - js)
             sd = 0.0
             for k in range(tv):
                 sd += L[t, tv, k] ** 2
             rr = reach * math.sqrt(sd) / h_mu
-            lo = max(M / h_mu - rr, 1.0)
-            hi = min(M / h_mu + rr, n_mu - 3.0)
-            # cubic coefficients (in x − i) of the interpolant on every table cell i the tuple
-            # can reach, through the rows y_{i−1} … y_{i+2} interpolated in s
-            for i in range(int(lo) - 1, int(hi) + 3):
-                y[i] = (ws[0] * tab[i, js - 1] + ws[1] * tab[i, js] + ws[2] * tab[i, js + 1]
-                        + ws[3] * tab[i, js + 2])
+            lo = max(M / h_mu - rr, 2.0)
+            hi = min(M / h_mu + rr, n_mu - 4.0)
+            # quintic coefficients (in x − i) of the interpolant on every table cell i the tuple
+            # can reach, through the rows y_{i−2} … y_{i+3} interpolated in s
+            for i in range(int(lo) - 2, int(hi) + 4):
+                y[i] = (ws[0] * tab[i, js - 2] + ws[1] * tab[i, js - 1] + ws[2] * tab[i, js]
+                        + ws[3] * tab[i, js + 1] + ws[4] * tab[i, js + 2] + ws[5] * tab[i, js + 3])
             for i in range(int(lo), int(hi) + 1):
-                cells[i, 0], cells[i, 1], cells[i, 2], cells[i, 3] = _cubic(y[i - 1], y[i], y[i + 1],
-                                                                            y[i + 2])
+                (cells[i, 0], cells[i, 1], cells[i, 2], cells[i, 3], cells[i, 4],
+                 cells[i, 5]) = _quintic(y[i - 2], y[i - 1], y[i], y[i + 1], y[i + 2], y[i + 3])
         stamp = t + 1
         J = outer - 1
         for j in range(outer):  # the levels whose factors are all exponential forms, or all
@@ -369,8 +369,8 @@ if nb is not None:
                     x = min(max(mt + lt * U[o + i], lo), hi)
                     row = int(x)
                     x -= row
-                    acc += f[i] * (((cells[row, 3] * x + cells[row, 2]) * x + cells[row, 1]) * x
-                                   + cells[row, 0])
+                    acc += f[i] * (((((cells[row, 5] * x + cells[row, 4]) * x + cells[row, 3]) * x
+                                     + cells[row, 2]) * x + cells[row, 1]) * x + cells[row, 0])
             total += wt[J] * acc
             j = J - 1  # J ≥ 1: m ≥ 2
             idx[j] += 1
@@ -384,7 +384,7 @@ if nb is not None:
         kernel releases the GIL), not in numba's threading layer: GNU OpenMP is not safe
         across fork (scripts use process pools) and the workqueue layer not across threads."""
         kmax = np.max(width)
-        cells = np.empty((tab.shape[0], 4))
+        cells = np.empty((tab.shape[0], 6))
         y = np.empty(tab.shape[0])
         eu = np.empty(np.max(rows * width))
         eu_stamp = np.zeros(np.max(rows), np.int64)
@@ -393,7 +393,7 @@ if nb is not None:
         off = np.zeros(LEVELS, np.intp)
         wt = np.ones(LEVELS + 1)
         mu = np.zeros((LEVELS + 1, LEVELS + 1))
-        ws = np.zeros(4)
+        ws = np.zeros(6)
         expo = np.zeros(LEVELS, np.bool_)
         pieces = np.zeros(LEVELS, np.bool_)
         for t in range(grp, L.shape[0], groups):

@@ -1,15 +1,17 @@
-"""Four-point Lagrange interpolation, shared by the numpy path (:mod:`.table`) and the
+"""Lagrange interpolation on 4 and 6 points, shared by the numpy path (:mod:`.table`) and the
 compiled kernel (:mod:`.compiled`, which compiles these very functions), so that both
 interpolate the table of G(μ, s) with the same formulas.
 
 On the nodes −1, 0, 1, 2 the interpolant of y₋₁, y₀, y₁, y₂ is p(t) = Σ_k ℓ_k(t) y_k; on the
 cell [0, 1] it is the cubic c₀ + c₁ t + c₂ t² + c₃ t³.  Its error is
 |p(t) − y(t)| ≤ max|y⁗| · |(t+1) t (t−1) (t−2)| / 4! ≤ max|y⁗| · h⁴ · 9/384 on the cell, with h the
-grid spacing (here in table units, h = 1).
+grid spacing (here in table units, h = 1).  On the nodes −2 … 3 (:func:`lagrange6`,
+:func:`quintic_coefficients`; the table since 2026-12-01) the error is
+≤ max|y⁽⁶⁾| · |(t+2)(t+1) t (t−1)(t−2)(t−3)| / 6! ≤ max|y⁽⁶⁾| · h⁶ · 225/46080 on the cell.
 """
 from __future__ import annotations
 
-__all__ = ["cubic_coefficients", "lagrange4"]
+__all__ = ["cubic_coefficients", "lagrange4", "lagrange6", "quintic_coefficients"]
 
 
 def lagrange4(t):
@@ -32,3 +34,31 @@ def cubic_coefficients(ym, y0, y1, y2):
     """
     return (y0, -ym * (1 / 3) - y0 * 0.5 + y1 - y2 * (1 / 6), (ym + y1) * 0.5 - y0,
             (y0 - y1) * 0.5 + (y2 - ym) * (1 / 6))
+
+
+def lagrange6(t):
+    """6-point Lagrange weights (ℓ₋₂, ℓ₋₁, ℓ₀, ℓ₁, ℓ₂, ℓ₃) of the nodes −2 … 3 at t (numpy arrays
+    or, compiled by numba, scalars).
+
+    >>> [float(w) for w in lagrange6(1.0)]
+    [-0.0, 0.0, -0.0, 1.0, 0.0, -0.0]
+    """
+    a, b, c, d, e, f = t + 2, t + 1, t, t - 1, t - 2, t - 3
+    return (-(b * c * d * e * f) / 120, (a * c * d * e * f) / 24, -(a * b * d * e * f) / 12,
+            (a * b * c * e * f) / 12, -(a * b * c * d * f) / 24, (a * b * c * d * e) / 120)
+
+
+def quintic_coefficients(ym2, ym1, y0, y1, y2, y3):
+    """Coefficients (c₀ … c₅) in x of the quintic through (−2, ym2), (−1, ym1), (0, y0), (1, y1),
+    (2, y2), (3, y3): the interpolant on the table cell [i, i+1] (numpy arrays or scalars).
+
+    >>> [float(c) for c in quintic_coefficients(-32.0, -1.0, 0.0, 1.0, 32.0, 243.0)]   # x⁵
+    [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    """
+    return (y0,
+            ym2 * (1 / 20) - ym1 * 0.5 - y0 * (1 / 3) + y1 - y2 * 0.25 + y3 * (1 / 30),
+            -ym2 * (1 / 24) + ym1 * (2 / 3) - y0 * 1.25 + y1 * (2 / 3) - y2 * (1 / 24),
+            -(ym2 + ym1) * (1 / 24) + y0 * (5 / 12) - y1 * (7 / 12) + y2 * (7 / 24) - y3 * (1 / 24),
+            (ym2 + y2) * (1 / 24) - (ym1 + y1) * (1 / 6) + y0 * 0.25,
+            -ym2 * (1 / 120) + ym1 * (1 / 24) - y0 * (1 / 12) + y1 * (1 / 12) - y2 * (1 / 24)
+            + y3 * (1 / 120))

@@ -5,13 +5,15 @@ z_{m−1} = μ + s ξ given the outer coordinates (μ = Σ_{j<m−1} L_{m−1,j}
 
     G(μ, s) = E[f(μ + s ξ)],   ξ ~ N(0, 1).
 
-It is tabulated once per factor on μ = −M + i h_μ, s = (j − 1) h_s (:func:`g_table`, grown to
+It is tabulated once per factor on μ = −M + i h_μ, s = (j − 2) h_s (:func:`g_table`, grown to
 the widest extent asked for so far: :class:`GrowingTable`; each entry
 by the split rule of :data:`TABLE_DEGREE` nodes per side, :data:`TABLE_DEGREE_WIDE` for
-s > :data:`TABLE_WIDE_S`, :data:`TABLE_DEGREE_WIDER` for s > :data:`TABLE_WIDER_S`, split at ξ = −μ/s), and read by 4-point
-Lagrange interpolation in s (the same weights for all points of a tuple) and the cubic of the
-4-point interpolant in μ on each cell (:mod:`.interpolation`).  The interpolation error is
-O(h⁴ max|∂⁴G|): ~1e-8 relative for tanh-type factors at h = 0.02 (docs/gaussian.md).  Values of
+s > :data:`TABLE_WIDE_S`, :data:`TABLE_DEGREE_WIDER` for s > :data:`TABLE_WIDER_S`, split at ξ = −μ/s), and read by 6-point
+Lagrange interpolation in s (the same weights for all points of a tuple) and the quintic of the
+6-point interpolant in μ on each cell (:mod:`.interpolation`).  The interpolation error is
+O(h⁶ max|∂⁶G|); until 2026-12-01 4 × 4 points, O(h⁴ max|∂⁴G|), left up to 1e-6 of max|f| pointwise
+(tanh'' at s ≤ 0.05), ~1e-8 per expectation and the fast path's floor (docs/gaussian.md).  G is
+even in s: the rows j = 0, 1 are those of s = 2 h_s, h_s.  Values of
 μ beyond :data:`TABLE_REACH` standard deviations of μ are clamped: their nodes carry a Gaussian
 weight < e^{−TABLE_REACH²/2} ≈ 3e-18.
 """
@@ -24,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 
 from .factors import Factor
-from .interpolation import cubic_coefficients, lagrange4
+from .interpolation import lagrange6, quintic_coefficients
 from .rules import split_nodes, split_rules_full
 
 __all__ = ["TABLE_DEGREE", "TABLE_DEGREE_WIDE", "TABLE_DEGREE_WIDER", "TABLE_H_MU", "TABLE_H_S", "TABLE_REACH",
@@ -52,7 +54,7 @@ TABLE_WIDER_S, TABLE_DEGREE_WIDER = 4.5, 96
 
 
 class GrowingTable:
-    """G(μ, s) of one factor on the grid μ_i = i h_μ (|i| ≤ I), s_j = |j − 1| h_s (j < J), grown
+    """G(μ, s) of one factor on the grid μ_i = i h_μ (|i| ≤ I), s_j = |j − 2| h_s (j < J), grown
     on demand: a call that needs a wider extent computes only the entries it lacks.
 
     Before 2026-12-01 each extent (M, S) of :func:`table_extent` built its own table; the calls
@@ -67,10 +69,10 @@ class GrowingTable:
         self._lock = threading.Lock()
 
     def extent(self, M: float, S: float) -> tuple[np.ndarray, float]:
-        """(tab, M_t): the table (n_μ, n_s) on μ = −M_t + i h_μ, s = |j − 1| h_s, with
-        M_t ≥ M and s up to at least S + 2 h_s (the 4-point stencil's last row)."""
+        """(tab, M_t): the table (n_μ, n_s) on μ = −M_t + i h_μ, s = |j − 2| h_s, with
+        M_t ≥ M and s up to at least S + 3 h_s (the 6-point stencil's last row)."""
         I = int(math.ceil(M / TABLE_H_MU - 1e-9))
-        J = int(math.ceil(S / TABLE_H_S - 1e-9)) + 4
+        J = int(math.ceil(S / TABLE_H_S - 1e-9)) + 6
         with self._lock:
             if I > self.I or J > self.J:
                 self._grow(max(I, self.I), max(J, self.J))
@@ -87,14 +89,14 @@ class GrowingTable:
         self.tab, self.I, self.J = tab, I, J
 
     def _entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """G(i h_μ, |j − 1| h_s): by the split rule of :func:`table_degree` nodes per side,
+        """G(i h_μ, |j − 2| h_s): by the split rule of :func:`table_degree` nodes per side,
         split at ξ = −μ/s."""
         mu = i * TABLE_H_MU
         out = np.empty((i.size, j.size))
         if i.size == 0:
             return out
         for col, jj in enumerate(j):
-            s = abs(int(jj) - 1) * TABLE_H_S
+            s = abs(int(jj) - 2) * TABLE_H_S
             if s == 0:
                 out[:, col] = self.factor.plus(mu)
                 continue
@@ -118,8 +120,8 @@ def growing_table(factor: Factor) -> GrowingTable:
 
 
 def g_table(factor: Factor, M: float, S: float) -> tuple[np.ndarray, float]:
-    """(tab, M_t): G(μ, s) = E[f(μ + s ξ)] on μ = −M_t + i h_μ (M_t ≥ M), s = (j − 1) h_s
-    (j = 0 is s = −h_s ≡ h_s), s up to at least S; shape (n_μ, n_s).  Read with M_t."""
+    """(tab, M_t): G(μ, s) = E[f(μ + s ξ)] on μ = −M_t + i h_μ (M_t ≥ M), s = (j − 2) h_s
+    (j = 0, 1 are s = −2 h_s, −h_s ≡ 2 h_s, h_s), s up to at least S; shape (n_μ, n_s).  Read with M_t."""
     return growing_table(factor).extent(M, S)
 
 
@@ -138,7 +140,7 @@ def table_lookup(tab: np.ndarray, M: float, x: np.ndarray, L: np.ndarray, m: int
     """G(μ, s) at the points of a chunk: x (T, P) holds μ in table units, x = (μ + M)/h_μ
     (modified in place), s = L[t, m−1, m−1] per tuple.
 
-    4-point Lagrange interpolation in s (per tuple) and the cubic in μ of each table cell, on
+    6-point Lagrange interpolation in s (per tuple) and the quintic in μ of each table cell, on
     the window of table rows that the chunk's μ values need."""
     T = L.shape[0]
     n_mu, n_s = tab.shape
@@ -147,27 +149,26 @@ def table_lookup(tab: np.ndarray, M: float, x: np.ndarray, L: np.ndarray, m: int
     reach = TABLE_REACH * np.sqrt(np.sum(L[:, m - 1, :m - 1] ** 2, axis=1))[:, None] / TABLE_H_MU
     np.clip(x, M / TABLE_H_MU - reach, M / TABLE_H_MU + reach, out=x)
     lo, hi = int(x.min()), int(x.max())
-    if lo < 1 or hi > n_mu - 3:  # beyond the table (weight < 1e-17): clamped
-        np.clip(x, 1.0, n_mu - 3.0, out=x)
+    if lo < 2 or hi > n_mu - 4:  # beyond the table (weight < 1e-17): clamped
+        np.clip(x, 2.0, n_mu - 4.0, out=x)
         lo, hi = int(x.min()), int(x.max())
-    lo, hi = lo - 1, hi + 2  # the 4-point stencil of cell i is rows i-1 … i+2
-    xs = L[:, m - 1, m - 1] / TABLE_H_S + 1.0
-    js = np.clip(np.floor(xs).astype(np.intp), 1, n_s - 3)
-    ws = lagrange4(xs - js)
+    lo, hi = lo - 2, hi + 3  # the 6-point stencil of cell i is rows i-2 … i+3
+    xs = L[:, m - 1, m - 1] / TABLE_H_S + 2.0
+    js = np.clip(np.floor(xs).astype(np.intp), 2, n_s - 4)
+    ws = lagrange6(xs - js)
     win = tab[lo:hi + 1]
-    tt = sum(wk[:, None] * win[:, js + (k - 1)].T for k, wk in enumerate(ws))  # (T, nw)
+    tt = sum(wk[:, None] * win[:, js + (k - 2)].T for k, wk in enumerate(ws))  # (T, nw)
     nw = tt.shape[1]
-    # cubic coefficients of the 4-point interpolant on each cell [i, i+1]
-    ym, y0, y1, y2 = tt[:, :-3], tt[:, 1:-2], tt[:, 2:-1], tt[:, 3:]
-    coef = np.stack(cubic_coefficients(ym, y0, y1, y2), axis=-1).reshape(-1, 4)
+    # quintic coefficients of the 6-point interpolant on each cell [i, i+1]
+    coef = np.stack(quintic_coefficients(*(tt[:, k:nw - 5 + k] for k in range(6))),
+                    axis=-1).reshape(-1, 6)
     i0 = x.astype(np.intp)
     x -= i0
-    i0 += (np.arange(T) * (nw - 3) - 1 - lo)[:, None]
-    cf = np.take(coef, i0, axis=0)  # (T, P, 4): one row per point
-    g = cf[..., 3] * x
-    g += cf[..., 2]
-    g *= x
-    g += cf[..., 1]
-    g *= x
+    i0 += (np.arange(T) * (nw - 5) - 2 - lo)[:, None]
+    cf = np.take(coef, i0, axis=0)  # (T, P, 6): one row per point
+    g = cf[..., 5] * x
+    for k in (4, 3, 2, 1):
+        g += cf[..., k]
+        g *= x
     g += cf[..., 0]
     return g
