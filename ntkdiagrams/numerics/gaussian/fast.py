@@ -45,12 +45,11 @@ independent and write disjoint entries, so the numbers do not depend on the numb
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import numpy as np
 
 from .blocks import Block
-from .cone import AccuracyWarning, chunks, integrate_exact
+from .cone import chunks, integrate_exact, warn_default_degree
 from .context import Quadrature
 from .factors import EXPO_MAX_EXPONENT
 from .ladder import (FAST_LADDER, FAST_LADDER_M2, FAST_LADDER_M34, FAST_SLACK, block_scales, block_sharpness, points_per_tuple,
@@ -201,11 +200,7 @@ def _integrate_ladder(blocks, C, L, nodes, m, single, quad, force, even):
     if force:
         return integrate_nodes(blocks, L, nodes, m, single, quad)
     out = np.empty(L.shape[0])
-    warnings.warn("Gaussian expectations of smooth functions with a slope beyond the fast "
-                  "path's ladders: the cone method integrates them at "
-                  "its default degree, to ~1e-6…1e-3 of their scale instead of 1e-8 (an explicit "
-                  "degree raises its accuracy, at a cost; docs/gaussian.md)", AccuracyWarning,
-                  stacklevel=3)
+    warn_default_degree("with a slope beyond the fast path's ladders", stacklevel=3)
     quad.count("fast_tuples", -int(np.sum(beyond)))
     out[beyond] = integrate_exact([b.take(beyond) for b in blocks], C[beyond], None, quad)
     keep = ~beyond

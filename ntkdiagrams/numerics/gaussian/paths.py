@@ -25,13 +25,11 @@ factors (measured at variance 45: 2e-6 … 1e-3 of the scale Π⟨f²⟩^{1/2} f
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from ...errors import UnsupportedError
 from .blocks import Block, all_polynomial, all_smooth
-from .cone import AccuracyWarning, integrate_exact
+from .cone import integrate_exact, warn_default_degree
 from .context import Quadrature
 from .fast import integrate_fast
 from .ladder import FAST_MAX_VARIANCE, block_sharpness, effective_variance
@@ -94,12 +92,8 @@ def _by_quadrature(blocks: list[Block], C: np.ndarray, degree, method: str, quad
                                        force=method == "fast")
         slow = ~fast
         if degree is None and method == "auto":
-            # one text (no counts): the default filter shows it once, not once per layer
-            warnings.warn("Gaussian expectations of smooth functions with an effective variance "
-                          f"(C_jj α² κ²) beyond the fast path's bound {FAST_MAX_VARIANCE:g}: the "
-                          "cone method integrates them at its default degree, to ~1e-6…1e-3 of "
-                          "their scale instead of 1e-8 (an explicit degree raises its accuracy, "
-                          "at a cost; docs/gaussian.md)", AccuracyWarning, stacklevel=2)
+            warn_default_degree("with an effective variance (C_jj α² κ²) beyond the fast "
+                                f"path's bound {FAST_MAX_VARIANCE:g}")
         out[slow] = integrate_exact([b.take(slow) for b in blocks], C[slow], degree, quad)
         return out
     return integrate_exact(blocks, C, degree, quad)
