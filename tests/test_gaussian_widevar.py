@@ -25,6 +25,8 @@ from ntkdiagrams.numerics.gaussian.table import TABLE_WIDER_S, GrowingTable, tab
 from ntkdiagrams.numerics.gaussian.tensor import prepare_factors
 from ntkdiagrams.settings import Settings
 
+from gaussian_support import scale
+
 TOL = 2e-9
 
 
@@ -33,16 +35,6 @@ def kernel(m: int, var: float, seed: int = 3) -> np.ndarray:
     X = np.random.default_rng(seed).standard_normal((m, m + 1))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     return X @ X.T * var
-
-
-def scale(facs, C) -> np.ndarray:
-    """Π_k ⟨f_k(z_k)²⟩^{1/2} by 300-point Gauss–Hermite, per kernel."""
-    x, w = np.polynomial.hermite_e.hermegauss(300)
-    w = w / w.sum()
-    s = np.ones(C.shape[0])
-    for k, f in enumerate(facs):
-        s *= np.sqrt(np.sum(w * f.plus(np.sqrt(C[:, k, k])[:, None] * x) ** 2, axis=1))
-    return s
 
 
 def factors(name: str, orders) -> list:

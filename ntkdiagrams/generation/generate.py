@@ -44,7 +44,7 @@ from ..numerics.activations import Activation, parse_activation
 from ..numerics.activations import z as zsym
 from ..numerics.evaluate import RATIO_SYMBOLS, CompiledRecursion, required_tensors
 from ..numerics.gaussian.factors import KINK_FUNCTIONS, prepare_factor
-from ..numerics.gaussian import fast, ladder, orthant, rules, sharpness, table
+from ..numerics.gaussian import fast, ladder, orthant, rules, sharpness, table, twofactor
 from ..numerics.gaussian.cone import DEFAULT_DEGREE_BY_DIM, SMOOTH_1D_NODES_PER_SLOPE
 from ..numerics.gaussian.context import tables_folder
 from ..numerics.gaussian.rules import radial_rule, simplex_rule
@@ -83,7 +83,9 @@ def _fast_constants() -> dict:
             "TABLE_WIDE_S": table.TABLE_WIDE_S, "TABLE_DEGREE_WIDER": table.TABLE_DEGREE_WIDER,
             "TABLE_WIDER_S": table.TABLE_WIDER_S, "CHUNK_POINTS": fast.FAST_CHUNK_POINTS,
             "ORDER_SAVING": fast.FAST_ORDER_SAVING,
-            "SMOOTH_1D_NODES_PER_SLOPE": SMOOTH_1D_NODES_PER_SLOPE, "SHARPNESS_FROM": sharpness.SHARPNESS_FROM}
+            "SMOOTH_1D_NODES_PER_SLOPE": SMOOTH_1D_NODES_PER_SLOPE, "SHARPNESS_FROM": sharpness.SHARPNESS_FROM,
+            "TWO_FACTOR_X": twofactor.TWO_FACTOR_X, "TWO_FACTOR_SAVING": twofactor.TWO_FACTOR_SAVING,
+            "TWO_FACTOR_MIN_VARIANCE": twofactor.TWO_FACTOR_MIN_VARIANCE}
 
 
 def _sharpness(expr: sp.Expr, settings) -> float:

@@ -25,8 +25,11 @@ than tanh) is computed by the package when the module is generated (:data:`_SHAR
 * smooth functions, m ≥ 2, largest variance × κ² ≤ FAST["MAX_VARIANCE"]: the fast path — nested split
   Gauss rules in the Cholesky coordinates z = L u, one rule per coordinate from the ladders by its
   slope (Gauss–Hermite for small slopes), for m ≥ 3 the innermost integral G(μ, s) = E[f(μ + sξ)]
-  read from a table (4 × 4-point Lagrange); the order of identical single slots with the fewest
-  points; tuples beyond the ladders and larger variances: the cone method (default degrees);
+  read from a table (6 × 6-point Lagrange); the order of identical single slots with the fewest
+  points; four single functions whose covariance has a two-factor form C = A Aᵀ + diag(d)
+  (d ≥ 0, every variance ≥ FAST["TWO_FACTOR_MIN_VARIANCE"]) that saves points: the integral over
+  the two shared coordinates of the four functions' tables (ntkdiagrams.numerics.gaussian.twofactor);
+  tuples beyond the ladders and larger variances: the cone method (default degrees);
 * smooth functions, m = 1: the cone method's 64-point radial rule;
 * piecewise-polynomial functions (ReLU family), m ≥ 2: closed-form orthant moments (Stein's lemma
   down to orthant probabilities P_2, P_3 closed, P_4 a graded 1-D integral; covariances of rank
@@ -567,6 +570,136 @@ def _integrate_nodes(blocks, L, nodes, m, single):
     return out
 
 
+def _two_factor_at(C, p, x):
+    """(ok, order, A, d) of the two-factor forms C = A Aᵀ + diag(d) with pivot p at |A_p|² = x C_pp
+    (ntkdiagrams.numerics.gaussian.twofactor)."""
+    order = [p] + [k for k in range(4) if k != p]
+    Co = C[:, order][:, :, order]
+    a = np.sqrt(x[:, None] * Co[None, :, 0, 0])
+    t = 1.0 / (a * a)
+    c0 = Co[None, :, 0, 1:]
+    R12 = Co[:, 1, 2] - c0[..., 0] * c0[..., 1] * t
+    R13 = Co[:, 1, 3] - c0[..., 0] * c0[..., 2] * t
+    R23 = Co[:, 2, 3] - c0[..., 1] * c0[..., 2] * t
+    ok = R12 * R13 * R23 > 0
+    with np.errstate(all="ignore"):
+        b1 = np.sqrt(np.where(ok, R12 * R13 / R23, 1.0))
+    A = np.zeros(a.shape + (4, 2))
+    A[..., 0, 0] = a
+    A[..., 1:, 0] = c0 / a[..., None]
+    A[..., 1, 1] = b1
+    A[..., 2, 1] = R12 / b1
+    A[..., 3, 1] = R13 / b1
+    diag = np.einsum("tkk->tk", Co)
+    d = diag - np.sum(A * A, axis=-1)
+    ok &= np.all(d >= -1e-12 * diag, axis=-1) & np.all(np.isfinite(d), axis=-1)
+    return ok, np.array(order), A, np.maximum(d, 0.0)
+
+
+def _two_factor_slopes(A, e, own1):
+    """(own, inside) of the ladder for the rows of A (…, 4, 2) with scales e (…, 4): row 0 owned by
+    w₀, row own1 by w₁; along w₀ the rows 1–3 smoothed by w₁ (rank one), along w₁ the others not."""
+    l1, l2, l3 = (e[..., k] * A[..., k, 0] for k in (1, 2, 3))
+    b1, b2, b3 = (e[..., k] * A[..., k, 1] for k in (1, 2, 3))
+    lb = l1 * b1 + l2 * b2 + l3 * b3
+    smooth = l1 * l1 + l2 * l2 + l3 * l3 - lb * lb / (1.0 + b1 * b1 + b2 * b2 + b3 * b3)
+    steep = np.maximum(np.maximum(np.abs(l1), np.abs(l2)), np.abs(l3))
+    b1, b2, b3 = np.abs(b1), np.abs(b2), np.abs(b3)
+    mine = np.where(own1 == 1, b1, np.where(own1 == 2, b2, b3))
+    others = np.where(own1 == 1, np.maximum(b2, b3), np.where(own1 == 2, np.maximum(b1, b3),
+                                                                 np.maximum(b1, b2)))
+    own = np.stack([e[..., 0] * np.abs(A[..., 0, 0]), mine], -1)
+    inside = np.stack([np.minimum(steep, np.sqrt(np.maximum(smooth, 0.0))), others], -1)
+    return own, inside
+
+
+def _two_factor_forms(C, kappa, slack, ladder):
+    """The two-factor form with the fewest points per tuple (dict of arrays: ok, order, A, sd,
+    codes, points), over all pivots and FAST["TWO_FACTOR_X"]."""
+    T = C.shape[0]
+    x = np.asarray(FAST["TWO_FACTOR_X"])
+    parts = [_two_factor_at(C, p, x) for p in range(4)]
+    ok = np.concatenate([q[0] for q in parts])
+    order = np.stack([q[1] for q in parts])
+    A = np.concatenate([q[2] for q in parts])
+    d = np.concatenate([q[3] for q in parts])
+    e = 1.0 / np.sqrt(1.0 + d)
+    own1 = 1 + np.argmax(np.abs(A[..., 1:, 1]) * e[..., 1:], axis=-1)
+    own, inside = _two_factor_slopes(A, e, own1)
+    sharp = None
+    if np.any(kappa < 1):
+        kap = np.repeat(kappa[order], x.size, axis=0)[:, None, :]
+        sharp = tuple(v.reshape(-1, 2) for v in _two_factor_slopes(A, kap / np.sqrt(1.0 + kap * kap * d), own1))
+    codes = _rule_codes(own.reshape(-1, 2), inside.reshape(-1, 2), slack, ladder, sharp)
+    points = np.where(ok, _points_per_tuple(codes).reshape(ok.shape), np.inf)
+    best = np.argmin(points, axis=0)
+    rows = np.arange(T)
+    A, d, k = A[best, rows], d[best, rows], own1[best, rows]
+    perm = np.tile(np.arange(4), (T, 1))
+    perm[rows, k] = 1
+    perm[:, 1] = k
+    A = np.take_along_axis(A, perm[..., None], 1)
+    A[..., 1] *= np.where(A[:, 1, 1] < 0, -1.0, 1.0)[:, None]
+    pts = points[best, rows]
+    return {"ok": np.isfinite(pts), "order": np.take_along_axis(order[best // x.size], perm, 1), "A": A,
+            "sd": np.sqrt(np.take_along_axis(d, perm, 1)), "codes": codes.reshape(ok.shape + (2,))[best, rows],
+            "points": pts}
+
+
+def _integrate_two_factor(funcs, forms):
+    """E[Π_k f_k(z_k)] = Σ w₀ G₀(A₀₀ u₀) Σ w₁ Π_{k≥1} G_k(A_k · u) with each row's table
+    G_k(μ, √d_k) (ntkdiagrams.numerics.gaussian.twofactor), over chunks of tuples that share their
+    codes."""
+    A_all, sd_all, codes = forms["A"], forms["sd"], forms["codes"]
+    T = A_all.shape[0]
+    out = np.empty(T)
+    loads = float(np.sqrt(np.max(np.sum(A_all * A_all, axis=2))))
+    M = max(20.0, 4.0 * math.ceil(FAST["TABLE_REACH"] * loads / 4))
+    S = max(2.0, math.ceil(float(np.max(sd_all))))
+    distinct = list(dict.fromkeys(funcs))
+    tables = [_g_table(f, M, S) for f in distinct]
+    tid = np.array([distinct.index(f) for f in funcs])[forms["order"]]
+    h_mu = FAST["TABLE_H_MU"]
+
+    def lookup(tab, a, s, mu):
+        L = np.zeros((a.shape[0], 2, 2))
+        L[:, 1, 0], L[:, 1, 1] = np.sqrt(np.sum(a * a, axis=1)), s
+        return _table_lookup(tab, M, (mu + M) / h_mu, L, 2)
+    keys, inv = np.unique(codes, axis=0, return_inverse=True)
+    inv = np.ravel(inv)
+    for gi, key in enumerate(keys):
+        idx = np.nonzero(inv == gi)[0]
+        U0, W0 = _rule_for_code(key[0])
+        g = _split_index(np.zeros(1))[0] if U0.shape[0] > 1 else 0
+        U0, W0 = U0[g], W0[g]
+        U1r, W1r = _rule_for_code(key[1])
+        step = max(1, FAST["CHUNK_POINTS"] // (U0.size * U1r.shape[1]))
+        for a0 in range(0, idx.size, step):
+            ii = idx[a0:a0 + step]
+            A, sd, rows = A_all[ii], sd_all[ii], tid[ii]
+            if U1r.shape[0] > 1:
+                g1 = _split_index(-A[:, 1, 0, None] * U0 / A[:, 1, 1, None])
+                U1, W1 = U1r[g1], W1r[g1]
+            else:
+                U1 = np.broadcast_to(U1r[0], (ii.size, U0.size, U1r.shape[1]))
+                W1 = np.broadcast_to(W1r[0], U1.shape)
+            g0 = np.empty((ii.size, U0.size))
+            inner = np.array(W1)
+            for row in range(4):
+                for k, tab in enumerate(tables):
+                    sel = rows[:, row] == k
+                    if not np.any(sel):
+                        continue
+                    a = A[sel, row]
+                    if row == 0:
+                        g0[sel] = lookup(tab, a, sd[sel, 0], a[:, 0, None] * U0)
+                        continue
+                    mu = a[:, 0, None, None] * U0[:, None] + a[:, 1, None, None] * U1[sel]
+                    inner[sel] *= lookup(tab, a, sd[sel, row], mu.reshape(mu.shape[0], -1)).reshape(mu.shape)
+            out[ii] = np.einsum("tn,n,tn->t", g0, W0, np.sum(inner, axis=2))
+    return out
+
+
 def _integrate_fast(blocks, C):
     """Smooth factors, m ≥ 2 distinct variables (blocks: the functions of each variable): nested
     split Gauss rules in the Cholesky coordinates; for m ≥ 3 the last variable (a single function)
@@ -591,6 +724,10 @@ def _integrate_fast(blocks, C):
         return _rule_codes(*_slopes(Ls, outer), sl, split_ladder,
                            _slopes(Ls, outer, kap) if sharp else None)
     nodes = codes(L, np.broadcast_to(kappa, (n, m)))
+    forms = None
+    if m == 4 and len(single) == 4:
+        forms = _two_factor_forms(C, kappa, sl, split_ladder)
+        forms["ok"] &= np.min(np.einsum("tkk->tk", C), axis=1) >= FAST["TWO_FACTOR_MIN_VARIANCE"]
     choice = np.zeros(n, np.intp)
     orders = [tuple(range(m))]
 
@@ -614,8 +751,13 @@ def _integrate_fast(blocks, C):
                 k = best[better] * n + np.nonzero(better)[0]
                 C[better], L[better], nodes[better] = Cp[k], Lp[k], nodes_p[k]
                 choice[better] = best[better] + 1
+    if forms is not None:
+        two = forms["ok"] & (forms["points"] <= FAST["TWO_FACTOR_SAVING"] * _points_per_tuple(nodes))
+        if np.any(two):
+            out[two] = _integrate_two_factor([b[0] for b in blocks], {k: v[two] for k, v in forms.items()})
+            choice[two] = -1
     groups = {}
-    for c in np.unique(choice):
+    for c in np.unique(choice[choice >= 0]):
         groups.setdefault(key(orders[c]), (orders[c], []))[1].append(c)
     for o, cs in groups.values():
         idx = np.nonzero(np.isin(choice, cs))[0]

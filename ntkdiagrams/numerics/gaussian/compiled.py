@@ -18,6 +18,15 @@ coefficients in μ are computed per tuple on the cells within TABLE_REACH standa
 μ).  So the two paths agree to rounding (tests/test_gaussian_jit.py: 1e-13 relative), up to
 the piecewise polynomials of the elementary forms (below).
 
+A tuple with fewer quadrature points than table cells within TABLE_REACH standard deviations of μ
+(three-variable tuples of deep layers: ~10³ points, ~4·10³ cells) skips the cells' quintic
+coefficients and reads the table rows (interpolated in s) by the 6-point Lagrange weights per point:
+the same interpolant, so the numbers agree to rounding.
+
+:func:`two_factor` is the kernel of the two-factor form (:mod:`.twofactor`): two outer levels, and
+per point the product of three factors read from their tables, each interpolated in s once per
+tuple.
+
 Factors.  Every factor is data, so one compiled kernel serves them all (numba caches it on
 disk; nothing is compiled per activation).  Two kinds (:func:`pack_factors` lays both out in
 two flat arrays: every array handed to an inlined helper costs reference counts per call):
@@ -232,6 +241,7 @@ if nb is not None:
         n_mu, n_s = tab.shape
         js = 1
         lo = hi = 0.0
+        direct = False
         if tv >= 0:  # the interpolation in s is the same for every point of the tuple
             xs = L[t, tv, tv] / h_s + 2.0
             js = min(max(int(math.floor(xs)), 2), n_s - 4)
@@ -247,9 +257,16 @@ if nb is not None:
             for i in range(int(lo) - 2, int(hi) + 4):
                 y[i] = (ws[0] * tab[i, js - 2] + ws[1] * tab[i, js - 1] + ws[2] * tab[i, js]
                         + ws[3] * tab[i, js + 1] + ws[4] * tab[i, js + 2] + ws[5] * tab[i, js + 3])
-            for i in range(int(lo), int(hi) + 1):
-                (cells[i, 0], cells[i, 1], cells[i, 2], cells[i, 3], cells[i, 4],
-                 cells[i, 5]) = _quintic(y[i - 2], y[i - 1], y[i], y[i + 1], y[i + 2], y[i + 3])
+            # a tuple with fewer points than cells reads y by the Lagrange weights per point
+            # (the same interpolant): the cells' coefficients would cost more than its points
+            points = 1
+            for j in range(outer):
+                points *= width[codes[t, j]]
+            direct = points < hi - lo
+            if not direct:
+                for i in range(int(lo), int(hi) + 1):
+                    (cells[i, 0], cells[i, 1], cells[i, 2], cells[i, 3], cells[i, 4],
+                     cells[i, 5]) = _quintic(y[i - 2], y[i - 1], y[i], y[i + 1], y[i + 2], y[i + 3])
         stamp = t + 1
         J = outer - 1
         for j in range(outer):  # the levels whose factors are all exponential forms, or all
@@ -362,6 +379,15 @@ if nb is not None:
             if tv < 0:
                 for i in range(k):
                     acc += f[i]
+            elif direct:
+                mt = (mu[J, tv] + M) / h_mu
+                lt = L[t, tv, J] / h_mu
+                for i in range(k):
+                    x = min(max(mt + lt * U[o + i], lo), hi)
+                    row = int(x)
+                    w0, w1, w2, w3, w4, w5 = _lagrange(x - row)
+                    acc += f[i] * (w0 * y[row - 2] + w1 * y[row - 1] + w2 * y[row] + w3 * y[row + 1]
+                                   + w4 * y[row + 2] + w5 * y[row + 3])
             else:
                 mt = (mu[J, tv] + M) / h_mu
                 lt = L[t, tv, J] / h_mu
@@ -401,6 +427,66 @@ if nb is not None:
                                 fd, fi, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max,
                                 cells, y, eu, eu_stamp, f, e, num, den, idx, off, wt, mu, ws,
                                 expo, pieces)
+
+
+    @_inline
+    def _interp_row(y, k, mu, M, h_mu, lo, hi):
+        """G of row k at μ: the 6-point Lagrange interpolant of the row y[k] (already interpolated
+        in s) at x = (μ + M)/h_μ, clamped to [lo, hi] (TABLE_REACH standard deviations)."""
+        x = min(max((mu + M) / h_mu, lo), hi)
+        i = int(x)
+        w0, w1, w2, w3, w4, w5 = _lagrange(x - i)
+        return (w0 * y[k, i - 2] + w1 * y[k, i - 1] + w2 * y[k, i] + w3 * y[k, i + 1]
+                + w4 * y[k, i + 2] + w5 * y[k, i + 3])
+
+    @_njit
+    def _two_factor_sum(t, A, sd, tid, codes, U, W, base, rows, width, tabs, M, h_mu, h_s, reach,
+                        c_max, dc, y, lo, hi):
+        """E_t = Σ_{i₀} w₀ G₀(A₀₀ u₀) Σ_{i₁} w₁ Π_{k=1..3} G_k(A_k0 u₀ + A_k1 u₁) (module
+        :mod:`.twofactor`): per row k the table tabs[tid[t, k]] interpolated in s = sd[t, k] once
+        (rows y[k] within TABLE_REACH standard deviations |A_k| of μ), then in μ per point."""
+        n_mu, n_s = tabs.shape[1], tabs.shape[2]
+        for k in range(4):
+            xs = sd[t, k] / h_s + 2.0
+            js = min(max(int(math.floor(xs)), 2), n_s - 4)
+            v0, v1, v2, v3, v4, v5 = _lagrange(xs - js)
+            rr = reach * math.sqrt(A[t, k, 0] ** 2 + A[t, k, 1] ** 2) / h_mu
+            lo[k] = max(M / h_mu - rr, 2.0)
+            hi[k] = min(M / h_mu + rr, n_mu - 4.0)
+            tb = tabs[tid[t, k]]
+            for i in range(int(lo[k]) - 2, int(hi[k]) + 4):
+                y[k, i] = (v0 * tb[i, js - 2] + v1 * tb[i, js - 1] + v2 * tb[i, js]
+                           + v3 * tb[i, js + 1] + v4 * tb[i, js + 2] + v5 * tb[i, js + 3])
+        r0, r1 = codes[t, 0], codes[t, 1]
+        o0 = base[r0] + _row(rows[r0], 0.0, 1.0, c_max, dc) * width[r0]
+        a00 = A[t, 0, 0]
+        a10, a11, a20, a21, a30, a31 = (A[t, 1, 0], A[t, 1, 1], A[t, 2, 0], A[t, 2, 1], A[t, 3, 0],
+                                        A[t, 3, 1])
+        k1 = width[r1]
+        total = 0.0
+        for i0 in range(width[r0]):
+            u0 = U[o0 + i0]
+            g0 = _interp_row(y, 0, a00 * u0, M, h_mu, lo[0], hi[0])
+            m1, m2, m3 = a10 * u0, a20 * u0, a30 * u0
+            o1 = base[r1] + _row(rows[r1], m1, a11, c_max, dc) * k1
+            acc = 0.0
+            for i1 in range(k1):
+                u1 = U[o1 + i1]
+                acc += (W[o1 + i1] * _interp_row(y, 1, m1 + a11 * u1, M, h_mu, lo[1], hi[1])
+                        * _interp_row(y, 2, m2 + a21 * u1, M, h_mu, lo[2], hi[2])
+                        * _interp_row(y, 3, m3 + a31 * u1, M, h_mu, lo[3], hi[3]))
+            total += W[o0 + i0] * g0 * acc
+        return total
+
+    @_njit
+    def _two_factor_group(grp, groups, A, sd, tid, codes, U, W, base, rows, width, tabs, M, h_mu,
+                          h_s, reach, c_max, dc, out):
+        """The tuples t ≡ grp (mod groups) of :func:`two_factor`, with one set of scratch rows."""
+        y = np.empty((4, tabs.shape[1]))
+        lo, hi = np.empty(4), np.empty(4)
+        for t in range(grp, A.shape[0], groups):
+            out[t] = _two_factor_sum(t, A, sd, tid, codes, U, W, base, rows, width, tabs, M, h_mu,
+                                     h_s, reach, c_max, dc, y, lo, hi)
 
 
 def exponential_coefficients(num, den, degree):
@@ -503,6 +589,27 @@ def nested(L, codes, bank, nmem, fid, alpha, factors, outer, tab, tv, M, h_mu, h
         _nested_group(grp, groups, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
                       fd, fi, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, float(expo_max),
                       out)
+    if groups == 1:
+        run(0)
+    else:
+        list(pool.map(run, range(groups)))
+    return out
+
+
+def two_factor(A, sd, tid, codes, bank, tabs, M, h_mu, h_s, reach, c_max, dc, pool=None,
+               groups=1):
+    """E per tuple of the two-factor forms (:mod:`.twofactor`): loadings A (T, 4, 2), private
+    standard deviations sd (T, 4), each row's table tabs[tid[t, k]] (tables of G on the same
+    grid μ = −M + i h_μ, s = (j − 2) h_s), the rule codes (T, 2) as indices into ``bank``
+    (:func:`.rules.rule_bank`); threads as in :func:`nested`."""
+    U, W, base, rows, width, _ = bank
+    T = A.shape[0]
+    out = np.empty(T)
+    groups = 1 if pool is None else max(1, min(T, groups))
+
+    def run(grp):
+        _two_factor_group(grp, groups, A, sd, tid, codes, U, W, base, rows, width, tabs, float(M),
+                          h_mu, h_s, reach, c_max, dc, out)
     if groups == 1:
         run(0)
     else:

@@ -44,7 +44,7 @@ COMPILED_MIN_POINTS = 1 << 14
 #: name prefix of the pool's threads (tests check that none outlives a closed Quadrature)
 THREAD_NAME_PREFIX = "ntkdiagrams-quadrature"
 #: the counters of :attr:`Quadrature.stats`
-STAT_KEYS = ("tuples", "simplices", "fast_tuples", "compiled_tuples", "addition_split",
+STAT_KEYS = ("tuples", "simplices", "fast_tuples", "two_factor_tuples", "compiled_tuples", "addition_split",
              "addition_nodes", "series_tuples", "trigonometric_tuples")
 _M_TOP_PAD = -2
 

@@ -24,6 +24,10 @@ cone method, :mod:`.cone`):
   (:mod:`.sharpness`, 2026-12-01; a 1-D calibration against the tanh family, times a safety
   factor 1.5: softplus 0.54, swish 0.58, GELU 0.66, erf 0.88, tanh and sech² 1); the rules of
   slopes up to :data:`.sharpness.SHARPNESS_FROM` are unchanged (``quad.sharpness`` False: κ = 1);
+* four single unscaled factors whose covariance has a two-factor form C = A Aᵀ + diag(d), d ≥ 0
+  (:mod:`.twofactor`, 2026-12-01), take the two-dimensional integral of the four factors' tables
+  over the shared coordinates where it needs at most TWO_FACTOR_SAVING of the points (and every
+  variance is ≥ TWO_FACTOR_MIN_VARIANCE): ~10³ points instead of ~10⁴–10⁵ on deep layers' kernels;
 * tuples with a slope beyond the ladder are integrated by the cone method, unless
   ``force`` (``method="fast"``: the last rung instead);
 * ``degree = n`` replaces the ladders by n nodes per side in every coordinate.
@@ -58,6 +62,7 @@ from .linalg import cholesky_jittered
 from .nested import nested_sum
 from .rules import HALF_CODE, SPLIT_C, SPLIT_DC, rule_bank, rule_for_code
 from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, g_table, table_extent
+from .twofactor import TWO_FACTOR_MIN_VARIANCE, TWO_FACTOR_SAVING, integrate_two_factor, two_factor_forms
 
 __all__ = ["FAST_CHUNK_POINTS", "FAST_ORDER_SAVING", "half", "symmetry", "integrate_fast", "integrate_nodes", "nested_compiled"]
 
@@ -113,6 +118,11 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
         own, inside, own_k, inside_k = slopes(None, Ls, outer, sc, sc * kap)
         return rule_codes(own, inside, sl, split_ladder, (own_k, inside_k))
     nodes = codes(L, scales, kappa)
+    # four single factors: the two-factor form where it exists and saves enough points
+    forms = None
+    if m == 4 and all(tab):
+        forms = two_factor_forms(C, kappa, sl, split_ladder)
+        forms.ok &= np.min(np.einsum("tkk->tk", C), axis=1) >= TWO_FACTOR_MIN_VARIANCE
     choice = np.zeros(n, np.intp)
     orders = [tuple(range(m))]
     if single:
@@ -140,10 +150,17 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
                 k = best[better] * n + np.nonzero(better)[0]
                 C[better], L[better], nodes[better] = Cp[k], Lp[k], nodes_p[k]
                 choice[better] = best[better] + 1
+    if forms is not None:
+        two = forms.ok & (forms.points <= TWO_FACTOR_SAVING * points_per_tuple(nodes))
+        if np.any(two):
+            sub = forms.take(two)
+            out[two] = integrate_two_factor([b.members[0][0] for b in blocks], sub,
+                                            half(sub.codes) if sym > 0 else sub.codes, quad)
+            choice[two] = -1
     # orders that give the same sequence of blocks (identical single unscaled factors) share a
     # call: only the covariances differ
     groups: dict = {}
-    for c in np.unique(choice):
+    for c in np.unique(choice[choice >= 0]):
         key = tuple(keys[j] for j in orders[c])
         groups.setdefault(key, (orders[c], []))[1].append(c)
     for o, cs in groups.values():
