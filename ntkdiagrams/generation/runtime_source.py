@@ -724,38 +724,39 @@ def _integrate_fast(blocks, C):
         return _rule_codes(*_slopes(Ls, outer), sl, split_ladder,
                            _slopes(Ls, outer, kap) if sharp else None)
     nodes = codes(L, np.broadcast_to(kappa, (n, m)))
-    forms = None
-    if m == 4 and len(single) == 4:
-        forms = _two_factor_forms(C, kappa, sl, split_ladder)
-        forms["ok"] &= np.min(np.einsum("tkk->tk", C), axis=1) >= FAST["TWO_FACTOR_MIN_VARIANCE"]
     choice = np.zeros(n, np.intp)
+    if m == 4 and len(single) == 4:  # the two-factor form, before the order search
+        forms = _two_factor_forms(C, kappa, sl, split_ladder)
+        two = (forms["ok"] & (forms["points"] <= FAST["TWO_FACTOR_SAVING"] * _points_per_tuple(nodes))
+               & (np.min(np.einsum("tkk->tk", C), axis=1) >= FAST["TWO_FACTOR_MIN_VARIANCE"]))
+        if np.any(two):
+            out[two] = _integrate_two_factor([b[0] for b in blocks], {k: v[two] for k, v in forms.items()})
+            choice[two] = -1
+    rest = np.nonzero(choice >= 0)[0]
     orders = [tuple(range(m))]
 
     def key(o):  # blocks of one single function are interchangeable
         return tuple(("f", id(blocks[j][0])) if len(blocks[j]) == 1 else ("b", j) for j in o)
-    if single:
+    if single and rest.size:
         orders += [o for o in itertools.permutations(range(m))
                    if len(blocks[o[-1]]) == 1 and o != orders[0]]
-        P = len(orders) - 1
+        P, r = len(orders) - 1, rest.size
         if P:
-            Cp = np.concatenate([C[:, o][:, :, o] for o in orders[1:]])
+            Cr = C[rest]
+            Cp = np.concatenate([Cr[:, o][:, :, o] for o in orders[1:]])
             Cp, Lp = _cholesky_np(Cp)
-            nodes_p = codes(Lp, np.concatenate([np.broadcast_to(kappa[list(o)], (n, m)) for o in orders[1:]]))
+            nodes_p = codes(Lp, np.concatenate([np.broadcast_to(kappa[list(o)], (r, m)) for o in orders[1:]]))
             weight = np.array([1.0 if key(o) == key(orders[0]) else 1.0 / FAST["ORDER_SAVING"]
                                for o in orders[1:]])
-            cost_p = _points_per_tuple(nodes_p).reshape(P, n) * weight[:, None]
-            cost = _points_per_tuple(nodes)
+            cost_p = _points_per_tuple(nodes_p).reshape(P, r) * weight[:, None]
+            cost = _points_per_tuple(nodes[rest])
             best = np.argmin(cost_p, axis=0)
-            better = cost_p[best, np.arange(n)] < cost
+            better = cost_p[best, np.arange(r)] < cost
             if np.any(better):
-                k = best[better] * n + np.nonzero(better)[0]
-                C[better], L[better], nodes[better] = Cp[k], Lp[k], nodes_p[k]
-                choice[better] = best[better] + 1
-    if forms is not None:
-        two = forms["ok"] & (forms["points"] <= FAST["TWO_FACTOR_SAVING"] * _points_per_tuple(nodes))
-        if np.any(two):
-            out[two] = _integrate_two_factor([b[0] for b in blocks], {k: v[two] for k, v in forms.items()})
-            choice[two] = -1
+                k = best[better] * r + np.nonzero(better)[0]
+                t = rest[better]
+                C[t], L[t], nodes[t] = Cp[k], Lp[k], nodes_p[k]
+                choice[t] = best[better] + 1
     groups = {}
     for c in np.unique(choice[choice >= 0]):
         groups.setdefault(key(orders[c]), (orders[c], []))[1].append(c)

@@ -118,45 +118,48 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
         own, inside, own_k, inside_k = slopes(None, Ls, outer, sc, sc * kap)
         return rule_codes(own, inside, sl, split_ladder, (own_k, inside_k))
     nodes = codes(L, scales, kappa)
-    # four single factors: the two-factor form where it exists and saves enough points
-    forms = None
+    choice = np.zeros(n, np.intp)
+    # four single factors: the two-factor form where it exists and needs at most TWO_FACTOR_SAVING
+    # of the points of this order's Cholesky form (those tuples skip the order search: it saves
+    # at most ~2×)
     if m == 4 and all(tab):
         forms = two_factor_forms(C, kappa, sl, split_ladder)
-        forms.ok &= np.min(np.einsum("tkk->tk", C), axis=1) >= TWO_FACTOR_MIN_VARIANCE
-    choice = np.zeros(n, np.intp)
+        two = (forms.ok & (forms.points <= TWO_FACTOR_SAVING * points_per_tuple(nodes))
+               & (np.min(np.einsum("tkk->tk", C), axis=1) >= TWO_FACTOR_MIN_VARIANCE))
+        if np.any(two):
+            sub = forms.take(two)
+            out[two] = integrate_two_factor([b.members[0][0] for b in blocks], sub,
+                                            half(sub.codes) if sym > 0 else sub.codes, quad)
+            choice[two] = -1
+    rest = np.nonzero(choice >= 0)[0]
     orders = [tuple(range(m))]
-    if single:
+    if single and rest.size:
         # every other order with a tabulated block last (lexicographic; the first order with
-        # the fewest points wins, ties go to the order tried first): (P·n) stacked covariances,
+        # the fewest points wins, ties go to the order tried first): (P·r) stacked covariances,
         # one Cholesky, one ladder
         orders += [o for o in itertools.permutations(range(m)) if tab[o[-1]] and o != orders[0]]
-        P = len(orders) - 1
+        P, r = len(orders) - 1, rest.size
         if P:
-            Cp = np.concatenate([C[:, o][:, :, o] for o in orders[1:]])
+            Cr, scales_r = C[rest], scales[rest]
+            Cp = np.concatenate([Cr[:, o][:, :, o] for o in orders[1:]])
             Cp, Lp = cholesky_jittered(Cp, m)
-            scales_p = np.concatenate([scales[:, o] for o in orders[1:]])
-            kappa_p = np.concatenate([np.broadcast_to(kappa[list(o)], (n, m)) for o in orders[1:]])
+            scales_p = np.concatenate([scales_r[:, o] for o in orders[1:]])
+            kappa_p = np.concatenate([np.broadcast_to(kappa[list(o)], (r, m)) for o in orders[1:]])
             nodes_p = codes(Lp, scales_p, kappa_p)
             # an order with other blocks at other levels must save FAST_ORDER_SAVING of the
             # points: the ladders' bounds allow ~1e-7 per level, and a marginal saving is not
             # worth a different error
             weight = np.array([1.0 if [keys[j] for j in o] == keys else 1.0 / FAST_ORDER_SAVING
                                for o in orders[1:]])
-            cost_p = points_per_tuple(nodes_p).reshape(P, n) * weight[:, None]
-            cost = points_per_tuple(nodes)
+            cost_p = points_per_tuple(nodes_p).reshape(P, r) * weight[:, None]
+            cost = points_per_tuple(nodes[rest])
             best = np.argmin(cost_p, axis=0)
-            better = cost_p[best, np.arange(n)] < cost
+            better = cost_p[best, np.arange(r)] < cost
             if np.any(better):
-                k = best[better] * n + np.nonzero(better)[0]
-                C[better], L[better], nodes[better] = Cp[k], Lp[k], nodes_p[k]
-                choice[better] = best[better] + 1
-    if forms is not None:
-        two = forms.ok & (forms.points <= TWO_FACTOR_SAVING * points_per_tuple(nodes))
-        if np.any(two):
-            sub = forms.take(two)
-            out[two] = integrate_two_factor([b.members[0][0] for b in blocks], sub,
-                                            half(sub.codes) if sym > 0 else sub.codes, quad)
-            choice[two] = -1
+                k = best[better] * r + np.nonzero(better)[0]
+                t = rest[better]
+                C[t], L[t], nodes[t] = Cp[k], Lp[k], nodes_p[k]
+                choice[t] = best[better] + 1
     # orders that give the same sequence of blocks (identical single unscaled factors) share a
     # call: only the covariances differ
     groups: dict = {}
