@@ -38,7 +38,8 @@ kernel (:func:`.compiled.two_factor`) interpolates the table in s once per tuple
 per point by the same 6-point Lagrange formulas as :func:`.table.table_lookup`, which the numpy path
 calls; the two agree to rounding.  Accuracy (``scripts/validate_twofactor.py``, docs/gaussian.md):
 on the grid's kernels ≤ 3.3e-9 of the scale Π⟨f²⟩^{1/2}, where the Cholesky form gives ≤ 3.9e-9 on the
-same tuples; both ~4e-7 at variances 0.02 … 0.3 (tanh), the table's floor relative to a small scale.
+same tuples; both ~4e-7 at variances 0.02 … 0.3 (tanh) relative to the small scale there, from the
+ladders' rules at small slopes.
 """
 from __future__ import annotations
 
