@@ -447,12 +447,16 @@ def _g_table(f, M, S):
     return _RULES[key]
 
 
-def _table_extent(L, m):
-    smax = float(np.max(L[:, m - 1, m - 1]))
-    S = max(2.0, math.ceil(smax))
-    mu_sd = float(np.sqrt(np.max(np.sum(L[:, m - 1, :m - 1] ** 2, axis=1))))
-    M = max(20.0, 4.0 * math.ceil(9 * mu_sd / 4))
+def _extent_for(mu_sd, s_max):
+    """(M, S) of a table for μ of standard deviation ≤ mu_sd (TABLE_REACH of them) and s ≤ s_max."""
+    S = max(2.0, math.ceil(s_max))
+    M = max(20.0, 4.0 * math.ceil(FAST["TABLE_REACH"] * mu_sd / 4))
     return float(M), float(S)
+
+
+def _table_extent(L, m):
+    return _extent_for(float(np.sqrt(np.max(np.sum(L[:, m - 1, :m - 1] ** 2, axis=1)))),
+                       float(np.max(L[:, m - 1, m - 1])))
 
 
 def _lagrange6(t):
@@ -653,9 +657,7 @@ def _integrate_two_factor(funcs, forms):
     A_all, sd_all, codes = forms["A"], forms["sd"], forms["codes"]
     T = A_all.shape[0]
     out = np.empty(T)
-    loads = float(np.sqrt(np.max(np.sum(A_all * A_all, axis=2))))
-    M = max(20.0, 4.0 * math.ceil(FAST["TABLE_REACH"] * loads / 4))
-    S = max(2.0, math.ceil(float(np.max(sd_all))))
+    M, S = _extent_for(float(np.sqrt(np.max(np.sum(A_all * A_all, axis=2)))), float(np.max(sd_all)))
     distinct = list(dict.fromkeys(funcs))
     tables = [_g_table(f, M, S) for f in distinct]
     tid = np.array([distinct.index(f) for f in funcs])[forms["order"]]

@@ -255,8 +255,7 @@ if nb is not None:
             # quintic coefficients (in x − i) of the interpolant on every table cell i the tuple
             # can reach, through the rows y_{i−2} … y_{i+3} interpolated in s
             for i in range(int(lo) - 2, int(hi) + 4):
-                y[i] = (ws[0] * tab[i, js - 2] + ws[1] * tab[i, js - 1] + ws[2] * tab[i, js]
-                        + ws[3] * tab[i, js + 1] + ws[4] * tab[i, js + 2] + ws[5] * tab[i, js + 3])
+                y[i] = _in_s(tab, i, js, ws)
             # a tuple with fewer points than cells reads y by the Lagrange weights per point
             # (the same interpolant): the cells' coefficients would cost more than its points
             points = 1
@@ -383,11 +382,7 @@ if nb is not None:
                 mt = (mu[J, tv] + M) / h_mu
                 lt = L[t, tv, J] / h_mu
                 for i in range(k):
-                    x = min(max(mt + lt * U[o + i], lo), hi)
-                    row = int(x)
-                    w0, w1, w2, w3, w4, w5 = _lagrange(x - row)
-                    acc += f[i] * (w0 * y[row - 2] + w1 * y[row - 1] + w2 * y[row] + w3 * y[row + 1]
-                                   + w4 * y[row + 2] + w5 * y[row + 3])
+                    acc += f[i] * _in_mu(y, 0, min(max(mt + lt * U[o + i], lo), hi))
             else:
                 mt = (mu[J, tv] + M) / h_mu
                 lt = L[t, tv, J] / h_mu
@@ -430,33 +425,45 @@ if nb is not None:
 
 
     @_inline
-    def _interp_row(y, k, mu, M, h_mu, lo, hi):
-        """G of row k at μ: the 6-point Lagrange interpolant of the row y[k] (already interpolated
-        in s) at x = (μ + M)/h_μ, clamped to [lo, hi] (TABLE_REACH standard deviations)."""
-        x = min(max((mu + M) / h_mu, lo), hi)
+    def _in_s(tb, i, js, ws):
+        """Row i of a table interpolated in s: Σ_q ws[q] tb[i, js − 2 + q] (6-point Lagrange)."""
+        return (ws[0] * tb[i, js - 2] + ws[1] * tb[i, js - 1] + ws[2] * tb[i, js]
+                + ws[3] * tb[i, js + 1] + ws[4] * tb[i, js + 2] + ws[5] * tb[i, js + 3])
+
+    @_inline
+    def _in_mu(y, o, x):
+        """The 6-point Lagrange interpolant of the rows y[o + i − 2 … o + i + 3] at x (i = ⌊x⌋, in
+        table units): the value of the quintic of cell i (:func:`_quintic`) without building it."""
         i = int(x)
         w0, w1, w2, w3, w4, w5 = _lagrange(x - i)
-        return (w0 * y[k, i - 2] + w1 * y[k, i - 1] + w2 * y[k, i] + w3 * y[k, i + 1]
-                + w4 * y[k, i + 2] + w5 * y[k, i + 3])
+        o += i
+        return (w0 * y[o - 2] + w1 * y[o - 1] + w2 * y[o] + w3 * y[o + 1] + w4 * y[o + 2]
+                + w5 * y[o + 3])
+
+    @_inline
+    def _g_row(y, k, n, mu, M, h_mu, lo, hi):
+        """G of row k at μ: x = (μ + M)/h_μ clamped to [lo[k], hi[k]] (TABLE_REACH standard
+        deviations), read from the row's s-interpolated table y[k n : (k + 1) n] by :func:`_in_mu`."""
+        return _in_mu(y, k * n, min(max((mu + M) / h_mu, lo[k]), hi[k]))
 
     @_njit
     def _two_factor_sum(t, A, sd, tid, codes, U, W, base, rows, width, tabs, M, h_mu, h_s, reach,
-                        c_max, dc, y, lo, hi):
+                        c_max, dc, y, lo, hi, ws):
         """E_t = Σ_{i₀} w₀ G₀(A₀₀ u₀) Σ_{i₁} w₁ Π_{k=1..3} G_k(A_k0 u₀ + A_k1 u₁) (module
         :mod:`.twofactor`): per row k the table tabs[tid[t, k]] interpolated in s = sd[t, k] once
-        (rows y[k] within TABLE_REACH standard deviations |A_k| of μ), then in μ per point."""
+        (y[k n_μ + i], rows i within TABLE_REACH standard deviations |A_k| of μ), then in μ per
+        point."""
         n_mu, n_s = tabs.shape[1], tabs.shape[2]
         for k in range(4):
             xs = sd[t, k] / h_s + 2.0
             js = min(max(int(math.floor(xs)), 2), n_s - 4)
-            v0, v1, v2, v3, v4, v5 = _lagrange(xs - js)
+            ws[0], ws[1], ws[2], ws[3], ws[4], ws[5] = _lagrange(xs - js)
             rr = reach * math.sqrt(A[t, k, 0] ** 2 + A[t, k, 1] ** 2) / h_mu
             lo[k] = max(M / h_mu - rr, 2.0)
             hi[k] = min(M / h_mu + rr, n_mu - 4.0)
             tb = tabs[tid[t, k]]
             for i in range(int(lo[k]) - 2, int(hi[k]) + 4):
-                y[k, i] = (v0 * tb[i, js - 2] + v1 * tb[i, js - 1] + v2 * tb[i, js]
-                           + v3 * tb[i, js + 1] + v4 * tb[i, js + 2] + v5 * tb[i, js + 3])
+                y[k * n_mu + i] = _in_s(tb, i, js, ws)
         r0, r1 = codes[t, 0], codes[t, 1]
         o0 = base[r0] + _row(rows[r0], 0.0, 1.0, c_max, dc) * width[r0]
         a00 = A[t, 0, 0]
@@ -466,15 +473,15 @@ if nb is not None:
         total = 0.0
         for i0 in range(width[r0]):
             u0 = U[o0 + i0]
-            g0 = _interp_row(y, 0, a00 * u0, M, h_mu, lo[0], hi[0])
+            g0 = _g_row(y, 0, n_mu, a00 * u0, M, h_mu, lo, hi)
             m1, m2, m3 = a10 * u0, a20 * u0, a30 * u0
             o1 = base[r1] + _row(rows[r1], m1, a11, c_max, dc) * k1
             acc = 0.0
             for i1 in range(k1):
                 u1 = U[o1 + i1]
-                acc += (W[o1 + i1] * _interp_row(y, 1, m1 + a11 * u1, M, h_mu, lo[1], hi[1])
-                        * _interp_row(y, 2, m2 + a21 * u1, M, h_mu, lo[2], hi[2])
-                        * _interp_row(y, 3, m3 + a31 * u1, M, h_mu, lo[3], hi[3]))
+                acc += (W[o1 + i1] * _g_row(y, 1, n_mu, m1 + a11 * u1, M, h_mu, lo, hi)
+                        * _g_row(y, 2, n_mu, m2 + a21 * u1, M, h_mu, lo, hi)
+                        * _g_row(y, 3, n_mu, m3 + a31 * u1, M, h_mu, lo, hi))
             total += W[o0 + i0] * g0 * acc
         return total
 
@@ -482,11 +489,11 @@ if nb is not None:
     def _two_factor_group(grp, groups, A, sd, tid, codes, U, W, base, rows, width, tabs, M, h_mu,
                           h_s, reach, c_max, dc, out):
         """The tuples t ≡ grp (mod groups) of :func:`two_factor`, with one set of scratch rows."""
-        y = np.empty((4, tabs.shape[1]))
-        lo, hi = np.empty(4), np.empty(4)
+        y = np.empty(4 * tabs.shape[1])
+        lo, hi, ws = np.empty(4), np.empty(4), np.empty(6)
         for t in range(grp, A.shape[0], groups):
             out[t] = _two_factor_sum(t, A, sd, tid, codes, U, W, base, rows, width, tabs, M, h_mu,
-                                     h_s, reach, c_max, dc, y, lo, hi)
+                                     h_s, reach, c_max, dc, y, lo, hi, ws)
 
 
 def exponential_coefficients(num, den, degree):
@@ -571,6 +578,16 @@ def pack_factors(factors):
         rows[k] = [1, o, deg, t0, t0 + len(terms)]
     # padded: the kernel reads fd[o … o + 3] of the last level's factor before it knows its kind
     return np.concatenate(fd + [np.zeros(4)]), np.array(rows, dtype=np.intp).reshape(-1, 5)
+
+
+def guarded(kernel, *args, **kwargs):
+    """``kernel(*args, **kwargs)``, with numba's compiler errors (a broken installation, a compiler
+    failure) raised as a RuntimeError that names the numpy path."""
+    try:
+        return kernel(*args, **kwargs)
+    except COMPILER_ERRORS as exc:
+        raise RuntimeError(f"the compiled quadrature kernel failed ({type(exc).__name__}); "
+                           "use Settings(jit=False) (NTKDIAGRAMS_JIT=0) for the numpy path") from exc
 
 
 def nested(L, codes, bank, nmem, fid, alpha, factors, outer, tab, tv, M, h_mu, h_s, reach,

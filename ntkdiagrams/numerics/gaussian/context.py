@@ -112,6 +112,17 @@ class Quadrature:
         if settings.keep_heap:
             keep_heap()
 
+    def wants_kernel(self, points: float) -> bool:
+        """Whether a call of this many quadrature points goes to the compiled kernel (where it
+        applies): ``jit`` on, and the kernel already loaded here or the call large enough
+        (``compiled_min_points``)."""
+        return self.jit and (self.kernel_used or points >= self.compiled_min_points)
+
+    def kernel_ran(self, tuples: int) -> None:
+        """Record a call of the compiled kernel over this many tuples."""
+        self.count("compiled_tuples", tuples)
+        self.kernel_used = True
+
     @property
     def pool(self) -> ThreadPoolExecutor | None:
         """The thread pool (made on first use), or None with one thread."""

@@ -272,8 +272,7 @@ def nested_compiled(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
     ``quad.compiled_min_points`` quadrature points (:data:`.context.COMPILED_MIN_POINTS`: the
     numpy path costs less than loading the kernel) while this Quadrature has not run the kernel
     yet (``quad.kernel_used``).  Same rules, same numbers to rounding."""
-    if not quad.jit or (not quad.kernel_used
-                        and np.sum(points_per_tuple(nodes)) < quad.compiled_min_points):
+    if not quad.wants_kernel(np.sum(points_per_tuple(nodes))):
         return None
     from . import compiled as gj  # numba is imported only where the kernel is asked for
     if not gj.available():
@@ -302,13 +301,8 @@ def nested_compiled(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
     Lp[:, :m, :m] = L
     tab, tv = (np.zeros((4, 4)), -1) if tab is None else (tab, m - 1)
     expo_max = EXPO_MAX_EXPONENT if quad.addition_theorem else -1.0
-    try:
-        out = gj.nested(Lp, codes, bank, nmem, fid, alpha, coefs, outer, tab, tv, float(M),
-                        TABLE_H_MU, TABLE_H_S, TABLE_REACH, SPLIT_C, SPLIT_DC, expo_max,
-                        pool=quad.pool, groups=8 * quad.threads)
-    except gj.COMPILER_ERRORS as exc:  # a broken installation, a compiler failure
-        raise RuntimeError(f"the compiled quadrature kernel failed ({type(exc).__name__}); "
-                           "use Settings(jit=False) (NTKDIAGRAMS_JIT=0) for the numpy path") from exc
-    quad.count("compiled_tuples", T)
-    quad.kernel_used = True
+    out = gj.guarded(gj.nested, Lp, codes, bank, nmem, fid, alpha, coefs, outer, tab, tv, float(M),
+                     TABLE_H_MU, TABLE_H_S, TABLE_REACH, SPLIT_C, SPLIT_DC, expo_max,
+                     pool=quad.pool, groups=8 * quad.threads)
+    quad.kernel_ran(T)
     return out

@@ -31,7 +31,7 @@ from .rules import split_nodes, split_rules_full
 
 __all__ = ["TABLE_DEGREE", "TABLE_DEGREE_WIDE", "TABLE_DEGREE_WIDER", "TABLE_H_MU", "TABLE_H_S", "TABLE_REACH",
            "TABLE_WIDE_S", "TABLE_WIDER_S", "table_degree",
-           "GrowingTable", "g_table", "growing_table", "table_extent",
+           "GrowingTable", "extent_for", "g_table", "growing_table", "table_extent",
            "table_lookup"]
 
 #: Grid spacings (in μ and in s) of the table of the innermost conditional expectation
@@ -125,15 +125,20 @@ def g_table(factor: Factor, M: float, S: float) -> tuple[np.ndarray, float]:
     return growing_table(factor).extent(M, S)
 
 
-def table_extent(L: np.ndarray, m: int) -> tuple[float, float]:
-    """(M, S) of the table for tuples with Cholesky factors L (T, m, m): s ≤ S, |μ| ≤ M
-    (beyond: clamped; such nodes carry weight < 1e-17), rounded up to fixed sizes so that
-    one table serves many calls."""
-    smax = float(np.max(L[:, m - 1, m - 1]))
-    S = max(2.0, math.ceil(smax))
-    mu_sd = float(np.sqrt(np.max(np.sum(L[:, m - 1, :m - 1] ** 2, axis=1))))
-    M = max(20.0, 4.0 * math.ceil(9 * mu_sd / 4))
+def extent_for(mu_sd: float, s_max: float) -> tuple[float, float]:
+    """(M, S) of the table for lookups whose μ has standard deviation ≤ ``mu_sd`` and whose
+    s ≤ ``s_max``: |μ| ≤ M = TABLE_REACH standard deviations (beyond: clamped; such nodes carry
+    weight < 1e-17), both rounded up to fixed sizes so that one table serves many calls."""
+    S = max(2.0, math.ceil(s_max))
+    M = max(20.0, 4.0 * math.ceil(TABLE_REACH * mu_sd / 4))
     return float(M), float(S)
+
+
+def table_extent(L: np.ndarray, m: int) -> tuple[float, float]:
+    """(M, S) of :func:`extent_for` for tuples with Cholesky factors L (T, m, m): the last
+    variable's μ = Σ_{j<m−1} L_{m−1,j} u_j and s = L_{m−1,m−1}."""
+    return extent_for(float(np.sqrt(np.max(np.sum(L[:, m - 1, :m - 1] ** 2, axis=1)))),
+                      float(np.max(L[:, m - 1, m - 1])))
 
 
 def table_lookup(tab: np.ndarray, M: float, x: np.ndarray, L: np.ndarray, m: int) -> np.ndarray:

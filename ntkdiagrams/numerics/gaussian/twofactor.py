@@ -43,7 +43,6 @@ ladders' rules at small slopes.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -51,7 +50,7 @@ from .cone import chunks
 from .context import Quadrature
 from .ladder import points_per_tuple, rule_codes
 from .rules import SPLIT_C, SPLIT_DC, rule_bank, rule_for_code, split_nodes
-from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, g_table, table_lookup
+from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, extent_for, g_table, table_lookup
 
 __all__ = ["TWO_FACTOR_MIN_VARIANCE", "TWO_FACTOR_REFINE", "TWO_FACTOR_SAVING", "TWO_FACTOR_X",
            "TwoFactorForms", "integrate_two_factor", "two_factor_forms"]
@@ -187,10 +186,9 @@ def two_factor_forms(C: np.ndarray, kappa, slack: float, ladder) -> TwoFactorFor
 
 
 def _extent(forms: TwoFactorForms) -> tuple[float, float]:
-    """(M, S) of the tables: |μ| ≤ TABLE_REACH |A_k| (rounded up as :func:`.table.table_extent`
-    does), s ≤ max √d."""
-    loads = float(np.sqrt(np.max(np.sum(forms.A * forms.A, axis=2))))
-    return max(20.0, 4.0 * math.ceil(TABLE_REACH * loads / 4)), max(2.0, math.ceil(float(np.max(forms.sd))))
+    """(M, S) of the tables (:func:`.table.extent_for`): the rows' μ = A_k · w has standard
+    deviation |A_k|, their s = √d_k."""
+    return extent_for(float(np.sqrt(np.max(np.sum(forms.A * forms.A, axis=2)))), float(np.max(forms.sd)))
 
 
 def _lookup(tab, M: float, A: np.ndarray, sd: np.ndarray, mu: np.ndarray) -> np.ndarray:
@@ -214,7 +212,7 @@ def integrate_two_factor(factors, forms: TwoFactorForms, codes: np.ndarray,
     distinct = list(dict.fromkeys(factors))
     tables = [g_table(f, M, S) for f in distinct]
     tid = np.array([distinct.index(f) for f in factors])[forms.order]  # (T, 4): table per row
-    if quad.jit and (quad.kernel_used or np.sum(forms.points) >= quad.compiled_min_points):
+    if quad.wants_kernel(np.sum(forms.points)):
         from . import compiled as gj
         if gj.available():
             Mc = min(Mt for _, Mt in tables)
@@ -226,11 +224,10 @@ def integrate_two_factor(factors, forms: TwoFactorForms, codes: np.ndarray,
                 tabs = np.stack([tab[int(round(Mt / TABLE_H_MU)) - Ic:int(round(Mt / TABLE_H_MU)) + Ic + 1, :Jc]
                                  for tab, Mt in tables])
             bank, lut, lo = rule_bank(tuple(int(c) for c in np.unique(codes)), quad.tables)
-            out = gj.two_factor(forms.A, forms.sd, tid, lut[codes - lo], bank, tabs, Mc, TABLE_H_MU,
-                                TABLE_H_S, TABLE_REACH, SPLIT_C, SPLIT_DC, pool=quad.pool,
-                                groups=8 * quad.threads)
-            quad.count("compiled_tuples", T)
-            quad.kernel_used = True
+            out = gj.guarded(gj.two_factor, forms.A, forms.sd, tid, lut[codes - lo], bank, tabs, Mc,
+                             TABLE_H_MU, TABLE_H_S, TABLE_REACH, SPLIT_C, SPLIT_DC, pool=quad.pool,
+                             groups=8 * quad.threads)
+            quad.kernel_ran(T)
             return out
     out = np.empty(T)
     keys, inv = np.unique(codes, axis=0, return_inverse=True)
