@@ -85,7 +85,9 @@ def _fast_constants() -> dict:
             "ORDER_SAVING": fast.FAST_ORDER_SAVING,
             "SMOOTH_1D_NODES_PER_SLOPE": SMOOTH_1D_NODES_PER_SLOPE, "SHARPNESS_FROM": sharpness.SHARPNESS_FROM,
             "TWO_FACTOR_X": twofactor.TWO_FACTOR_X, "TWO_FACTOR_SAVING": twofactor.TWO_FACTOR_SAVING,
-            "TWO_FACTOR_MIN_VARIANCE": twofactor.TWO_FACTOR_MIN_VARIANCE}
+            "TWO_FACTOR_MIN_VARIANCE": twofactor.TWO_FACTOR_MIN_VARIANCE,
+            "SMALL_VARIANCE": ladder.SMALL_VARIANCE, "SMALL_TIGHTENING": ladder.SMALL_TIGHTENING,
+            "SMALL_MIN_NODES": ladder.SMALL_MIN_NODES}
 
 
 def _sharpness(expr: sp.Expr, settings) -> float:

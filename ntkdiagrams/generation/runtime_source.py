@@ -24,10 +24,12 @@ than tanh) is computed by the package when the module is generated (:data:`_SHAR
 
 * smooth functions, m ≥ 2, largest variance × κ² ≤ FAST["MAX_VARIANCE"]: the fast path — nested split
   Gauss rules in the Cholesky coordinates z = L u, one rule per coordinate from the ladders by its
-  slope (Gauss–Hermite for small slopes), for m ≥ 3 the innermost integral G(μ, s) = E[f(μ + sξ)]
-  read from a table (6 × 6-point Lagrange); the order of identical single slots with the fewest
-  points; four single functions whose covariance has a two-factor form C = A Aᵀ + diag(d)
-  (d ≥ 0, every variance ≥ FAST["TWO_FACTOR_MIN_VARIANCE"]) that saves points: the integral over
+  slope (Gauss–Hermite for small slopes; tuples whose variances are all ≤ FAST["SMALL_VARIANCE"]
+  take tightened rungs without the owned function's slack), for m ≥ 3 the innermost integral
+  G(μ, s) = E[f(μ + sξ)] read from a table (6 × 6-point Lagrange); the order of identical single
+  slots with the fewest points; four single functions whose covariance has a two-factor form
+  C = A Aᵀ + diag(d) (d ≥ 0, every variance ≥ FAST["TWO_FACTOR_MIN_VARIANCE"], not all ≤
+  FAST["SMALL_VARIANCE"]) that saves points: the integral over
   the two shared coordinates of the four functions' tables (ntkdiagrams.numerics.gaussian.twofactor);
   tuples beyond the ladders and larger variances: the cone method (default degrees);
 * smooth functions, m = 1: the cone method's 64-point radial rule;
@@ -393,31 +395,46 @@ def _slopes(L, outer, a=None):
     return own, inside
 
 
-def _rule_codes(own, inside, slack, split_ladder, sharp=None):
+def _small_ladder(lad):
+    """The rungs for small tuples (effective variance ≤ FAST["SMALL_VARIANCE"]): bounds times
+    FAST["SMALL_TIGHTENING"]^(−1/(2q)), q = |code| ≥ FAST["SMALL_MIN_NODES"]."""
+    return tuple((b * FAST["SMALL_TIGHTENING"] ** (-0.5 / abs(c)), c) for b, c in lad
+                 if abs(c) >= FAST["SMALL_MIN_NODES"])
+
+
+def _ladder_codes(lad, s, slack):
+    """The code of the first rung with s ≤ bound · slack; 0 beyond the ladder."""
+    bounds = np.array([b for b, _ in lad]) * slack
+    return np.array([c for _, c in lad] + [0])[np.searchsorted(bounds, s)]
+
+
+def _rule_codes(own, inside, slack, split_ladder, sharp=None, small=None):
     """Rule codes per tuple and outer coordinate u_j from the slopes of :func:`_slopes`: the first
     rung (bound, code) of the ladder with max(own_j, slack · inside_j) ≤ bound · slack (the slack
     for the owned function only); 0 beyond the ladder.  ``sharp``: the slopes with the functions'
     sharpness; a slope beyond SHARPNESS_FROM · slack enters as max(its sharpened slope, just
-    above SHARPNESS_FROM · slack)."""
-    S = np.maximum(own, slack * inside)
-    if sharp is not None:
-        edge = FAST["SHARPNESS_FROM"] * slack
-        Sk = np.maximum(sharp[0], slack * sharp[1])
-        S = np.where(S <= edge, S, np.maximum(Sk, np.nextafter(edge, np.inf)))
-    outer = S.shape[1]
-    out = np.empty((S.shape[0], outer), np.intp)
-
-    def ladder(lad, sj):
-        bounds = np.array([b for b, _ in lad]) * slack
-        codes = np.array([c for _, c in lad] + [0])
-        return codes[np.searchsorted(bounds, sj)]
-    gh_ladder = FAST["LADDER_GH"]
-    for j in range(outer):
-        sj = S[:, j]
-        out[:, j] = ladder(split_ladder, sj)
-        if j:
-            gh = sj <= min(FAST["GH_MAX"], gh_ladder[-1][0]) * slack
-            out[gh, j] = ladder(gh_ladder, sj[gh])
+    above SHARPNESS_FROM · slack).  ``small``: mask of small tuples, which take the ladders of
+    :func:`_small_ladder` without the slack for the owned function."""
+    T, outer = own.shape
+    out = np.empty((T, outer), np.intp)
+    rows = [(slice(None), 1.0, split_ladder, FAST["LADDER_GH"])]
+    if small is not None and np.any(small):
+        rows = [(~small, 1.0, split_ladder, FAST["LADDER_GH"]),
+                (small, slack, _small_ladder(split_ladder), _small_ladder(FAST["LADDER_GH"]))]
+    for sel, own_slack, split_lad, gh_lad in rows:
+        S = np.maximum(own_slack * own[sel], slack * inside[sel])
+        if sharp is not None:
+            edge = FAST["SHARPNESS_FROM"] * slack
+            Sk = np.maximum(own_slack * sharp[0][sel], slack * sharp[1][sel])
+            S = np.where(S <= edge, S, np.maximum(Sk, np.nextafter(edge, np.inf)))
+        codes = np.empty(S.shape, np.intp)
+        for j in range(outer):
+            sj = S[:, j]
+            codes[:, j] = _ladder_codes(split_lad, sj, slack)
+            if j:
+                gh = sj <= min(FAST["GH_MAX"], gh_lad[-1][0]) * slack
+                codes[gh, j] = _ladder_codes(gh_lad, sj[gh], slack)
+        out[sel] = codes
     return out
 
 
@@ -722,15 +739,17 @@ def _integrate_fast(blocks, C):
     kappa = np.array([max(_SHARP.get(f, 1.0) for f in b) for b in blocks])
     sharp = bool(np.any(kappa < 1))
 
-    def codes(Ls, kap):  # from the slopes, and the sharpened slopes where some κ < 1
+    small = np.max(np.einsum("tkk->tk", C), axis=1) <= FAST["SMALL_VARIANCE"]
+
+    def codes(Ls, kap, sm):  # from the slopes, and the sharpened slopes where some κ < 1
         return _rule_codes(*_slopes(Ls, outer), sl, split_ladder,
-                           _slopes(Ls, outer, kap) if sharp else None)
-    nodes = codes(L, np.broadcast_to(kappa, (n, m)))
+                           _slopes(Ls, outer, kap) if sharp else None, sm)
+    nodes = codes(L, np.broadcast_to(kappa, (n, m)), small)
     choice = np.zeros(n, np.intp)
     if m == 4 and len(single) == 4:  # the two-factor form, before the order search
         forms = _two_factor_forms(C, kappa, sl, split_ladder)
         two = (forms["ok"] & (forms["points"] <= FAST["TWO_FACTOR_SAVING"] * _points_per_tuple(nodes))
-               & (np.min(np.einsum("tkk->tk", C), axis=1) >= FAST["TWO_FACTOR_MIN_VARIANCE"]))
+               & (np.min(np.einsum("tkk->tk", C), axis=1) >= FAST["TWO_FACTOR_MIN_VARIANCE"]) & ~small)
         if np.any(two):
             out[two] = _integrate_two_factor([b[0] for b in blocks], {k: v[two] for k, v in forms.items()})
             choice[two] = -1
@@ -747,7 +766,8 @@ def _integrate_fast(blocks, C):
             Cr = C[rest]
             Cp = np.concatenate([Cr[:, o][:, :, o] for o in orders[1:]])
             Cp, Lp = _cholesky_np(Cp)
-            nodes_p = codes(Lp, np.concatenate([np.broadcast_to(kappa[list(o)], (r, m)) for o in orders[1:]]))
+            nodes_p = codes(Lp, np.concatenate([np.broadcast_to(kappa[list(o)], (r, m)) for o in orders[1:]]),
+                            np.tile(small[rest], P))
             weight = np.array([1.0 if key(o) == key(orders[0]) else 1.0 / FAST["ORDER_SAVING"]
                                for o in orders[1:]])
             cost_p = _points_per_tuple(nodes_p).reshape(P, r) * weight[:, None]

@@ -57,7 +57,7 @@ from .cone import chunks, integrate_exact, warn_default_degree
 from .context import Quadrature
 from .factors import EXPO_MAX_EXPONENT
 from .ladder import (FAST_LADDER, FAST_LADDER_M2, FAST_LADDER_M34, FAST_SLACK, block_scales, block_sharpness, points_per_tuple,
-                     rule_codes, slopes)
+                     rule_codes, slopes, small_tuples)
 from .linalg import cholesky_jittered
 from .nested import nested_sum
 from .rules import HALF_CODE, SPLIT_C, SPLIT_DC, rule_bank, rule_for_code
@@ -111,21 +111,23 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
     kappa = block_sharpness(blocks, quad.tables) if quad.sharpness else np.ones(m)
     sharp = bool(np.any(kappa < 1))
 
-    def codes(Ls, sc, kap):
+    small = small_tuples(blocks, C)
+
+    def codes(Ls, sc, kap, sm):
         """Rule codes from the slopes, and from the sharpened slopes where some κ < 1."""
         if not sharp:
-            return rule_codes(*slopes(None, Ls, outer, sc), sl, split_ladder)
+            return rule_codes(*slopes(None, Ls, outer, sc), sl, split_ladder, small=sm)
         own, inside, own_k, inside_k = slopes(None, Ls, outer, sc, sc * kap)
-        return rule_codes(own, inside, sl, split_ladder, (own_k, inside_k))
-    nodes = codes(L, scales, kappa)
+        return rule_codes(own, inside, sl, split_ladder, (own_k, inside_k), small=sm)
+    nodes = codes(L, scales, kappa, small)
     choice = np.zeros(n, np.intp)
     # four single factors: the two-factor form where it exists and needs at most TWO_FACTOR_SAVING
     # of the points of this order's Cholesky form (those tuples skip the order search: it saves
-    # at most ~2×)
+    # at most ~2×); not for small tuples (ladder.SMALL_VARIANCE: its table reads' floor)
     if m == 4 and all(tab):
         forms = two_factor_forms(C, kappa, sl, split_ladder)
         two = (forms.ok & (forms.points <= TWO_FACTOR_SAVING * points_per_tuple(nodes))
-               & (np.min(np.einsum("tkk->tk", C), axis=1) >= TWO_FACTOR_MIN_VARIANCE))
+               & (np.min(np.einsum("tkk->tk", C), axis=1) >= TWO_FACTOR_MIN_VARIANCE) & ~small)
         if np.any(two):
             sub = forms.take(two)
             out[two] = integrate_two_factor([b.members[0][0] for b in blocks], sub,
@@ -145,7 +147,7 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
             Cp, Lp = cholesky_jittered(Cp, m)
             scales_p = np.concatenate([scales_r[:, o] for o in orders[1:]])
             kappa_p = np.concatenate([np.broadcast_to(kappa[list(o)], (r, m)) for o in orders[1:]])
-            nodes_p = codes(Lp, scales_p, kappa_p)
+            nodes_p = codes(Lp, scales_p, kappa_p, np.tile(small[rest], P))
             # an order with other blocks at other levels must save FAST_ORDER_SAVING of the
             # points: the ladders' bounds allow ~1e-7 per level, and a marginal saving is not
             # worth a different error

@@ -37,6 +37,11 @@ anywhere along u_j and gets the ladder's bound itself.
   to 146 nodes per side, so that effective variances up to :data:`FAST_MAX_VARIANCE` = 60 stay on
   the fast path (20 and 84 nodes before 2026-12-01's second change).
 
+Small tuples (effective variance ≤ :data:`SMALL_VARIANCE`, issue 15, 2026-12-02) take every rung
+with its bound shrunk (:func:`small_ladder`) and no slack for the owned factor: there the factors
+are nearly polynomial and small, there is no step at the split point, and the error counts against
+their small scale (constants and measurements at :data:`SMALL_VARIANCE`).
+
 Bounds of the ladders: 1-D worst case over products of up to four factors tanh, sech²,
 tanh·sech² with random offsets and slopes ≤ s_j, relative error ≤ 1e-7; the m = 2 rungs:
 ≤ 3e-10 against the cone method at degree 80.  A tuple with a slope beyond its ladder goes to
@@ -55,8 +60,9 @@ from .sharpness import SHARPNESS_FROM, sharpness
 
 __all__ = ["FAST_DEGREES", "FAST_GH_MAX", "FAST_LADDER", "FAST_LADDER_GH", "FAST_LADDER_M2",
            "FAST_LADDER_M34", "FAST_LADDER_WIDE",
-           "FAST_MAX_VARIANCE", "FAST_SLACK", "SHARPNESS_RUNGS", "SHARPNESS_TO", "block_scales", "block_sharpness", "effective_variance", "inverse_form",
-           "points_per_tuple", "rule_codes", "slopes"]
+           "FAST_MAX_VARIANCE", "FAST_SLACK", "SHARPNESS_RUNGS", "SMALL_MIN_NODES", "SMALL_TIGHTENING",
+           "SMALL_VARIANCE", "SHARPNESS_TO", "block_scales", "block_sharpness", "effective_variance", "inverse_form",
+           "points_per_tuple", "rule_codes", "slopes", "small_ladder", "small_tuples"]
 
 #: Tuples whose largest effective variance (C_jj · α², after merging) exceeds this bound are
 #: integrated by the exact cone method even when every factor is smooth (method="auto").
@@ -120,6 +126,22 @@ FAST_LADDER_M34 = FAST_LADDER + ((1.0, 24), (1.225, 28), (1.483, 32), (1.79, 36)
 FAST_SLACK = {2: 1.0, 3: 1.5, 4: 1.5}
 #: outer coordinates j ≥ 1 with slope ≤ FAST_GH_MAX × slack use Gauss–Hermite
 FAST_GH_MAX = 0.2
+#: Small tuples (issue 15, 2026-12-02): effective variance (C_jj · max|α|², the largest over the
+#: blocks) ≤ SMALL_VARIANCE.  Their factors are nearly polynomial on the scale of the Gaussian and
+#: small (tanh(z) ≈ z), while the ladders' bounds hold each rule's error to ~1e-7 of values O(1):
+#: against the scale Π⟨f²⟩^{1/2} the ladders were off by up to 8e-6 there (tanh, mixed derivative
+#: tuples σ'σ'σ''σ, variances 0.02–0.3; docs/gaussian.md).  These tuples take every rung with its
+#: bound times SMALL_TIGHTENING^(−1/(2q)) (q: the rung's nodes per side, or Gauss–Hermite points;
+#: the error of a q-node rule is ∝ s^(2q)), no rung under SMALL_MIN_NODES (rules of 3 nodes left
+#: 1.2e-7 on swish⁴ at variance 1e-6), no slack for the factor a coordinate owns (:func:`rule_codes`;
+#: with that slack 1e-6 was left), and not the two-factor form (its four table reads left 2e-8;
+#: :mod:`.fast`): ≤ 1.1e-8 of the scale measured (the table's floor on ⟨gelu' gelu' gelu'' gelu⟩),
+#: at 2–4× the points of these tuples, which are cheap (the grid's cells at |x|²/n0 = 0.3:
+#: +0.2 … 1.5 s).  Dropping the slack for every tuple would also fix the 2–4e-8 left at variances
+#: 0.5 … 1.5, at ~2× the points of the grid's costly cells (measured; not done).
+SMALL_VARIANCE = 0.5
+SMALL_TIGHTENING = 1000.0
+SMALL_MIN_NODES = 4
 
 
 def block_scales(blocks: list[Block]) -> np.ndarray:
@@ -197,8 +219,21 @@ def inverse_form(A: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.einsum("ti,ti->t", x, np.linalg.solve(A, x[..., None])[..., 0])
 
 
+def small_ladder(lad: tuple) -> tuple:
+    """The rungs of a ladder for small tuples (:data:`SMALL_VARIANCE`): bounds times
+    SMALL_TIGHTENING^(−1/(2q)), no rung with q < SMALL_MIN_NODES (q = |code|; the bounds stay
+    increasing: q grows along a ladder)."""
+    return tuple((b * SMALL_TIGHTENING ** (-0.5 / abs(c)), c) for b, c in lad
+                 if abs(c) >= SMALL_MIN_NODES)
+
+
+def small_tuples(blocks: list[Block], C: np.ndarray) -> np.ndarray:
+    """Mask (T,) of the small tuples: effective variance (without sharpness) ≤ SMALL_VARIANCE."""
+    return effective_variance(blocks, C) <= SMALL_VARIANCE
+
+
 def rule_codes(own: np.ndarray, inside: np.ndarray, slack: float, split_ladder=FAST_LADDER,
-               sharp=None) -> np.ndarray:
+               sharp=None, small=None) -> np.ndarray:
     """Rule codes (n > 0: split rule, −k: Gauss–Hermite, 0: beyond the ladder) for the outer
     coordinates u_j from the slopes of :func:`slopes`: the first rung with
     max(own_j, slack · inside_j) ≤ bound × slack, i.e. the slack applies to the owned factor
@@ -208,26 +243,38 @@ def rule_codes(own: np.ndarray, inside: np.ndarray, slack: float, split_ladder=F
     (:func:`block_sharpness`).  A slope beyond SHARPNESS_FROM × slack then enters the ladder as
     max(its sharpened slope, just above SHARPNESS_FROM × slack): the rungs up to SHARPNESS_FROM
     keep the slopes they had; smoother factors reach the rungs beyond with κ times their slope
-    (:mod:`.sharpness`)."""
-    s = np.maximum(own, slack * inside)
-    if sharp is not None:
-        edge = SHARPNESS_FROM * slack
-        sk = np.maximum(sharp[0], slack * sharp[1])
-        s = np.where(s <= edge, s, np.maximum(sk, np.nextafter(edge, np.inf)))
-    T, outer = s.shape
-    out = np.empty((T, outer), np.intp)
+    (:mod:`.sharpness`).
 
-    def ladder(lad, sj):
-        bounds = np.array([b for b, _ in lad]) * slack
-        codes = np.array([c for _, c in lad] + [0])  # 0: beyond the ladder
-        return codes[np.searchsorted(bounds, sj)]
-    for j in range(outer):
-        sj = s[:, j]
-        out[:, j] = ladder(split_ladder, sj)
-        if j:
-            gh = sj <= min(FAST_GH_MAX, FAST_LADDER_GH[-1][0]) * slack
-            out[gh, j] = ladder(FAST_LADDER_GH, sj[gh])
+    ``small``: mask (T,) of small tuples (:func:`small_tuples`), or None: those take the ladders of
+    :func:`small_ladder`, with the owned slope times the slack (no slack)."""
+    T, outer = own.shape
+    out = np.empty((T, outer), np.intp)
+    rows = [(slice(None), 1.0, split_ladder, FAST_LADDER_GH)]
+    if small is not None and np.any(small):
+        rows = [(~small, 1.0, split_ladder, FAST_LADDER_GH),
+                (small, slack, small_ladder(split_ladder), small_ladder(FAST_LADDER_GH))]
+    for sel, own_slack, split_lad, gh_lad in rows:
+        s = np.maximum(own_slack * own[sel], slack * inside[sel])
+        if sharp is not None:
+            edge = SHARPNESS_FROM * slack
+            sk = np.maximum(own_slack * sharp[0][sel], slack * sharp[1][sel])
+            s = np.where(s <= edge, s, np.maximum(sk, np.nextafter(edge, np.inf)))
+        codes = np.empty(s.shape, np.intp)
+        for j in range(outer):
+            sj = s[:, j]
+            codes[:, j] = _ladder_codes(split_lad, sj, slack)
+            if j:
+                gh = sj <= min(FAST_GH_MAX, gh_lad[-1][0]) * slack
+                codes[gh, j] = _ladder_codes(gh_lad, sj[gh], slack)
+        out[sel] = codes
     return out
+
+
+def _ladder_codes(lad: tuple, s: np.ndarray, slack: float) -> np.ndarray:
+    """The code of the first rung with s ≤ bound × slack; 0 beyond the ladder."""
+    bounds = np.array([b for b, _ in lad]) * slack
+    codes = np.array([c for _, c in lad] + [0])
+    return codes[np.searchsorted(bounds, s)]
 
 
 def points_per_tuple(codes: np.ndarray) -> np.ndarray:

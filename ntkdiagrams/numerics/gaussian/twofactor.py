@@ -39,7 +39,9 @@ per point by the same 6-point Lagrange formulas as :func:`.table.table_lookup`, 
 calls; the two agree to rounding.  Accuracy (``scripts/validate_twofactor.py``, docs/gaussian.md):
 on the grid's kernels ≤ 3.3e-9 of the scale Π⟨f²⟩^{1/2}, where the Cholesky form gives ≤ 3.9e-9 on the
 same tuples; both ~4e-7 at variances 0.02 … 0.3 (tanh) relative to the small scale there, from the
-ladders' rules at small slopes.
+ladders' rules at small slopes.  Since 2026-12-02 small tuples (:data:`.ladder.SMALL_VARIANCE`) keep
+the Cholesky form with its tightened rules (:mod:`.fast`): ≤ 1.1e-8 there, where this form (four
+table reads per point, each with its floor) left 2e-8 even with those rules.
 """
 from __future__ import annotations
 
