@@ -59,6 +59,7 @@ class Case:
     cb: float
     cw: float
     g1: bool = True  # False for activations with kinks: the engine refuses G1 there
+    rules: object = None  # the MLP (validation_common.sample_task reads it since 7bb27cc)
 
 
 CASES = [
