@@ -38,6 +38,9 @@ from ntkdiagrams.numerics.gaussian.rules import split_rules_full  # noqa: E402
 from ntkdiagrams.numerics.gaussian.tensor import prepare_factors, tensor_values  # noqa: E402
 from ntkdiagrams.settings import Settings  # noqa: E402
 
+from bench_grid import inputs  # noqa: E402  (the grid's inputs)
+from validate_twofactor import scale  # noqa: E402  (Π_k ⟨f_k²⟩^{1/2})
+
 #: (activation, |x|²/n0, C_W, layers)
 CASES = (("tanh", 0.3, 1.0, (2, 10, 18)), ("tanh", 1.0, 1.0, (10,)), ("tanh", 3.0, 1.0, (10,)),
          ("tanh", 1.0, 2.0, (2, 10)), ("erf", 0.3, 1.0, (2, 18)), ("gelu", 0.3, 1.0, (2, 18)),
@@ -45,26 +48,11 @@ CASES = (("tanh", 0.3, 1.0, (2, 10, 18)), ("tanh", 1.0, 1.0, (10,)), ("tanh", 3.
 ORDERS = ((0, 0, 0, 0), (1, 1, 0, 0), (2, 0, 1, 1), (1, 1, 2, 0))
 
 
-def inputs(N: int, scale: float, n0: int = 3, seed: int = 0) -> np.ndarray:
-    """The grid's inputs (scripts/bench_grid.py)."""
-    x = np.random.default_rng(seed).standard_normal((N, n0))
-    return x * np.sqrt(scale / np.mean(np.sum(x * x, axis=1) / n0))
-
-
 def reference(facs, C: np.ndarray, n: int, quad: Quadrature) -> np.ndarray:
     """The iterated split rule, n nodes per side in every coordinate, no table."""
     _, L = cholesky_jittered(C.copy(), 4)
     blocks = [Block([(f, np.ones(C.shape[0]))]) for f in facs]
     return nested_sum(blocks, L, np.arange(C.shape[0]), [split_rules_full(n)] * 4, None, 0.0, quad)
-
-
-def scale(facs, C: np.ndarray) -> np.ndarray:
-    x, w = np.polynomial.hermite_e.hermegauss(120)
-    w = w / w.sum()
-    s = np.ones(C.shape[0])
-    for k, f in enumerate(facs):
-        s *= np.sqrt(np.sum(w * f.plus(np.sqrt(C[:, k, k])[:, None] * x) ** 2, axis=1))
-    return s
 
 
 def fast_values(facs, K, tup, method: str, small: bool, quad: Quadrature) -> np.ndarray:

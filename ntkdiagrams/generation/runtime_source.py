@@ -746,12 +746,15 @@ def _integrate_fast(blocks, C):
                            _slopes(Ls, outer, kap) if sharp else None, sm)
     nodes = codes(L, np.broadcast_to(kappa, (n, m)), small)
     choice = np.zeros(n, np.intp)
+    cand = np.empty(0, np.intp)
     if m == 4 and len(single) == 4:  # the two-factor form, before the order search
-        forms = _two_factor_forms(C, kappa, sl, split_ladder)
-        two = (forms["ok"] & (forms["points"] <= FAST["TWO_FACTOR_SAVING"] * _points_per_tuple(nodes))
-               & (np.min(np.einsum("tkk->tk", C), axis=1) >= FAST["TWO_FACTOR_MIN_VARIANCE"]) & ~small)
-        if np.any(two):
-            out[two] = _integrate_two_factor([b[0] for b in blocks], {k: v[two] for k, v in forms.items()})
+        cand = np.nonzero(~small & (np.min(np.einsum("tkk->tk", C), axis=1) >= FAST["TWO_FACTOR_MIN_VARIANCE"]))[0]
+    if cand.size:
+        forms = _two_factor_forms(C[cand], kappa, sl, split_ladder)
+        ok = forms["ok"] & (forms["points"] <= FAST["TWO_FACTOR_SAVING"] * _points_per_tuple(nodes[cand]))
+        if np.any(ok):
+            two = cand[ok]
+            out[two] = _integrate_two_factor([b[0] for b in blocks], {k: v[ok] for k, v in forms.items()})
             choice[two] = -1
     rest = np.nonzero(choice >= 0)[0]
     orders = [tuple(range(m))]

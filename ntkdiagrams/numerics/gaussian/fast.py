@@ -123,13 +123,16 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
     choice = np.zeros(n, np.intp)
     # four single factors: the two-factor form where it exists and needs at most TWO_FACTOR_SAVING
     # of the points of this order's Cholesky form (those tuples skip the order search: it saves
-    # at most ~2×); not for small tuples (ladder.SMALL_VARIANCE: its table reads' floor)
+    # at most ~2×); searched only where every variance is ≥ TWO_FACTOR_MIN_VARIANCE and the tuple
+    # is not small (ladder.SMALL_VARIANCE: its table reads' floor)
+    cand = np.empty(0, np.intp)
     if m == 4 and all(tab):
-        forms = two_factor_forms(C, kappa, sl, split_ladder)
-        two = (forms.ok & (forms.points <= TWO_FACTOR_SAVING * points_per_tuple(nodes))
-               & (np.min(np.einsum("tkk->tk", C), axis=1) >= TWO_FACTOR_MIN_VARIANCE) & ~small)
-        if np.any(two):
-            sub = forms.take(two)
+        cand = np.nonzero(~small & (np.min(np.einsum("tkk->tk", C), axis=1) >= TWO_FACTOR_MIN_VARIANCE))[0]
+    if cand.size:
+        forms = two_factor_forms(C[cand], kappa, sl, split_ladder)
+        ok = forms.ok & (forms.points <= TWO_FACTOR_SAVING * points_per_tuple(nodes[cand]))
+        if np.any(ok):
+            sub, two = forms.take(ok), cand[ok]
             out[two] = integrate_two_factor([b.members[0][0] for b in blocks], sub,
                                             half(sub.codes) if sym > 0 else sub.codes, quad)
             choice[two] = -1

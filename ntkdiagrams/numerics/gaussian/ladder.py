@@ -136,8 +136,8 @@ FAST_GH_MAX = 0.2
 #: 1.2e-7 on swish⁴ at variance 1e-6), no slack for the factor a coordinate owns (:func:`rule_codes`;
 #: with that slack 1e-6 was left), and not the two-factor form (its four table reads left 2e-8;
 #: :mod:`.fast`): ≤ 1.1e-8 of the scale measured (the table's floor on ⟨gelu' gelu' gelu'' gelu⟩),
-#: at 2–4× the points of these tuples, which are cheap (the grid's cells at |x|²/n0 = 0.3:
-#: +0.2 … 1.5 s).  Dropping the slack for every tuple would also fix the 2–4e-8 left at variances
+#: at 2–4× the points of these tuples (the grid's cells whose deep layers are small: +0.3 … 2.7 s,
+#: erf at |x|²/n0 = 3, C_W = 1 over the 5 s target; README).  Dropping the slack for every tuple would also fix the 2–4e-8 left at variances
 #: 0.5 … 1.5, at ~2× the points of the grid's costly cells (measured; not done).
 SMALL_VARIANCE = 0.5
 SMALL_TIGHTENING = 1000.0
