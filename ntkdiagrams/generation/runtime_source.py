@@ -726,10 +726,10 @@ def _integrate_fast(blocks, C):
     n, m = C.shape[0], len(blocks)
     out = np.empty(n)
     single = [j for j, b in enumerate(blocks) if len(b) == 1] if m >= 3 else []
-    order = list(range(m))
+    order = sorted(range(m), key=lambda j: -len(blocks[j]))  # larger blocks outer (as the package)
     if single:
         last = single[-1]
-        order = [j for j in range(m) if j != last] + [last]
+        order = [j for j in order if j != last] + [last]
     blocks = [blocks[j] for j in order]
     C = C[:, order][:, :, order]
     C, L = _cholesky_np(C)

@@ -207,20 +207,27 @@ if nb is not None:
 
     @_inline
     def _block(j, t, z, nmem, fid, alpha, fd, fi):
-        """F_j(z) = Π_members f(α z), every member an exponential form."""
+        """F_j(z) = Π_members f(α z), every member an exponential form; a member equal to the one
+        before it (same factor and scale: merged slots, f(z)²) reuses its value."""
         v = 1.0
+        last = 1.0
         for i in range(nmem[j]):
-            v *= _expo(fid[j, i], alpha[t, j, i] * z, fd, fi)
+            if i == 0 or fid[j, i] != fid[j, i - 1] or alpha[t, j, i] != alpha[t, j, i - 1]:
+                last = _expo(fid[j, i], alpha[t, j, i] * z, fd, fi)
+            v *= last
         return v
 
     @_inline
     def _block_any(j, t, z, nmem, fid, alpha, fd, fi):
         """F_j(z) = Π_members f(α z), any member.  Kept apart from :func:`_block`: a branch
         per factor in the inlined loops makes the exponential forms' direct evaluation ~2×
-        slower."""
+        slower.  A member equal to the one before it reuses its value (as :func:`_block`)."""
         v = 1.0
+        last = 1.0
         for i in range(nmem[j]):
-            v *= _factor(fid[j, i], alpha[t, j, i] * z, fd, fi)
+            if i == 0 or fid[j, i] != fid[j, i - 1] or alpha[t, j, i] != alpha[t, j, i - 1]:
+                last = _factor(fid[j, i], alpha[t, j, i] * z, fd, fi)
+            v *= last
         return v
 
     # the same formulas as the numpy path's, compiled
@@ -309,8 +316,11 @@ if nb is not None:
                     fj = _block(j, t, zj, nmem, fid, alpha, fd, fi)
                 elif pieces[j]:
                     fj = 1.0
+                    last = 1.0
                     for q in range(nmem[j]):
-                        fj *= _piecewise(fid[j, q], alpha[t, j, q] * zj, fd, fi)
+                        if q == 0 or fid[j, q] != fid[j, q - 1] or alpha[t, j, q] != alpha[t, j, q - 1]:
+                            last = _piecewise(fid[j, q], alpha[t, j, q] * zj, fd, fi)
+                        fj *= last
                 else:
                     fj = _block_any(j, t, zj, nmem, fid, alpha, fd, fi)
                 wt[j + 1] = wt[j] * W[off[j] + idx[j]] * fj
@@ -365,8 +375,13 @@ if nb is not None:
                     f[i] = W[o + i]
                 for q in range(nmem[J]):
                     kq, aq = fid[J, q], alpha[t, J, q]
+                    if q > 0 and kq == fid[J, q - 1] and aq == alpha[t, J, q - 1]:
+                        for i in range(k):  # the member before, again (merged slots: f(z)²)
+                            f[i] *= e[i]
+                        continue
                     for i in range(k):
-                        f[i] *= _piecewise(kq, aq * (m + sJ * U[o + i]), fd, fi)
+                        e[i] = _piecewise(kq, aq * (m + sJ * U[o + i]), fd, fi)
+                        f[i] *= e[i]
             elif expo[J]:
                 for i in range(k):
                     f[i] = W[o + i] * _block(J, t, m + sJ * U[o + i], nmem, fid, alpha, fd, fi)
