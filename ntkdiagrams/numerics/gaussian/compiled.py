@@ -206,13 +206,19 @@ if nb is not None:
         return v
 
     @_inline
+    def _repeats(j, i, t, fid, alpha):
+        """Whether member i of level j is member i − 1 again (same factor, same scale: merged
+        slots, f(z)²), so that its value is reused."""
+        return i > 0 and fid[j, i] == fid[j, i - 1] and alpha[t, j, i] == alpha[t, j, i - 1]
+
+    @_inline
     def _block(j, t, z, nmem, fid, alpha, fd, fi):
         """F_j(z) = Π_members f(α z), every member an exponential form; a member equal to the one
         before it (same factor and scale: merged slots, f(z)²) reuses its value."""
         v = 1.0
         last = 1.0
         for i in range(nmem[j]):
-            if i == 0 or fid[j, i] != fid[j, i - 1] or alpha[t, j, i] != alpha[t, j, i - 1]:
+            if not _repeats(j, i, t, fid, alpha):
                 last = _expo(fid[j, i], alpha[t, j, i] * z, fd, fi)
             v *= last
         return v
@@ -225,7 +231,7 @@ if nb is not None:
         v = 1.0
         last = 1.0
         for i in range(nmem[j]):
-            if i == 0 or fid[j, i] != fid[j, i - 1] or alpha[t, j, i] != alpha[t, j, i - 1]:
+            if not _repeats(j, i, t, fid, alpha):
                 last = _factor(fid[j, i], alpha[t, j, i] * z, fd, fi)
             v *= last
         return v
@@ -318,7 +324,7 @@ if nb is not None:
                     fj = 1.0
                     last = 1.0
                     for q in range(nmem[j]):
-                        if q == 0 or fid[j, q] != fid[j, q - 1] or alpha[t, j, q] != alpha[t, j, q - 1]:
+                        if not _repeats(j, q, t, fid, alpha):
                             last = _piecewise(fid[j, q], alpha[t, j, q] * zj, fd, fi)
                         fj *= last
                 else:
@@ -375,7 +381,7 @@ if nb is not None:
                     f[i] = W[o + i]
                 for q in range(nmem[J]):
                     kq, aq = fid[J, q], alpha[t, J, q]
-                    if q > 0 and kq == fid[J, q - 1] and aq == alpha[t, J, q - 1]:
+                    if _repeats(J, q, t, fid, alpha):
                         for i in range(k):  # the member before, again (merged slots: f(z)²)
                             f[i] *= e[i]
                         continue
