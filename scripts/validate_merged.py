@@ -1,0 +1,66 @@
+"""Accuracy of the fast path on three-variable tuples of merged slots (prints a table; not a test).
+
+For networks of issue 15's grid (N = 16 inputs in n0 = 3, C_b = 0), the kernels K^(ℓ) of chosen
+layers and 60 random triples (a, b, c) of distinct inputs: E[σ^(d1)(z_s1) σ^(d2)(z_s2) σ^(d3)(z_s3)
+σ^(d4)(z_s4)] with the slots s = :data:`PATTERNS` over (a, b, c) (two slots on one input merge into
+a block f(z)g(z) of three distinct variables; (a, b, b, b) into two), for the derivative orders of
+:data:`ORDERS`, by ``method="auto"``, against the fast path's nested rule at a uniform 96 nodes per
+side (column "ref": its change from 80 nodes).  Errors relative to the scale Π_k ⟨f_k(z_k)²⟩^{1/2}
+(:func:`validate_twofactor.scale`), the largest over the triples.
+
+    python3 scripts/validate_merged.py            # the table of docs/gaussian.md (~3 min)
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ntkdiagrams.numerics.activations import parse_activation  # noqa: E402
+from ntkdiagrams.numerics.evaluate import evaluate  # noqa: E402
+from ntkdiagrams.numerics.gaussian import Quadrature  # noqa: E402
+from ntkdiagrams.numerics.gaussian.tensor import prepare_factors, tensor_values  # noqa: E402
+from ntkdiagrams.settings import Settings  # noqa: E402
+
+from bench_grid import inputs  # noqa: E402  (the grid's inputs)
+from validate_twofactor import scale  # noqa: E402  (Π_k ⟨f_k²⟩^{1/2})
+
+#: (activation, |x|²/n0, C_W, layers)
+CASES = (("tanh", 1.0, 2.0, (2, 10)), ("gelu", 3.0, 2.0, (1, 3, 12)), ("softplus", 1.0, 2.0, (2, 15)))
+ORDERS = ((0, 0, 0, 0), (1, 1, 2, 0))
+PATTERNS = ((0, 0, 1, 2), (1, 0, 0, 2), (1, 2, 0, 0), (0, 1, 1, 1))
+
+
+def main() -> None:
+    cols = " | ".join("slots " + "".join("abc"[i] for i in p) for p in PATTERNS)
+    print(f"| activation | \\|x\\|²/n0, C_W | layer | factors | {cols} | ref |")
+    print("|---|---|---|---|" + "---|" * (len(PATTERNS) + 1))
+    for name, sc, cw, layers in CASES:
+        act = parse_activation(name)
+        ev = evaluate(name, max(layers), inputs(16, sc), cb=0.0, cw=cw, stats=["K"])
+        for layer in layers:
+            K = np.asarray(ev[layer - 1]["K"])
+            rng = np.random.default_rng(layer)
+            tri = np.array([rng.choice(16, 3, replace=False) for _ in range(60)])
+            for o in ORDERS:
+                facs = prepare_factors([act.derivative(d) for d in o])
+                cells, ref_moves = [], 0.0
+                for pat in PATTERNS:
+                    tup = tri[:, list(pat)]
+                    C = K[tup[:, :, None], tup[:, None, :]]
+                    with Quadrature(Settings(threads=2)) as quad:
+                        v = tensor_values(facs, K, tup, None, "auto", quad)
+                        r = tensor_values(facs, K, tup, 96, "fast", quad)
+                        r2 = tensor_values(facs, K, tup, 80, "fast", quad)
+                    s = scale(facs, C)
+                    cells.append(f"{np.max(np.abs(v - r) / s):.1e}")
+                    ref_moves = max(ref_moves, float(np.max(np.abs(r2 - r) / s)))
+                print(f"| {name} | {sc:g}, {cw:g} | {layer} | σ^{''.join(map(str, o))} | " + " | ".join(cells)
+                      + f" | {ref_moves:.0e} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
