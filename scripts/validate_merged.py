@@ -8,10 +8,17 @@ a block f(z)g(z) of three distinct variables; (a, b, b, b) into two), for the de
 side (column "ref": its change from 80 nodes).  Errors relative to the scale Π_k ⟨f_k(z_k)²⟩^{1/2}
 (:func:`validate_twofactor.scale`), the largest over the triples.
 
+``--every``: instead, every tuple (a, b, b, c) of distinct a < c, b (1680 per layer) of the kernels
+of :data:`EVERY` (σ⁴), against the same rule at 96 nodes per side ("ref": its change from 128): the
+largest error and the number of tuples over 1e-8 of the scale, with the worst tuple.  Copied into a
+checkout of an earlier commit, the script measures that commit's package.
+
     python3 scripts/validate_merged.py            # the table of docs/gaussian.md (~3 min)
+    python3 scripts/validate_merged.py --every    # the second table there (~8 min)
 """
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -32,9 +39,35 @@ from validate_twofactor import scale  # noqa: E402  (Π_k ⟨f_k²⟩^{1/2})
 CASES = (("tanh", 1.0, 2.0, (2, 10)), ("gelu", 3.0, 2.0, (1, 3, 12)), ("softplus", 1.0, 2.0, (2, 15)))
 ORDERS = ((0, 0, 0, 0), (1, 1, 2, 0))
 PATTERNS = ((0, 0, 1, 2), (1, 0, 0, 2), (1, 2, 0, 0), (0, 1, 1, 1))
+#: (activation, |x|²/n0, C_W, layer) of ``--every``
+EVERY = (("tanh", 1.0, 2.0, 1), ("tanh", 1.0, 2.0, 2), ("tanh", 3.0, 2.0, 1), ("gelu", 3.0, 2.0, 1),
+         ("erf", 3.0, 1.0, 1), ("softplus", 1.0, 2.0, 1), ("swish", 3.0, 2.0, 1))
+
+
+def every() -> None:
+    """The table of ``--every`` (module docstring)."""
+    print("| activation | \\|x\\|²/n0, C_W | layer | max error | tuples > 1e-8 | worst (a, b, b, c) | ref |")
+    print("|---|---|---|---|---|---|---|")
+    for name, sc, cw, layer in EVERY:
+        ev = evaluate(name, layer, inputs(16, sc), cb=0.0, cw=cw, stats=["K"])
+        K = np.asarray(ev[layer - 1]["K"])
+        tup = np.array([(a, b, b, c) for b in range(16)
+                        for a, c in itertools.combinations([i for i in range(16) if i != b], 2)])
+        facs = prepare_factors([parse_activation(name).derivative(0)] * 4)
+        C = K[tup[:, :, None], tup[:, None, :]]
+        with Quadrature(Settings(threads=2)) as quad:
+            ref = tensor_values(facs, K, tup, 96, "fast", quad)
+            ref2 = tensor_values(facs, K, tup, 128, "fast", quad)
+            err = np.abs(tensor_values(facs, K, tup, None, "auto", quad) - ref) / scale(facs, C)
+        moves = np.max(np.abs(ref2 - ref) / scale(facs, C))
+        print(f"| {name} | {sc:g}, {cw:g} | {layer} | {err.max():.1e} | {int(np.sum(err > 1e-8))} | "
+              f"{tuple(int(i) for i in tup[np.argmax(err)])} | {moves:.0e} |", flush=True)
 
 
 def main() -> None:
+    if "--every" in sys.argv[1:]:
+        every()
+        return
     cols = " | ".join("slots " + "".join("abc"[i] for i in p) for p in PATTERNS)
     print(f"| activation | \\|x\\|²/n0, C_W | layer | factors | {cols} | ref |")
     print("|---|---|---|---|" + "---|" * (len(PATTERNS) + 1))
