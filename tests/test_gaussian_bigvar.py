@@ -17,8 +17,11 @@ movement); for sin, whose cone-method references do not converge at that degree,
 closed form of products of e^{±iz}.
 
 For sin, ``method="auto"`` takes the exact closed form of numerics/gaussian/trigonometric.py
-(tests/test_gaussian_trig.py); the fast path, which still serves sin under ``method="fast"`` and
-explicit degrees, is tested here with ``method="fast"`` (the same rules as before for m ≥ 2).
+(tests/test_gaussian_trig.py), and for erf and GELU (since 2026-12-02) the closed-form orthant
+moments of numerics/gaussian/erffamily.py (tests/test_gaussian_erffamily.py; here against the same
+references, :func:`test_erf_family_closed_form`); the fast path, which still serves them under
+``method="fast"`` and explicit degrees, is tested here with ``method="fast"`` (the same rules as
+``auto`` for the others, m ≥ 2).
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ from ntkdiagrams.numerics.gaussian import FAST_MAX_VARIANCE, Quadrature, expecta
 from ntkdiagrams.settings import Settings
 
 ACTIVATIONS = ("tanh", "gelu", "erf", "swish", "softplus", "sin")
+#: activations whose ``method="auto"`` is a closed form (module docstring)
+CLOSED_FORMS = ("sin", "erf", "gelu")
 TOL = 5e-8
 #: the four-variable references: (kernel seed, derivative orders) per activation
 CASES_4 = ((0, (0, 0, 0, 0)), (1, (0, 1, 1, 2)))
@@ -99,7 +104,7 @@ def reference(factors, K, tuples) -> np.ndarray:
 
 def method_for(name: str) -> str:
     """The method that takes the fast path for ``name`` (module docstring)."""
-    return "fast" if name == "sin" else "auto"
+    return "fast" if name in CLOSED_FORMS else "auto"
 
 
 def check_tensor(factors, K, method="auto"):
@@ -124,7 +129,7 @@ def test_three_inputs_large_variance(name):
 @pytest.mark.parametrize("name", ["tanh", "gelu"])
 def test_three_inputs_nearly_collinear(name):
     d = derivatives(name)
-    check_tensor([d[2], d[1], d[0]], kernel(1, 3))
+    check_tensor([d[2], d[1], d[0]], kernel(1, 3), method_for(name))
 
 
 def four_variable(name: str, seed: int, orders, **kw) -> tuple[float, float]:
@@ -151,6 +156,16 @@ def test_four_inputs_large_variance(name, case):
     ref = sin_closed_form(orders, kernel(seed, 4)) if name == "sin" else REFERENCE_4[(name, seed)]
     err = abs(value - ref) / scale
     assert err <= TOL, err
+
+
+@pytest.mark.parametrize("name", ["erf", "gelu"])
+def test_erf_family_closed_form(name):
+    """``method="auto"``'s closed form against the same references (variances up to 60)."""
+    for seed, orders in CASES_4:
+        with Quadrature(Settings(jit=False, threads=1)) as quad:
+            value, scale = four_variable(name, seed, orders, quadrature=quad)
+        assert quad.stats["erf_family_tuples"] == 1 and quad.stats["fast_tuples"] == 0
+        assert abs(value - REFERENCE_4[(name, seed)]) / scale <= TOL, (seed, orders)
 
 
 def sin_closed_form(orders, K) -> float:

@@ -18,6 +18,8 @@ The package, by concern (docs/gaussian.md has the overview, the measurements and
 ``paths``          the choice of method per tuple (closed forms, fast path, cone method)
 ``cone``           the exact cone method (orthant cones, radial × angular rules)
 ``orthant``        piecewise-polynomial factors (ReLU family): closed-form orthant moments
+``erffamily``      the erf family (erf, GELU, derivatives): orthant moments with one auxiliary
+                   variable per factor Φ, in closed form at any variance
 ``trigonometric``  trigonometric factors (σ = sin): exact sums of characteristic functions
 ``series``         two smooth factors: all pairs by the Hermite (Mehler) series
 ``fast``           the fast path (nested rules in Cholesky coordinates, order search)

@@ -45,7 +45,7 @@ COMPILED_MIN_POINTS = 1 << 14
 THREAD_NAME_PREFIX = "ntkdiagrams-quadrature"
 #: the counters of :attr:`Quadrature.stats`
 STAT_KEYS = ("tuples", "simplices", "fast_tuples", "two_factor_tuples", "compiled_tuples", "addition_split",
-             "addition_nodes", "series_tuples", "trigonometric_tuples")
+             "addition_nodes", "series_tuples", "trigonometric_tuples", "erf_family_tuples")
 _M_TOP_PAD = -2
 
 

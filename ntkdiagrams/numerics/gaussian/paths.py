@@ -1,5 +1,9 @@
 """Which method integrates a batch of tuples (after merging and delta expansion).
 
+Factors of the erf family (erf, GELU, their derivatives, powers and products, up to four factors
+Φ per term: :func:`.erffamily.erf_family`; any m ≥ 1, not all polynomial) go to the closed-form
+orthant moments of :mod:`.erffamily` when ``method="auto"`` and no ``degree`` is given (since
+2026-12-02; exact at any variance).
 Trigonometric factors (σ = sin, its derivatives, powers and products: every member has a Fourier
 form, :func:`.trigonometric.trigonometric`; any m ≥ 1) go to the exact finite sum of
 :mod:`.trigonometric` when ``method="auto"`` and no ``degree`` is given, for the tuples where its
@@ -31,6 +35,7 @@ from ...errors import UnsupportedError
 from .blocks import Block, all_polynomial, all_smooth
 from .cone import integrate_exact, warn_default_degree
 from .context import Quadrature
+from .erffamily import erf_family, integrate_erf_family
 from .fast import integrate_fast
 from .ladder import FAST_MAX_VARIANCE, block_sharpness, effective_variance
 from .orthant import integrate_orthant, needs_strict, piecewise_polynomial, well_conditioned
@@ -54,6 +59,9 @@ def integrate(blocks: list[Block], C: np.ndarray, degree, method: str, quad: Qua
     if m > MAX_DIM:
         raise UnsupportedError(f"a Gaussian expectation over {m} distinct variables; the integration "
                                f"methods handle at most {MAX_DIM}")
+    if method == "auto" and degree is None and not all_polynomial(blocks) and erf_family(blocks):
+        quad.count("erf_family_tuples", C.shape[0])
+        return integrate_erf_family(blocks, C)
     if method == "auto" and degree is None and trigonometric(blocks):
         val, done = integrate_trigonometric(blocks, C)
         quad.count("trigonometric_tuples", int(np.sum(done)))

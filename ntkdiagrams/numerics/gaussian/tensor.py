@@ -43,6 +43,7 @@ from .factors import Factor, as_sympy, canonical_z, prepare_factor
 from .growth import check_integrable
 from .merge import expect
 from .paths import METHODS
+from .erffamily import erf_factors
 from .series import applicable as series_applicable, series_tensor
 from .trigonometric import integrate_trigonometric, trigonometric
 
@@ -230,7 +231,7 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
         A = quad.remember("kernel", K, check_kernel)
         N, k = A.shape[0], len(facs)
         check_variables(N, k)
-        if method == "auto" and degree is None and series_applicable(facs):
+        if method == "auto" and degree is None and series_applicable(facs) and not erf_factors(facs):
             return _two_point(facs, A, quad)
         tuples = np.indices((N,) * k).reshape(k, -1).T
         # slots with identical factors are symmetric: compute sorted tuples only
