@@ -44,13 +44,19 @@ EVERY = (("tanh", 1.0, 2.0, 1), ("tanh", 1.0, 2.0, 2), ("tanh", 3.0, 2.0, 1), ("
          ("erf", 3.0, 1.0, 1), ("softplus", 1.0, 2.0, 1), ("swish", 3.0, 2.0, 1))
 
 
+def grid_kernels(name: str, sc: float, cw: float, layers) -> list[tuple[int, np.ndarray]]:
+    """(ℓ, K^(ℓ)) for the layers ``layers`` of the grid's network (N = 16 inputs of |x|²/n0 = ``sc``
+    in n0 = 3, C_b = 0, C_W = ``cw``)."""
+    ev = evaluate(name, max(layers), inputs(16, sc), cb=0.0, cw=cw, stats=["K"])
+    return [(layer, np.asarray(ev[layer - 1]["K"])) for layer in layers]
+
+
 def every() -> None:
     """The table of ``--every`` (module docstring)."""
     print("| activation | \\|x\\|²/n0, C_W | layer | max error | tuples > 1e-8 | worst (a, b, b, c) | ref |")
     print("|---|---|---|---|---|---|---|")
     for name, sc, cw, layer in EVERY:
-        ev = evaluate(name, layer, inputs(16, sc), cb=0.0, cw=cw, stats=["K"])
-        K = np.asarray(ev[layer - 1]["K"])
+        [(_, K)] = grid_kernels(name, sc, cw, [layer])
         tup = np.array([(a, b, b, c) for b in range(16)
                         for a, c in itertools.combinations([i for i in range(16) if i != b], 2)])
         facs = prepare_factors([parse_activation(name).derivative(0)] * 4)
@@ -73,9 +79,7 @@ def main() -> None:
     print("|---|---|---|---|" + "---|" * (len(PATTERNS) + 1))
     for name, sc, cw, layers in CASES:
         act = parse_activation(name)
-        ev = evaluate(name, max(layers), inputs(16, sc), cb=0.0, cw=cw, stats=["K"])
-        for layer in layers:
-            K = np.asarray(ev[layer - 1]["K"])
+        for layer, K in grid_kernels(name, sc, cw, layers):
             rng = np.random.default_rng(layer)
             tri = np.array([rng.choice(16, 3, replace=False) for _ in range(60)])
             for o in ORDERS:
