@@ -195,7 +195,9 @@ def expectation_tensor(factors, K, *, degree=None, method="auto", settings: Sett
     method: ``"auto"`` (default): without ``degree``, factors that are all trigonometric
         polynomials (σ = sin, its derivatives, powers, products) the exact finite sum of
         :mod:`ntkdiagrams.numerics.gaussian.trigonometric` wherever its rounding is small (all
-        but small variances); two smooth factors of at most polynomial growth (k = 2, no
+        but small variances); factors of the erf family (erf, GELU, their derivatives, powers and
+        products, at most four factors Φ per term) the closed-form orthant moments of
+        :mod:`ntkdiagrams.numerics.gaussian.erffamily` (exact at any variance); two smooth factors of at most polynomial growth (k = 2, no
         ``degree``): the Hermite series over all pairs (:mod:`ntkdiagrams.numerics.gaussian.series`),
         and for the pairs it leaves, as for every other tensor, the fast path for tuples with
         ≥ 2 distinct variables whose
