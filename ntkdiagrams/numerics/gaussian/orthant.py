@@ -47,7 +47,7 @@ from .linalg import cholesky_jittered
 
 __all__ = ["ORTHANT_MIN_EIGENVALUE", "PANEL_NODES", "SINGULAR_EIGENVALUE", "OrthantMoments", "needs_strict", "rank_deficient",
            "well_conditioned", "block_polynomials", "integrate_orthant", "orthant_moment",
-           "orthant_probability", "piecewise_polynomial"]
+           "orthant_probability", "piecewise_polynomial", "polynomial_product"]
 
 #: Gauss–Legendre nodes per panel of the θ integral of P_4
 PANEL_NODES = 12
@@ -100,13 +100,15 @@ def block_polynomials(block: Block, s: int) -> np.ndarray:
         d = max(cp.size, cm.size)
         cp, cm = np.pad(cp, (0, d - cp.size)), np.pad(cm, (0, d - cm.size))
         coef = np.where(pos[:, None], cp[None, :], cm[None, :]) * a[:, None] ** np.arange(d)
-        if out is None:
-            out = coef
-        else:  # polynomial product, per tuple
-            new = np.zeros((out.shape[0], out.shape[1] + d - 1))
-            for k in range(d):
-                new[:, k:k + out.shape[1]] += coef[:, k:k + 1] * out
-            out = new
+        out = coef if out is None else polynomial_product(out, coef)
+    return out
+
+
+def polynomial_product(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The product of two polynomials per tuple: coefficients (n, d₁+1) and (n, d₂+1), ascending."""
+    out = np.zeros((p.shape[0], p.shape[1] + q.shape[1] - 1))
+    for k in range(q.shape[1]):
+        out[:, k:k + p.shape[1]] += q[:, k:k + 1] * p
     return out
 
 

@@ -39,11 +39,11 @@ from ...errors import InputError, UnsupportedError
 from ...settings import Settings
 from .blocks import Block
 from .context import Quadrature
+from .erffamily import erf_factors
 from .factors import Factor, as_sympy, canonical_z, prepare_factor
 from .growth import check_integrable
 from .merge import expect
 from .paths import METHODS
-from .erffamily import erf_factors
 from .series import applicable as series_applicable, series_tensor
 from .trigonometric import integrate_trigonometric, trigonometric
 
