@@ -18,17 +18,9 @@ from ntkdiagrams.numerics.gaussian import Quadrature
 from ntkdiagrams.numerics.gaussian.tensor import prepare_factors, tensor_values
 from ntkdiagrams.settings import Settings
 
-from gaussian_support import scale
+from gaussian_support import first_layer_kernel, scale
 
 TOL = 1e-8
-
-
-def first_layer_kernel(norm: float, cw: float = 2.0) -> np.ndarray:
-    """K^(1) = C_W x xᵀ/n0 for 16 standard-normal inputs in n0 = 3 (seed 0), scaled to mean
-    |x|²/n0 = ``norm`` (the inputs of scripts/bench_grid.py)."""
-    x = np.random.default_rng(0).standard_normal((16, 3))
-    x *= np.sqrt(norm / np.mean(np.sum(x * x, axis=1) / 3))
-    return cw * x @ x.T / 3
 
 
 @pytest.mark.parametrize("activation,norm,b,a,c", [("tanh", 1.0, 10, 3, 13), ("tanh", 3.0, 5, 14, 15),

@@ -719,6 +719,17 @@ def _integrate_two_factor(funcs, forms):
     return out
 
 
+def _pivots_dominate(L, outer):
+    """Per tuple: whether every outer level's own function varies at least PIVOT_RATIO times as
+    fast as every function inside it, |L_jj| ≥ ρ |L_kj| for k > j (the package's
+    ``fast.pivots_dominate``: the split rule sits at the own function's zero crossing)."""
+    ok = np.ones(L.shape[0], bool)
+    for j in range(outer):
+        inside = np.max(np.abs(L[:, j + 1:, j]), axis=1, initial=0.0)
+        ok &= np.abs(L[:, j, j]) >= FAST["PIVOT_RATIO"] * inside
+    return ok
+
+
 def _integrate_fast(blocks, C):
     """Smooth factors, m ≥ 2 distinct variables (blocks: the functions of each variable): nested
     split Gauss rules in the Cholesky coordinates; for m ≥ 3 the last variable (a single function)
@@ -775,6 +786,11 @@ def _integrate_fast(blocks, C):
                                for o in orders[1:]])
             cost_p = _points_per_tuple(nodes_p).reshape(P, r) * weight[:, None]
             cost = _points_per_tuple(nodes[rest])
+            # orders whose levels' own functions dominate those inside, where the tuple has one
+            ok_p = _pivots_dominate(Lp, outer).reshape(P, r)
+            ok = _pivots_dominate(L[rest], outer)
+            cost_p = np.where(ok_p | ~(ok | ok_p.any(axis=0)), cost_p, np.inf)
+            cost = np.where(ok | ~ok_p.any(axis=0), cost, np.inf)
             best = np.argmin(cost_p, axis=0)
             better = cost_p[best, np.arange(r)] < cost
             if np.any(better):

@@ -20,6 +20,10 @@ cone method, :mod:`.cone`):
   puts other factors at other levels must save :data:`FAST_ORDER_SAVING` of the points (before
   2026-11-30 only slots of one identical factor were reordered: the four-point expectations of
   σ'σ'σ''σ kind of the dNTK/ddNTK recursions now take ~12 000 points per tuple instead of ~20 000);
+  since 2026-12-02 only among the orders whose every level's own factor varies at least
+  FAST_PIVOT_RATIO times as fast as the factors inside it (:func:`pivots_dominate`), where the
+  tuple has one: on degenerate tuples (the rank-3 first layer of n0 = 3 inputs) an order with a
+  level of a nearly degenerate direction was off by up to 3e-7 of the scale;
 * a factor smoother than tanh enters the ladders with its sharpness κ ≤ 1 times its slope
   (:mod:`.sharpness`, 2026-12-01; a 1-D calibration against the tanh family, times a safety
   factor 1.5: softplus 0.54, swish 0.58, GELU 0.66, erf 0.88, tanh and sech² 1); the rules of
@@ -64,7 +68,7 @@ from .rules import HALF_CODE, SPLIT_C, SPLIT_DC, rule_bank, rule_for_code
 from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, g_table, table_extent
 from .twofactor import TWO_FACTOR_MIN_VARIANCE, TWO_FACTOR_SAVING, integrate_two_factor, two_factor_forms
 
-__all__ = ["FAST_CHUNK_POINTS", "FAST_ORDER_SAVING", "half", "symmetry", "integrate_fast", "integrate_nodes", "nested_compiled"]
+__all__ = ["FAST_CHUNK_POINTS", "FAST_ORDER_SAVING", "FAST_PIVOT_RATIO", "half", "pivots_dominate", "symmetry", "integrate_fast", "integrate_nodes", "nested_compiled"]
 
 #: quadrature points per chunk of the fast path (arrays of ~1 MB: the innermost level makes
 #: ~20 passes over them, which is faster from cache than from memory)
@@ -72,6 +76,9 @@ FAST_CHUNK_POINTS = 1 << 17
 #: another order of a tuple's variables that puts other factors at other levels is taken when it
 #: needs at most this fraction of the points (orders of identical factors: any saving)
 FAST_ORDER_SAVING = 0.75
+#: ρ of :func:`pivots_dominate`: the orders whose every level's own factor varies at least ρ
+#: times as fast as the factors inside it are preferred
+FAST_PIVOT_RATIO = 0.5
 
 
 def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature, slack=None,
@@ -161,6 +168,12 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
                                for o in orders[1:]])
             cost_p = points_per_tuple(nodes_p).reshape(P, r) * weight[:, None]
             cost = points_per_tuple(nodes[rest])
+            # an order with a level whose own factor varies much more slowly than one inside it
+            # is taken only where no order avoids that (:func:`pivots_dominate`)
+            ok_p = pivots_dominate(Lp, scales_p, outer).reshape(P, r)
+            ok = pivots_dominate(L[rest], scales_r, outer)
+            cost_p = np.where(ok_p | ~(ok | ok_p.any(axis=0)), cost_p, np.inf)
+            cost = np.where(ok | ~ok_p.any(axis=0), cost, np.inf)
             best = np.argmin(cost_p, axis=0)
             better = cost_p[best, np.arange(r)] < cost
             if np.any(better):
@@ -182,6 +195,26 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
         out[idx] = _integrate_ladder(bl, C if whole else C[idx], Ls, ns, m, single, quad, force,
                                      sym > 0)
     return out
+
+
+def pivots_dominate(L: np.ndarray, scales: np.ndarray, outer: int) -> np.ndarray:
+    """Per tuple (T,): whether on every outer level j the factor that u_j owns varies at least
+    :data:`FAST_PIVOT_RATIO` times as fast as every factor inside it, a_j L_jj ≥ ρ a_k |L_kj|
+    for k > j (``scales`` a, T × m).
+
+    The split rule of level j sits at the own factor's zero crossing; where an inside factor is
+    much steeper (a level of a nearly degenerate direction, L_jj small), its transition falls
+    between the nodes and the ladders' bounds do not hold: on the rank-3 first-layer kernel of
+    issue 15's grid (softplus, |x|²/n0 = 3, C_W = 2, inputs (3, 9, 13, 15), σ'σ'σ''σ) the orders
+    with a level of L_jj ≈ 0.2–0.4 against inside slopes ~3 were off by 4e-8 … 8e-7 of the scale,
+    every other order by ≤ 6e-14.  The greedy pivoted Cholesky order (largest conditional
+    variance first) satisfies the condition with equal scales, so such an order always exists
+    when every block may be last."""
+    ok = np.ones(L.shape[0], bool)
+    for j in range(outer):
+        inside = np.max(np.abs(L[:, j + 1:, j]) * scales[:, j + 1:], axis=1, initial=0.0)
+        ok &= scales[:, j] * np.abs(L[:, j, j]) >= FAST_PIVOT_RATIO * inside
+    return ok
 
 
 def symmetry(blocks: list[Block]) -> int:
