@@ -11,8 +11,9 @@ from ntkdiagrams.numerics.gaussian import Quadrature, expectation_tensor
 from ntkdiagrams.numerics.gaussian.factors import prepare_factor
 from ntkdiagrams.numerics.gaussian.ladder import (FAST_LADDER_M34, SHARPNESS_RUNGS, rule_codes,
                                                   points_per_tuple)
-from ntkdiagrams.numerics.gaussian.sharpness import (SHARPNESS_FROM, SHARPNESS_MIN, rung_ratios,
-                                                     sharpness)
+from ntkdiagrams.numerics.gaussian.sharpness import (SHARPNESS_FROM, SHARPNESS_LOGISTIC_BELOW, SHARPNESS_MIN,
+                                                     SHARPNESS_SAFETY, SHARPNESS_SAFETY_LOGISTIC, logistic,
+                                                     rung_ratios, sharpness)
 from ntkdiagrams.settings import Settings
 
 
@@ -26,12 +27,27 @@ def test_the_tanh_family_is_not_sharpened():
         assert kappa(e) == 1.0, e
 
 
-@pytest.mark.parametrize("name,upper", [("softplus", 0.6), ("swish", 0.65), ("gelu", 0.75), ("erf", 0.95)])
+@pytest.mark.parametrize("name,upper", [("softplus", 0.45), ("swish", 0.5), ("gelu", 0.75), ("erf", 0.95)])
 def test_smoother_factors(name, upper):
-    """Poles at ±iπ (softplus, the sigmoid) or none (GELU, erf): κ < 1, within [SHARPNESS_MIN, 1]
-    (measured 2026-12-01: softplus 0.54, swish 0.58, GELU 0.66, erf 0.88)."""
+    """Singularities at ±iπ (softplus, the sigmoid) or none (GELU, erf): κ < 1, within
+    [SHARPNESS_MIN, 1] (measured 2026-12-02: softplus 0.39, swish 0.48, GELU 0.66, erf 0.88)."""
     k = kappa(parse_activation(name).expr)
     assert SHARPNESS_MIN <= k < upper
+
+
+@pytest.mark.parametrize("name,expected", [("softplus", True), ("swish", True), ("tanh", True),
+                                           ("gelu", False), ("erf", False), ("sin", False)])
+def test_logistic_family(name, expected):
+    """The logistic family (exponential forms, softplus and swish with their derivatives) takes the
+    safety SHARPNESS_SAFETY_LOGISTIC where its ratio is ≤ SHARPNESS_LOGISTIC_BELOW; entire factors
+    and the tanh family take SHARPNESS_SAFETY."""
+    act = parse_activation(name)
+    for d in range(3):
+        f = prepare_factor(act.derivative(d))
+        assert logistic(f) is expected, (name, d)
+        ratio = float(np.max(rung_ratios(f, SHARPNESS_RUNGS)))
+        safety = SHARPNESS_SAFETY_LOGISTIC if expected and ratio <= SHARPNESS_LOGISTIC_BELOW else SHARPNESS_SAFETY
+        assert sharpness(f, SHARPNESS_RUNGS) == pytest.approx(min(1.0, max(SHARPNESS_MIN, safety * ratio)))
 
 
 def test_stored_and_read_back(tmp_path):
@@ -70,15 +86,16 @@ def _kernel(seed, n, var):
 @pytest.mark.parametrize("name", ["softplus", "gelu", "swish", "erf"])
 def test_accuracy_kept_at_large_variance(name):
     """Four-point expectations σ'σ'σσ at variance 10 (the grid's C_W = 2 layers), every index
-    tuple of four inputs: with the sharpness (fewer nodes) the fast path agrees with the rules
-    without it within 1e-8 of the largest entry (measured ≤ 3e-9 against them on the grid's own
-    kernels, docs/gaussian.md; against the exact cone method: tests/test_gaussian_bigvar.py, which
-    runs with the sharpness)."""
+    tuple of four inputs, by the fast path (``method="fast"``: the erf family's ``auto`` is its
+    closed form): with the sharpness (fewer nodes) it agrees with the rules without it within 1e-8
+    of the largest entry (against uniform rules on the grid's own kernels:
+    scripts/validate_sharpness.py, docs/gaussian.md; against the exact cone method:
+    tests/test_gaussian_bigvar.py, which runs with the sharpness)."""
     s0 = parse_activation(name).expr
     factors = [sp.diff(s0, z), sp.diff(s0, z), s0, s0]
     K = _kernel(4, 4, 10.0)
     with Quadrature(Settings(jit=False, threads=1)) as quad:
-        on = expectation_tensor(factors, K, quadrature=quad)
+        on = expectation_tensor(factors, K, method="fast", quadrature=quad)
     with Quadrature(Settings(jit=False, threads=1), sharpness=False) as quad:
-        off = expectation_tensor(factors, K, quadrature=quad)
+        off = expectation_tensor(factors, K, method="fast", quadrature=quad)
     assert np.max(np.abs(on - off)) < 1e-8 * np.max(np.abs(off))

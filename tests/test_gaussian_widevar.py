@@ -67,7 +67,8 @@ def test_two_inputs(name):
                                              ("softplus", (0, 1, 1, 2), 180.0)])
 def test_four_inputs(name, orders, var):
     """The ladders against the uniform rule (150 nodes per side); GELU and softplus at raw
-    variances whose effective variance κ²v is 48 (κ = 0.66) and 52 (κ = 0.54)."""
+    variances whose effective variance κ²v is 48 (κ = 0.66) and 27 (κ = 0.39 since 2026-12-02; 52
+    at κ = 0.54 before)."""
     pytest.importorskip("numba")  # the uniform reference: 3 × 10⁷ points per tuple
     facs = factors(name, orders)
     C = kernel(4, var)[None]

@@ -26,7 +26,8 @@ cone method, :mod:`.cone`):
   level of a nearly degenerate direction was off by up to 3e-7 of the scale;
 * a factor smoother than tanh enters the ladders with its sharpness κ ≤ 1 times its slope
   (:mod:`.sharpness`, 2026-12-01; a 1-D calibration against the tanh family, times a safety
-  factor 1.5: softplus 0.54, swish 0.58, GELU 0.66, erf 0.88, tanh and sech² 1); the rules of
+  factor, 1.5 for entire factors and since 2026-12-02 1.25 for the logistic family: softplus 0.39,
+  swish 0.48, GELU 0.66, erf 0.88, tanh and sech² 1); the rules of
   slopes up to :data:`.sharpness.SHARPNESS_FROM` are unchanged (``quad.sharpness`` False: κ = 1);
 * four single unscaled factors whose covariance has a two-factor form C = A Aᵀ + diag(d), d ≥ 0
   (:mod:`.twofactor`, 2026-12-01), take the two-dimensional integral of the four factors' tables

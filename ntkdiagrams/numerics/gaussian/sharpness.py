@@ -18,13 +18,31 @@ for these slopes).  For each rung, ε_r = the tanh family's worst error at the s
     s_f(r) = the largest slope ≥ b_r (on a grid of ratio :data:`SHARPNESS_GRID_RATIO`) up to
              which f's worst error stays ≤ ε_r,     κ_r = b_r / s_f(r),
 
-    κ_f = clip( SHARPNESS_SAFETY · max_r κ_r ,  SHARPNESS_MIN, 1 ),
+    κ_f = clip( safety_f · max_r κ_r ,  SHARPNESS_MIN, 1 ),
 
 over the split rungs with b_r > :data:`SHARPNESS_FROM` (the rungs a mapped slope can reach).
 
 The safety factor covers what one factor times a smooth weight does not show: in a tuple of
-four factors at large variance several transitions fall inside one coordinate's rule (measured
-on the benchmark grid's kernels, docs/gaussian.md: erf needs the factor, softplus does not).
+four factors at large variance several transitions fall inside one coordinate's rule.  Whether
+the 1-D ratio carries over to such products depends on the factor's analytic kind (a Gauss
+rule's error is set by the integrand's singularities in the complex plane):
+
+* the logistic family (:func:`logistic`: exponential forms R(e^{κz}) and elementary forms built
+  from them and log(1 + e^{κz+λ}): the sigmoid, softplus, swish and their derivatives) has its
+  singularities at a finite distance from the real axis, like tanh's, and a product of several
+  transitions has the nearest of its factors' singularities: the 1-D ratio carries over with a
+  smaller safety, safety_f = :data:`SHARPNESS_SAFETY_LOGISTIC` = 1.25 (every four-input tuple of
+  the benchmark grid's rank-3 first layers and of a second layer within 1e-8 of the scale against
+  uniform rules; at 1.0 swish's merged tuples reached 2.0e-8 and softplus's σ⁴ 1.1e-8:
+  scripts/validate_sharpness.py, docs/gaussian.md), for the members whose ratio is at most
+  :data:`SHARPNESS_LOGISTIC_BELOW` (transitions at least twice as wide as tanh's: the sigmoid's,
+  softplus's, swish's and their derivatives', 0.31–0.43).  The tanh family itself (ratios 0.78–1:
+  the 1-D test ranks its members, while the ladders were set on four-variable tuples of all of
+  them) keeps safety_f = :data:`SHARPNESS_SAFETY`, so κ = 1;
+* entire factors (erf, GELU: growth e^{y²} off the real axis, and a product of four grows as the
+  fourth power; sin) do not follow the 1-D ratio: safety_f = :data:`SHARPNESS_SAFETY` (erf needed
+  it at 1.25, GELU at 1.0, 2026-12-02).  Under ``method="auto"`` the erf family takes its closed
+  form (:mod:`.erffamily`) and meets the ladders only under ``method="fast"``.
 Slopes up to :data:`SHARPNESS_FROM` (in units of the bounds) keep the ladder's own rungs: there
 the small Gauss rules converge irregularly, and those rungs cost little.  Beyond it the slope
 enters the ladder as max(κ s, just above SHARPNESS_FROM) (:func:`.ladder.rule_codes`), so a
@@ -40,19 +58,24 @@ import numpy as np
 import sympy as sp
 
 from ..activations import z
+from .elementary import ATOM_EXPO, ATOM_SOFTPLUS, elementary_form
 from .factors import Factor, prepare_factor
 from .rules import SPLIT_C, SPLIT_DC, rule_for_code, split_index
 from .stored import stored
 
 __all__ = ["SHARPNESS_FROM", "SHARPNESS_GRID_RATIO", "SHARPNESS_MIN", "SHARPNESS_SAFETY",
-           "calibration_slopes", "rung_ratios", "sharpness"]
+           "SHARPNESS_SAFETY_LOGISTIC", "SHARPNESS_LOGISTIC_BELOW", "calibration_slopes", "logistic", "rung_ratios", "sharpness"]
 
 #: slopes (in units of the rungs' bounds) up to this rung bound of both ladders keep the
 #: ladder's rungs (κ = 1 there); only the rungs beyond it are calibrated
 SHARPNESS_FROM = 0.303
-#: κ_f = SHARPNESS_SAFETY × the worst 1-D ratio, clipped to [SHARPNESS_MIN, 1]
+#: κ_f = safety × the worst 1-D ratio, clipped to [SHARPNESS_MIN, 1]: the safety of entire
+#: factors (erf, GELU, sin) and of the logistic family (:func:`logistic`)
 SHARPNESS_SAFETY = 1.5
-SHARPNESS_MIN = 0.4
+SHARPNESS_SAFETY_LOGISTIC = 1.25
+#: ... for logistic factors whose worst 1-D ratio is at most this (module docstring)
+SHARPNESS_LOGISTIC_BELOW = 0.5
+SHARPNESS_MIN = 0.35
 #: ratio of the slope grid of the calibration
 SHARPNESS_GRID_RATIO = 1.08
 #: number of test integrands (half with the transition at the split point)
@@ -139,11 +162,27 @@ def rung_ratios(factor: Factor, rungs: tuple, folder: Path | None = None) -> np.
     return stored(folder, "sharpness", (rungs, str(factor.expr)), compute)[0]
 
 
+def logistic(factor: Factor) -> bool:
+    """Whether a smooth factor is of the logistic family (module docstring): an exponential form
+    R(e^{κz}), or an elementary form (:mod:`.elementary`) whose atoms are all exponential forms
+    or log(1 + e^{κz+λ}), times polynomials.
+
+    >>> [logistic(prepare_factor(e)) for e in (sp.log(1 + sp.exp(z)), z / (1 + sp.exp(-z)), sp.erf(z))]
+    [True, True, False]
+    """
+    if factor.expo is not None:
+        return True
+    form = elementary_form(factor.expr) if factor.smooth else None
+    return form is not None and all(a.code in (ATOM_EXPO, ATOM_SOFTPLUS) for a in form.atoms)
+
+
 @lru_cache(maxsize=256)
 def sharpness(factor: Factor, rungs: tuple, folder: Path | None = None) -> float:
     """κ_f of the module docstring (1 for factors that are not smooth: they do not take the
     fast path)."""
     if not factor.smooth:
         return 1.0
-    ratios = rung_ratios(factor, rungs, folder)
-    return float(min(1.0, max(SHARPNESS_MIN, SHARPNESS_SAFETY * np.max(ratios))))
+    ratio = float(np.max(rung_ratios(factor, rungs, folder)))
+    wide = ratio <= SHARPNESS_LOGISTIC_BELOW and logistic(factor)
+    safety = SHARPNESS_SAFETY_LOGISTIC if wide else SHARPNESS_SAFETY
+    return float(min(1.0, max(SHARPNESS_MIN, safety * ratio)))
