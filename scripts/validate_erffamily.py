@@ -23,13 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ntkdiagrams.numerics.activations import parse_activation  # noqa: E402
 from ntkdiagrams.numerics.gaussian import Quadrature  # noqa: E402
-from ntkdiagrams.numerics.gaussian.tensor import prepare_factors, tensor_values  # noqa: E402
+from ntkdiagrams.numerics.gaussian.tensor import tensor_values  # noqa: E402
 from ntkdiagrams.settings import Settings  # noqa: E402
 
-from validate_merged import grid_kernels  # noqa: E402  (K^(ℓ) of the grid's networks)
-from validate_twofactor import scale  # noqa: E402  (Π_k ⟨f_k²⟩^{1/2})
+from validate_merged import sampled_table  # noqa: E402  (the table's rows, shared)
 
 #: (activation, |x|²/n0, C_W, layers)
 CASES = (("erf", 3.0, 2.0, (1, 2, 10)), ("erf", 0.3, 1.0, (1, 10)), ("gelu", 3.0, 2.0, (1, 2, 10)),
@@ -37,28 +35,14 @@ CASES = (("erf", 3.0, 2.0, (1, 2, 10)), ("erf", 0.3, 1.0, (1, 10)), ("gelu", 3.0
 ORDERS = ((0, 0, 0, 0), (1, 1, 2, 0))
 
 
+def columns(facs, K, tup) -> list[np.ndarray]:
+    """``closed`` (``method="auto"``) and ``ladders`` (``method="fast"``)."""
+    with Quadrature(Settings(threads=2)) as quad:
+        return [tensor_values(facs, K, tup, None, method, quad) for method in ("auto", "fast")]
+
+
 def main() -> None:
-    print("| activation | \\|x\\|²/n0, C_W | layer | factors | tuples | closed | ladders | ref |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, sc, cw, layers in CASES:
-        act = parse_activation(name)
-        for layer, K in grid_kernels(name, sc, cw, layers):
-            rng = np.random.default_rng(layer)
-            four = np.array([rng.choice(16, 4, replace=False) for _ in range(40)])
-            three = np.array([rng.choice(16, 3, replace=False) for _ in range(40)])[:, [0, 1, 1, 2]]
-            for o in ORDERS:
-                facs = prepare_factors([act.derivative(d) for d in o])
-                for label, tup in (("abcd", four), ("abbc", three)):
-                    C = K[tup[:, :, None], tup[:, None, :]]
-                    with Quadrature(Settings(threads=2)) as quad:
-                        v = tensor_values(facs, K, tup, None, "auto", quad)
-                        old = tensor_values(facs, K, tup, None, "fast", quad)
-                        r = tensor_values(facs, K, tup, 128, "fast", quad)
-                        r2 = tensor_values(facs, K, tup, 96, "fast", quad)
-                    s = scale(facs, C)
-                    cells = [np.max(np.abs(x - r) / s) for x in (v, old, r2)]
-                    print(f"| {name} | {sc:g}, {cw:g} | {layer} | σ^{''.join(map(str, o))} | {label} | "
-                          + " | ".join(f"{c:.1e}" for c in cells) + " |", flush=True)
+    sampled_table(CASES, ORDERS, columns, ("closed", "ladders"))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,43 @@ def grid_kernels(name: str, sc: float, cw: float, layers) -> list[tuple[int, np.
     return [(layer, np.asarray(ev[layer - 1]["K"])) for layer in layers]
 
 
+def sampled_tuples(layer: int) -> tuple:
+    """(("abcd", 40 random tuples of four distinct inputs), ("abbc", 40 of three, the middle one
+    twice)) of the 16 inputs, seeded by the layer (validate_erffamily.py, validate_sharpness.py)."""
+    rng = np.random.default_rng(layer)
+    four = np.array([rng.choice(16, 4, replace=False) for _ in range(40)])
+    three = np.array([rng.choice(16, 3, replace=False) for _ in range(40)])[:, [0, 1, 1, 2]]
+    return ("abcd", four), ("abbc", three)
+
+
+def uniform_reference(facs, K, tup, nodes=(128, 96)) -> list[np.ndarray]:
+    """The nested rule at a uniform number of nodes per side, for each of ``nodes``."""
+    with Quadrature(Settings(threads=2)) as quad:
+        return [tensor_values(facs, K, tup, n, "fast", quad) for n in nodes]
+
+
+def sampled_table(cases, orders, columns, headers) -> None:
+    """Rows per case (activation, |x|²/n0, C_W, layers), layer, derivative orders and kind of
+    :func:`sampled_tuples`: the largest error of each of ``columns(facs, K, tup)`` (value arrays,
+    one per header) against the uniform rule at 128 nodes per side, relative to the scale, and the
+    reference's change from 96 nodes ("ref")."""
+    print("| activation | \\|x\\|²/n0, C_W | layer | factors | tuples | " + " | ".join(headers) + " | ref |")
+    print("|---|---|---|---|---|" + "---|" * (len(headers) + 1))
+    for name, sc, cw, layers in cases:
+        act = parse_activation(name)
+        for layer, K in grid_kernels(name, sc, cw, layers):
+            for o in orders:
+                facs = prepare_factors([act.derivative(d) for d in o])
+                for label, tup in sampled_tuples(layer):
+                    C = K[tup[:, :, None], tup[:, None, :]]
+                    values = columns(facs, K, tup)
+                    r, r2 = uniform_reference(facs, K, tup)
+                    s = scale(facs, C)
+                    cells = [np.max(np.abs(x - r) / s) for x in (*values, r2)]
+                    print(f"| {name} | {sc:g}, {cw:g} | {layer} | σ^{''.join(map(str, o))} | {label} | "
+                          + " | ".join(f"{c:.1e}" for c in cells) + " |", flush=True)
+
+
 def every() -> None:
     """The table of ``--every`` (module docstring)."""
     print("| activation | \\|x\\|²/n0, C_W | layer | max error | tuples > 1e-8 | worst (a, b, b, c) | ref |")
