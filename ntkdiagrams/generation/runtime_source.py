@@ -789,8 +789,9 @@ def _integrate_fast(blocks, C):
             # orders whose levels' own functions dominate those inside, where the tuple has one
             ok_p = _pivots_dominate(Lp, outer).reshape(P, r)
             ok = _pivots_dominate(L[rest], outer)
-            cost_p = np.where(ok_p | ~(ok | ok_p.any(axis=0)), cost_p, np.inf)
-            cost = np.where(ok | ~ok_p.any(axis=0), cost, np.inf)
+            some = ok | ok_p.any(axis=0)  # the tuple has an order that passes
+            cost_p = np.where(ok_p | ~some, cost_p, np.inf)
+            cost = np.where(ok | ~some, cost, np.inf)
             best = np.argmin(cost_p, axis=0)
             better = cost_p[best, np.arange(r)] < cost
             if np.any(better):

@@ -173,8 +173,9 @@ def integrate_fast(blocks: list[Block], C: np.ndarray, degree, quad: Quadrature,
             # is taken only where no order avoids that (:func:`pivots_dominate`)
             ok_p = pivots_dominate(Lp, scales_p, outer).reshape(P, r)
             ok = pivots_dominate(L[rest], scales_r, outer)
-            cost_p = np.where(ok_p | ~(ok | ok_p.any(axis=0)), cost_p, np.inf)
-            cost = np.where(ok | ~ok_p.any(axis=0), cost, np.inf)
+            some = ok | ok_p.any(axis=0)  # the tuple has an order that passes
+            cost_p = np.where(ok_p | ~some, cost_p, np.inf)
+            cost = np.where(ok | ~some, cost, np.inf)
             best = np.argmin(cost_p, axis=0)
             better = cost_p[best, np.arange(r)] < cost
             if np.any(better):
