@@ -27,6 +27,20 @@ def test_grown_table_equals_a_fresh_one():
     assert again is wide and M4 == 28.0
 
 
+def test_columns_are_the_transposed_table():
+    """The compiled kernel's layout (n_s, n_μ): the same entries, made once per growth; a table
+    from before a growth still gets its own columns."""
+    grown = GrowingTable(prepare_factor(sp.tanh(z)))
+    old, _ = grown.extent(20.0, 1.0)
+    cols_old = grown.columns(old)
+    assert cols_old.flags.c_contiguous and np.array_equal(cols_old, old.T)
+    assert grown.columns(old) is cols_old
+    new, _ = grown.extent(24.0, 1.5)
+    assert np.array_equal(grown.columns(old), old.T)
+    cols = grown.columns(new)
+    assert cols.shape == new.shape[::-1] and np.array_equal(cols, new.T) and grown.columns(new) is cols
+
+
 def test_entries():
     """G(μ, s) for f = tanh²: against E[tanh²(μ + sξ)] by a 200-point Gauss–Hermite rule (the
     table's rows s ≤ 2 take 24 nodes per side), and

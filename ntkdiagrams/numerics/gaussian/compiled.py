@@ -251,7 +251,7 @@ if nb is not None:
         The remaining arguments are scratch arrays of the calling thread, reused from tuple
         to tuple; a row of e^{κα s u} is valid for this tuple where its stamp is t + 1, so
         nothing needs clearing."""
-        n_mu, n_s = tab.shape
+        n_s, n_mu = tab.shape
         js = 1
         lo = hi = 0.0
         direct = False
@@ -267,8 +267,7 @@ if nb is not None:
             hi = min(M / h_mu + rr, n_mu - 4.0)
             # quintic coefficients (in x − i) of the interpolant on every table cell i the tuple
             # can reach, through the rows y_{i−2} … y_{i+3} interpolated in s
-            for i in range(int(lo) - 2, int(hi) + 4):
-                y[i] = _in_s(tab, i, js, ws)
+            _in_s(tab, js, ws, y, 0, int(lo) - 2, int(hi) + 4)
             # a tuple with fewer points than cells reads y by the Lagrange weights per point
             # (the same interpolant): the cells' coefficients would cost more than its points
             points = 1
@@ -426,8 +425,8 @@ if nb is not None:
         kernel releases the GIL), not in numba's threading layer: GNU OpenMP is not safe
         across fork (scripts use process pools) and the workqueue layer not across threads."""
         kmax = np.max(width)
-        cells = np.empty((tab.shape[0], 6))
-        y = np.empty(tab.shape[0])
+        cells = np.empty((tab.shape[1], 6))
+        y = np.empty(tab.shape[1])
         eu = np.empty(np.max(rows * width))
         eu_stamp = np.zeros(np.max(rows), np.int64)
         f, e, num, den = np.empty(kmax), np.empty(kmax), np.empty(kmax), np.empty(kmax)
@@ -446,10 +445,14 @@ if nb is not None:
 
 
     @_inline
-    def _in_s(tb, i, js, ws):
-        """Row i of a table interpolated in s: Σ_q ws[q] tb[i, js − 2 + q] (6-point Lagrange)."""
-        return (ws[0] * tb[i, js - 2] + ws[1] * tb[i, js - 1] + ws[2] * tb[i, js]
-                + ws[3] * tb[i, js + 1] + ws[4] * tb[i, js + 2] + ws[5] * tb[i, js + 3])
+    def _in_s(tc, js, ws, y, o, lo, hi):
+        """y[o + i] = Σ_q ws[q] tc[js − 2 + q, i] for lo ≤ i < hi: the rows of μ of a table in
+        columns (n_s, n_μ) interpolated in s (6-point Lagrange): six streams through memory."""
+        c0, c1, c2, c3, c4, c5 = tc[js - 2], tc[js - 1], tc[js], tc[js + 1], tc[js + 2], tc[js + 3]
+        w0, w1, w2, w3, w4, w5 = ws[0], ws[1], ws[2], ws[3], ws[4], ws[5]
+        for i in range(lo, hi):
+            y[o + i] = (w0 * c0[i] + w1 * c1[i] + w2 * c2[i] + w3 * c3[i] + w4 * c4[i]
+                        + w5 * c5[i])
 
     @_inline
     def _in_mu(y, o, x):
@@ -474,7 +477,7 @@ if nb is not None:
         :mod:`.twofactor`): per row k the table tabs[tid[t, k]] interpolated in s = sd[t, k] once
         (y[k n_μ + i], rows i within TABLE_REACH standard deviations |A_k| of μ), then in μ per
         point."""
-        n_mu, n_s = tabs.shape[1], tabs.shape[2]
+        n_s, n_mu = tabs.shape[1], tabs.shape[2]
         for k in range(4):
             xs = sd[t, k] / h_s + 2.0
             js = min(max(int(math.floor(xs)), 2), n_s - 4)
@@ -482,9 +485,7 @@ if nb is not None:
             rr = reach * math.sqrt(A[t, k, 0] ** 2 + A[t, k, 1] ** 2) / h_mu
             lo[k] = max(M / h_mu - rr, 2.0)
             hi[k] = min(M / h_mu + rr, n_mu - 4.0)
-            tb = tabs[tid[t, k]]
-            for i in range(int(lo[k]) - 2, int(hi[k]) + 4):
-                y[k * n_mu + i] = _in_s(tb, i, js, ws)
+            _in_s(tabs[tid[t, k]], js, ws, y, k * n_mu, int(lo[k]) - 2, int(hi[k]) + 4)
         r0, r1 = codes[t, 0], codes[t, 1]
         o0 = base[r0] + _row(rows[r0], 0.0, 1.0, c_max, dc) * width[r0]
         a00 = A[t, 0, 0]
@@ -510,7 +511,7 @@ if nb is not None:
     def _two_factor_group(grp, groups, A, sd, tid, codes, U, W, base, rows, width, tabs, M, h_mu,
                           h_s, reach, c_max, dc, out):
         """The tuples t ≡ grp (mod groups) of :func:`two_factor`, with one set of scratch rows."""
-        y = np.empty(4 * tabs.shape[1])
+        y = np.empty(4 * tabs.shape[2])
         lo, hi, ws = np.empty(4), np.empty(4), np.empty(6)
         for t in range(grp, A.shape[0], groups):
             out[t] = _two_factor_sum(t, A, sd, tid, codes, U, W, base, rows, width, tabs, M, h_mu,
@@ -615,8 +616,9 @@ def nested(L, codes, bank, nmem, fid, alpha, factors, outer, tab, tv, M, h_mu, h
            c_max, dc, expo_max, pool=None, groups=1):
     """Σ of the nested rule per tuple (see the module docstring).  ``factors``: per distinct
     factor its :func:`factor_data`; ``expo_max``: the bound on |κα z|·d of the addition
-    theorem (negative: never used); ``pool``: an executor whose threads share the tuples in
-    ``groups`` interleaved groups (None: this thread)."""
+    theorem (negative: never used); ``tab``: the table of the last variable's factor in columns,
+    (n_s, n_μ) (:func:`.table.g_table_columns`; with ``tv`` < 0 unused); ``pool``: an executor
+    whose threads share the tuples in ``groups`` interleaved groups (None: this thread)."""
     fd, fi = pack_factors(factors)
     U, W, base, rows, width, umax = bank
     T = L.shape[0]
@@ -638,7 +640,7 @@ def two_factor(A, sd, tid, codes, bank, tabs, M, h_mu, h_s, reach, c_max, dc, po
                groups=1):
     """E per tuple of the two-factor forms (:mod:`.twofactor`): loadings A (T, 4, 2), private
     standard deviations sd (T, 4), each row's table tabs[tid[t, k]] (tables of G on the same
-    grid μ = −M + i h_μ, s = (j − 2) h_s), the rule codes (T, 2) as indices into ``bank``
+    grid μ = −M + i h_μ, s = (j − 2) h_s, in columns: tabs (·, n_s, n_μ)), the rule codes (T, 2) as indices into ``bank``
     (:func:`.rules.rule_bank`); threads as in :func:`nested`."""
     U, W, base, rows, width, _ = bank
     T = A.shape[0]

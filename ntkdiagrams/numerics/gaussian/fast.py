@@ -66,7 +66,7 @@ from .ladder import (FAST_LADDER, FAST_LADDER_M2, FAST_LADDER_M34, FAST_SLACK, b
 from .linalg import cholesky_jittered
 from .nested import nested_sum
 from .rules import HALF_CODE, SPLIT_C, SPLIT_DC, rule_bank, rule_for_code
-from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, g_table, table_extent
+from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, g_table, g_table_columns, table_extent
 from .twofactor import TWO_FACTOR_MIN_VARIANCE, TWO_FACTOR_SAVING, integrate_two_factor, two_factor_forms
 
 __all__ = ["FAST_CHUNK_POINTS", "FAST_ORDER_SAVING", "FAST_PIVOT_RATIO", "half", "pivots_dominate", "symmetry", "integrate_fast", "integrate_nodes", "nested_compiled"]
@@ -342,7 +342,8 @@ def nested_compiled(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
     codes[:, :outer] = lut[nodes - lo]
     Lp = np.zeros((T, gj.LEVELS, gj.LEVELS))
     Lp[:, :m, :m] = L
-    tab, tv = (np.zeros((4, 4)), -1) if tab is None else (tab, m - 1)
+    # the kernel reads the table in columns (n_s, n_μ)
+    tab, tv = (np.zeros((4, 4)), -1) if tab is None else (g_table_columns(blocks[-1].members[0][0], tab), m - 1)
     expo_max = EXPO_MAX_EXPONENT if quad.addition_theorem else -1.0
     out = gj.guarded(gj.nested, Lp, codes, bank, nmem, fid, alpha, coefs, outer, tab, tv, float(M),
                      TABLE_H_MU, TABLE_H_S, TABLE_REACH, SPLIT_C, SPLIT_DC, expo_max,

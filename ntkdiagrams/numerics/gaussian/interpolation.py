@@ -44,8 +44,14 @@ def lagrange6(t):
     [-0.0, 0.0, -0.0, 1.0, 0.0, -0.0]
     """
     a, b, c, d, e, f = t + 2, t + 1, t, t - 1, t - 2, t - 3
-    return (-(b * c * d * e * f) / 120, (a * c * d * e * f) / 24, -(a * b * d * e * f) / 12,
-            (a * b * c * e * f) / 12, -(a * b * c * d * f) / 24, (a * b * c * d * e) / 120)
+    # ℓ_k = (Π_{j≠k} (t − t_j)) / Π_{j≠k} (t_k − t_j): prefix and suffix products of the factors
+    # and the reciprocal denominators: 18 multiplications and no division (the compiled kernel
+    # reads the table by these weights per point; a division costs several multiplications)
+    ab, ef = a * b, e * f
+    abc, def_ = ab * c, d * ef
+    abcd, cdef = abc * d, c * def_
+    return (-(1 / 120) * (b * cdef), (1 / 24) * (a * cdef), -(1 / 12) * (ab * def_),
+            (1 / 12) * (abc * ef), -(1 / 24) * (abcd * f), (1 / 120) * (abcd * e))
 
 
 def quintic_coefficients(ym2, ym1, y0, y1, y2, y3):

@@ -52,7 +52,7 @@ from .cone import chunks
 from .context import Quadrature
 from .ladder import points_per_tuple, rule_codes
 from .rules import SPLIT_C, SPLIT_DC, rule_bank, rule_for_code, split_nodes
-from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, extent_for, g_table, table_lookup
+from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, extent_for, g_table, g_table_columns, table_lookup
 
 __all__ = ["TWO_FACTOR_MIN_VARIANCE", "TWO_FACTOR_REFINE", "TWO_FACTOR_SAVING", "TWO_FACTOR_X",
            "TwoFactorForms", "integrate_two_factor", "two_factor_forms"]
@@ -220,11 +220,13 @@ def integrate_two_factor(factors, forms: TwoFactorForms, codes: np.ndarray,
             Mc = min(Mt for _, Mt in tables)
             Jc = min(tab.shape[1] for tab, _ in tables)
             Ic = int(round(Mc / TABLE_H_MU))
+            # the kernel reads the tables in columns (n_s, n_μ): g_table_columns
+            cols = [g_table_columns(f, tab) for f, (tab, _) in zip(distinct, tables)]
             if len(tables) == 1:
-                tabs = tables[0][0][None]
+                tabs = cols[0][None]
             else:
-                tabs = np.stack([tab[int(round(Mt / TABLE_H_MU)) - Ic:int(round(Mt / TABLE_H_MU)) + Ic + 1, :Jc]
-                                 for tab, Mt in tables])
+                tabs = np.stack([c[:Jc, int(round(Mt / TABLE_H_MU)) - Ic:int(round(Mt / TABLE_H_MU)) + Ic + 1]
+                                 for c, (_, Mt) in zip(cols, tables)])
             bank, lut, lo = rule_bank(tuple(int(c) for c in np.unique(codes)), quad.tables)
             out = gj.guarded(gj.two_factor, forms.A, forms.sd, tid, lut[codes - lo], bank, tabs, Mc,
                              TABLE_H_MU, TABLE_H_S, TABLE_REACH, SPLIT_C, SPLIT_DC, pool=quad.pool,
