@@ -478,8 +478,11 @@ def _table_extent(L, m):
 
 def _lagrange6(t):
     a, b, c, d, e, f = t + 2, t + 1, t, t - 1, t - 2, t - 3
-    return (-(b * c * d * e * f) / 120, (a * c * d * e * f) / 24, -(a * b * d * e * f) / 12,
-            (a * b * c * e * f) / 12, -(a * b * c * d * f) / 24, (a * b * c * d * e) / 120)
+    ab, ef = a * b, e * f
+    abc, def_ = ab * c, d * ef
+    abcd, cdef = abc * d, c * def_
+    return (-(1 / 120) * (b * cdef), (1 / 24) * (a * cdef), -(1 / 12) * (ab * def_),
+            (1 / 12) * (abc * ef), -(1 / 24) * (abcd * f), (1 / 120) * (abcd * e))
 
 
 def _table_lookup(tab, M, x, L, m):
