@@ -342,6 +342,35 @@ if nb is not None:
             k = width[rJ]
             g = _row(rows[rJ], m, sJ, c_max, dc)
             o = base[rJ] + g * k
+            if poly and tv >= 0 and not direct:
+                # one elementary form and the table's cells: both per node in one loop (the same
+                # operations as the two loops below, so the same numbers; ~20 % fewer cycles)
+                aJ = alpha[t, J, 0]
+                mt = (mu[J, tv] + M) / h_mu
+                lt = L[t, tv, J] / h_mu
+                acc = 0.0
+                for i in range(k):
+                    u = U[o + i]
+                    x = aJ * (m + sJ * u)
+                    yc = (x + zJ) * ihJ
+                    if yc >= 0.0 and yc < ncJ:
+                        c = int(yc)
+                        tc = 2.0 * (yc - c) - 1.0
+                        v = _cell_poly(fd, oJ + 4 + c * (dJ + 1), dJ, tc)
+                        for jj in range(powJ):
+                            v *= x
+                    else:
+                        v = _terms(kJ, x, fd, fi)
+                    fw = W[o + i] * v
+                    xt = min(max(mt + lt * u, lo), hi)
+                    row = int(xt)
+                    xt -= row
+                    acc += fw * (((((cells[row, 5] * xt + cells[row, 4]) * xt + cells[row, 3]) * xt
+                                   + cells[row, 2]) * xt + cells[row, 1]) * xt + cells[row, 0])
+                total += wt[J] * acc
+                j = J - 1  # J ≥ 1: m ≥ 2
+                idx[j] += 1
+                continue
             if add and abs(ka) * (abs(m) + sJ * umax[rJ]) * dJ <= expo_max:
                 if eu_stamp[g] != stamp:
                     for i in range(k):
