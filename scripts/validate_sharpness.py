@@ -19,7 +19,10 @@ nested rule at a uniform 128 nodes per side (column "ref": its change from 96 no
 
 ``--every``: every tuple (a, b, c, d) of distinct inputs (1820) or every (a, b, b, c) (1680) of the
 cases of :data:`EVERY`, against the uniform rule at 96 nodes per side; the number of tuples over 1e-8
-and the worst.  (At 64 nodes the uniform rule itself is off by up to 7e-8 on the rank-3 first layer.)
+and the worst.  (At 64 nodes the uniform rule itself is off by up to 7e-8 on the rank-3 first layer.
+For the tanh family it is no reference there: at 96 nodes it is off by up to 4e-6 of the scale on
+tanh's rank-3 first layer at |x|²/n0 = 3, C_W = 2, at 160 nodes by 2.4e-9; scripts/validate_orders.py
+checks that layer against the cone method.)
 
     python3 scripts/validate_sharpness.py            # ~15 min on the 2-core machine
     python3 scripts/validate_sharpness.py --every    # ~30 min
