@@ -14,7 +14,7 @@ exact cone method at degree :data:`DEGREE` decides which is right; the nested ru
 nodes per side (the reference of ``validate_sharpness.py --every``) is shown on the same tuples.
 Errors relative to the scale Π_k ⟨f_k(z_k)²⟩^{1/2} (:func:`validate_twofactor.scale`).
 
-    python3 scripts/validate_orders.py     # ~15 min on the quiet 2-core machine, ~30 beside other work
+    python3 scripts/validate_orders.py     # ~30 min on the 2-core machine beside the test suite
 """
 from __future__ import annotations
 
