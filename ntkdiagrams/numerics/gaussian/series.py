@@ -145,12 +145,29 @@ def _values(f: Factor, z: np.ndarray) -> np.ndarray:
     return np.broadcast_to(v, z.shape)
 
 
-def _coefficients(facs: list[Factor], sig: np.ndarray, folder: Path | None = None):
+def _projection(f: Factor, Q: int, sig: np.ndarray, folder: Path | None = None):
+    """One factor at the scales ``sig`` (n,) on the Q-point rule: its values f(σ x_q) (n, Q)
+    (rows with a value that is not finite set to zero), which rows are finite (n,), the
+    coefficients c_k = Σ_q w_q f(σ x_q) ψ_k(x_q), k ≤ Q/2 (n, Q/2 + 1), and E[f²] on the rule
+    (n,)."""
+    x, w, psi = hermite_basis(Q, folder)
+    v = _values(f, np.multiply.outer(sig, x))
+    finite = np.all(np.isfinite(v), axis=1)
+    v = np.where(finite[:, None], v, 0.0)
+    return v, finite, _project(v * psi[:, 0], psi), np.einsum("aq,q,aq->a", v, w, v)
+
+
+def _coefficients(facs: list[Factor], sig: np.ndarray, folder: Path | None = None, remember=None):
     """For both factors at the scales ``sig`` (n,): coefficients c_n (2, n, Mmax+1), the squared
     norms E[f²] on the rule (2, n), the diagonal E[f g] (n,) and a status per row: 2 resolved
     (the first rule of SERIES_NODES that resolves both factors), 1 verified (no rule resolves
     it, but its coefficients n ≤ Q'/2 on the largest rule agree with those on the one before,
-    Q', within SERIES_VERIFIED ‖f‖: those are kept, the rest is zero), 0 neither."""
+    Q', within SERIES_VERIFIED ‖f‖: those are kept, the rest is zero), 0 neither.
+
+    ``remember``: :meth:`.context.Quadrature.remember`, which keeps each factor's last
+    :func:`_projection` per rule: the pair tensors of one layer share their scales, and σ enters
+    four of the six of a network's first-order set (each projection is computed once per layer
+    instead of once per tensor; the same numbers)."""
     n = sig.size
     same = facs[0] is facs[1]
     half = SERIES_NODES[-1] // 2
@@ -164,14 +181,17 @@ def _coefficients(facs: list[Factor], sig: np.ndarray, folder: Path | None = Non
         rows = np.flatnonzero(todo)
         if rows.size == 0:
             break
-        x, w, psi = hermite_basis(Q, folder)
-        zz = np.multiply.outer(sig[rows], x)
-        vals = [_values(f, zz) for f in facs[:1 if same else 2]]
-        finite = np.all(np.isfinite(vals[0]), axis=1) & np.all(np.isfinite(vals[-1]), axis=1)
-        vals = [np.where(finite[:, None], v, 0.0) for v in vals]
-        c = [_project(v * psi[:, 0], psi) for v in vals]
+        w = hermite_basis(Q, folder)[1]
+        per = [_projection(f, Q, sig[rows], folder) if remember is None else
+               remember(("series projection", f, Q), sig[rows],
+                        lambda sg, f=f, Q=Q: _projection(f, Q, sg, folder))
+               for f in facs[:1 if same else 2]]
+        # a row counts where both factors are finite (the others are never resolved or verified)
+        finite = per[0][1] & per[-1][1]
+        vals = [p[0] for p in per]
+        c = [p[2] for p in per]
         # E[f²] on the rule; the coefficients 3Q/8 < n ≤ Q/2 must have decayed
-        nrm = [np.einsum("aq,q,aq->a", v, w, v) for v in vals]
+        nrm = [p[3] for p in per]
         upper = [np.sum(ci[:, 3 * Q // 8 + 1:] ** 2, axis=1) for ci in c]
         if same:
             vals, c, nrm, upper = vals * 2, c * 2, nrm * 2, upper * 2
@@ -268,18 +288,20 @@ def pair_series(cf: np.ndarray, cg: np.ndarray, nf: np.ndarray, ng: np.ndarray, 
     return out, ok
 
 
-def series_tensor(facs: list[Factor], K: np.ndarray, folder: Path | None = None):
+def series_tensor(facs: list[Factor], K: np.ndarray, folder: Path | None = None, remember=None):
     """(T, missing): T[a, b] = E[f(z_a) g(z_b)] for z ~ N(0, K) (K checked, (N, N)) by the
     series, NaN at the index pairs ``missing`` (m, 2) that it leaves to the general path (inputs
     no rule resolves or verifies, pairs whose bound no order meets, the diagonal of verified
     inputs).  Identical factors (the same :class:`Factor` object) give a symmetric T, summed once
     per pair; ``missing`` then lists a ≤ b only.  ``folder``: the quadrature tables' folder
-    (:attr:`.context.Quadrature.tables`; None: computed in the process)."""
+    (:attr:`.context.Quadrature.tables`; None: computed in the process); ``remember``:
+    :meth:`.context.Quadrature.remember`, to share the factors' projections between the tensors
+    of a layer (None: each tensor computes its own; the same numbers)."""
     N = K.shape[0]
     sym = facs[0] is facs[1]
     var = np.clip(np.diag(K), 0.0, None)
     uvar, inv = np.unique(var, return_inverse=True)
-    coef, norm2, diag, ustatus = _coefficients(facs, np.sqrt(uvar), folder)
+    coef, norm2, diag, ustatus = _coefficients(facs, np.sqrt(uvar), folder, remember)
     status = ustatus[inv]
     T = np.full((N, N), np.nan)
     full = np.flatnonzero(status == 2)

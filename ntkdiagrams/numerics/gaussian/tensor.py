@@ -273,7 +273,7 @@ def _two_point(facs: list[Factor], A: np.ndarray, quad: Quadrature) -> np.ndarra
         if np.all(ok):
             return val.reshape(N, N)
         exact = (val.reshape(N, N), ok.reshape(N, N))
-    T, missing = series_tensor(facs, A, quad.tables)
+    T, missing = series_tensor(facs, A, quad.tables, quad.remember)
     quad.count("series_tuples", N * N - missing.shape[0] * (2 if sym else 1)
                + (int(np.sum(missing[:, 0] == missing[:, 1])) if sym else 0))
     for a in range(0, missing.shape[0], TUPLES_PER_BATCH):
