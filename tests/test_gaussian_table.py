@@ -4,8 +4,11 @@ order of the requests."""
 import numpy as np
 import sympy as sp
 
+from ntkdiagrams.settings import Settings
+
 from ntkdiagrams.numerics.activations import z
 from ntkdiagrams.numerics.gaussian.factors import prepare_factor
+from ntkdiagrams.numerics.gaussian.context import Quadrature
 from ntkdiagrams.numerics.gaussian.table import TABLE_H_MU, TABLE_H_S, GrowingTable, g_table
 
 
@@ -25,6 +28,21 @@ def test_grown_table_equals_a_fresh_one():
     # a narrower request reads the wide table (M_t ≥ M)
     again, M4 = grown.extent(20.0, 2.0)
     assert again is wide and M4 == 28.0
+
+
+def test_threads_give_the_same_entries(tmp_path):
+    """A growth whose columns are shared among a Quadrature's threads (in interleaved groups;
+    both kinds of growth, new columns and new rows of old columns, across the wide rows' 48-
+    and 96-node rules read from the stored tables) gives the same table as one thread with the
+    rules computed, bit for bit."""
+    f = prepare_factor(sp.log(1 + sp.exp(z)))
+    one, threaded = GrowingTable(f), GrowingTable(f)
+    with Quadrature(Settings(threads=2, cache_dir=str(tmp_path))) as quad:
+        for M, S in ((20.0, 1.0), (24.0, 5.0)):
+            a, Ma = one.extent(M, S)
+            b, Mb = threaded.extent(M, S, quad)
+            assert Ma == Mb and a.shape == b.shape and np.array_equal(a, b)
+        assert any((tmp_path / "tables").iterdir())  # the rules were stored
 
 
 def test_columns_are_the_transposed_table():

@@ -280,7 +280,7 @@ def integrate_nodes(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
     out = np.empty(L.shape[0])
     tab, M = None, 0.0
     if single:
-        tab, M = g_table(blocks[-1].members[0][0], *table_extent(L, m))
+        tab, M = g_table(blocks[-1].members[0][0], *table_extent(L, m), quad)
     jit = nested_compiled(blocks, L, nodes, m, single, tab, M, quad)
     if jit is not None:
         return jit

@@ -69,24 +69,27 @@ class GrowingTable:
         self._columns = None  # the transposed copy of self.tab, made on the first columns() call
         self._lock = threading.Lock()
 
-    def extent(self, M: float, S: float) -> tuple[np.ndarray, float]:
+    def extent(self, M: float, S: float, quad=None) -> tuple[np.ndarray, float]:
         """(tab, M_t): the table (n_μ, n_s) on μ = −M_t + i h_μ, s = |j − 2| h_s, with
-        M_t ≥ M and s up to at least S + 3 h_s (the 6-point stencil's last row)."""
+        M_t ≥ M and s up to at least S + 3 h_s (the 6-point stencil's last row).  ``quad``: a
+        :class:`.context.Quadrature` whose pool's threads share the new columns and whose tables'
+        folder holds the split rules (None: this thread, the rules computed; the same entries
+        either way)."""
         I = int(math.ceil(M / TABLE_H_MU - 1e-9))
         J = int(math.ceil(S / TABLE_H_S - 1e-9)) + 6
         with self._lock:
             if I > self.I or J > self.J:
-                self._grow(max(I, self.I), max(J, self.J))
+                self._grow(max(I, self.I), max(J, self.J), quad)
             return self.tab, self.I * TABLE_H_MU
 
-    def _grow(self, I: int, J: int) -> None:
+    def _grow(self, I: int, J: int, quad) -> None:
         tab = np.empty((2 * I + 1, J))
         I0, J0 = self.I, self.J
         if J0:
             tab[I - I0:I + I0 + 1, :J0] = self.tab
             rest = np.r_[np.arange(-I, -I0), np.arange(I0 + 1, I + 1)]
-            tab[rest + I, :J0] = self._entries(rest, np.arange(J0))
-        tab[:, J0:] = self._entries(np.arange(-I, I + 1), np.arange(J0, J))
+            self._entries(rest, np.arange(J0), tab, rest + I, 0, quad)
+        self._entries(np.arange(-I, I + 1), np.arange(J0, J), tab, slice(None), J0, quad)
         self.tab, self.I, self.J, self._columns = tab, I, J, None
 
     def columns(self, tab: np.ndarray) -> np.ndarray:
@@ -101,22 +104,36 @@ class GrowingTable:
                 return self._columns
         return np.ascontiguousarray(tab.T)
 
-    def _entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """G(i h_μ, |j − 2| h_s): by the split rule of :func:`table_degree` nodes per side,
-        split at ξ = −μ/s."""
+    def _entries(self, i: np.ndarray, j: np.ndarray, out: np.ndarray, rows, col0: int,
+                 quad) -> None:
+        """out[rows, col0 + c] = G(i h_μ, |j_c − 2| h_s) for each column c: by the split rule of
+        :func:`table_degree` nodes per side, split at ξ = −μ/s.  With a ``quad`` whose pool has
+        threads, they take the columns in interleaved groups (the wide columns cost 4× the
+        narrow ones; numpy releases the GIL in the array operations; a column's arithmetic does
+        not depend on the thread: the same entries).  The growths of one softplus network at
+        |x|²/n0 = 3, C_W = 2 compute ~1.5·10⁶ entries, ~1 s on one thread."""
         mu = i * TABLE_H_MU
-        out = np.empty((i.size, j.size))
-        if i.size == 0:
-            return out
-        for col, jj in enumerate(j):
-            s = abs(int(jj) - 2) * TABLE_H_S
+        if i.size == 0 or j.size == 0:
+            return
+        folder = None if quad is None else quad.tables
+        rules = {d: split_rules_full(d, folder)
+                 for d in {table_degree(abs(int(jj) - 2) * TABLE_H_S) for jj in j}}
+
+        def column(c: int) -> None:
+            s = abs(int(j[c]) - 2) * TABLE_H_S
             if s == 0:
-                out[:, col] = self.factor.plus(mu)
-                continue
-            rules = split_rules_full(table_degree(s))
-            u, w = split_nodes(rules, -mu / s)
-            out[:, col] = np.sum(w * self.factor.plus(mu[:, None] + s * u), axis=1)
-        return out
+                out[rows, col0 + c] = self.factor.plus(mu)
+                return
+            u, w = split_nodes(rules[table_degree(s)], -mu / s)
+            out[rows, col0 + c] = np.sum(w * self.factor.plus(mu[:, None] + s * u), axis=1)
+
+        pool = None if quad is None else quad.pool
+        groups = 1 if pool is None else min(j.size, 4 * quad.threads)
+        if groups == 1:
+            for c in range(j.size):
+                column(c)
+        else:
+            list(pool.map(lambda g: [column(c) for c in range(g, j.size, groups)], range(groups)))
 
 
 def table_degree(s: float) -> int:
@@ -132,10 +149,12 @@ def growing_table(factor: Factor) -> GrowingTable:
     return GrowingTable(factor)
 
 
-def g_table(factor: Factor, M: float, S: float) -> tuple[np.ndarray, float]:
+def g_table(factor: Factor, M: float, S: float, quad=None) -> tuple[np.ndarray, float]:
     """(tab, M_t): G(μ, s) = E[f(μ + s ξ)] on μ = −M_t + i h_μ (M_t ≥ M), s = (j − 2) h_s
-    (j = 0, 1 are s = −2 h_s, −h_s ≡ 2 h_s, h_s), s up to at least S; shape (n_μ, n_s).  Read with M_t."""
-    return growing_table(factor).extent(M, S)
+    (j = 0, 1 are s = −2 h_s, −h_s ≡ 2 h_s, h_s), s up to at least S; shape (n_μ, n_s).  Read with M_t.
+    ``quad``: the :class:`.context.Quadrature` whose threads and stored rules a growth uses
+    (:meth:`GrowingTable.extent`)."""
+    return growing_table(factor).extent(M, S, quad)
 
 
 def g_table_columns(factor: Factor, tab: np.ndarray) -> np.ndarray:
@@ -147,9 +166,13 @@ def g_table_columns(factor: Factor, tab: np.ndarray) -> np.ndarray:
 def extent_for(mu_sd: float, s_max: float) -> tuple[float, float]:
     """(M, S) of the table for lookups whose μ has standard deviation ≤ ``mu_sd`` and whose
     s ≤ ``s_max``: |μ| ≤ M = TABLE_REACH standard deviations (beyond: clamped; such nodes carry
-    weight < 1e-17), both rounded up to fixed sizes so that one table serves many calls."""
-    S = max(2.0, math.ceil(s_max))
-    M = max(20.0, 4.0 * math.ceil(TABLE_REACH * mu_sd / 4))
+    weight < 1e-17), both rounded up (M to a multiple of 2, S of 1/4) so that a table grows in a
+    few steps.  The entries do not depend on the extent (:class:`GrowingTable`).  Until
+    2026-12-02 S was rounded up to an integer: the columns beyond TABLE_WIDER_S take 192 nodes
+    per entry, and a network whose largest s is 4.27 (softplus at |x|²/n0 = 3, C_W = 2) computed
+    28 such columns of 4801 entries that no lookup reads."""
+    S = max(2.0, math.ceil(4.0 * s_max) / 4.0)
+    M = max(20.0, 2.0 * math.ceil(TABLE_REACH * mu_sd / 2))
     return float(M), float(S)
 
 

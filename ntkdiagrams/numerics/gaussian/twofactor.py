@@ -219,7 +219,7 @@ def integrate_two_factor(factors, forms: TwoFactorForms, codes: np.ndarray,
     quad.count("two_factor_tuples", T)
     M, S = _extent(forms)
     distinct = list(dict.fromkeys(factors))
-    tables = [g_table(f, M, S) for f in distinct]
+    tables = [g_table(f, M, S, quad) for f in distinct]
     tid = np.array([distinct.index(f) for f in factors])[forms.order]  # (T, 4): table per row
     if quad.wants_kernel(np.sum(forms.points)):
         from . import compiled as gj
