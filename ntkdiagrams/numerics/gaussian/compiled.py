@@ -55,6 +55,12 @@ evaluates the lambdified expressions: ≤ 1e-13 relative (tests/test_gaussian_ji
 tests/test_gaussian_elementary.py; measured ≤ 1e-14); the exponential forms' arithmetic is
 unchanged, so their numbers are bit-identical to the kernel's before the elementary forms.
 
+Pruning.  Points whose product of rule weights is below the tuple's threshold thr[t]
+(:mod:`.pruning`: ≤ 1e-16 of the factors' size in all, ~1e-25 per point on four-point tuples)
+are skipped, and a parent node whose weight product is already below it is skipped with
+everything under it; thr = 0 (or None) prunes nothing.  The numpy path does not prune; the two
+still agree to ≤ 1e-13 (tests/test_gaussian_pruning.py, at variance 6).
+
 Threads.  Tuples are split into interleaved groups (t ≡ g mod groups, so expensive and cheap
 tuples mix) that run in the Python threads of the caller's pool (a
 :class:`ntkdiagrams.numerics.gaussian.context.Quadrature`); the kernel releases the GIL.
@@ -242,8 +248,8 @@ if nb is not None:
 
     @_njit
     def _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha, fd, fi, outer,
-                   tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max, cells, y, eu, eu_stamp, f,
-                   e, num, den, idx, off, wt, mu, ws, expo, pieces):
+                   tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max, thr, cells, y, eu, eu_stamp,
+                   f, e, num, den, idx, off, wt, pw, mu, ws, expo, pieces):
         """E_t.  The parent levels 0 … J−1 (J = outer − 1) are walked depth-first with an
         explicit stack (node index, rule offset, weight and running means per level); the
         last outer level J is summed in the inner loop, with the table lookup when tv ≥ 0.
@@ -301,6 +307,8 @@ if nb is not None:
         zJ, ihJ, ncJ, powJ = fd[oJ], fd[oJ + 1], fd[oJ + 2], int(fd[oJ + 3])
         idx[:] = 0
         wt[0] = 1.0
+        pw[0] = 1.0  # pw[j]: the product of the rule weights of levels 0 … j−1 (no factors)
+        th = thr[t]
         mu[0, :] = 0.0  # mu[j, i]: mean of z_i given u_0 … u_{j−1}
         r = codes[t, 0]
         off[0] = base[r] + _row(rows[r], 0.0, L[t, 0, 0], c_max, dc) * width[r]
@@ -315,6 +323,11 @@ if nb is not None:
                 idx[j] += 1
                 continue
             if j < J:  # a parent node
+                wj = W[off[j] + idx[j]]
+                if pw[j] * wj < th:  # every point below weighs less than thr: pruned
+                    idx[j] += 1
+                    continue
+                pw[j + 1] = pw[j] * wj
                 u = U[off[j] + idx[j]]
                 zj = mu[j, j] + L[t, j, j] * u
                 if expo[j]:
@@ -328,7 +341,7 @@ if nb is not None:
                         fj *= last
                 else:
                     fj = _block_any(j, t, zj, nmem, fid, alpha, fd, fi)
-                wt[j + 1] = wt[j] * W[off[j] + idx[j]] * fj
+                wt[j + 1] = wt[j] * wj * fj
                 for i in range(j + 1, LEVELS):
                     mu[j + 1, i] = mu[j, i] + L[t, i, j] * u
                 j += 1
@@ -351,8 +364,11 @@ if nb is not None:
                 aJ = alpha[t, J, 0]
                 mt = (mu[J, tv] + M) / h_mu
                 lt = L[t, tv, J] / h_mu
+                lim = th / pw[J]
                 acc = 0.0
                 for i in range(k):
+                    if W[o + i] < lim:  # a point of weight < thr: pruned
+                        continue
                     u = U[o + i]
                     x = aJ * (m + sJ * u)
                     yc = (x + zJ) * ihJ
@@ -395,7 +411,11 @@ if nb is not None:
                     f[i] = W[o + i] * num[i] / den[i]
             elif poly:  # one elementary form: its piecewise polynomial, inline
                 aJ = alpha[t, J, 0]
+                lim = th / pw[J]
                 for i in range(k):
+                    if W[o + i] < lim:  # pruned
+                        f[i] = 0.0
+                        continue
                     x = aJ * (m + sJ * U[o + i])
                     yc = (x + zJ) * ihJ
                     if yc >= 0.0 and yc < ncJ:
@@ -451,7 +471,7 @@ if nb is not None:
 
     @_njit
     def _nested_group(grp, groups, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
-                      fd, fi, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max, out):
+                      fd, fi, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max, thr, out):
         """The tuples t ≡ grp (mod groups), with one set of scratch arrays.  Interleaved
         groups spread expensive and cheap tuples evenly; they run in Python threads (the
         kernel releases the GIL), not in numba's threading layer: GNU OpenMP is not safe
@@ -465,6 +485,7 @@ if nb is not None:
         idx = np.zeros(LEVELS, np.intp)
         off = np.zeros(LEVELS, np.intp)
         wt = np.ones(LEVELS + 1)
+        pw = np.ones(LEVELS + 1)
         mu = np.zeros((LEVELS + 1, LEVELS + 1))
         ws = np.zeros(6)
         expo = np.zeros(LEVELS, np.bool_)
@@ -472,8 +493,8 @@ if nb is not None:
         for t in range(grp, L.shape[0], groups):
             out[t] = _tuple_sum(t, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
                                 fd, fi, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, expo_max,
-                                cells, y, eu, eu_stamp, f, e, num, den, idx, off, wt, mu, ws,
-                                expo, pieces)
+                                thr, cells, y, eu, eu_stamp, f, e, num, den, idx, off, wt, pw, mu,
+                                ws, expo, pieces)
 
 
     @_inline
@@ -504,7 +525,7 @@ if nb is not None:
 
     @_njit
     def _two_factor_sum(t, A, sd, tid, codes, U, W, base, rows, width, tabs, M, h_mu, h_s, reach,
-                        c_max, dc, y, lo, hi, ws):
+                        c_max, dc, thr, y, lo, hi, ws):
         """E_t = Σ_{i₀} w₀ G₀(A₀₀ u₀) Σ_{i₁} w₁ Π_{k=1..3} G_k(A_k0 u₀ + A_k1 u₁) (module
         :mod:`.twofactor`): per row k the table tabs[tid[t, k]] interpolated in s = sd[t, k] once
         (y[k n_μ + i], rows i within TABLE_REACH standard deviations |A_k| of μ), then in μ per
@@ -525,29 +546,36 @@ if nb is not None:
                                         A[t, 3, 1])
         k1 = width[r1]
         total = 0.0
+        th = thr[t]
         for i0 in range(width[r0]):
+            w0 = W[o0 + i0]
+            if w0 < th:  # every point of this node weighs less than thr: pruned
+                continue
+            lim = th / w0
             u0 = U[o0 + i0]
             g0 = _g_row(y, 0, n_mu, a00 * u0, M, h_mu, lo, hi)
             m1, m2, m3 = a10 * u0, a20 * u0, a30 * u0
             o1 = base[r1] + _row(rows[r1], m1, a11, c_max, dc) * k1
             acc = 0.0
             for i1 in range(k1):
+                if W[o1 + i1] < lim:  # pruned
+                    continue
                 u1 = U[o1 + i1]
                 acc += (W[o1 + i1] * _g_row(y, 1, n_mu, m1 + a11 * u1, M, h_mu, lo, hi)
                         * _g_row(y, 2, n_mu, m2 + a21 * u1, M, h_mu, lo, hi)
                         * _g_row(y, 3, n_mu, m3 + a31 * u1, M, h_mu, lo, hi))
-            total += W[o0 + i0] * g0 * acc
+            total += w0 * g0 * acc
         return total
 
     @_njit
     def _two_factor_group(grp, groups, A, sd, tid, codes, U, W, base, rows, width, tabs, M, h_mu,
-                          h_s, reach, c_max, dc, out):
+                          h_s, reach, c_max, dc, thr, out):
         """The tuples t ≡ grp (mod groups) of :func:`two_factor`, with one set of scratch rows."""
         y = np.empty(4 * tabs.shape[2])
         lo, hi, ws = np.empty(4), np.empty(4), np.empty(6)
         for t in range(grp, A.shape[0], groups):
             out[t] = _two_factor_sum(t, A, sd, tid, codes, U, W, base, rows, width, tabs, M, h_mu,
-                                     h_s, reach, c_max, dc, y, lo, hi, ws)
+                                     h_s, reach, c_max, dc, thr, y, lo, hi, ws)
 
 
 def exponential_coefficients(num, den, degree):
@@ -645,7 +673,7 @@ def guarded(kernel, *args, **kwargs):
 
 
 def nested(L, codes, bank, nmem, fid, alpha, factors, outer, tab, tv, M, h_mu, h_s, reach,
-           c_max, dc, expo_max, pool=None, groups=1):
+           c_max, dc, expo_max, thr=None, pool=None, groups=1):
     """Σ of the nested rule per tuple (see the module docstring).  ``factors``: per distinct
     factor its :func:`factor_data`; ``expo_max``: the bound on |κα z|·d of the addition
     theorem (negative: never used); ``tab``: the table of the last variable's factor in columns,
@@ -657,10 +685,12 @@ def nested(L, codes, bank, nmem, fid, alpha, factors, outer, tab, tv, M, h_mu, h
     out = np.empty(T)
     groups = 1 if pool is None else max(1, min(T, groups))
 
+    thr = np.zeros(T) if thr is None else np.ascontiguousarray(thr, dtype=float)
+
     def run(grp):
         _nested_group(grp, groups, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
                       fd, fi, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, float(expo_max),
-                      out)
+                      thr, out)
     if groups == 1:
         run(0)
     else:
@@ -668,7 +698,7 @@ def nested(L, codes, bank, nmem, fid, alpha, factors, outer, tab, tv, M, h_mu, h
     return out
 
 
-def two_factor(A, sd, tid, codes, bank, tabs, M, h_mu, h_s, reach, c_max, dc, pool=None,
+def two_factor(A, sd, tid, codes, bank, tabs, M, h_mu, h_s, reach, c_max, dc, thr=None, pool=None,
                groups=1):
     """E per tuple of the two-factor forms (:mod:`.twofactor`): loadings A (T, 4, 2), private
     standard deviations sd (T, 4), each row's table tabs[tid[t, k]] (tables of G on the same
@@ -679,9 +709,11 @@ def two_factor(A, sd, tid, codes, bank, tabs, M, h_mu, h_s, reach, c_max, dc, po
     out = np.empty(T)
     groups = 1 if pool is None else max(1, min(T, groups))
 
+    thr = np.zeros(T) if thr is None else np.ascontiguousarray(thr, dtype=float)
+
     def run(grp):
         _two_factor_group(grp, groups, A, sd, tid, codes, U, W, base, rows, width, tabs, float(M),
-                          h_mu, h_s, reach, c_max, dc, out)
+                          h_mu, h_s, reach, c_max, dc, thr, out)
     if groups == 1:
         run(0)
     else:

@@ -65,6 +65,7 @@ from .ladder import (FAST_LADDER, FAST_LADDER_M2, FAST_LADDER_M34, FAST_SLACK, b
                      rule_codes, slopes, small_tuples)
 from .linalg import cholesky_jittered
 from .nested import nested_sum
+from .pruning import envelope_ratio, prune_thresholds
 from .rules import HALF_CODE, SPLIT_C, SPLIT_DC, rule_bank, rule_for_code
 from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, g_table, g_table_columns, table_extent
 from .twofactor import TWO_FACTOR_MIN_VARIANCE, TWO_FACTOR_SAVING, integrate_two_factor, two_factor_forms
@@ -306,6 +307,22 @@ def integrate_nodes(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
     return out
 
 
+def _envelope_ratio(blocks: list[Block], L: np.ndarray, umax: np.ndarray, m: int,
+                    outer: int) -> np.ndarray:
+    """Π_k env_k(R_k)/env_k(2σ_k) of :mod:`.pruning` per tuple: z_k = Σ_j L_kj u_j reaches
+    R_k = Σ_{j < outer} |L_kj| u_max,j (``umax`` (T, outer): the largest node of each level's
+    rule), the tabulated variable (k ≥ outer) L_kk TABLE_REACH more; σ_k² = Σ_j L_kj²."""
+    reach = np.einsum("tkj,tj->tk", np.abs(L[:, :, :outer]), umax)
+    if outer < m:
+        reach[:, outer:] += TABLE_REACH * np.abs(np.einsum("tkk->tk", L)[:, outer:])
+    sd = np.sqrt(np.einsum("tkj,tkj->tk", L, L))
+    ratio = np.ones(L.shape[0])
+    for k, b in enumerate(blocks):
+        for f, a in b.members:
+            ratio *= envelope_ratio(f, a, reach[:, k], sd[:, k])
+    return ratio
+
+
 def nested_compiled(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: int, single, tab,
                     M: float, quad: Quadrature):
     """The nested rule by the compiled kernel of :mod:`.compiled`, or None where it does not
@@ -345,8 +362,10 @@ def nested_compiled(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
     # the kernel reads the table in columns (n_s, n_μ)
     tab, tv = (np.zeros((4, 4)), -1) if tab is None else (g_table_columns(blocks[-1].members[0][0], tab), m - 1)
     expo_max = EXPO_MAX_EXPONENT if quad.addition_theorem else -1.0
+    thr = prune_thresholds(_envelope_ratio(blocks, L, bank[5][codes[:, :outer]], m, outer),
+                           points_per_tuple(nodes))
     out = gj.guarded(gj.nested, Lp, codes, bank, nmem, fid, alpha, coefs, outer, tab, tv, float(M),
-                     TABLE_H_MU, TABLE_H_S, TABLE_REACH, SPLIT_C, SPLIT_DC, expo_max,
+                     TABLE_H_MU, TABLE_H_S, TABLE_REACH, SPLIT_C, SPLIT_DC, expo_max, thr=thr,
                      pool=quad.pool, groups=8 * quad.threads)
     quad.kernel_ran(T)
     return out

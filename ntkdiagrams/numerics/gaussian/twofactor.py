@@ -51,6 +51,7 @@ import numpy as np
 from .cone import chunks
 from .context import Quadrature
 from .ladder import points_per_tuple, rule_codes
+from .pruning import envelope_ratio, prune_thresholds
 from .rules import SPLIT_C, SPLIT_DC, rule_bank, rule_for_code, split_nodes
 from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, extent_for, g_table, g_table_columns, table_lookup
 
@@ -208,6 +209,21 @@ def _lookup(tab, M: float, A: np.ndarray, sd: np.ndarray, mu: np.ndarray) -> np.
     return table_lookup(tab, M, (mu + M) / TABLE_H_MU, L, 2)
 
 
+def _envelope_ratio(distinct: list, tid: np.ndarray, forms: TwoFactorForms,
+                    umax: np.ndarray) -> np.ndarray:
+    """Π_k env_k(R_k)/env_k(2σ_k) of :mod:`.pruning` per tuple: row k reads G_k(A_k · w, s_k), an
+    average of its factor f over |z| ≤ R_k = |A_k0| u_max,0 + |A_k1| u_max,1 + TABLE_REACH s_k
+    (``umax`` (T, 2): the largest node of each level's rule); σ_k² = |A_k|² + s_k²; ``tid``
+    (T, 4): each row's factor in ``distinct``."""
+    reach = np.einsum("tkj,tj->tk", np.abs(forms.A), umax) + TABLE_REACH * forms.sd
+    sd = np.sqrt(np.sum(forms.A * forms.A, axis=2) + forms.sd ** 2)
+    ratio = np.ones(tid.shape[0])
+    for k in range(tid.shape[1]):
+        per = np.stack([envelope_ratio(f, 1.0, reach[:, k], sd[:, k]) for f in distinct])
+        ratio *= np.take_along_axis(per, tid[None, :, k], axis=0)[0]
+    return ratio
+
+
 def integrate_two_factor(factors, forms: TwoFactorForms, codes: np.ndarray,
                          quad: Quadrature) -> np.ndarray:
     """E[Π_k f_k(z_k)] by the two-factor forms (all ``forms.ok``) with rule codes (T, 2) (those of
@@ -235,9 +251,11 @@ def integrate_two_factor(factors, forms: TwoFactorForms, codes: np.ndarray,
                 tabs = np.stack([c[:Jc, int(round(Mt / TABLE_H_MU)) - Ic:int(round(Mt / TABLE_H_MU)) + Ic + 1]
                                  for c, (_, Mt) in zip(cols, tables)])
             bank, lut, lo = rule_bank(tuple(int(c) for c in np.unique(codes)), quad.tables)
+            thr = prune_thresholds(_envelope_ratio(distinct, tid, forms, bank[5][lut[codes - lo]]),
+                                   points_per_tuple(codes))
             out = gj.guarded(gj.two_factor, forms.A, forms.sd, tid, lut[codes - lo], bank, tabs, Mc,
-                             TABLE_H_MU, TABLE_H_S, TABLE_REACH, SPLIT_C, SPLIT_DC, pool=quad.pool,
-                             groups=8 * quad.threads)
+                             TABLE_H_MU, TABLE_H_S, TABLE_REACH, SPLIT_C, SPLIT_DC, thr=thr,
+                             pool=quad.pool, groups=8 * quad.threads)
             quad.kernel_ran(T)
             return out
     out = np.empty(T)
