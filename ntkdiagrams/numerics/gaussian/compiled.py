@@ -74,6 +74,7 @@ import math
 
 import numpy as np
 
+from .context import in_groups
 from .elementary import ATOM_EXPO, FORM_TABLE_H, FORM_TABLE_Z, elementary_form
 from .factors import Factor
 from .interpolation import lagrange6, quintic_coefficients
@@ -691,10 +692,7 @@ def nested(L, codes, bank, nmem, fid, alpha, factors, outer, tab, tv, M, h_mu, h
         _nested_group(grp, groups, L, codes, U, W, base, rows, width, umax, nmem, fid, alpha,
                       fd, fi, outer, tv, tab, M, h_mu, h_s, reach, c_max, dc, float(expo_max),
                       thr, out)
-    if groups == 1:
-        run(0)
-    else:
-        list(pool.map(run, range(groups)))
+    in_groups(pool, groups, run)
     return out
 
 
@@ -714,8 +712,5 @@ def two_factor(A, sd, tid, codes, bank, tabs, M, h_mu, h_s, reach, c_max, dc, th
     def run(grp):
         _two_factor_group(grp, groups, A, sd, tid, codes, U, W, base, rows, width, tabs, float(M),
                           h_mu, h_s, reach, c_max, dc, thr, out)
-    if groups == 1:
-        run(0)
-    else:
-        list(pool.map(run, range(groups)))
+    in_groups(pool, groups, run)
     return out

@@ -29,7 +29,8 @@ import numpy as np
 from ...errors import InputError
 from ...settings import Settings, resolve
 
-__all__ = ["COMPILED_MIN_POINTS", "HEAP_TOP_PAD", "THREAD_NAME_PREFIX", "Quadrature", "keep_heap", "tables_folder"]
+__all__ = ["COMPILED_MIN_POINTS", "HEAP_TOP_PAD", "THREAD_NAME_PREFIX", "Quadrature", "in_groups", "keep_heap",
+           "tables_folder"]
 
 #: bytes of free heap that glibc keeps at the top of the heap instead of returning them to
 #: the OS (M_TOP_PAD); see :func:`keep_heap`
@@ -47,6 +48,17 @@ THREAD_NAME_PREFIX = "ntkdiagrams-quadrature"
 STAT_KEYS = ("tuples", "simplices", "fast_tuples", "two_factor_tuples", "compiled_tuples", "addition_split",
              "addition_nodes", "series_tuples", "trigonometric_tuples", "erf_family_tuples")
 _M_TOP_PAD = -2
+
+
+def in_groups(pool: ThreadPoolExecutor | None, groups: int, run) -> None:
+    """run(g) for g = 0 … groups − 1: on the threads of ``pool`` (a :attr:`Quadrature.pool`),
+    or in this thread when there is no pool or one group.  The callers give each g an
+    interleaved share of their work (t ≡ g mod groups), so expensive and cheap items mix."""
+    if pool is None or groups <= 1:
+        for g in range(groups):
+            run(g)
+    else:
+        list(pool.map(run, range(groups)))
 
 
 def keep_heap(pad: int = HEAP_TOP_PAD) -> bool:

@@ -25,6 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .context import in_groups
 from .factors import Factor
 from .interpolation import lagrange6, quintic_coefficients
 from .rules import split_nodes, split_rules_full
@@ -129,11 +130,7 @@ class GrowingTable:
 
         pool = None if quad is None else quad.pool
         groups = 1 if pool is None else min(j.size, 4 * quad.threads)
-        if groups == 1:
-            for c in range(j.size):
-                column(c)
-        else:
-            list(pool.map(lambda g: [column(c) for c in range(g, j.size, groups)], range(groups)))
+        in_groups(pool, groups, lambda g: [column(c) for c in range(g, j.size, groups)])
 
 
 def table_degree(s: float) -> int:
