@@ -100,9 +100,12 @@ def select_run(ap, args, all_cases, widths, samples, quick, cases_from_all=False
         ns_inputs, widths, samples = quick["ns"], quick["widths"], dict(quick["samples"])
     if args.cases:
         want = args.cases.split(",")
-        cases = [c for c in (all_cases if cases_from_all else cases) if c.name in want]
-        if not cases:
-            ap.error(f"no case among {want}; known: {[c.name for c in all_cases]}")
+        pool = all_cases if cases_from_all else cases
+        unknown = [w for w in want if w not in {c.name for c in pool}]
+        if unknown:  # a misspelt name must not shrink the run silently
+            ap.error(f"unknown case(s) {unknown}; known{' (--quick)' if pool is not all_cases else ''}: "
+                     f"{[c.name for c in pool]}")
+        cases = [c for c in pool if c.name in want]
     samples = {n: max(300, int(round(s * args.scale))) for n, s in samples.items()}
     return cases, ns_inputs, widths, samples
 
