@@ -69,6 +69,10 @@ CASES = [
     Case("erf", "erf", 0.0, 1.0),
     Case("relu-crit", "relu", 0.0, 2.0, g1=False),
     Case("tanh-cb0.2-cw1.7", "tanh", 0.2, 1.7),
+    # appended 2026-12-03 (the seeds of the cases above are unchanged; docs/validation/kgv.md
+    # predates them): the logistic family at C_W = 2, the grid's slowest cells' activations
+    Case("softplus-cw2", "softplus", 0.0, 2.0),
+    Case("swish-cw2", "swish", 0.0, 2.0),
 ]
 DEPTH = 4
 LAYERS = (2, 3, 4)
