@@ -52,6 +52,12 @@ TABLE_WIDE_S, TABLE_DEGREE_WIDE = 2.0, 48
 #: largest entry (tanh, erf), 96 nodes ≤ 3.2e-12 (tanh, gelu, erf, softplus, swish and their first
 #: two derivatives, against 140 nodes; at s = 5: 48 nodes 5.4e-8, 96 nodes 3.4e-14).
 TABLE_WIDER_S, TABLE_DEGREE_WIDER = 4.5, 96
+#: a column of the table is computed in slices of about this many (μ, node) values: the slices'
+#: temporaries stay in the heap and mostly in the cache, where a whole column's (4601 × 192
+#: doubles at s > TABLE_WIDER_S, 7 MB each) went through fresh pages every time (the growths of
+#: a softplus network, |x|²/n0 = 3, C_W = 2: 0.75 → 0.48 s on 2 threads).  The entries are the
+#: same: each row's sum is the same sum
+TABLE_CHUNK_VALUES = 1 << 17
 
 
 class GrowingTable:
@@ -125,8 +131,14 @@ class GrowingTable:
             if s == 0:
                 out[rows, col0 + c] = self.factor.plus(mu)
                 return
-            u, w = split_nodes(rules[table_degree(s)], -mu / s)
-            out[rows, col0 + c] = np.sum(w * self.factor.plus(mu[:, None] + s * u), axis=1)
+            rule = rules[table_degree(s)]
+            col = np.empty(mu.size)
+            step = max(1, TABLE_CHUNK_VALUES // rule[0].shape[1])
+            for a in range(0, mu.size, step):
+                m = mu[a:a + step]
+                u, w = split_nodes(rule, -m / s)
+                col[a:a + m.size] = np.sum(w * self.factor.plus(m[:, None] + s * u), axis=1)
+            out[rows, col0 + c] = col
 
         pool = None if quad is None else quad.pool
         groups = 1 if pool is None else min(j.size, 4 * quad.threads)
