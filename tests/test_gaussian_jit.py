@@ -149,3 +149,40 @@ def test_accuracy_through_the_kernel():
             exact = expectation_tensor(facs, K, method="exact", degree=60, settings=NUMPY)
             assert np.max(np.abs(fast - exact)) < 1e-9 * np.max(np.abs(exact)), facs
     assert quad.stats["compiled_tuples"] >= 4
+
+
+SOFTPLUS = sp.log(1 + sp.exp(z))
+SWISH = z / (1 + sp.exp(-z))
+
+
+@pytest.mark.parametrize("factors", [[SOFTPLUS] * 4, [SWISH] * 4])
+def test_three_level_loops_equal_the_walk(factors, monkeypatch):
+    """Four elementary forms at variance 6 (|x|²/n0 = 3, C_W = 2) on a rank-3 kernel (four-point
+    tuples stay in the Cholesky form): the kernel's calls qualify for its three plain loops
+    (compiled.three_levels), tuples there read the table's cells, and the loops' sums are the
+    walk's, bit for bit."""
+    from ntkdiagrams.numerics.gaussian import compiled as gj
+    from ntkdiagrams.numerics.gaussian.table import TABLE_H_MU, TABLE_REACH
+    calls, real = [], gj.nested
+
+    def spy(*args, **kw):
+        calls.append((args, kw))
+        return real(*args, **kw)
+    monkeypatch.setattr(gj, "nested", spy)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((6, 3))
+    K = 6.0 * X @ X.T / np.max(np.sum(X * X, axis=1))
+    with Quadrature(JIT, compiled_min_points=0) as quad:
+        expectation_tensor(factors, K, quadrature=quad)
+    four = [(a, kw) for a, kw in calls
+            if gj.three_levels(a[3], a[4], gj.pack_factors(a[6])[1], a[7], a[9])]
+    assert four
+    cells = 0
+    for a, kw in four:
+        L, codes, width = a[0], a[1], a[2][4]
+        points = np.prod(width[codes[:, :3]], axis=1)
+        window = 2 * TABLE_REACH * np.sqrt(np.sum(L[:, 3, :3] ** 2, axis=1)) / TABLE_H_MU
+        cells += int(np.sum(points >= window))  # tuples that take the loops (not "direct")
+        kw = {k: v for k, v in kw.items() if k not in ("pool", "groups")}
+        assert np.array_equal(real(*a, **kw, three=True), real(*a, **kw, three=False))
+    assert cells > 0
