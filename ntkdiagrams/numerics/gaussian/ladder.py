@@ -194,8 +194,17 @@ def slopes(blocks: list[Block], L: np.ndarray, outer: int, scales=None, *more) -
             ella = ai * ell                                       # ℓ' = D ℓ
             A = P * (ai[:, :, None] * ai[:, None, :])             # Σ' = D L_in L_inᵀ D
             A[:, np.arange(m - j - 1), np.arange(m - j - 1)] += 1.0  # I + Σ'
-            inside[:, j] = np.minimum(np.max(np.abs(ella), axis=1), np.sqrt(inverse_form(A, ella)))
+            inside[:, j] = np.minimum(_row_max(np.abs(ella)), np.sqrt(inverse_form(A, ella)))
     return out[0] if not more else tuple(x for pair in out for x in pair)
+
+
+def _row_max(x: np.ndarray) -> np.ndarray:
+    """max over the columns of x (T, r), r small, column by column: numpy's reduction over an
+    axis of a few elements costs a call per row (the same numbers, NaN propagated alike)."""
+    out = x[:, 0].copy()
+    for c in range(1, x.shape[1]):
+        np.maximum(out, x[:, c], out=out)
+    return out
 
 
 def inverse_form(A: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -281,5 +290,10 @@ def points_per_tuple(codes: np.ndarray) -> np.ndarray:
     """Quadrature points per tuple of rule codes: Π_j (2n_j, k_j, or n_j for a half rule);
     beyond the ladder: ∞."""
     size = np.where(codes > HALF_CODE, codes - HALF_CODE, np.where(codes > 0, 2 * codes, -codes))
-    pts = np.prod(size.astype(float), axis=1)
-    return np.where(np.any(codes == 0, axis=1), np.inf, pts)
+    # column by column (a few columns; integers, so the products are exact in any order)
+    pts = size[:, 0].astype(float)
+    beyond = codes[:, 0] == 0
+    for j in range(1, codes.shape[1]):
+        pts *= size[:, j]
+        beyond |= codes[:, j] == 0
+    return np.where(beyond, np.inf, pts)

@@ -27,11 +27,13 @@ above plus rounding (tests/test_gaussian_pruning.py).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .factors import Factor
 
-__all__ = ["ENVELOPE_STEP", "PRUNE_MARGIN", "PRUNE_TOLERANCE", "envelope", "envelope_ratio", "prune_thresholds"]
+__all__ = ["ENVELOPE_BLOCK", "ENVELOPE_STEP", "PRUNE_MARGIN", "PRUNE_TOLERANCE", "envelope", "envelope_ratio", "prune_thresholds"]
 
 #: the skipped points' bound, relative to Π_k env_k(2σ_k)
 PRUNE_TOLERANCE = 1e-16
@@ -41,18 +43,34 @@ PRUNE_MARGIN = 2.0
 ENVELOPE_STEP = 1.0 / 64
 
 
-def envelope(f: Factor, r: np.ndarray) -> np.ndarray:
-    """env(r) = max_{|z| ≤ r} |f(z)| at each r ≥ 0 (any shape), on the grid z = i · ENVELOPE_STEP,
-    every r rounded up to the grid; inf where f is not finite within r."""
-    r = np.asarray(r, dtype=float)
-    n = int(np.ceil(np.max(r, initial=0.0) / ENVELOPE_STEP)) + 1
+#: the sampled envelope of a factor is kept on grids of a multiple of this many points
+ENVELOPE_BLOCK = 4096
+
+
+@lru_cache(maxsize=64)
+def _running_max(f: Factor, n: int) -> np.ndarray:
+    """max_{|z| ≤ i · ENVELOPE_STEP} |f(z)| for i < n (read-only), inf from the first point where f
+    is not finite.  A prefix of a longer grid's is the same array of numbers."""
     z = np.arange(n) * ENVELOPE_STEP
     with np.errstate(all="ignore"):
         v = np.maximum(np.abs(np.asarray(f.plus(z), dtype=float) * np.ones(n)),
                        np.abs(np.asarray(f.plus(-z), dtype=float) * np.ones(n)))
     v = np.where(np.isnan(v), np.inf, v)
     running = np.maximum.accumulate(v)
-    return running[np.minimum(np.ceil(r / ENVELOPE_STEP).astype(np.intp), n - 1)]
+    running.setflags(write=False)
+    return running
+
+
+def envelope(f: Factor, r: np.ndarray) -> np.ndarray:
+    """env(r) = max_{|z| ≤ r} |f(z)| at each r ≥ 0 (any shape), on the grid z = i · ENVELOPE_STEP,
+    every r rounded up to the grid; inf where f is not finite within r.  The sampled running
+    maximum is kept per factor on a grid of a multiple of ENVELOPE_BLOCK points (a call per
+    variable and kernel call sampled it anew: ~0.14 s of softplus (3, C_W = 2)'s cell)."""
+    r = np.asarray(r, dtype=float)
+    need = int(np.ceil(np.max(r, initial=0.0) / ENVELOPE_STEP)) + 1
+    n = -(-need // ENVELOPE_BLOCK) * ENVELOPE_BLOCK
+    running = _running_max(f, n)
+    return running[np.minimum(np.ceil(r / ENVELOPE_STEP).astype(np.intp), need - 1)]
 
 
 def envelope_ratio(f: Factor, a, reach: np.ndarray, sd: np.ndarray) -> np.ndarray:
