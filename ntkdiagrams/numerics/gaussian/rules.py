@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import decimal
 import math
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -239,26 +240,51 @@ def rule_for_code(code: int, folder: Path | None = None):
     return x[None, :], (w / math.sqrt(2 * math.pi))[None, :]
 
 
-@lru_cache(maxsize=64)
+class _RuleBank:
+    """The rules of every code asked for so far, flattened for the compiled kernel (grown when a
+    call asks for a code it lacks; the rules already in it keep their offsets)."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self.index: dict = {}
+        self.U = self.W = np.empty(0)
+        self.base = self.rows = self.width = np.empty(0, np.intp)
+        self.umax = np.empty(0)
+        self.lock = threading.Lock()
+
+    def covering(self, codes) -> tuple:
+        with self.lock:
+            new = [c for c in sorted(set(codes) | {-1}) if c not in self.index]
+            if new:
+                rules = [rule_for_code(c, self.folder) for c in new]
+                pos = self.U.size + np.cumsum([0] + [U.size for U, _ in rules[:-1]])
+                self.U = np.concatenate([self.U] + [U.ravel() for U, _ in rules])
+                self.W = np.concatenate([self.W] + [W.ravel() for _, W in rules])
+                self.base = np.concatenate([self.base, np.asarray(pos, np.intp)])
+                self.rows = np.concatenate([self.rows, np.array([U.shape[0] for U, _ in rules], np.intp)])
+                self.width = np.concatenate([self.width, np.array([U.shape[1] for U, _ in rules], np.intp)])
+                self.umax = np.concatenate([self.umax, [float(np.max(np.abs(U))) for U, _ in rules]])
+                for c in new:
+                    self.index[c] = len(self.index)
+            return self.U, self.W, self.base, self.rows, self.width, self.umax
+
+
+@lru_cache(maxsize=8)
+def _rule_bank_of(folder: Path | None) -> _RuleBank:
+    return _RuleBank(folder)
+
+
 def rule_bank(codes: tuple, folder: Path | None = None):
     """The rules of the given codes (and the one-point rule, code −1) flattened for the
     compiled kernel: (bank, lut, lo) with bank = (U, W, base, rows, width, umax) and
-    lut[code − lo] the rule's index in the bank."""
+    lut[code − lo] the rule's index in the bank.  One bank per tables' folder holds every code
+    asked for so far (concatenating the rules of each call's codes anew cost ~0.08 s of a
+    softplus network, |x|²/n0 = 3, C_W = 2); the same rules, at other offsets."""
+    bank = _rule_bank_of(folder)
+    arrays = bank.covering(codes)
     used = sorted(set(codes) | {-1})
-    Us, Ws, base, rows, width, umax = [], [], [], [], [], []
-    pos = 0
-    for c in used:
-        U, W = rule_for_code(c, folder)
-        Us.append(U.ravel())
-        Ws.append(W.ravel())
-        base.append(pos)
-        rows.append(U.shape[0])
-        width.append(U.shape[1])
-        umax.append(float(np.max(np.abs(U))))
-        pos += U.size
     lo = used[0]
     lut = np.zeros(used[-1] - lo + 1, np.intp)
-    for i, c in enumerate(used):
-        lut[c - lo] = i
-    ints = [np.array(a, np.intp) for a in (base, rows, width)]
-    return (np.concatenate(Us), np.concatenate(Ws), *ints, np.array(umax)), lut, lo
+    for c in used:
+        lut[c - lo] = bank.index[c]
+    return arrays, lut, lo
