@@ -273,7 +273,11 @@ def _two_point(facs: list[Factor], A: np.ndarray, quad: Quadrature) -> np.ndarra
         if np.all(ok):
             return val.reshape(N, N)
         exact = (val.reshape(N, N), ok.reshape(N, N))
-    T, missing = series_tensor(facs, A, quad.tables, quad.remember)
+    horner = None
+    if quad.jit and quad.kernel_used:  # numba is loaded: the pair sums compiled (the same numbers)
+        from . import compiled as gj
+        horner = gj.pair_horner if gj.available() else None
+    T, missing = series_tensor(facs, A, quad.tables, quad.remember, horner)
     quad.count("series_tuples", N * N - missing.shape[0] * (2 if sym else 1)
                + (int(np.sum(missing[:, 0] == missing[:, 1])) if sym else 0))
     for a in range(0, missing.shape[0], TUPLES_PER_BATCH):
