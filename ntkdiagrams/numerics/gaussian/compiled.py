@@ -23,9 +23,13 @@ A tuple with fewer quadrature points than table cells within TABLE_REACH standar
 coefficients and reads the table rows (interpolated in s) by the 6-point Lagrange weights per point:
 the same interpolant, so the numbers agree to rounding.
 
+Four variables whose three outer levels are each one elementary form with a piecewise
+polynomial (:func:`three_levels`) take three plain loops instead of the walk (:func:`_three_levels`):
+the same operations in the same order, ~20 % less time.
+
 :func:`two_factor` is the kernel of the two-factor form (:mod:`.twofactor`): two outer levels, and
 per point the product of three factors read from their tables, each interpolated in s once per
-tuple.
+tuple.  :func:`pair_horner` sums the Hermite series of :mod:`.series` pair by pair.
 
 Factors.  Every factor is data, so one compiled kernel serves them all (numba caches it on
 disk; nothing is compiled per activation).  Two kinds (:func:`pack_factors` lays both out in

@@ -278,7 +278,7 @@ def rule_bank(codes: tuple, folder: Path | None = None):
     """The rules of the given codes (and the one-point rule, code −1) flattened for the
     compiled kernel: (bank, lut, lo) with bank = (U, W, base, rows, width, umax) and
     lut[code − lo] the rule's index in the bank.  One bank per tables' folder holds every code
-    asked for so far (concatenating the rules of each call's codes anew cost ~0.08 s of a
+    asked for so far (concatenating the rules of each call's codes anew cost ~0.09 s of a
     softplus network, |x|²/n0 = 3, C_W = 2); the same rules, at other offsets."""
     bank = _rule_bank_of(folder)
     arrays = bank.covering(codes)

@@ -55,7 +55,7 @@ TABLE_WIDER_S, TABLE_DEGREE_WIDER = 4.5, 96
 #: a column of the table is computed in slices of about this many (μ, node) values: the slices'
 #: temporaries stay in the heap and mostly in the cache, where a whole column's (4601 × 192
 #: doubles at s > TABLE_WIDER_S, 7 MB each) went through fresh pages every time (the growths of
-#: a softplus network, |x|²/n0 = 3, C_W = 2: 0.75 → 0.48 s on 2 threads).  The entries are the
+#: a softplus network, |x|²/n0 = 3, C_W = 2: 0.75 → 0.57 s on 2 threads).  The entries are the
 #: same: each row's sum is the same sum
 TABLE_CHUNK_VALUES = 1 << 17
 

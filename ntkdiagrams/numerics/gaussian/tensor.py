@@ -274,7 +274,7 @@ def _two_point(facs: list[Factor], A: np.ndarray, quad: Quadrature) -> np.ndarra
             return val.reshape(N, N)
         exact = (val.reshape(N, N), ok.reshape(N, N))
     horner = None
-    if quad.jit and quad.kernel_used:  # numba is loaded: the pair sums compiled (the same numbers)
+    if quad.wants_kernel(0):  # numba is loaded (or wanted): the pair sums compiled, the same numbers
         from . import compiled as gj
         horner = gj.pair_horner if gj.available() else None
     T, missing = series_tensor(facs, A, quad.tables, quad.remember, horner)
