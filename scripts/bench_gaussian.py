@@ -116,7 +116,7 @@ def fast_accuracy(n_tuples: int = 40) -> None:
                 _, L = cholesky_jittered(K[np.ix_(t, t)][None], 4)
                 blocks = [Block([(f, np.ones(1))]) for _ in range(4)]
                 ref.append(nested_sum(blocks, L, np.arange(1), [split_rules_full(20)] * 4, None, 0.0,
-                                      quad)[0])
+                                      1.0, quad)[0])
             val = tensor_values(facs, K, tup, None, "auto", quad)
         e = np.abs(val / np.array(ref) - 1)
         print(f"  K^({ell:2d}): typical {np.median(e):.1e}  worst {e.max():.1e}")

@@ -52,7 +52,7 @@ def reference(facs, C: np.ndarray, n: int, quad: Quadrature) -> np.ndarray:
     """The iterated split rule, n nodes per side in every coordinate, no table."""
     _, L = cholesky_jittered(C.copy(), 4)
     blocks = [Block([(f, np.ones(C.shape[0]))]) for f in facs]
-    return nested_sum(blocks, L, np.arange(C.shape[0]), [split_rules_full(n)] * 4, None, 0.0, quad)
+    return nested_sum(blocks, L, np.arange(C.shape[0]), [split_rules_full(n)] * 4, None, 0.0, 1.0, quad)
 
 
 def fast_values(facs, K, tup, method: str, small: bool, quad: Quadrature) -> np.ndarray:

@@ -26,6 +26,7 @@ The package, by concern (docs/gaussian.md has the overview, the measurements and
 ``ladder``         the fast path's rule per coordinate, from the slopes
 ``nested``         the nested sum in numpy (addition theorem for exponential forms)
 ``table``          the tabulated innermost integral G(μ, s) = E[f(μ + s ξ)]
+``spacing``        each factor's table grid: the coarsest read within a tolerance (calibrated)
 ``compiled``       the nested sum compiled with numba (optional)
 ``elementary``     factors without an exponential form (GELU, erf, …) as data for ``compiled``
 ``rules``          quadrature rules (radial Gauss, Gauss–Legendre, simplex, split rules)

@@ -93,11 +93,13 @@ class Quadrature:
     (default :data:`COMPILED_MIN_POINTS`; 0: every call, for tests of the kernel on small
     tensors).  ``sharpness=False`` enters the fast path's ladders with every factor as the
     tanh family (:mod:`.sharpness`; for validation: the rules before 2026-12-01, more nodes for
-    smoother factors).  Use as a context manager, or call
+    smoother factors).  ``spacing=False`` reads every factor's table of G(μ, s) on the finest grid
+    (:mod:`.spacing`; for validation: the tables before 2026-12-03).  Use as a context manager, or call
     :meth:`close`: the pool's threads end there."""
 
     def __init__(self, settings: Settings | None = None, *, addition_theorem: bool = True,
-                 compiled_min_points: int = COMPILED_MIN_POINTS, sharpness: bool = True):
+                 compiled_min_points: int = COMPILED_MIN_POINTS, sharpness: bool = True,
+                 spacing: bool = True):
         settings = resolve(settings)
         if not isinstance(settings, Settings):
             raise InputError(f"settings must be a ntkdiagrams.settings.Settings; got {settings!r}")
@@ -111,6 +113,8 @@ class Quadrature:
         #: whether the fast path enters its ladders with each factor's sharpness
         #: (:mod:`.sharpness`; False: every factor as the tanh family, the rules before 2026-12-01)
         self.sharpness = bool(sharpness)
+        #: whether each factor's table takes its own spacing (:mod:`.spacing`; False: the finest)
+        self.spacing = bool(spacing)
         #: whether this Quadrature has run the compiled kernel: once it is loaded, calls of any
         #: size take it (the threshold only spares small runs the cost of loading it)
         self.kernel_used = False

@@ -67,7 +67,8 @@ from .linalg import cholesky_jittered
 from .nested import nested_sum
 from .pruning import envelope_ratio, prune_thresholds
 from .rules import HALF_CODE, SPLIT_C, SPLIT_DC, rule_bank, rule_for_code
-from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, g_table, g_table_columns, table_extent
+from .spacing import finest, spacing_for
+from .table import TABLE_H_MU, TABLE_REACH, g_table, g_table_columns, table_extent
 from .twofactor import TWO_FACTOR_MIN_VARIANCE, TWO_FACTOR_SAVING, integrate_two_factor, two_factor_forms
 
 __all__ = ["FAST_CHUNK_POINTS", "FAST_ORDER_SAVING", "FAST_PIVOT_RATIO", "half", "pivots_dominate", "symmetry", "integrate_fast", "integrate_nodes", "nested_compiled"]
@@ -277,12 +278,32 @@ def _integrate_ladder(blocks, C, L, nodes, m, single, quad, force, even):
 def integrate_nodes(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: int, single,
                     quad: Quadrature) -> np.ndarray:
     """The nested rule with the given rule codes (T, outer) per tuple: the compiled kernel
-    where it applies, else numpy over chunks of tuples that share their codes."""
+    where it applies, else numpy over chunks of tuples that share their codes.  The last
+    variable, where tabulated, is read from its factor's table at the factor's spacing
+    (:mod:`.spacing`), or at the finest where its variance is below SPACING_MIN_VARIANCE."""
+    if not single:
+        return _integrate_at(blocks, L, nodes, m, single, quad, 1.0)
+    h = spacing_for([blocks[-1].members[0][0]], quad)
+    fine = finest(np.sum(L[:, m - 1, :] ** 2, axis=1)) if h != TABLE_H_MU else np.zeros(0, bool)
+    if not np.any(fine):
+        return _integrate_at(blocks, L, nodes, m, single, quad, h)
+    if np.all(fine):
+        return _integrate_at(blocks, L, nodes, m, single, quad, TABLE_H_MU)
+    out = np.empty(L.shape[0])
+    for sel, hs in ((fine, TABLE_H_MU), (~fine, h)):
+        idx = np.nonzero(sel)[0]
+        out[idx] = _integrate_at([b.take(idx) for b in blocks], L[idx], nodes[idx], m, single, quad, hs)
+    return out
+
+
+def _integrate_at(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: int, single,
+                  quad: Quadrature, h: float) -> np.ndarray:
+    """:func:`integrate_nodes` with the last variable's table at spacing h (with ``single``)."""
     out = np.empty(L.shape[0])
     tab, M = None, 0.0
     if single:
-        tab, M = g_table(blocks[-1].members[0][0], *table_extent(L, m), quad)
-    jit = nested_compiled(blocks, L, nodes, m, single, tab, M, quad)
+        tab, M = g_table(blocks[-1].members[0][0], *table_extent(L, m), quad, h)
+    jit = nested_compiled(blocks, L, nodes, m, single, tab, M, h, quad)
     if jit is not None:
         return jit
     keys, inv = np.unique(nodes, axis=0, return_inverse=True)
@@ -297,7 +318,7 @@ def integrate_nodes(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
 
     def run(job):
         ii, rules = job
-        out[ii] = nested_sum(blocks, L[ii], ii, rules, tab, M, quad)
+        out[ii] = nested_sum(blocks, L[ii], ii, rules, tab, M, h, quad)
     pool = quad.pool
     if pool is None or len(jobs) < 2:
         for job in jobs:
@@ -324,7 +345,7 @@ def _envelope_ratio(blocks: list[Block], L: np.ndarray, umax: np.ndarray, m: int
 
 
 def nested_compiled(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: int, single, tab,
-                    M: float, quad: Quadrature):
+                    M: float, h: float, quad: Quadrature):
     """The nested rule by the compiled kernel of :mod:`.compiled`, or None where it does not
     apply: ``quad.jit`` off (``Settings.jit``, NTKDIAGRAMS_JIT=0), numba not installed, or an
     outer factor with neither an exponential form R(e^{κz}) nor an elementary form
@@ -360,12 +381,12 @@ def nested_compiled(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
     Lp = np.zeros((T, gj.LEVELS, gj.LEVELS))
     Lp[:, :m, :m] = L
     # the kernel reads the table in columns (n_s, n_μ)
-    tab, tv = (np.zeros((4, 4)), -1) if tab is None else (g_table_columns(blocks[-1].members[0][0], tab), m - 1)
+    tab, tv = (np.zeros((4, 4)), -1) if tab is None else (g_table_columns(blocks[-1].members[0][0], tab, h), m - 1)
     expo_max = EXPO_MAX_EXPONENT if quad.addition_theorem else -1.0
     thr = prune_thresholds(_envelope_ratio(blocks, L, bank[5][codes[:, :outer]], m, outer),
                            points_per_tuple(nodes))
     out = gj.guarded(gj.nested, Lp, codes, bank, nmem, fid, alpha, coefs, outer, tab, tv, float(M),
-                     TABLE_H_MU, TABLE_H_S, TABLE_REACH, SPLIT_C, SPLIT_DC, expo_max, thr=thr,
+                     h, h, TABLE_REACH, SPLIT_C, SPLIT_DC, expo_max, thr=thr,
                      pool=quad.pool, groups=8 * quad.threads)
     quad.kernel_ran(T)
     return out

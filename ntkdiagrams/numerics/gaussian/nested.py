@@ -27,7 +27,7 @@ from .blocks import Block
 from .context import Quadrature
 from .factors import EXPO_MAX_EXPONENT, Factor
 from .rules import split_index
-from .table import TABLE_H_MU, table_lookup
+from .table import table_lookup
 
 __all__ = ["block_on_nodes", "block_on_split", "expo_scale", "nested_sum"]
 
@@ -86,13 +86,13 @@ def block_on_split(block: Block, mu: np.ndarray, s: np.ndarray, U: np.ndarray, g
     return out
 
 
-def nested_sum(blocks: list[Block], L: np.ndarray, sel, rules, tab, M: float,
+def nested_sum(blocks: list[Block], L: np.ndarray, sel, rules, tab, M: float, h: float,
                quad: Quadrature) -> np.ndarray:
     """Σ over the nested rules of Π_j F_j(z_j) (outer levels), times G(μ_last, s_last) read
-    from the table when ``tab`` is given.  L (T, m, m): Cholesky factors of the chunk's tuples;
+    from the table (``tab``, ``M``) of spacing ``h`` when ``tab`` is given.  L (T, m, m): Cholesky factors of the chunk's tuples;
     ``sel``: their rows in the blocks' α arrays; ``rules``: (U, W) per outer level.
 
-    The mean of the tabulated variable is carried in table units x = (μ + M)/h_μ, so that
+    The mean of the tabulated variable is carried in table units x = (μ + M)/h, so that
     the lookup needs no rescaling; array passes over the innermost level are what costs."""
     T, m = L.shape[0], L.shape[1]
     outer = len(rules)
@@ -100,9 +100,9 @@ def nested_sum(blocks: list[Block], L: np.ndarray, sel, rules, tab, M: float,
     Mu = [np.zeros((T, 1)) for _ in range(m)]
     Lx = L
     if tab is not None:
-        Mu[m - 1] += M / TABLE_H_MU
+        Mu[m - 1] += M / h
         Lx = L.copy()
-        Lx[:, m - 1, :] /= TABLE_H_MU
+        Lx[:, m - 1, :] /= h
     for j in range(outer):
         s = L[:, j, j][:, None]
         if rules[j][0].shape[0] == 1:  # Gauss–Hermite: the same k nodes at every point
@@ -131,5 +131,5 @@ def nested_sum(blocks: list[Block], L: np.ndarray, sel, rules, tab, M: float,
                 Mu[i] = (Mu[i][..., None] + Lx[:, i, j][:, None, None] * u).reshape(T, -1)
     if tab is None:
         return wt.sum(axis=1)
-    g = table_lookup(tab, M, Mu[m - 1], L, m)
+    g = table_lookup(tab, M, Mu[m - 1], L, m, h)
     return np.einsum("tp,tp->t", wt, g)

@@ -34,7 +34,7 @@ __all__ = ["TABLES_VERSION", "stored", "tables_key"]
 #: bump to invalidate every stored table
 TABLES_VERSION = 1
 #: modules whose source is part of the key (they compute the tables)
-_SOURCES = ("rules.py", "series.py", "stored.py", "sharpness.py")
+_SOURCES = ("rules.py", "series.py", "stored.py", "sharpness.py", "spacing.py", "table.py", "interpolation.py")
 
 
 @lru_cache(maxsize=1)
@@ -107,6 +107,8 @@ _LAYOUT = {
     # the 1-D calibration of .sharpness: one value per rung
     "sharpness_reference": (1, None),
     "sharpness": (1, None),
+    # the calibration of .spacing: one error per spacing
+    "table_spacing": (1, None),
 }
 
 

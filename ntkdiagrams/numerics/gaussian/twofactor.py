@@ -53,7 +53,8 @@ from .context import Quadrature
 from .ladder import points_per_tuple, rule_codes
 from .pruning import envelope_ratio, prune_thresholds
 from .rules import SPLIT_C, SPLIT_DC, rule_bank, rule_for_code, split_nodes
-from .table import TABLE_H_MU, TABLE_H_S, TABLE_REACH, extent_for, g_table, g_table_columns, table_lookup
+from .spacing import finest, spacing_for
+from .table import TABLE_H_MU, TABLE_REACH, extent_for, g_table, g_table_columns, table_lookup
 
 __all__ = ["TWO_FACTOR_MIN_VARIANCE", "TWO_FACTOR_REFINE", "TWO_FACTOR_SAVING", "TWO_FACTOR_X",
            "TwoFactorForms", "integrate_two_factor", "two_factor_forms"]
@@ -205,12 +206,12 @@ def _extent(forms: TwoFactorForms) -> tuple[float, float]:
     return extent_for(float(np.sqrt(np.max(np.sum(forms.A * forms.A, axis=2)))), float(np.max(forms.sd)))
 
 
-def _lookup(tab, M: float, A: np.ndarray, sd: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """G(μ, s) of one factor per tuple (T,) at μ (T, P) from its table (tab, M), whose clamp
-    reaches TABLE_REACH standard deviations |A| (A: (T, 2)) of μ."""
+def _lookup(tab, M: float, h: float, A: np.ndarray, sd: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """G(μ, s) of one factor per tuple (T,) at μ (T, P) from its table (tab, M) of spacing h,
+    whose clamp reaches TABLE_REACH standard deviations |A| (A: (T, 2)) of μ."""
     L = np.zeros((A.shape[0], 2, 2))
     L[:, 1, 0], L[:, 1, 1] = np.sqrt(np.sum(A * A, axis=1)), sd
-    return table_lookup(tab, M, (mu + M) / TABLE_H_MU, L, 2)
+    return table_lookup(tab, M, (mu + M) / h, L, 2, h)
 
 
 def _envelope_ratio(distinct: list, tid: np.ndarray, forms: TwoFactorForms,
@@ -234,31 +235,49 @@ def integrate_two_factor(factors, forms: TwoFactorForms, codes: np.ndarray,
     ``forms``, the outer one halved where the integrand is even in w): the compiled kernel
     (:func:`.compiled.two_factor`) where :func:`.fast.nested_compiled` would run, else numpy over
     chunks of tuples that share their codes; the two agree to rounding.  ``factors``: the four
-    factors of the variables, in C's order."""
+    factors of the variables, in C's order.  The rows read their tables on one grid, the finest
+    of their factors' spacings (:mod:`.spacing`), or the finest grid where a row's variance
+    |A_k|² + d_k is below SPACING_MIN_VARIANCE."""
     T = forms.A.shape[0]
     quad.count("two_factor_tuples", T)
-    M, S = _extent(forms)
     distinct = list(dict.fromkeys(factors))
-    tables = [g_table(f, M, S, quad) for f in distinct]
+    h = spacing_for(distinct, quad)  # one grid for the four rows
+    # tuples with a row of small variance read the finest tables (.spacing.finest)
+    fine = finest(np.min(np.sum(forms.A * forms.A, axis=2) + forms.sd ** 2, axis=1)) if h != TABLE_H_MU \
+        else np.zeros(T, bool)
+    if not np.any(fine) or np.all(fine):
+        return _two_factor_at(distinct, factors, forms, codes, quad, TABLE_H_MU if np.any(fine) else h)
+    out = np.empty(T)
+    for sel, hs in ((fine, TABLE_H_MU), (~fine, h)):
+        out[sel] = _two_factor_at(distinct, factors, forms.take(sel), codes[sel], quad, hs)
+    return out
+
+
+def _two_factor_at(distinct: list, factors, forms: TwoFactorForms, codes: np.ndarray, quad: Quadrature,
+                   h: float) -> np.ndarray:
+    """:func:`integrate_two_factor` with the tables at spacing h."""
+    T = forms.A.shape[0]
+    M, S = _extent(forms)
+    tables = [g_table(f, M, S, quad, h) for f in distinct]
     tid = np.array([distinct.index(f) for f in factors])[forms.order]  # (T, 4): table per row
     if quad.wants_kernel(np.sum(forms.points)):
         from . import compiled as gj
         if gj.available():
             Mc = min(Mt for _, Mt in tables)
             Jc = min(tab.shape[1] for tab, _ in tables)
-            Ic = int(round(Mc / TABLE_H_MU))
+            Ic = int(round(Mc / h))
             # the kernel reads the tables in columns (n_s, n_μ): g_table_columns
-            cols = [g_table_columns(f, tab) for f, (tab, _) in zip(distinct, tables)]
+            cols = [g_table_columns(f, tab, h) for f, (tab, _) in zip(distinct, tables)]
             if len(tables) == 1:
                 tabs = cols[0][None]
             else:
-                tabs = np.stack([c[:Jc, int(round(Mt / TABLE_H_MU)) - Ic:int(round(Mt / TABLE_H_MU)) + Ic + 1]
+                tabs = np.stack([c[:Jc, int(round(Mt / h)) - Ic:int(round(Mt / h)) + Ic + 1]
                                  for c, (_, Mt) in zip(cols, tables)])
             bank, lut, lo = rule_bank(tuple(int(c) for c in np.unique(codes)), quad.tables)
             thr = prune_thresholds(_envelope_ratio(distinct, tid, forms, bank[5][lut[codes - lo]]),
                                    points_per_tuple(codes))
             out = gj.guarded(gj.two_factor, forms.A, forms.sd, tid, lut[codes - lo], bank, tabs, Mc,
-                             TABLE_H_MU, TABLE_H_S, TABLE_REACH, SPLIT_C, SPLIT_DC, thr=thr,
+                             h, h, TABLE_REACH, SPLIT_C, SPLIT_DC, thr=thr,
                              pool=quad.pool, groups=8 * quad.threads)
             quad.kernel_ran(T)
             return out
@@ -286,10 +305,10 @@ def integrate_two_factor(factors, forms: TwoFactorForms, codes: np.ndarray,
                         continue
                     a = A[sel, row]
                     if row == 0:
-                        g0[sel] = _lookup(tab, Mt, a, sd[sel, 0], a[:, 0, None] * U0)
+                        g0[sel] = _lookup(tab, Mt, h, a, sd[sel, 0], a[:, 0, None] * U0)
                         continue
                     mu = a[:, 0, None, None] * U0[:, None] + a[:, 1, None, None] * U1[sel]
-                    inner[sel] *= _lookup(tab, Mt, a, sd[sel, row],
+                    inner[sel] *= _lookup(tab, Mt, h, a, sd[sel, row],
                                           mu.reshape(mu.shape[0], -1)).reshape(mu.shape)
             out[ii] = np.einsum("tn,n,tn->t", g0, W0, np.sum(inner, axis=2))
     return out
