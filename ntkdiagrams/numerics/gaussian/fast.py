@@ -67,8 +67,8 @@ from .linalg import cholesky_jittered
 from .nested import nested_sum
 from .pruning import envelope_ratio, prune_thresholds
 from .rules import HALF_CODE, SPLIT_C, SPLIT_DC, rule_bank, rule_for_code
-from .spacing import finest, spacing_for
-from .table import TABLE_H_MU, TABLE_REACH, g_table, g_table_columns, table_extent
+from .spacing import per_spacing, spacing_for
+from .table import TABLE_REACH, g_table, g_table_columns, table_extent
 from .twofactor import TWO_FACTOR_MIN_VARIANCE, TWO_FACTOR_SAVING, integrate_two_factor, two_factor_forms
 
 __all__ = ["FAST_CHUNK_POINTS", "FAST_ORDER_SAVING", "FAST_PIVOT_RATIO", "half", "pivots_dominate", "symmetry", "integrate_fast", "integrate_nodes", "nested_compiled"]
@@ -283,17 +283,12 @@ def integrate_nodes(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: in
     (:mod:`.spacing`), or at the finest where its variance is below SPACING_MIN_VARIANCE."""
     if not single:
         return _integrate_at(blocks, L, nodes, m, single, quad, 1.0)
-    h = spacing_for([blocks[-1].members[0][0]], quad)
-    fine = finest(np.sum(L[:, m - 1, :] ** 2, axis=1)) if h != TABLE_H_MU else np.zeros(0, bool)
-    if not np.any(fine):
-        return _integrate_at(blocks, L, nodes, m, single, quad, h)
-    if np.all(fine):
-        return _integrate_at(blocks, L, nodes, m, single, quad, TABLE_H_MU)
-    out = np.empty(L.shape[0])
-    for sel, hs in ((fine, TABLE_H_MU), (~fine, h)):
-        idx = np.nonzero(sel)[0]
-        out[idx] = _integrate_at([b.take(idx) for b in blocks], L[idx], nodes[idx], m, single, quad, hs)
-    return out
+
+    def run(sel, h):
+        if sel is None:
+            return _integrate_at(blocks, L, nodes, m, single, quad, h)
+        return _integrate_at([b.take(sel) for b in blocks], L[sel], nodes[sel], m, single, quad, h)
+    return per_spacing(spacing_for([blocks[-1].members[0][0]], quad), np.sum(L[:, m - 1, :] ** 2, axis=1), run)
 
 
 def _integrate_at(blocks: list[Block], L: np.ndarray, nodes: np.ndarray, m: int, single,

@@ -51,7 +51,7 @@ from .stored import stored
 from .table import TABLE_H_MU, GrowingTable, expectation_at, table_lookup
 
 __all__ = ["SPACING_CELLS", "SPACING_MIN_VARIANCE", "SPACING_REACH", "TABLE_SPACINGS", "TABLE_SPACING_TOL", "interpolation_errors",
-           "finest", "spacing_for", "table_spacing"]
+           "finest", "per_spacing", "spacing_for", "table_spacing"]
 
 #: the spacings a factor's table may take, finest first (the first is the default of :mod:`.table`)
 TABLE_SPACINGS = (TABLE_H_MU, 0.025, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1)
@@ -123,3 +123,17 @@ def finest(variances: np.ndarray) -> np.ndarray:
     where the factor's spread may be far below the scale the spacing was calibrated against
     (gelu at variance 1e-5: ⟨gelu²⟩^{1/2} ≈ 1.6e-3)."""
     return np.asarray(variances) < SPACING_MIN_VARIANCE
+
+
+def per_spacing(h: float, variances: np.ndarray, run) -> np.ndarray:
+    """The values (T,) of a call whose tables have spacing h, the tuples of :func:`finest`
+    (``variances`` (T,)) on the finest grid instead: ``run(sel, spacing)`` computes the tuples
+    ``sel`` (a mask, or None for all) on one grid; one call where all tuples share a grid,
+    else two."""
+    fine = finest(variances) if h != TABLE_H_MU else np.zeros(np.shape(variances), bool)
+    if not np.any(fine) or np.all(fine):
+        return run(None, TABLE_H_MU if np.any(fine) else h)
+    out = np.empty(fine.size)
+    for sel, hs in ((fine, TABLE_H_MU), (~fine, h)):
+        out[sel] = run(sel, hs)
+    return out

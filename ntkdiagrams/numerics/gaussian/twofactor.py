@@ -53,8 +53,8 @@ from .context import Quadrature
 from .ladder import points_per_tuple, rule_codes
 from .pruning import envelope_ratio, prune_thresholds
 from .rules import SPLIT_C, SPLIT_DC, rule_bank, rule_for_code, split_nodes
-from .spacing import finest, spacing_for
-from .table import TABLE_H_MU, TABLE_REACH, extent_for, g_table, g_table_columns, table_lookup
+from .spacing import per_spacing, spacing_for
+from .table import TABLE_REACH, extent_for, g_table, g_table_columns, table_lookup
 
 __all__ = ["TWO_FACTOR_MIN_VARIANCE", "TWO_FACTOR_REFINE", "TWO_FACTOR_SAVING", "TWO_FACTOR_X",
            "TwoFactorForms", "integrate_two_factor", "two_factor_forms"]
@@ -241,16 +241,14 @@ def integrate_two_factor(factors, forms: TwoFactorForms, codes: np.ndarray,
     T = forms.A.shape[0]
     quad.count("two_factor_tuples", T)
     distinct = list(dict.fromkeys(factors))
-    h = spacing_for(distinct, quad)  # one grid for the four rows
-    # tuples with a row of small variance read the finest tables (.spacing.finest)
-    fine = finest(np.min(np.sum(forms.A * forms.A, axis=2) + forms.sd ** 2, axis=1)) if h != TABLE_H_MU \
-        else np.zeros(T, bool)
-    if not np.any(fine) or np.all(fine):
-        return _two_factor_at(distinct, factors, forms, codes, quad, TABLE_H_MU if np.any(fine) else h)
-    out = np.empty(T)
-    for sel, hs in ((fine, TABLE_H_MU), (~fine, h)):
-        out[sel] = _two_factor_at(distinct, factors, forms.take(sel), codes[sel], quad, hs)
-    return out
+
+    def run(sel, h):
+        if sel is None:
+            return _two_factor_at(distinct, factors, forms, codes, quad, h)
+        return _two_factor_at(distinct, factors, forms.take(sel), codes[sel], quad, h)
+    # one grid for the four rows; a tuple with a row of small variance on the finest (.spacing)
+    return per_spacing(spacing_for(distinct, quad), np.min(np.sum(forms.A * forms.A, axis=2) + forms.sd ** 2, axis=1),
+                       run)
 
 
 def _two_factor_at(distinct: list, factors, forms: TwoFactorForms, codes: np.ndarray, quad: Quadrature,
