@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from .factors import Factor
+from .rules import rule_for_code
 from .stored import stored
 from .table import TABLE_H_MU, GrowingTable, expectation_at, table_lookup
 
@@ -72,9 +73,9 @@ def interpolation_errors(factor: Factor, folder: Path | None = None) -> np.ndarr
     beyond :data:`TABLE_SPACING_TOL` (the coarser ones are not measured: ∞); ∞ where it is not
     finite."""
     def compute():
-        x, w = np.polynomial.hermite_e.hermegauss(64)
+        U, W = rule_for_code(-64, folder)  # 64-point Gauss–Hermite, weights normalised to φ
         with np.errstate(all="ignore"):
-            scale = float(np.sqrt(np.sum(w * factor.plus(np.sqrt(SPACING_MIN_VARIANCE) * x) ** 2) / np.sum(w)))
+            scale = float(np.sqrt(W[0] @ factor.plus(np.sqrt(SPACING_MIN_VARIANCE) * U[0]) ** 2))
         out = np.full(len(TABLE_SPACINGS), np.inf)
         if not (np.isfinite(scale) and scale > 0):
             return (out,)
